@@ -1,0 +1,32 @@
+"""What happened: event types, their encoding, the run state machine and the event store."""
+
+from airfix.events.errors import (
+    AirfixError,
+    ConcurrencyError,
+    ConfigError,
+    DuplicateEventError,
+    InvalidEventError,
+    InvalidTransition,
+    StoreLayoutError,
+    UndecodableEntry,
+)
+from airfix.events.keys import DEFAULT_PREFIX, Keys, partition_of
+from airfix.events.schema import *  # noqa: F403
+from airfix.events.schema import AnyEvent, Event, stamp
+
+__all__ = [
+    "AirfixError",
+    "AnyEvent",
+    "ConcurrencyError",
+    "ConfigError",
+    "DEFAULT_PREFIX",
+    "DuplicateEventError",
+    "Event",
+    "InvalidEventError",
+    "InvalidTransition",
+    "Keys",
+    "StoreLayoutError",
+    "UndecodableEntry",
+    "partition_of",
+    "stamp",
+]

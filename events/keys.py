@@ -1,0 +1,104 @@
+"""Every Redis key airfix uses, in one place (see README "Key layout").
+
+Keys that a Lua script touches together share a hash tag, so the layout holds on Redis Cluster:
+
+* a run's stream, its index hash and its partition log share ``{pN}`` (the partition);
+* a projection's view and its checkpoint share the view key's own name as the tag
+  (``{autonomous_fix:task_queue}:checkpoint`` hashes to the slot of ``autonomous_fix:task_queue``),
+  which keeps the operator's verbatim key names (``autonomous_fix:task_queue``) working.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "autonomous_fix"
+
+
+def partition_of(run_id: str, partitions: int) -> int:
+    """The partition of a run: stable across processes and Python versions (crc32, not hash())."""
+    return zlib.crc32(run_id.encode()) % partitions
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+    partitions: int = 4
+
+    # --- the event log -----------------------------------------------------------------------
+    def tag(self, partition: int) -> str:
+        return f"{{p{partition}}}"
+
+    def run_stream(self, run_id: str) -> str:
+        """STREAM: one run's events, entry id ``0-<version>``."""
+        return f"{self.prefix}:{self.tag(partition_of(run_id, self.partitions))}:run:{run_id}"
+
+    def run_index(self, run_id: str) -> str:
+        """HASH: ``version`` and ``e:<event_id>`` -> "version run_pos log_pos digest"."""
+        return f"{self.prefix}:{self.tag(partition_of(run_id, self.partitions))}:idx:{run_id}"
+
+    def log(self, partition: int) -> str:
+        """STREAM: the partition log that consumer groups read."""
+        return f"{self.prefix}:{self.tag(partition)}:log"
+
+    def log_of(self, run_id: str) -> str:
+        return self.log(partition_of(run_id, self.partitions))
+
+    def logs(self) -> list[str]:
+        return [self.log(p) for p in range(self.partitions)]
+
+    @property
+    def meta(self) -> str:
+        """HASH: the store's layout (``partitions``), checked by every process that opens it."""
+        return f"{self.prefix}:meta"
+
+    # --- the consumer runtime ----------------------------------------------------------------
+    def dead_letters(self) -> str:
+        """STREAM: entries parked after the delivery cap or when undecodable."""
+        return f"{self.prefix}:dead_letters"
+
+    def lease(self, group: str, partition: int) -> str:
+        """STRING with TTL: which consumer of ``group`` owns ``partition`` now."""
+        return f"{self.prefix}:{self.tag(partition)}:lease:{group}"
+
+    def members(self, group: str) -> str:
+        """ZSET: live consumers of ``group`` scored by heartbeat time (ms)."""
+        return f"{self.prefix}:members:{group}"
+
+    def halted(self, group: str) -> str:
+        """HASH: run_id -> why the ordered handler of ``group`` stopped for that run."""
+        return f"{self.prefix}:halted:{group}"
+
+    # --- projections (operator-facing names from the original guide) -------------------------
+    @property
+    def task_queue(self) -> str:
+        """ZSET: pending batch ids scored by priority."""
+        return f"{self.prefix}:task_queue"
+
+    def task(self, batch_id: str) -> str:
+        """STRING: the JSON batch record; the tag keeps it in the task_queue's slot."""
+        return f"{{{self.task_queue}}}:task:{batch_id}"
+
+    @property
+    def run_history(self) -> str:
+        """LIST: finished runs, newest first, capped."""
+        return f"{self.prefix}:run_history"
+
+    def summary(self, phase: str) -> str:
+        """STRING: JSON of the last fix summary of ``phase``."""
+        return f"{self.prefix}:summary:{phase}"
+
+    @property
+    def status(self) -> str:
+        """HASH: run_id -> JSON of the run's status."""
+        return f"{self.prefix}:status"
+
+    @property
+    def runs(self) -> str:
+        """ZSET: run ids scored by the time they were requested (ms)."""
+        return f"{{{self.status}}}:runs"
+
+    def checkpoint(self, view_key: str) -> str:
+        """HASH: partition log -> last applied entry id, in the view's slot."""
+        return f"{{{view_key}}}:checkpoint"

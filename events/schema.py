@@ -1,0 +1,272 @@
+"""What happened: the event types of a fix run, one tagged union.
+
+Every event carries the same envelope (``event_id``, ``run_id``, ``version``, ``recorded_at``,
+``correlation_id``, ``causation_id``, ``schema``) and a payload that a later reader can use without
+re-running anything.  The envelope fields have empty defaults so the pure core (``decide``) can build
+payload-only events; :func:`stamp` fills the envelope just before an append.
+
+Schema evolution rules (enforced by ``tests/test_schema_golden.py`` over a checked-in corpus):
+
+1. A new field always has a default, so old entries still decode.
+2. Wire names never change: rename a Python attribute with ``msgspec.field(name="old")``.
+3. A field's type never changes; add a new field instead.
+4. An event type is never renamed or removed; the ``type`` tag is its class name.
+5. A breaking change bumps the class's ``schema`` default and adds an upcaster in ``codec.py``.
+
+Unknown fields are ignored on decode (newer writers, older readers); an unknown *type* is parked
+in the dead-letter stream by the consumer runtime, never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Literal, Union
+
+import msgspec
+
+from airfix.events.ids import new_event_id
+
+Phase = Literal["build", "test", "lint"]
+BatchingMode = Literal["mega", "smart", "individual"]
+ToolStatus = Literal["passed", "failed", "tool_error", "skipped"]
+TerminalStatus = Literal[
+    "succeeded",
+    "partially_fixed",
+    "no_progress",
+    "budget_exhausted",
+    "timed_out",
+    "verify_failed",
+    "tool_error",
+    "cancelled",
+    "failed",
+]
+TERMINAL_STATUSES: tuple[str, ...] = TerminalStatus.__args__  # type: ignore[attr-defined]
+
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+# ---------------------------------------------------------------- value objects (payload parts)
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+    """The run's budget; the state machine applies it as pure policy on the state."""
+
+    max_iterations: int = 10
+    max_consecutive_failures: int = 5
+    max_duration_s: float = 4 * 3600.0
+    no_progress_iterations: int = 3
+    max_cost_usd: float = 0.0  # 0 = no cost limit
+
+
+class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
+    """One tool's measurement: enough to judge it later without re-running it."""
+
+    tool: str
+    status: ToolStatus
+    version: str = ""
+    command: list[str] = []
+    exit_status: int | None = None
+    counts: dict[str, int] = {}
+    duration_s: float = 0.0
+    error: str = ""
+
+
+class IssueRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One problem found by a tool; ``fingerprint`` survives line shifts."""
+
+    issue_id: str
+    fingerprint: str
+    tool: str
+    phase: Phase
+    file: str = ""
+    line: int = 0
+    column: int = 0
+    severity: str = "error"
+    rule: str = ""
+    message: str = ""
+
+
+# ---------------------------------------------------------------- the events
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag=True):
+    """Base of every event: the envelope.  Never instantiated on its own."""
+
+    event_id: str = ""
+    run_id: str = ""
+    version: int = 0
+    recorded_at: _dt.datetime = EPOCH
+    correlation_id: str = ""
+    causation_id: str = ""
+    schema: int = 1
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+class RunRequested(Event, frozen=True, kw_only=True):
+    target: str
+    batching: BatchingMode = "smart"
+    fixer: str = "autofix"
+    simulation: bool = False
+    limits: Limits = Limits()
+    requested_by: str = ""
+    config: dict[str, object] = {}
+
+
+class RunStarted(Event, frozen=True, kw_only=True):
+    worker: str = ""
+    base_sha: str = ""
+    branch: str = ""
+
+
+class HealthChecked(Event, frozen=True, kw_only=True):
+    iteration: int
+    scope: Literal["full", "batch", "static"] = "full"
+    tools: list[ToolResult] = []
+    score: float = 0.0
+    parts: dict[str, float] = {}
+    healthy: bool = False
+
+
+class IssuesDiscovered(Event, frozen=True, kw_only=True):
+    iteration: int
+    issues: list[IssueRecord] = []
+
+
+class BatchPlanned(Event, frozen=True, kw_only=True):
+    iteration: int
+    batch_id: str
+    phase: Phase
+    mode: BatchingMode
+    issue_ids: list[str]
+    priority: int = 5
+    description: str = ""
+    files: list[str] = []
+
+
+class FixStarted(Event, frozen=True, kw_only=True):
+    batch_id: str
+    fixer: str
+    attempt: int = 1
+    worker: str = ""
+
+
+class FixApplied(Event, frozen=True, kw_only=True):
+    batch_id: str
+    fixer: str
+    files_changed: list[str] = []
+    duration_s: float = 0.0
+    cost_usd: float = 0.0
+    turns: int = 0
+
+
+class FixFailed(Event, frozen=True, kw_only=True):
+    batch_id: str
+    fixer: str
+    reason: str
+    duration_s: float = 0.0
+    cost_usd: float = 0.0
+    turns: int = 0
+
+
+class FixRolledBack(Event, frozen=True, kw_only=True):
+    batch_id: str
+    reason: str
+    reset_to: str = ""
+    regressions: list[str] = []
+
+
+class Committed(Event, frozen=True, kw_only=True):
+    batch_id: str
+    sha: str
+    message: str = ""
+    files: list[str] = []
+    counts_before: dict[str, int] = {}
+    counts_after: dict[str, int] = {}
+
+
+class IterationCompleted(Event, frozen=True, kw_only=True):
+    iteration: int
+    committed: int = 0
+    rolled_back: int = 0
+    failed: int = 0
+    score: float = 0.0
+    issues_remaining: int = 0
+    progress: bool = False
+
+
+class RunCompleted(Event, frozen=True, kw_only=True):
+    status: TerminalStatus
+    reason: str = ""
+    issues_before: int = 0
+    issues_after: int = 0
+    commits: int = 0
+
+
+class RunFailed(Event, frozen=True, kw_only=True):
+    reason: str
+    status: TerminalStatus = "failed"
+    failed_tools: list[str] = []
+
+
+class RunCancelled(Event, frozen=True, kw_only=True):
+    reason: str = ""
+    requested_by: str = ""
+
+
+AnyEvent = Union[
+    RunRequested,
+    RunStarted,
+    HealthChecked,
+    IssuesDiscovered,
+    BatchPlanned,
+    FixStarted,
+    FixApplied,
+    FixFailed,
+    FixRolledBack,
+    Committed,
+    IterationCompleted,
+    RunCompleted,
+    RunFailed,
+    RunCancelled,
+]
+EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
+TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)
+
+
+def stamp(
+    events: list[Event],
+    *,
+    run_id: str,
+    expected_version: int,
+    correlation_id: str = "",
+    causation_id: str = "",
+    event_ids: list[str] | None = None,
+    now: _dt.datetime | None = None,
+) -> list[Event]:
+    """Fill the envelope of payload-only events so they follow version ``expected_version``.
+
+    Pass ``event_ids`` derived from the causing event to make a retried handler idempotent: the
+    store then recognises the re-sent events and adds nothing.
+    """
+    at = now or utcnow()
+    out: list[Event] = []
+    for i, ev in enumerate(events):
+        out.append(
+            msgspec.structs.replace(
+                ev,
+                event_id=event_ids[i] if event_ids else (ev.event_id or new_event_id()),
+                run_id=run_id,
+                version=expected_version + 1 + i,
+                recorded_at=at,
+                correlation_id=correlation_id or ev.correlation_id or run_id,
+                causation_id=causation_id or ev.causation_id,
+            )
+        )
+    return out

@@ -1,0 +1,199 @@
+"""The event store: per-run streams plus partitioned logs on Redis Streams.
+
+``append`` is the only writer.  One Lua script (``append.lua``) checks the run's version and the
+idempotency ledger, then adds every event to the run's stream (entry id ``0-<version>``) and to the
+run's partition log, all or nothing as far as Redis allows: every check runs before the first write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterator, Sequence
+
+import redis
+
+from airfix.events import codec
+from airfix.events.errors import (
+    ConcurrencyError,
+    DuplicateEventError,
+    InvalidEventError,
+    StoreLayoutError,
+    UndecodableEntry,
+)
+from airfix.events.keys import Keys
+from airfix.events.schema import EVENT_TYPES, Event
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_APPEND_LUA = resources.files("airfix.events").joinpath("append.lua").read_text()
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where one appended event landed: its run stream entry and its partition log entry."""
+
+    version: int
+    run_entry: str
+    log_entry: str
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    version: int  # the run's version after the append
+    positions: list[Position]
+    duplicate: bool  # True when every event was already recorded (a retry after a lost reply)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of a partition log: the event, or why it could not be decoded."""
+
+    stream: str
+    entry_id: str
+    fields: dict[bytes, bytes]
+    event: Event | None
+    error: UndecodableEntry | None
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+        raise InvalidEventError(
+            f"run id {run_id!r} is not valid: use 1-128 of A-Z a-z 0-9 . _ : - (no braces or spaces)"
+        )
+    return run_id
+
+
+class EventStore:
+    """Append and read events.  Thread-safe as far as the redis client is."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None, *, log_maxlen: int = 0) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self.log_maxlen = log_maxlen
+        self._append = client.register_script(_APPEND_LUA)
+        self._check_layout()
+
+    def _check_layout(self) -> None:
+        self.client.hsetnx(self.keys.meta, "partitions", self.keys.partitions)
+        stored = int(self.client.hget(self.keys.meta, "partitions") or 0)
+        if stored != self.keys.partitions:
+            raise StoreLayoutError(
+                f"{self.keys.meta} says this store has {stored} partitions, but this process was "
+                f"configured with {self.keys.partitions} (config key store.partitions); runs would be "
+                "read from the wrong partition, so nothing was done"
+            )
+
+    # ------------------------------------------------------------------------------ writing
+    def append(self, run_id: str, events: Sequence[Event], expected_version: int) -> AppendResult:
+        """Append ``events`` after version ``expected_version`` of ``run_id``.
+
+        Raises :class:`ConcurrencyError` when the run is elsewhere (nothing written),
+        :class:`DuplicateEventError` when an event id is reused with other content, and
+        :class:`InvalidEventError` for a malformed batch.  Re-sending an appended batch returns the
+        original positions with ``duplicate=True`` and writes nothing.
+        """
+        args = self._validate(run_id, events, expected_version)
+        keys = [self.keys.run_stream(run_id), self.keys.run_index(run_id), self.keys.log_of(run_id)]
+        reply = self._append(keys=keys, args=args)
+        status = _s(reply[0])
+        if status == "OK":
+            return AppendResult(int(reply[1]), self._positions(events, reply[2:]), False)
+        if status == "DUPLICATE":
+            return AppendResult(int(reply[1]), self._positions(events, reply[2:]), True)
+        if status == "CONFLICT":
+            raise ConcurrencyError(run_id, expected_version, int(reply[1]))
+        if status == "PARTIAL":
+            raise ConcurrencyError(run_id, expected_version, int(reply[1]))
+        if status == "DIFFERENT":
+            raise DuplicateEventError(run_id, _s(reply[1]))
+        raise RuntimeError(f"append.lua answered {reply!r}")  # a bug in the script, not bad input
+
+    @staticmethod
+    def _positions(events: Sequence[Event], flat: Sequence[Any]) -> list[Position]:
+        return [
+            Position(ev.version, _s(flat[2 * i]), _s(flat[2 * i + 1])) for i, ev in enumerate(events)
+        ]
+
+    def _validate(self, run_id: str, events: Sequence[Event], expected_version: int) -> list[Any]:
+        check_run_id(run_id)
+        if not isinstance(expected_version, int) or expected_version < 0:
+            raise InvalidEventError(f"run {run_id!r}: expected_version must be an int >= 0")
+        if not events:
+            raise InvalidEventError(f"run {run_id!r}: nothing to append")
+        args: list[Any] = [expected_version, len(events), self.log_maxlen]
+        seen: set[str] = set()
+        for i, ev in enumerate(events):
+            where = f"run {run_id!r}, event #{i + 1}"
+            name = type(ev).__name__
+            if EVENT_TYPES.get(name) is not type(ev):
+                raise InvalidEventError(f"{where}: {name} is not an airfix event type")
+            if ev.run_id != run_id:
+                raise InvalidEventError(f"{where} ({name}): run_id is {ev.run_id!r}")
+            if ev.version != expected_version + 1 + i:
+                raise InvalidEventError(
+                    f"{where} ({name}): version {ev.version}, expected {expected_version + 1 + i} "
+                    "(versions are gapless: use stamp())"
+                )
+            if not ev.event_id or ev.event_id in seen:
+                raise InvalidEventError(f"{where} ({name}): missing or repeated event_id {ev.event_id!r}")
+            seen.add(ev.event_id)
+            f = codec.to_fields(ev)
+            args += [ev.event_id, codec.digest(ev), f["type"], f["at"], f["data"], run_id]
+        return args
+
+    # ------------------------------------------------------------------------------ reading
+    def version(self, run_id: str) -> int:
+        """The run's current version (0 when it has no events)."""
+        return int(self.client.hget(self.keys.run_index(check_run_id(run_id)), "version") or 0)
+
+    def read_run(
+        self, run_id: str, from_version: int = 1, to_version: int | None = None, *, page: int = 1000
+    ) -> Iterator[Event]:
+        """The run's events in version order, fetched ``page`` at a time."""
+        key = self.keys.run_stream(check_run_id(run_id))
+        start = max(1, from_version)
+        end = f"0-{to_version}" if to_version is not None else "+"
+        while True:
+            chunk = self.client.xrange(key, f"0-{start}", end, count=page)
+            for entry_id, fields in chunk:
+                yield codec.from_fields(fields, where=key, entry_id=_s(entry_id))
+            if len(chunk) < page:
+                return
+            start = int(_s(chunk[-1][0]).split("-")[1]) + 1
+
+    def read_log(self, partition: int, after: str = "0-0", count: int = 1000) -> list[LogEntry]:
+        """One page of a partition log, strictly after ``after``; undecodable entries included."""
+        key = self.keys.log(partition)
+        chunk = self.client.xrange(key, f"({after}" if after not in ("-", "0", "0-0") else "-", "+", count=count)
+        return [self.entry(key, entry_id, fields) for entry_id, fields in chunk]
+
+    def iter_log(self, partition: int, after: str = "0-0", *, page: int = 1000) -> Iterator[LogEntry]:
+        while True:
+            chunk = self.read_log(partition, after, page)
+            yield from chunk
+            if len(chunk) < page:
+                return
+            after = chunk[-1].entry_id
+
+    @staticmethod
+    def entry(stream: str, entry_id: Any, fields: Any) -> LogEntry:
+        eid = _s(entry_id)
+        try:
+            return LogEntry(stream, eid, fields or {}, codec.from_fields(fields, where=stream, entry_id=eid), None)
+        except UndecodableEntry as exc:
+            return LogEntry(stream, eid, fields or {}, None, exc)
+
+    def log_ends(self) -> dict[str, str]:
+        """The last entry id of every partition log (``0-0`` when empty)."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys.logs():
+            pipe.xrevrange(key, "+", "-", count=1)
+        out = {}
+        for key, rows in zip(self.keys.logs(), pipe.execute()):
+            out[key] = _s(rows[0][0]) if rows else "0-0"
+        return out

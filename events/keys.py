@@ -54,9 +54,9 @@ class Keys:
         return f"{self.prefix}:meta"
 
     # --- the consumer runtime ----------------------------------------------------------------
-    def dead_letters(self) -> str:
-        """STREAM: entries parked after the delivery cap or when undecodable."""
-        return f"{self.prefix}:dead_letters"
+    def dead_letters(self, group: str) -> str:
+        """STREAM: entries ``group`` parked (delivery cap reached, undecodable, run halted)."""
+        return f"{self.prefix}:dead_letters:{group}"
 
     def lease(self, group: str, partition: int) -> str:
         """STRING with TTL: which consumer of ``group`` owns ``partition`` now."""

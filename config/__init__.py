@@ -1,0 +1,611 @@
+"""Typed configuration: one frozen :class:`Config`, loaded strictly, with errors that name the key.
+
+The original tool read a YAML dict and silently ignored keys it did not know, so users believed they
+had configured timeouts and limits that nothing read (seed D18).  Here every key is a field of a
+frozen msgspec Struct with ``forbid_unknown_fields=True``: a misspelt key, a wrong type or an
+out-of-range value is a :class:`~airfix.events.errors.ConfigError` whose message names the dotted
+key path and where the value came from (file and line, environment variable, or overrides).
+
+Precedence, lowest first: built-in defaults < YAML file < environment < ``overrides``.  The shipped
+``autonomous_fix.yaml`` restates the defaults with a comment per key (a test keeps the two equal).
+
+Environment variables:
+
+* ``AIRFIX_REDIS_URL`` sets ``store.redis_url`` (the value is taken verbatim).
+* ``AIRFIX__SECTION__KEY=value`` sets ``section.key``.  Names are case-insensitive; the value is
+  taken verbatim where the key is a string, and parsed as a YAML value (``5``, ``true``, ``0.5``,
+  ``[a, b]``) everywhere else.  It is applied after ``AIRFIX_REDIS_URL``, so it wins if both are set.
+* Other ``AIRFIX_*`` variables are left alone; they may belong to other parts of airfix.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+import typing
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from airfix.events.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "ENV_REDIS_URL",
+    "LOG_LEVELS",
+    "BatchSizesConfig",
+    "CircuitBreakerConfig",
+    "CompletionCriteriaConfig",
+    "Config",
+    "ConsumersConfig",
+    "FixerConfig",
+    "GitConfig",
+    "GuardsConfig",
+    "HealthCheckConfig",
+    "IssueGroupingConfig",
+    "LoggingConfig",
+    "ProjectionsConfig",
+    "StoreConfig",
+    "config_to_dict",
+    "default_yaml_path",
+    "load_config",
+]
+
+ENV_REDIS_URL = "AIRFIX_REDIS_URL"
+ENV_PREFIX = "AIRFIX__"
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+
+# Constrained scalars.  The constraints are checked when a mapping is decoded (load_config), not
+# when a Struct is built in code: msgspec leaves construction unchecked on purpose (static type
+# checkers cover code, decoding covers untrusted input).
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+NonNegativeInt = Annotated[int, msgspec.Meta(ge=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+NonNegativeFloat = Annotated[float, msgspec.Meta(ge=0)]
+Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
+Name = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of every section: immutable, keyword-only, and strict about unknown keys."""
+
+
+# ---------------------------------------------------------------- infrastructure sections
+
+
+class StoreConfig(_Section, frozen=True, kw_only=True):
+    """Where events live: Redis (or the embedded store) and the key layout."""
+
+    redis_url: str = ""  # "" = the embedded store (fakeredis), for tests and single-process use
+    prefix: Name = "autonomous_fix"
+    partitions: PositiveInt = 4
+    log_maxlen: NonNegativeInt = 0  # 0 = never trim; events are the source of truth
+
+
+class ConsumersConfig(_Section, frozen=True, kw_only=True):
+    """How consumer groups read, lease partitions, retry and stop."""
+
+    # >= 1: XREADGROUP BLOCK 0 would block forever and defeat the shutdown deadline.
+    block_ms: PositiveInt = 1000
+    batch_size: PositiveInt = 200
+    lease_ttl_ms: PositiveInt = 10000
+    rebalance_interval_ms: PositiveInt = 1000
+    delivery_cap: PositiveInt = 5
+    retry_backoff_ms: NonNegativeInt = 50
+    retry_backoff_max_ms: NonNegativeInt = 2000
+    shutdown_deadline_s: NonNegativeFloat = 10.0
+    heartbeat_interval_ms: PositiveInt = 2000
+
+
+class ProjectionsConfig(_Section, frozen=True, kw_only=True):
+    """Read models built from the log."""
+
+    run_history_length: PositiveInt = 10
+    wait_timeout_s: NonNegativeFloat = 10.0
+
+
+class LoggingConfig(_Section, frozen=True, kw_only=True):
+    """structlog output (see :mod:`airfix.services.logs`)."""
+
+    level: str = "info"  # checked against LOG_LEVELS, case-insensitively
+    format: Literal["console", "json"] = "console"
+    log_stream_maxlen: NonNegativeInt = 10000
+
+
+# ---------------------------------------------------------------- fix-pipeline sections
+
+
+class CompletionCriteriaConfig(_Section, frozen=True, kw_only=True):
+    """When a run counts as healthy and stops with success."""
+
+    build_passes: bool = True
+    min_test_pass_rate: Fraction = 0.95
+    max_lint_errors: NonNegativeInt = 0
+    # 1, not the original's 3: a run that was already healthy had to loop two more iterations
+    # re-measuring an unchanged tree (burning the iteration cap) before it could stop.
+    stability_runs: PositiveInt = 1
+
+
+class CircuitBreakerConfig(_Section, frozen=True, kw_only=True):
+    """Budgets that stop a run that is not converging.  Names follow the original config."""
+
+    max_consecutive_failures: PositiveInt = 5
+    # The iteration cap: one "run" of the original is one iteration here.
+    max_total_runs: PositiveInt = 20
+    max_duration_hours: PositiveFloat = 4.0
+    no_progress_iterations: PositiveInt = 3
+    max_cost_usd: NonNegativeFloat = 0.0  # 0 = no cost limit
+
+
+class BatchSizesConfig(_Section, frozen=True, kw_only=True):
+    """How many grouped fix tasks one iteration executes per phase."""
+
+    build_fixes: PositiveInt = 5
+    test_fixes: PositiveInt = 5
+    lint_fixes: PositiveInt = 5
+
+
+class IssueGroupingConfig(_Section, frozen=True, kw_only=True):
+    """How discovered issues are grouped into fix tasks."""
+
+    mode: Literal["mega", "smart", "individual"] = "smart"
+    max_cleanup_batch_size: PositiveInt = 50
+    max_location_batch_size: PositiveInt = 20
+
+
+class HealthCheckConfig(_Section, frozen=True, kw_only=True):
+    """Measuring the target project."""
+
+    static_pass_threshold: Fraction = 0.6
+    tool_timeout_s: PositiveFloat = 300.0
+    test_timeout_s: PositiveFloat = 600.0
+
+
+class FixerConfig(_Section, frozen=True, kw_only=True):
+    """Which fixer adapter edits code, and its limits."""
+
+    name: Name = "autofix"
+    chain: Annotated[tuple[Name, ...], msgspec.Meta(min_length=1)] = ("autofix",)
+    timeout_s: PositiveFloat = 900.0
+    idle_timeout_s: PositiveFloat = 300.0
+    max_turns: PositiveInt = 30
+    allow_unsafe_fixes: bool = False
+
+
+class GitConfig(_Section, frozen=True, kw_only=True):
+    """How fixes are committed."""
+
+    branch_prefix: str = "airfix/"
+    commit_to_current_branch: bool = False
+    run_hooks: bool = True
+
+
+class GuardsConfig(_Section, frozen=True, kw_only=True):
+    """Edits a fix may not make unless explicitly allowed; each one is a way to "pass" by cheating."""
+
+    allow_test_deletion: bool = False
+    allow_suppressions: bool = False
+    allow_config_edits: bool = False
+
+
+def _section(cls: type) -> Any:
+    return msgspec.field(default_factory=cls)
+
+
+class Config(_Section, frozen=True, kw_only=True):
+    """The whole configuration.  ``Config()`` is the built-in defaults."""
+
+    store: StoreConfig = _section(StoreConfig)
+    consumers: ConsumersConfig = _section(ConsumersConfig)
+    projections: ProjectionsConfig = _section(ProjectionsConfig)
+    logging: LoggingConfig = _section(LoggingConfig)
+    completion_criteria: CompletionCriteriaConfig = _section(CompletionCriteriaConfig)
+    circuit_breaker: CircuitBreakerConfig = _section(CircuitBreakerConfig)
+    batch_sizes: BatchSizesConfig = _section(BatchSizesConfig)
+    issue_grouping: IssueGroupingConfig = _section(IssueGroupingConfig)
+    health_check: HealthCheckConfig = _section(HealthCheckConfig)
+    fixer: FixerConfig = _section(FixerConfig)
+    git: GitConfig = _section(GitConfig)
+    guards: GuardsConfig = _section(GuardsConfig)
+
+
+# ---------------------------------------------------------------- public helpers
+
+
+def default_yaml_path() -> Path:
+    """Path of the shipped ``autonomous_fix.yaml`` (package data, so it works when installed)."""
+    # The package is always installed as files on disk (setuptools, no zip), so a Path is safe.
+    return Path(str(resources.files("airfix.config").joinpath("autonomous_fix.yaml")))
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain dicts, lists and scalars: ready for YAML, JSON or a ``RunRequested`` payload."""
+    return _lists(msgspec.to_builtins(cfg))
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Build a :class:`Config` from defaults, a YAML file, the environment and overrides.
+
+    Args:
+        path: YAML file to merge over the defaults; ``None`` for none.
+        overrides: nested mapping (``{"store": {"partitions": 2}}``) or dotted keys
+            (``{"store.partitions": 2}``), applied last: meant for command-line flags.
+        env: environment to read ``AIRFIX_*`` variables from; ``None`` means ``os.environ``.
+
+    Raises:
+        ConfigError: the file is missing or unparsable, or a key is unknown, mistyped or out of
+            range.  The message names the dotted key path and its source.
+    """
+    merged: dict[str, Any] = config_to_dict(Config())
+    origins: dict[tuple[str, ...], str] = {}
+    lines: dict[tuple[str, ...], int] = {}
+    file_label = ""
+
+    if path is not None:
+        file_label = str(path)
+        data, lines = _read_yaml(Path(path))
+        _merge(merged, data, (), origins, file_label)
+
+    for name, key_path, value in _env_layers(os.environ if env is None else env):
+        _merge(merged, _nest(key_path, value, name), (), origins, f"environment variable {name}")
+
+    if overrides:
+        for key, value in overrides.items():
+            key_path = tuple(str(key).split("."))
+            _merge(merged, _nest(key_path, value, "overrides"), (), origins, "overrides")
+
+    def where(key_path: tuple[str | int, ...]) -> str:
+        return _where(key_path, origins, lines, file_label)
+
+    try:
+        cfg = msgspec.convert(merged, Config)
+    except msgspec.ValidationError as exc:
+        key_path, message = _explain(str(exc), merged)
+        raise ConfigError(f"{message}{where(key_path)}") from None
+
+    problems = _semantic_problems(cfg)
+    if problems:
+        raise ConfigError(
+            "; ".join(f"{message}{where(key_path)}" for key_path, message in problems)
+        )
+    return cfg
+
+
+# ---------------------------------------------------------------- YAML
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    """Parse a config file; return its mapping and the 1-based line of every key path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{line}: not valid YAML: {problem}") from None
+    if data is None:  # an empty file (or only comments) means "all defaults"
+        return {}, {}
+    if not isinstance(data, dict):
+        line = node.start_mark.line + 1 if node is not None else 1
+        raise ConfigError(
+            f"{path}, line {line}: expected a mapping of sections at the top level, "
+            f"got {_type_name(data)}"
+        )
+    lines: dict[tuple[str, ...], int] = {}
+    _index_lines(node, (), lines, path)
+    return data, lines
+
+
+def _index_lines(
+    node: yaml.Node, prefix: tuple[str, ...], out: dict[tuple[str, ...], int], path: Path
+) -> None:
+    """Record each key's line; reject duplicate keys, which PyYAML would silently collapse."""
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for key_node, value_node in node.value:
+        key = (*prefix, str(key_node.value))
+        if key in out and key_node.value != "<<":
+            dotted = ".".join(key)
+            raise ConfigError(
+                f"{path}, line {key_node.start_mark.line + 1}: duplicate key {dotted} "
+                f"(first at line {out[key]})"
+            )
+        out[key] = key_node.start_mark.line + 1
+        _index_lines(value_node, key, out, path)
+
+
+# ---------------------------------------------------------------- merging layers
+
+
+def _merge(
+    base: dict[str, Any],
+    layer: Mapping[str, Any],
+    prefix: tuple[str, ...],
+    origins: dict[tuple[str, ...], str],
+    label: str,
+) -> None:
+    """Deep-merge ``layer`` into ``base`` in place, remembering which layer set each key."""
+    for raw_key, value in layer.items():
+        key = raw_key if isinstance(raw_key, str) else str(raw_key)
+        key_path = (*prefix, key)
+        current = base.get(key)
+        if isinstance(current, dict) and value is None:
+            continue  # "section:" with every key commented out: keep the defaults
+        origins[key_path] = label
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            _merge(current, value, key_path, origins, label)
+        else:
+            # Copied: later layers merge into it, and the caller's mapping must stay untouched.
+            base[key] = copy.deepcopy(value)
+            if isinstance(value, Mapping):
+                _note(value, key_path, origins, label)
+
+
+def _note(
+    value: Mapping[str, Any],
+    prefix: tuple[str, ...],
+    origins: dict[tuple[str, ...], str],
+    label: str,
+) -> None:
+    for key, sub in value.items():
+        origins[(*prefix, str(key))] = label
+        if isinstance(sub, Mapping):
+            _note(sub, (*prefix, str(key)), origins, label)
+
+
+def _nest(key_path: tuple[str, ...], value: Any, source: str) -> dict[str, Any]:
+    if not all(key_path):
+        raise ConfigError(f"{source}: empty key in {'.'.join(key_path)!r}")
+    nested: Any = value
+    for key in reversed(key_path):
+        nested = {key: nested}
+    return nested
+
+
+def _env_layers(env: Mapping[str, str]) -> list[tuple[str, tuple[str, ...], Any]]:
+    """The environment's settings in application order: AIRFIX_REDIS_URL, then AIRFIX__* sorted."""
+    layers: list[tuple[str, tuple[str, ...], Any]] = []
+    if ENV_REDIS_URL in env:
+        layers.append((ENV_REDIS_URL, ("store", "redis_url"), env[ENV_REDIS_URL]))
+    for name in sorted(env):
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        key_path = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+        if not all(key_path):
+            raise ConfigError(f"environment variable {name}: expected AIRFIX__SECTION__KEY")
+        layers.append((name, key_path, _env_value(name, key_path, env[name])))
+    return layers
+
+
+def _env_value(name: str, key_path: tuple[str, ...], raw: str) -> Any:
+    """A string key takes the text verbatim (a URL or "123" stays a string); others parse as YAML."""
+    if _is_str(_annotation_at(key_path)):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            f"environment variable {name}: not a valid YAML value: {problem}"
+        ) from None
+
+
+# ---------------------------------------------------------------- explaining errors
+
+
+_AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
+_PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_path(path: str) -> tuple[str | int, ...]:
+    """``$.store.partitions`` -> ("store", "partitions"); ``$.fixer.chain[0]`` -> (.., "chain", 0)."""
+    body = path.removeprefix("$")
+    return tuple(
+        m.group(1) if m.group(1) is not None else int(m.group(2)) for m in _PATH_PART.finditer(body)
+    )
+
+
+def _dotted(key_path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in key_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
+def _explain(raw: str, merged: dict[str, Any]) -> tuple[tuple[str | int, ...], str]:
+    """Turn a msgspec ValidationError message into (key path, message naming the dotted path)."""
+    m = _AT.match(raw)
+    assert m is not None  # the pattern matches any string
+    msg, key_path = m.group("msg"), _split_path(m.group("path") or "$")
+
+    unknown = re.fullmatch(r"Object contains unknown field `(.*)`", msg)
+    if unknown:
+        key = unknown.group(1)
+        full = (*key_path, key)
+        hint = _suggest(key, _fields_at(key_path)) if key_path else _suggest_section(key)
+        return full, f"unknown key {_dotted(full)}{hint}"
+
+    value = _value_at(merged, key_path)
+    got = f"got {_type_name(value)}"
+    typed = re.fullmatch(r"Expected `([^`]*)`, got `([^`]*)`", msg)
+    if typed:
+        return key_path, f"{_dotted(key_path)}: expected {_human(typed.group(1))}, {got}"
+    bounded = re.fullmatch(r"Expected `([^`]*)` (.+)", msg)
+    if bounded:
+        expected = f"{_human(bounded.group(1))} {bounded.group(2)}"
+        if isinstance(value, (list, tuple, str)) and "length" in expected:
+            return key_path, f"{_dotted(key_path)}: expected {expected}, got length {len(value)}"
+        return key_path, f"{_dotted(key_path)}: expected {expected}, got {value!r}"
+    if msg.startswith("Invalid enum value"):
+        allowed = typing.get_args(_annotation_at(key_path))
+        choices = ", ".join(str(a) for a in allowed) if allowed else "?"
+        return key_path, f"{_dotted(key_path)}: expected one of {choices}, got {value!r}"
+    return key_path, f"{_dotted(key_path)}: {msg[:1].lower()}{msg[1:]}"
+
+
+def _human(msgspec_type: str) -> str:
+    return {"object": "a mapping", "array": "a list", "null": "null"}.get(
+        msgspec_type, msgspec_type
+    )
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return type(value).__name__
+
+
+def _value_at(data: Any, key_path: tuple[str | int, ...]) -> Any:
+    for part in key_path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _suggest(key: str, candidates: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, candidates, n=1)
+    if close:
+        return f" (did you mean {close[0]}?)"
+    if candidates:
+        return f" (known keys: {', '.join(candidates)})"
+    return ""
+
+
+def _suggest_section(key: str) -> str:
+    """A top-level key that is really a section's key ("partitions") names its section."""
+    for section in Config.__struct_fields__:
+        if key in _fields_at((section,)):
+            return f" (did you mean {section}.{key}?)"
+    return _suggest(key, Config.__struct_fields__)
+
+
+def _where(
+    key_path: tuple[str | int, ...],
+    origins: Mapping[tuple[str, ...], str],
+    lines: Mapping[tuple[str, ...], int],
+    file_label: str,
+) -> str:
+    """Name the layer that set ``key_path`` (or its nearest enclosing section)."""
+    keys = tuple(str(p) for p in key_path if not isinstance(p, int))
+    for n in range(len(keys), 0, -1):
+        label = origins.get(keys[:n])
+        if label is None:
+            continue
+        if label == file_label:
+            line = lines.get(keys[:n])
+            return f" (in {file_label}" + (f", line {line})" if line else ")")
+        return f" (from {label})"
+    return f" (in {file_label})" if file_label else ""
+
+
+# ---------------------------------------------------------------- type introspection
+
+
+def _strip(annotation: Any) -> Any:
+    while typing.get_origin(annotation) is Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return annotation
+
+
+def _annotation_at(key_path: tuple[str | int, ...]) -> Any:
+    """The declared type at a key path, or ``None`` if the path names no field."""
+    annotation: Any = Config
+    for part in key_path:
+        annotation = _strip(annotation)
+        if isinstance(part, int):
+            args = typing.get_args(annotation)
+            annotation = args[0] if args else None
+            continue
+        if not (isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)):
+            return None
+        annotation = typing.get_type_hints(annotation, include_extras=True).get(part)
+        if annotation is None:
+            return None
+    return annotation
+
+
+def _fields_at(key_path: tuple[str | int, ...]) -> tuple[str, ...]:
+    annotation = _strip(_annotation_at(key_path))
+    if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+        return annotation.__struct_fields__
+    return ()
+
+
+def _is_str(annotation: Any) -> bool:
+    annotation = _strip(annotation)
+    if annotation is str:
+        return True
+    args = typing.get_args(annotation)
+    return typing.get_origin(annotation) is Literal and all(isinstance(a, str) for a in args)
+
+
+def _lists(value: Any) -> Any:
+    """to_builtins keeps tuples; YAML safe_dump and JSON readers want lists."""
+    if isinstance(value, dict):
+        return {k: _lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_lists(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- semantic checks
+
+
+def _semantic_problems(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
+    """Rules that span fields or that a type cannot say; ranges are in the field types above."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    level = cfg.logging.level
+    if level.lower() not in LOG_LEVELS:
+        problems.append(
+            (
+                ("logging", "level"),
+                f"logging.level: expected one of {', '.join(LOG_LEVELS)}, got {level!r}",
+            )
+        )
+    c = cfg.consumers
+    if c.retry_backoff_max_ms < c.retry_backoff_ms:
+        problems.append(
+            (
+                ("consumers", "retry_backoff_max_ms"),
+                (
+                    f"consumers.retry_backoff_max_ms: must be >= consumers.retry_backoff_ms "
+                    f"({c.retry_backoff_ms}), got {c.retry_backoff_max_ms}"
+                ),
+            )
+        )
+    for key in ("rebalance_interval_ms", "heartbeat_interval_ms"):
+        interval = getattr(c, key)
+        if interval >= c.lease_ttl_ms:
+            problems.append(
+                (
+                    ("consumers", key),
+                    (
+                        f"consumers.{key}: must be < consumers.lease_ttl_ms ({c.lease_ttl_ms}), "
+                        f"got {interval}; a lease would expire between two renewals"
+                    ),
+                )
+            )
+    return problems

@@ -1,0 +1,226 @@
+"""Projections are folds of the log: ``apply(event) -> ops``, applied exactly once.
+
+A projection turns an event into a few Redis writes (:class:`Op`).  :class:`ProjectionHandler`
+applies the ops of a batch *and* advances the projection's checkpoint in one Lua call
+(``apply.lua``), skipping entries at or below the checkpoint; the consumer group's ack comes after
+and is only delivery bookkeeping.  So a crash anywhere (before apply, after apply and before ack)
+leaves the view exactly as one clean pass would.
+
+Every key one projection writes lives in its view key's hash slot, and the checkpoint sits in that
+slot too (``{autonomous_fix:task_queue}:checkpoint``), so each script is cluster-safe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Iterable, Sequence
+
+import msgspec
+import redis
+
+from airfix.events.keys import Keys
+from airfix.events.schema import Event
+from airfix.events.store import EventStore, LogEntry
+
+_APPLY_LUA = resources.files("airfix.projections").joinpath("apply.lua").read_text()
+_ENC = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class Op:
+    """One Redis write: ``name`` is a command of apply.lua's whitelist."""
+
+    name: str
+    key: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """An op argument that names another key; it is passed in KEYS and replaced by its index."""
+
+    key: str
+
+
+def position(entry_id: str) -> str:
+    """A fixed-width, lexicographically ordered form of a stream id (for order-stable views)."""
+    ms, _, seq = entry_id.partition("-")
+    return f"{int(ms):015d}-{int(seq or 0):010d}"
+
+
+def id_newer(a: str, b: str) -> bool:
+    return position(a) > position(b)
+
+
+def dumps(obj: Any) -> bytes:
+    return _ENC.encode(obj)
+
+
+class Projection:
+    """Base of every read model.  Subclasses set ``name`` and implement ``view_key``/``apply``.
+
+    ``apply`` may read the view (for per-run state) but must return ops that depend only on the
+    events seen so far, so a rebuild from the log gives the same view as the live fold.
+    """
+
+    name = "projection"
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+
+    def view_key(self) -> str:
+        raise NotImplementedError
+
+    def apply(self, event: Event, entry_id: str) -> list[Op]:
+        raise NotImplementedError
+
+    def begin(self) -> None:
+        """A batch starts (projections with caches stage their changes from here)."""
+
+    def commit(self) -> None:
+        """The batch's ops were written: staged cache changes become real."""
+
+    def rollback(self) -> None:
+        """The batch's ops may or may not have been written: forget everything cached."""
+
+    def reset(self) -> None:
+        """Partitions changed hands: anything cached may be stale."""
+
+    def dump(self) -> Any:
+        """The whole view as plain data, for rebuild comparisons."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Delete the view and its checkpoint (used on scratch namespaces)."""
+        raise NotImplementedError
+
+    @property
+    def checkpoint_key(self) -> str:
+        return self.keys.checkpoint(self.view_key())
+
+    def checkpoints(self) -> dict[str, str]:
+        raw = self.client.hgetall(self.checkpoint_key)
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class RunCache:
+    """Per-run values a projection needs between events, staged until the batch is written."""
+
+    def __init__(self, load: Any, max_runs: int = 10_000) -> None:
+        self._load = load
+        self._max = max_runs
+        self._cache: dict[str, Any] = {}
+        self._staged: dict[str, Any] = {}
+
+    def get(self, run_id: str) -> Any:
+        if run_id in self._staged:
+            return self._staged[run_id]
+        if run_id not in self._cache:
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[run_id] = self._load(run_id)
+        return self._cache[run_id]
+
+    def put(self, run_id: str, value: Any) -> None:
+        self._staged[run_id] = value
+
+    def commit(self) -> None:
+        self._cache.update(self._staged)
+        self._staged.clear()
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._staged.clear()
+
+
+class ProjectionHandler:
+    """Adapts a :class:`Projection` to the consumer runtime; ordered (a failure halts the run)."""
+
+    ordered = True
+    start_id = "0"  # projections see all history
+
+    def __init__(self, projection: Projection) -> None:
+        self.projection = projection
+        self.group = f"projection:{projection.name}"
+        self._script = projection.client.register_script(_APPLY_LUA)
+
+    def on_partitions_changed(self) -> None:
+        self.projection.reset()
+
+    def handle(self, entries: Sequence[LogEntry]) -> None:
+        by_stream: dict[str, list[LogEntry]] = {}
+        for e in entries:
+            by_stream.setdefault(e.stream, []).append(e)
+        for stream, rows in by_stream.items():
+            self.apply_entries(stream, rows)
+
+    def apply_entries(self, stream: str, entries: Sequence[LogEntry], *, client: Any = None) -> int:
+        """Apply ``entries`` of one partition log; returns how many were past the checkpoint."""
+        p = self.projection
+        checkpoint = _s(p.client.hget(p.checkpoint_key, stream) or b"0-0")
+        fresh = [e for e in entries if e.event is not None and id_newer(e.entry_id, checkpoint)]
+        if not fresh:
+            return 0
+        p.begin()
+        try:
+            keys: dict[str, int] = {p.checkpoint_key: 1}
+            args: list[Any] = [stream, len(fresh)]
+            for e in fresh:
+                assert e.event is not None
+                ops = p.apply(e.event, e.entry_id)
+                args += [e.entry_id, len(ops)]
+                for op in ops:
+                    idx = keys.setdefault(op.key, len(keys) + 1)
+                    op_args = [
+                        keys.setdefault(a.key, len(keys) + 1) if isinstance(a, KeyRef) else a
+                        for a in op.args
+                    ]
+                    args += [op.name, idx, len(op_args), *op_args]
+            applied = int(self._script(keys=list(keys), args=args, client=client))
+        except BaseException:
+            p.rollback()
+            raise
+        p.commit()
+        return applied
+
+
+# ----------------------------------------------------------------------------- catching up
+
+
+def wait_for(
+    projection: Projection, stream: str, entry_id: str, *, timeout_s: float = 10.0,
+    poll_s: float = 0.005,
+) -> bool:
+    """Wait until ``projection`` has applied ``entry_id`` of ``stream`` (read-your-writes)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = projection.client.hget(projection.checkpoint_key, stream)
+        if got is not None and not id_newer(entry_id, _s(got)):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+
+
+def rebuild(store: EventStore, projection: Projection, *, page: int = 1000) -> int:
+    """Fold the whole log into ``projection`` (usually bound to a scratch namespace)."""
+    projection.clear()
+    handler = ProjectionHandler(projection)
+    total = 0
+    for p in range(store.keys.partitions):
+        batch: list[LogEntry] = []
+        for entry in store.iter_log(p, page=page):
+            batch.append(entry)
+            if len(batch) >= page:
+                total += handler.apply_entries(store.keys.log(p), batch)
+                batch = []
+        if batch:
+            total += handler.apply_entries(store.keys.log(p), batch)
+    return total

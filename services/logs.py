@@ -1,0 +1,244 @@
+"""Structured logging: one structlog pipeline, event context from contextvars, no leaked locals.
+
+Every service calls :func:`configure_logging` once at start (tests may call it again: it replaces
+the previous configuration).  Handlers wrap the handling of one stream entry in :func:`bind_event`,
+so every line logged meanwhile - by the fold, a projection or a tool adapter - carries ``run_id``,
+``event_id``, ``version``, ``event_type``, ``correlation_id`` and ``causation_id`` without a logger
+being passed around.
+
+Tracebacks never include local variables.  Locals of a fix run hold Redis URLs with passwords,
+API tokens and file contents; a log line is the wrong place for any of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, ExceptionRenderer, Processor, WrappedLogger
+
+from airfix.events.errors import ConfigError
+
+__all__ = [
+    "LogSink",
+    "bind_event",
+    "configure_logging",
+    "event_context",
+    "get_logger",
+    "sink_failures",
+]
+
+LogSink = Callable[[dict[str, Any]], None]
+"""Receives a copy of each final event dict (after filtering, before rendering)."""
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+_FORMATS = ("console", "json")
+
+# JSON: the exception becomes a list of frame dicts (file, line, function), never their locals.
+_DICT_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+_sink_lock = threading.Lock()
+_sink_failures = 0
+_in_sink: contextvars.ContextVar[bool] = contextvars.ContextVar("airfix_in_log_sink", default=False)
+
+
+def sink_failures() -> int:
+    """How many times the log sink raised since the process started (for health and metrics)."""
+    return _sink_failures
+
+
+class _SinkProcessor:
+    """Hands each event dict to the sink; a failing sink is counted and reported, never fatal.
+
+    Logging must not crash the service: if Redis is down, the fix run goes on and the lines still
+    reach the stream.  A failure is not swallowed either: it increments :func:`sink_failures` and
+    the first failure after each :func:`configure_logging` writes one warning to ``sys.stderr``
+    (one, not one per line, so a dead sink cannot flood stderr).  A sink that itself logs is not
+    called again for its own lines, so it cannot recurse.
+    """
+
+    __slots__ = ("_sink", "_warned")
+
+    def __init__(self, sink: LogSink) -> None:
+        self._sink = sink
+        self._warned = False
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        global _sink_failures
+        if _in_sink.get():
+            return event_dict
+        mirrored = dict(event_dict)
+        if "exc_info" in mirrored:  # the console pipeline renders it later; the sink needs data
+            mirrored = _DICT_TRACEBACKS(logger, method_name, mirrored)
+        token = _in_sink.set(True)
+        try:
+            self._sink(mirrored)
+        except Exception as exc:  # noqa: BLE001 - counted and reported below, see the docstring
+            with _sink_lock:
+                _sink_failures += 1
+                first, self._warned = not self._warned, True
+            if first:
+                sys.stderr.write(
+                    f"airfix.logs: log sink failed ({type(exc).__name__}: {exc}); "
+                    "further failures are only counted (airfix.services.logs.sink_failures())\n"
+                )
+                sys.stderr.flush()
+        finally:
+            _in_sink.reset(token)
+        return event_dict
+
+
+def _console_exception_formatter(colors: bool) -> ExceptionRenderer:
+    """Rich tracebacks on a terminal, plain ones elsewhere; locals off in both."""
+    if colors:
+        try:
+            import rich  # noqa: F401 - only to know whether RichTracebackFormatter can work
+        except ImportError:
+            return structlog.dev.plain_traceback
+        return structlog.dev.RichTracebackFormatter(show_locals=False)
+    return structlog.dev.plain_traceback
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: str = "console",
+    stream: TextIO | None = None,
+    redis_sink: LogSink | None = None,
+) -> None:
+    """Configure structlog for the whole process; calling it again replaces the configuration.
+
+    Args:
+        level: minimum level name (debug, info, warning, error, critical; any case).
+        fmt: ``"console"`` for people, ``"json"`` for one JSON object per line.
+        stream: where lines go; ``None`` means ``sys.stderr`` at the time of the call.
+        redis_sink: optional callable given a copy of every event dict that passes the level filter,
+            e.g. to mirror lines into a capped Redis stream.  See :class:`_SinkProcessor`.
+
+    Raises:
+        ConfigError: unknown level or format (named as the ``logging.*`` config keys).
+    """
+    name = level.lower()
+    if name not in _LEVELS:
+        msg = f"logging.level: expected one of {', '.join(_LEVELS)}, got {level!r}"
+        raise ConfigError(msg)
+    if fmt not in _FORMATS:
+        msg = f"logging.format: expected one of {', '.join(_FORMATS)}, got {fmt!r}"
+        raise ConfigError(msg)
+    out = sys.stderr if stream is None else stream
+
+    processors: list[Processor] = [
+        structlog.contextvars.merge_contextvars,  # first, so explicit kwargs override the context
+        structlog.processors.add_log_level,
+        _add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+    ]
+    if fmt == "json":
+        processors.append(_DICT_TRACEBACKS)
+    if redis_sink is not None:
+        processors.append(_SinkProcessor(redis_sink))
+    if fmt == "json":
+        processors.append(structlog.processors.JSONRenderer())
+    else:
+        isatty = getattr(out, "isatty", None)
+        colors = bool(isatty and isatty())
+        processors.append(
+            structlog.dev.ConsoleRenderer(
+                colors=colors, exception_formatter=_console_exception_formatter(colors)
+            )
+        )
+
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(name),
+        context_class=dict,
+        logger_factory=_NamedPrintLoggerFactory(out),
+        # Not cached: module-level loggers must follow a later configure_logging (CLI, tests).
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> Any:
+    """A logger whose lines carry ``logger=name``; safe to call at import time, before configuring.
+
+    The name travels as a logger-factory argument, not as bound context, because binding on
+    structlog's lazy proxy would freeze whatever configuration is current at import time.
+    """
+    if name is None:
+        return structlog.get_logger(**initial_values)
+    return structlog.get_logger(name, **initial_values)
+
+
+class _NamedPrintLogger(structlog.PrintLogger):
+    """A PrintLogger that remembers the name it was created for."""
+
+    def __init__(self, file: TextIO, name: str | None) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+class _NamedPrintLoggerFactory:
+    """Like ``structlog.PrintLoggerFactory``, keeping ``get_logger(name)``'s name for the chain."""
+
+    __slots__ = ("_file",)
+
+    def __init__(self, file: TextIO) -> None:
+        self._file = file
+
+    def __call__(self, *args: Any) -> _NamedPrintLogger:
+        return _NamedPrintLogger(self._file, str(args[0]) if args else None)
+
+
+def _add_logger_name(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    name = getattr(logger, "name", None)
+    if name is not None:
+        event_dict.setdefault("logger", name)
+    return event_dict
+
+
+_ENVELOPE = ("run_id", "event_id", "version", "correlation_id", "causation_id")
+
+
+def event_context(
+    event: Any = None, stream: str | None = None, entry_id: str | None = None
+) -> dict[str, Any]:
+    """The log context of one event: its envelope, its type, and where it was read from.
+
+    ``event`` is an :class:`airfix.events.schema.Event`, a decoded mapping (``type`` key), or
+    ``None`` for an entry that could not be decoded.  Empty envelope fields are left out.
+    """
+    context: dict[str, Any] = {}
+    if event is not None:
+        get = event.get if isinstance(event, Mapping) else lambda k: getattr(event, k, None)
+        for key in _ENVELOPE:
+            value = get(key)
+            if value not in (None, ""):
+                context[key] = value
+        event_type = get("type") if isinstance(event, Mapping) else type(event).__name__
+        if event_type:
+            context["event_type"] = event_type
+    if stream is not None:
+        context["stream"] = stream
+    if entry_id is not None:
+        context["entry_id"] = entry_id
+    return context
+
+
+@contextlib.contextmanager
+def bind_event(
+    event: Any = None, stream: str | None = None, entry_id: str | None = None, **extra: Any
+) -> Iterator[dict[str, Any]]:
+    """Bind an event's context for every line logged while it is handled; restored on exit.
+
+    Yields the bound context.  ``extra`` adds keys such as ``consumer=...``.
+    """
+    context = {**event_context(event, stream, entry_id), **extra}
+    with structlog.contextvars.bound_contextvars(**context):
+        yield context

@@ -1,0 +1,566 @@
+"""The consumer runtime: consumer groups over the partition logs, one owner per partition.
+
+Why partition ownership: Redis delivers one stream's entries to the consumers of a group in any
+order ("1 stream with N consumers is load-balanced ... may be consumed out of order").  A run's
+events must be handled in order, so each partition log is *leased* to one consumer of a group at
+a time (``SET lease NX PX``, renewed by a heartbeat).  Workers share the load by owning a fair
+share of the partitions; when a worker dies its leases expire and another worker takes the
+partitions over, first reclaiming the dead worker's pending entries with ``XAUTOCLAIM`` (cursor
+followed to ``0-0``), in id order, before it reads anything new.  The bound on takeover time is
+``lease_ttl_ms + rebalance_interval_ms``.
+
+Failures: a handler that raises is retried in place; every retry is a real re-delivery (``XCLAIM``)
+so the cap is counted by Redis' own delivery counter, which also counts crashes.  At the cap the
+entry is copied to the group's dead-letter stream and acknowledged.  For an *ordered* handler the
+run is halted instead of skipped: its later entries are parked too (reason ``run halted``) and the
+halt is recorded in ``halted:<group>``, so status and logs show it.  Entries that cannot be decoded
+(an unknown event type, bad JSON) are parked at once: a consumer never crashes on them.
+
+No busy loop: entries are always fetched by a non-blocking ``XREADGROUP ... COUNT``; only when it
+finds nothing does the consumer wait, with a plain ``XREAD BLOCK`` from the last id it has seen.
+That wait is only a wake-up: it touches no pending list and needs no ``COUNT``.  Both matter on
+fakeredis, whose blocking ``XREADGROUP ... COUNT`` returns at once (research/eventsourcing-anchors.md
+section 4) and whose blocking multi-stream ``XREADGROUP`` can mark entries delivered without
+returning them (``tests/test_fakeredis_gaps.py`` pins both).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import msgspec
+import redis
+import structlog
+
+from airfix.events.keys import Keys
+from airfix.events.store import EventStore, LogEntry
+
+log = structlog.get_logger("airfix.runtime")
+
+_RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class Handler(Protocol):
+    """What a service gives the runtime.  ``handle`` must be idempotent (delivery is at-least-once)."""
+
+    group: str
+    ordered: bool
+
+    def handle(self, entries: Sequence[LogEntry]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The knobs of the runtime (config section ``consumers``); units are in the names."""
+
+    block_ms: int = 1000
+    batch_size: int = 200
+    lease_ttl_ms: int = 10_000
+    rebalance_interval_ms: int = 1000
+    delivery_cap: int = 5
+    retry_backoff_ms: int = 50
+    retry_backoff_max_ms: int = 2000
+    shutdown_deadline_s: float = 10.0
+    heartbeat_interval_ms: int = 2000
+
+    @classmethod
+    def from_config(cls, section: Any) -> "RuntimeSettings":
+        return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__ if hasattr(section, f)})
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "0") -> None:
+    """Create ``group`` on ``stream`` at ``start_id`` (``0``: see all history); existing is fine."""
+    try:
+        client.xgroup_create(stream, group, id=start_id, mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+@dataclass
+class ConsumerStats:
+    handled: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+    batches: int = 0
+
+
+class Consumer:
+    """One consumer of one group: owns some partitions, reads them, runs the handler, acks."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        handler: Handler,
+        settings: RuntimeSettings | None = None,
+        *,
+        name: str | None = None,
+        stop: threading.Event | None = None,
+        max_partitions: int | None = None,
+    ) -> None:
+        self.store = store
+        self.client = store.client
+        self.keys: Keys = store.keys
+        self.handler = handler
+        self.group = handler.group
+        self.settings = settings or RuntimeSettings()
+        self.name = name or consumer_name()
+        self.stop_event = stop or threading.Event()
+        self.max_partitions = max_partitions
+        self.owned: set[int] = set()
+        self.lost: set[int] = set()
+        self.last_seen: dict[str, str] = {}
+        self.stats = ConsumerStats()
+        self._renew = self.client.register_script(_RENEW_LUA)
+        self._release = self.client.register_script(_RELEASE_LUA)
+        self._next_rebalance = 0.0
+        self._groups_ready = False
+        self._lock = threading.Lock()
+        self.log = log.bind(group=self.group, consumer=self.name)
+
+    # ----------------------------------------------------------------------------- ownership
+    def ensure_groups(self) -> None:
+        start = getattr(self.handler, "start_id", "0")
+        for key in self.keys.logs():
+            ensure_group(self.client, key, self.group, start)
+        self._groups_ready = True
+
+    def heartbeat(self) -> None:
+        """Renew this consumer's leases and membership; a lease that cannot be renewed is lost."""
+        now_ms = int(time.time() * 1000)
+        self.client.zadd(self.keys.members(self.group), {self.name: now_ms})
+        with self._lock:
+            for p in list(self.owned):
+                if not self._renew(keys=[self.keys.lease(self.group, p)],
+                                   args=[self.name, self.settings.lease_ttl_ms]):
+                    self.log.warning("lease lost", partition=p)
+                    self.owned.discard(p)
+                    self.lost.add(p)
+                    self._partitions_changed()
+
+    def rebalance(self) -> list[int]:
+        """Take free partitions up to a fair share, give back extras; returns newly owned ones."""
+        if not self._groups_ready:
+            self.ensure_groups()
+        self.heartbeat()
+        now_ms = int(time.time() * 1000)
+        members_key = self.keys.members(self.group)
+        self.client.zremrangebyscore(members_key, 0, now_ms - self.settings.lease_ttl_ms)
+        live = max(1, int(self.client.zcard(members_key)))
+        share = math.ceil(self.keys.partitions / live)
+        if self.max_partitions is not None:
+            share = min(share, self.max_partitions)
+        acquired: list[int] = []
+        with self._lock:
+            for p in sorted(self.owned)[share:]:
+                self._release(keys=[self.keys.lease(self.group, p)], args=[self.name])
+                self.owned.discard(p)
+                self.log.info("partition released", partition=p, share=share)
+            for p in range(self.keys.partitions):
+                if len(self.owned) >= share:
+                    break
+                if p in self.owned:
+                    continue
+                if self.client.set(self.keys.lease(self.group, p), self.name, nx=True,
+                                   px=self.settings.lease_ttl_ms):
+                    self.owned.add(p)
+                    acquired.append(p)
+                    self.log.info("partition acquired", partition=p, share=share)
+        if acquired:
+            self._partitions_changed()
+        return acquired
+
+    def _partitions_changed(self) -> None:
+        self.last_seen.clear()
+        hook = getattr(self.handler, "on_partitions_changed", None)
+        if hook is not None:
+            hook()
+
+    def release_all(self) -> None:
+        with self._lock:
+            for p in list(self.owned):
+                self._release(keys=[self.keys.lease(self.group, p)], args=[self.name])
+            self.owned.clear()
+        self.client.zrem(self.keys.members(self.group), self.name)
+
+    # ----------------------------------------------------------------------------- reading
+    def recover(self, partition: int) -> int:
+        """Claim every pending entry of the partition (a previous owner's), handle them in order."""
+        stream = self.keys.log(partition)
+        claimed: list[tuple[Any, Any]] = []
+        cursor = "0-0"
+        while True:
+            reply = self.client.xautoclaim(stream, self.group, self.name, min_idle_time=0,
+                                           start_id=cursor, count=self.settings.batch_size)
+            cursor = _s(reply[0])
+            claimed.extend(reply[1])
+            if cursor == "0-0":
+                break
+        # our own PEL may hold entries we claimed before (JUSTID-free path keeps counters right)
+        if not claimed:
+            return 0
+        claimed.sort(key=lambda e: _id_key(_s(e[0])))
+        self.stats.reclaimed += len(claimed)
+        self.log.info("reclaimed pending entries", partition=partition, count=len(claimed))
+        entries = [self.store.entry(stream, eid, fields) for eid, fields in claimed]
+        self.process(stream, entries, reclaimed=True)
+        return len(claimed)
+
+    def read(self) -> list[tuple[str, list[LogEntry]]]:
+        """Fetch new entries of the owned partitions (never blocks)."""
+        with self._lock:
+            owned = sorted(self.owned)
+        if not owned:
+            return []
+        streams = {self.keys.log(p): ">" for p in owned}
+        reply = self.client.xreadgroup(self.group, self.name, streams, count=self.settings.batch_size)
+        out = []
+        for stream, rows in reply or []:
+            key = _s(stream)
+            if rows:
+                self.last_seen[key] = _s(rows[-1][0])
+            out.append((key, [self.store.entry(key, eid, fields) for eid, fields in rows]))
+        return out
+
+    def wait_for_entries(self) -> None:
+        """Sleep until an owned partition grows (or ``block_ms`` passes, or we are stopped)."""
+        with self._lock:
+            owned = sorted(self.owned)
+        if not owned:
+            self.stop_event.wait(self.settings.block_ms / 1000)
+            return
+        streams = {}
+        for p in owned:
+            key = self.keys.log(p)
+            if key not in self.last_seen:
+                self.last_seen[key] = self._group_position(key)
+            streams[key] = self.last_seen[key]
+        for stream, rows in self.client.xread(streams, block=self.settings.block_ms) or []:
+            if rows:  # seen, whoever gets them: waiting again from here cannot spin
+                self.last_seen[_s(stream)] = _s(rows[-1][0])
+
+    def _group_position(self, stream: str) -> str:
+        for g in self.client.xinfo_groups(stream):
+            if _s(g["name"]) == self.group:
+                return _s(g["last-delivered-id"])
+        return "0-0"
+
+    def poll(self, *, block: bool = True) -> int:
+        """One round: maybe rebalance, read what is there (blocking only when idle), handle it."""
+        now = time.monotonic()
+        if now >= self._next_rebalance:
+            for p in self.rebalance():
+                self.recover(p)
+            self._next_rebalance = now + self.settings.rebalance_interval_ms / 1000
+        batches = self.read()
+        if not batches and block and not self.stop_event.is_set():
+            self.wait_for_entries()
+            batches = self.read()
+        n = 0
+        for stream, entries in batches:
+            self.process(stream, entries)
+            n += len(entries)
+        return n
+
+    def run(self, *, burst: bool = False) -> ConsumerStats:
+        """Consume until stopped (or, with ``burst``, until nothing is left to read)."""
+        self.log.info("consumer started", burst=burst)
+        try:
+            while not self.stop_event.is_set():
+                n = self.poll(block=not burst)
+                if burst and n == 0:
+                    break
+        finally:
+            self.release_all()
+            self.log.info("consumer stopped", **self.stats.__dict__)
+        return self.stats
+
+    # ----------------------------------------------------------------------------- handling
+    def process(self, stream: str, entries: list[LogEntry], *, reclaimed: bool = False) -> None:
+        if not entries:
+            return
+        self.stats.batches += 1
+        good: list[LogEntry] = []
+        counts = self._delivery_counts(stream, entries) if reclaimed else {}
+        halted = self._halted_runs() if self.handler.ordered else set()
+        for e in entries:
+            run = _s(e.fields.get(b"run", b"")) if e.fields else ""
+            if e.error is not None:
+                self.dead_letter(stream, e, str(e.error), counts.get(e.entry_id, 1), kind="undecodable")
+            elif self.handler.ordered and run in halted:
+                self.dead_letter(stream, e, f"run {run} is halted in group {self.group}",
+                                 counts.get(e.entry_id, 1), kind="held")
+            elif counts.get(e.entry_id, 1) > self.settings.delivery_cap:
+                self._give_up(stream, e, "delivery cap reached before handling (crashed handlers)",
+                              counts[e.entry_id], halted)
+            else:
+                good.append(e)
+        if not good:
+            return
+        try:
+            self.handler.handle(good)
+        except Exception as exc:  # a handler failure is data for the retry policy, not a crash
+            self.log.warning("batch failed; retrying entry by entry", error=repr(exc), size=len(good))
+            self._one_by_one(stream, good, halted)
+            return
+        self._ack(stream, [e.entry_id for e in good])
+        self.stats.handled += len(good)
+
+    def _one_by_one(self, stream: str, entries: list[LogEntry], halted: set[str]) -> None:
+        for e in entries:
+            run = e.event.run_id if e.event else ""
+            if self.handler.ordered and run in halted:
+                self.dead_letter(stream, e, f"run {run} is halted in group {self.group}", 1, kind="held")
+                continue
+            # the failed batch was one delivery of every entry in it: re-deliver before the solo try
+            self.client.xclaim(stream, self.group, self.name, 0, [e.entry_id])
+            while True:
+                try:
+                    self.handler.handle([e])
+                except Exception as exc:  # see process()
+                    attempts = self._delivery_counts(stream, [e]).get(e.entry_id, 1)
+                    if attempts >= self.settings.delivery_cap:
+                        self._give_up(stream, e, repr(exc), attempts, halted)
+                        break
+                    self.stats.retried += 1
+                    delay = min(self.settings.retry_backoff_max_ms,
+                                self.settings.retry_backoff_ms * 2 ** (attempts - 1))
+                    self.log.warning("handler failed; will retry", entry=e.entry_id, run_id=run,
+                                     attempt=attempts, cap=self.settings.delivery_cap,
+                                     error=repr(exc), retry_in_ms=delay, exc_info=True)
+                    if self.stop_event.wait(delay / 1000):
+                        return  # shutting down: leave it pending for the next owner
+                    # a real re-delivery, so Redis counts the attempt
+                    self.client.xclaim(stream, self.group, self.name, 0, [e.entry_id])
+                    continue
+                self._ack(stream, [e.entry_id])
+                self.stats.handled += 1
+                break
+
+    def _give_up(self, stream: str, e: LogEntry, error: str, attempts: int, halted: set[str]) -> None:
+        self.dead_letter(stream, e, error, attempts, kind="failed")
+        run = e.event.run_id if e.event else _s(e.fields.get(b"run", b""))
+        if self.handler.ordered and run:
+            halted.add(run)
+            self.client.hset(self.keys.halted(self.group), run, msgspec.json.encode({
+                "entry": e.entry_id, "stream": stream, "error": error, "attempts": attempts,
+                "at": time.time(),
+            }))
+            self.log.error("run halted: an ordered handler cannot get past an event",
+                           run_id=run, entry=e.entry_id, error=error, attempts=attempts)
+
+    def _halted_runs(self) -> set[str]:
+        return {_s(k) for k in self.client.hkeys(self.keys.halted(self.group))}
+
+    def _delivery_counts(self, stream: str, entries: Sequence[LogEntry]) -> dict[str, int]:
+        ids = [e.entry_id for e in entries]
+        rows = self.client.xpending_range(stream, self.group, min=ids[0], max=ids[-1],
+                                          count=max(len(ids), 1) * 4)
+        wanted = set(ids)
+        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows
+                if _s(r["message_id"]) in wanted}
+
+    def dead_letter(self, stream: str, e: LogEntry, error: str, attempts: int, *, kind: str) -> None:
+        """Copy the entry, verbatim, with why it failed, to the group's dead-letter stream; ack it."""
+        fields: dict[str, Any] = {
+            "kind": kind, "group": self.group, "stream": stream, "entry": e.entry_id,
+            "error": error[:2000], "attempts": attempts, "consumer": self.name,
+            "parked_at": f"{time.time():.3f}",
+        }
+        for k, v in (e.fields or {}).items():
+            fields[f"orig.{_s(k)}"] = v
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.dead_letters(self.group), fields)
+        pipe.xack(stream, self.group, e.entry_id)
+        pipe.execute()
+        self.stats.dead_lettered += 1
+        self.log.error("entry dead-lettered", entry=e.entry_id, stream=stream, kind=kind,
+                       attempts=attempts, error=error[:500],
+                       run_id=_s((e.fields or {}).get(b"run", b"")),
+                       event_type=_s((e.fields or {}).get(b"type", b"?")))
+
+    def _ack(self, stream: str, ids: list[str]) -> None:
+        if ids:
+            self.client.xack(stream, self.group, *ids)
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+# --------------------------------------------------------------------------------- the worker
+
+
+@dataclass
+class Worker:
+    """Hosts one consumer per handler, each in its own thread; SIGTERM drains and exits."""
+
+    store: EventStore
+    handlers: Sequence[Handler]
+    settings: RuntimeSettings = field(default_factory=RuntimeSettings)
+    name: str = field(default_factory=consumer_name)
+
+    def __post_init__(self) -> None:
+        self.stop_event = threading.Event()
+        self.consumers = [
+            Consumer(self.store, h, self.settings, name=self.name, stop=self.stop_event)
+            for h in self.handlers
+        ]
+        self.errors: list[BaseException] = []
+
+    def stop(self, *_: Any) -> None:
+        if not self.stop_event.is_set():
+            log.info("worker stopping: no new fetches, finishing in-flight work", worker=self.name)
+        self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_interval_ms / 1000
+        while not self.stop_event.wait(interval):
+            for c in self.consumers:
+                try:
+                    c.heartbeat()
+                except redis.ConnectionError as exc:
+                    log.warning("heartbeat failed; will retry", error=repr(exc))
+
+    def run(self, *, burst: bool = False) -> list[ConsumerStats]:
+        """Run every consumer until stopped (or until all are idle, with ``burst``)."""
+        threads = [
+            threading.Thread(target=self._run_one, args=(c, burst), name=f"consumer:{c.group}",
+                             daemon=True)
+            for c in self.consumers
+        ]
+        hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        hb.start()
+        for t in threads:
+            t.start()
+        try:
+            while any(t.is_alive() for t in threads) and not self.stop_event.is_set():
+                for t in threads:
+                    t.join(0.2)
+        finally:
+            self.stop_event.set()
+            deadline = time.monotonic() + self.settings.shutdown_deadline_s
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            stuck = [t.name for t in threads if t.is_alive()]
+            if stuck:
+                log.error("shutdown deadline passed; unfinished entries stay pending for reclaim",
+                          consumers=stuck)
+        if self.errors:
+            raise self.errors[0]
+        return [c.stats for c in self.consumers]
+
+    def _run_one(self, consumer: Consumer, burst: bool) -> None:
+        backoff = 0.1
+        while not self.stop_event.is_set():
+            try:
+                consumer.run(burst=burst)
+                return
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                log.warning("redis unavailable; reconnecting", group=consumer.group,
+                            error=repr(exc), retry_in_s=round(backoff, 2))
+                consumer.owned.clear()  # leases may have expired meanwhile; rebalance re-takes them
+                consumer._next_rebalance = 0.0
+                consumer._groups_ready = False  # a restarted server may have lost the groups
+                if self.stop_event.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+            except BaseException as exc:  # a bug in the runtime itself: stop everything, loudly
+                log.exception("consumer crashed", group=consumer.group)
+                self.errors.append(exc)
+                self.stop_event.set()
+                return
+
+
+# --------------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class GroupMetrics:
+    group: str
+    lag: int
+    pending: int
+    oldest_pending_idle_ms: int
+    dead_letters: int
+    consumers: int
+    halted_runs: int
+
+
+def group_metrics(client: redis.Redis, keys: Keys, group: str) -> GroupMetrics:
+    """Lag, pending count, oldest pending idle time and dead-letter depth of ``group``."""
+    lag = pending = oldest = 0
+    consumers: set[str] = set()
+    for stream in keys.logs():
+        if not client.exists(stream):
+            continue
+        info = next((g for g in client.xinfo_groups(stream) if _s(g["name"]) == group), None)
+        if info is None:
+            lag += int(client.xlen(stream))
+            continue
+        if info.get("lag") is not None:
+            lag += int(info["lag"])
+        else:  # Redis reports NULL lag after trims/SETID: count what is past the group's position
+            lag += len(client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+"))
+        pending += int(info["pending"])
+        if int(info["pending"]):
+            rows = client.xpending_range(stream, group, min="-", max="+", count=1)
+            if rows:
+                oldest = max(oldest, int(rows[0]["time_since_delivered"]))
+        for c in client.xinfo_consumers(stream, group):
+            consumers.add(_s(c["name"]))
+    return GroupMetrics(
+        group=group,
+        lag=lag,
+        pending=pending,
+        oldest_pending_idle_ms=oldest,
+        dead_letters=int(client.xlen(keys.dead_letters(group))),
+        consumers=len(consumers),
+        halted_runs=int(client.hlen(keys.halted(group))),
+    )
+
+
+def drain(store: EventStore, handlers: Iterable[Handler], settings: RuntimeSettings | None = None,
+          *, on_idle: Callable[[], bool] | None = None) -> None:
+    """Run every handler in this thread until no group has anything left (tests, embedded runs)."""
+    consumers = [Consumer(store, h, settings) for h in handlers]
+    try:
+        while True:
+            n = sum(c.poll(block=False) for c in consumers)
+            if n == 0 and (on_idle is None or not on_idle()):
+                return
+    finally:
+        for c in consumers:
+            c.release_all()

@@ -10,13 +10,14 @@ import redis
 from airfix.events import Keys
 from airfix.events.store import EventStore
 from airfix.projections.base import ProjectionHandler, rebuild, wait_for
+from airfix.projections.status import RunStatus, load_status
 from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
 from airfix.services.runtime import drain
 from tests.scenario import append_run
 
 
 def views(client: redis.Redis, keys: Keys) -> list:
-    return [TaskQueue(client, keys), RunHistory(client, keys, length=3),
+    return [RunStatus(client, keys), TaskQueue(client, keys), RunHistory(client, keys, length=3),
             *(PhaseSummary(client, keys, p) for p in ("build", "test", "lint"))]
 
 
@@ -99,3 +100,37 @@ def test_wait_for_read_your_writes(store: EventStore, client: redis.Redis) -> No
     assert not wait_for(view, store.keys.log_of("r1"), pos.log_entry, timeout_s=0.05)
     drain(store, [ProjectionHandler(view)])
     assert wait_for(view, store.keys.log_of("r1"), pos.log_entry, timeout_s=1)
+
+
+def test_status_is_the_folded_run_state(store: EventStore, client: redis.Redis) -> None:
+    """The status view equals fold() of the run's events: replay and live agree."""
+    from airfix.events.machine import fold
+
+    done = append_run(store, "done-1")
+    append_run(store, "open-1", finish=False)
+    drain(store, [ProjectionHandler(RunStatus(client, store.keys))])
+    status = load_status(client, store.keys, "done-1")
+    expected = json.loads(__import__("msgspec").json.encode(fold(done)))
+    assert {**expected, "halted": {}} == status
+    assert ("completed", "partially_fixed", 1) == (status["state"], status["status"], status["committed"])
+    assert "planning" == load_status(client, store.keys, "open-1")["state"]
+    assert [b"done-1", b"open-1"] == client.zrange(store.keys.runs, 0, -1)
+    assert load_status(client, store.keys, "nope") is None
+
+
+def test_an_illegal_event_halts_the_run_visibly(store: EventStore, client: redis.Redis) -> None:
+    """An event the state machine rejects halts status for that run only, and status says so."""
+    from airfix.events import stamp
+    from airfix.events.schema import Committed
+    from airfix.services.runtime import RuntimeSettings
+
+    append_run(store, "bad", finish=False)
+    v = store.version("bad")
+    store.append("bad", stamp([Committed(batch_id="nope", sha="x")], run_id="bad", expected_version=v), v)
+    append_run(store, "good")
+    settings = RuntimeSettings(delivery_cap=2, retry_backoff_ms=1, retry_backoff_max_ms=2)
+    drain(store, [ProjectionHandler(RunStatus(client, store.keys))], settings)
+    bad = load_status(client, store.keys, "bad")
+    assert v == bad["version"]  # the last good state stays readable
+    assert "Committed" in bad["halted"]["projection:status"]["error"]
+    assert "completed" == load_status(client, store.keys, "good")["state"]

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# README's test command: install what the tests need, make sure a Redis server answers on
+# 127.0.0.1:6379 (start a throwaway one if the binary exists), run the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+
+"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+
+url="${AIRFIX_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
+ping() { "$PY" -c "import redis,sys; redis.Redis.from_url('$url', socket_connect_timeout=1).ping()" 2>/dev/null; }
+if ! ping; then
+  if command -v redis-server >/dev/null 2>&1; then
+    echo "no Redis answers at $url: starting a throwaway redis-server on 127.0.0.1:6379"
+    mkdir -p /tmp/airfix-test-redis
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir /tmp/airfix-test-redis --logfile /tmp/airfix-test-redis/redis.log
+    for _ in $(seq 1 50); do ping && break; sleep 0.1; done
+    ping || { echo "redis-server did not come up; see /tmp/airfix-test-redis/redis.log"; exit 1; }
+  else
+    echo "no Redis answers at $url and redis-server is not installed."
+    echo "Install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis)"
+    echo "or point AIRFIX_TEST_REDIS_URL at a server you may flush (db 15 is used)."
+    exit 1
+  fi
+fi
+
+exec "$PY" -m pytest "$@"

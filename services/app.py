@@ -1,0 +1,59 @@
+"""Wiring: from a :class:`~airfix.config.Config` to a store, its projections and its handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from airfix.config import Config
+from airfix.events.backend import connect
+from airfix.events.keys import Keys
+from airfix.events.store import EventStore
+from airfix.projections.base import Projection, ProjectionHandler
+from airfix.projections.status import RunStatus
+from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
+from airfix.services.runtime import Handler, RuntimeSettings
+
+PHASES = ("build", "test", "lint")
+
+
+@dataclass
+class App:
+    config: Config
+    client: redis.Redis
+    store: EventStore
+
+    @property
+    def keys(self) -> Keys:
+        return self.store.keys
+
+    @property
+    def settings(self) -> RuntimeSettings:
+        return RuntimeSettings.from_config(self.config.consumers)
+
+    def projections(self, keys: Keys | None = None) -> list[Projection]:
+        """Every read model, bound to ``keys`` (a scratch namespace for rebuilds)."""
+        k = keys or self.keys
+        views: list[Projection] = [
+            TaskQueue(self.client, k),
+            RunHistory(self.client, k, self.config.projections.run_history_length),
+            *(PhaseSummary(self.client, k, p) for p in PHASES),
+        ]
+        return [RunStatus(self.client, k), *views]
+
+    def handlers(self, roles: list[str]) -> list[Handler]:
+        out: list[Handler] = []
+        for role in roles:
+            if role == "projections":
+                out += [ProjectionHandler(p) for p in self.projections()]
+            else:
+                raise ValueError(f"unknown role {role!r}; known roles: projections")
+        return out
+
+
+def build_app(config: Config, *, redis_url: str | None = None) -> App:
+    url = redis_url if redis_url is not None else config.store.redis_url
+    client = connect(url or None)
+    keys = Keys(prefix=config.store.prefix, partitions=config.store.partitions)
+    return App(config, client, EventStore(client, keys, log_maxlen=config.store.log_maxlen))

@@ -42,6 +42,7 @@ import structlog
 
 from airfix.events.keys import Keys
 from airfix.events.store import EventStore, LogEntry
+from airfix.services.logs import bind_event
 
 log = structlog.get_logger("airfix.runtime")
 
@@ -344,7 +345,8 @@ class Consumer:
             self.client.xclaim(stream, self.group, self.name, 0, [e.entry_id])
             while True:
                 try:
-                    self.handler.handle([e])
+                    with bind_event(e.event, stream=stream, entry_id=e.entry_id, group=self.group):
+                        self.handler.handle([e])
                 except Exception as exc:  # see process()
                     attempts = self._delivery_counts(stream, [e]).get(e.entry_id, 1)
                     if attempts >= self.settings.delivery_cap:

@@ -42,6 +42,7 @@ Policy in ``decide`` (it appends one ``RunCompleted`` after the command's own ev
 * FailFix / RollBack / Commit (back in planning, nothing in flight) and CompleteIteration:
   ``max_cost_usd`` > 0 and cost >= it -> "budget_exhausted".  Never right after ApplyFix, so a
   run never stops with an unverified fix on the tree.
+* CompleteIteration of a simulation run -> "simulated" (it plans, fixes nothing, ends).
 * CompleteIteration: iterations completed >= ``max_iterations`` -> "partially_fixed" with commits,
   else "budget_exhausted"; ``no_progress_iterations`` iterations in a row without progress (no
   commit and no full-check score better than the best before) -> "no_progress".
@@ -482,6 +483,7 @@ class Commit(Command, frozen=True, kw_only=True):
 class CompleteIteration(Command, frozen=True, kw_only=True):
     now: float
     issues_remaining: int | None = None  # None: the count from IssuesDiscovered
+    score: float | None = None  # the closing full check's score; None: the last check's
 
 
 class Cancel(Command, frozen=True, kw_only=True):
@@ -624,7 +626,7 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 committed=s.committed_this_iteration,
                 rolled_back=s.rolled_back_this_iteration,
                 failed=s.failed_this_iteration,
-                score=s.score,
+                score=s.score if c.score is None else c.score,
                 issues_remaining=s.issues_open
                 if c.issues_remaining is None
                 else c.issues_remaining,
@@ -682,6 +684,9 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
     if isinstance(c, Commit):
         return _cost(after) or _timeout(before, c.now)
     if isinstance(c, CompleteIteration):
+        if after.simulation:
+            return "simulated", (f"simulation: {after.batches_planned} batch(es) planned, "
+                                 "no fixer ran, nothing was changed")
         if lim.max_iterations > 0 and after.iterations_completed >= lim.max_iterations:
             reason = f"max_iterations={lim.max_iterations} reached"
             return ("partially_fixed" if after.commits else "budget_exhausted"), reason

@@ -39,6 +39,7 @@ TerminalStatus = Literal[
     "tool_error",
     "cancelled",
     "failed",
+    "simulated",
 ]
 TERMINAL_STATUSES: tuple[str, ...] = TerminalStatus.__args__  # type: ignore[attr-defined]
 

@@ -670,6 +670,7 @@ def test_every_decided_terminal_status_is_known():
         "tool_error",
         "cancelled",
         "failed",
+        "simulated",
     } == set(TERMINAL_STATUSES)
 
 
@@ -787,3 +788,25 @@ def test_machine_module_does_no_io():
     assert not imported & forbidden
     for needle in ("utcnow(", ".now(", "open(", "print(", "new_event_id"):
         assert needle not in source
+
+
+def test_a_simulation_run_ends_simulated_at_iteration_close():
+    """Simulation plans and changes nothing: closing its iteration ends it as 'simulated'."""
+    s, _ = apply(initial_state(RUN), RequestRun(target="repo", simulation=True))
+    s, _ = apply(s, StartRun(worker="w1"))
+    s, _ = apply(s, health(40.0))
+    s, _ = apply(s, RecordIssues(issues=issues(2)))
+    s = plan(s, "b1", "b2")
+    s, events = apply(s, CompleteIteration(now=T0 + 5, issues_remaining=2, score=41.0))
+    assert ["IterationCompleted", "RunCompleted"] == types(events)
+    assert ("simulated", 2, 41.0) == (s.status, events[1].issues_after, events[0].score)
+    assert "2 batch(es) planned" in s.reason
+
+
+def test_complete_iteration_records_the_closing_score():
+    s = plan(planning(), "b1")
+    s, _ = apply(s, StartFix(batch_id="b1"))
+    s, _ = apply(s, ApplyFix(batch_id="b1"))
+    s, _ = apply(s, Commit(batch_id="b1", sha="abc"))
+    _, events = apply(s, CompleteIteration(now=T0 + 1, issues_remaining=1, score=77.0))
+    assert (77.0, 1) == (events[0].score, events[0].issues_remaining)

@@ -1,0 +1,488 @@
+"""How healthy the target is, and whether a fix made it better: pure scoring and comparison.
+
+Pure on purpose: no I/O, no clock, no randomness.  The score is computed from what a
+``HealthChecked`` event carries (tool results with their counts), so a reader can recompute it.
+
+Inputs.  Each :class:`~airfix.events.schema.ToolResult` belongs to a phase (``tool_phases``, else
+:data:`DEFAULT_TOOL_PHASES`, else ``lint``).  A static tool's findings are ``counts["error"]``;
+warnings and infos (``counts["warning"]``, ``counts["info"]``) are reported by the tool but neither
+scored nor gated, because they are not what the fixer is asked to fix (the original counted them
+and made its gate unpassable, seed D8).  A tool with status ``failed`` but no error count counts
+as one error: a failing build with nothing parsed is not clean.  Test counts come from ``tests``,
+else from the counts of the test-phase tools (``passed``, ``failed``, ``errors``, ``skipped``).
+``coverage`` is a fraction in [0, 1].
+
+The formula (n = error count)::
+
+    build    = 10 / (10 + n_build)          1.0 clean, 0.5 at 10 errors, never 0
+    lint     = 50 / (50 + n_lint)           1.0 clean, 0.5 at 50 errors, never 0
+    test     = passed / (passed + failed + errors)      0.0 when no test ran
+    coverage = coverage                     only when given
+
+    static   = (0.4 build + 0.2 lint) / (weights of the static parts present)   1.0 if none
+    score    = (0.4 build + 0.2 lint + 0.3 test + 0.1 coverage) / (weights of the parts present)
+
+A part is present when at least one of its tools ran (status other than ``skipped``) or, for test
+and coverage, when a value was given.  Rules that fix the original's defects (seed sec. 6, 7):
+
+* The decay is hyperbolic, not clamped: fixing any error raises the score, so progress on a
+  project with 2,000 errors is visible (a clamp at 0 would report "no progress" and stop the run).
+* A ``tool_error`` is not "0 findings": its phase's part is 0.0, the report lists it in
+  ``tool_errors``, and the report is never healthy (seed F3, F7).
+* 0 tests run is a test part of 0.0 and an unhealthy report, never "passed" (seed F4, D10).
+* Tiered checks: when the static score is below ``static_pass_threshold`` and no test results
+  were given, dynamic checks were skipped: the test part is 0.0 (unmeasured earns no credit,
+  so starting the dynamic checks can only raise the score) and the report is not healthy.
+  (The original multiplied a static-only score by 0.7 and used constant placeholders, D21.)
+* Nothing measured at all scores 0.0 and is not healthy.  No static tool at all leaves the
+  static score at 1.0: nothing static is broken, so the gate lets the dynamic checks run.
+
+Healthy (:func:`is_healthy`, from ``completion_criteria``): no tool error; something was measured;
+dynamic checks not skipped; if ``build_passes``, no build errors; lint errors <=
+``max_lint_errors``; if tests were measured, pass rate >= ``min_test_pass_rate``.  A project
+without a build or test tool is judged on the tools it has.
+
+Verification (:func:`compare`, :func:`regressed`, :func:`judge_batch`) compares issue sets by
+fingerprint (as a multiset, so a moved line is neither fixed nor new) and test counts; a batch is
+kept only when its own issues are gone and nothing regressed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import msgspec
+
+from airfix.config import CompletionCriteriaConfig
+from airfix.events.schema import IssueRecord, Phase, ToolResult
+
+__all__ = [
+    "BUILD_SCALE",
+    "DEFAULT_TOOL_PHASES",
+    "LINT_SCALE",
+    "STATIC_PARTS",
+    "WEIGHTS",
+    "Comparison",
+    "HealthReport",
+    "TestCounts",
+    "Verdict",
+    "compare",
+    "health_score",
+    "is_healthy",
+    "judge_batch",
+    "regressed",
+    "should_run_dynamic",
+    "unhealthy_reasons",
+]
+
+WEIGHTS: dict[str, float] = {"build": 0.4, "test": 0.3, "lint": 0.2, "coverage": 0.1}
+STATIC_PARTS: tuple[str, ...] = ("build", "lint")
+BUILD_SCALE = 10.0  # build errors at which the build part is 0.5
+LINT_SCALE = 50.0  # lint errors at which the lint part is 0.5
+
+DEFAULT_TOOL_PHASES: dict[str, Phase] = {
+    # build: compilers and type checkers
+    "build": "build",
+    "compileall": "build",
+    "py_compile": "build",
+    "mypy": "build",
+    "dmypy": "build",
+    "pyright": "build",
+    "pytype": "build",
+    "tsc": "build",
+    "go build": "build",
+    "go vet": "build",
+    "cargo check": "build",
+    "flutter analyze": "build",
+    "dart analyze": "build",
+    # test: test runners
+    "pytest": "test",
+    "unittest": "test",
+    "jest": "test",
+    "vitest": "test",
+    "go test": "test",
+    "cargo test": "test",
+    "flutter test": "test",
+    # lint: linters and formatters
+    "ruff": "lint",
+    "ruff format": "lint",
+    "flake8": "lint",
+    "pylint": "lint",
+    "black": "lint",
+    "isort": "lint",
+    "eslint": "lint",
+    "prettier": "lint",
+    "golangci-lint": "lint",
+    "staticcheck": "lint",
+    "clippy": "lint",
+}
+
+
+class TestCounts(msgspec.Struct, frozen=True, kw_only=True):
+    """A test run's outcome.  ``errors`` are tests that errored (setup, collection) not failed."""
+
+    __test__ = False  # not a pytest test class
+
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    @property
+    def total(self) -> int:
+        """Tests that ran: passed + failed + errors (skipped did not run)."""
+        return self.passed + self.failed + self.errors
+
+    @property
+    def failing(self) -> int:
+        return self.failed + self.errors
+
+    @property
+    def pass_rate(self) -> float | None:
+        """passed / total, or None when no test ran."""
+        return self.passed / self.total if self.total else None
+
+    @classmethod
+    def from_counts(cls, counts: Mapping[str, int]) -> TestCounts:
+        return cls(
+            passed=int(counts.get("passed", 0)),
+            failed=int(counts.get("failed", 0)),
+            errors=int(counts.get("errors", 0)),
+            skipped=int(counts.get("skipped", 0)),
+        )
+
+    def __add__(self, other: TestCounts) -> TestCounts:
+        return TestCounts(
+            passed=self.passed + other.passed,
+            failed=self.failed + other.failed,
+            errors=self.errors + other.errors,
+            skipped=self.skipped + other.skipped,
+        )
+
+
+class HealthReport(msgspec.Struct, frozen=True, kw_only=True):
+    """One health check's verdict; ``score``/``parts``/``healthy`` go into ``HealthChecked``."""
+
+    score: float  # 0..1, weighted mean of the parts present
+    static_score: float  # 0..1, weighted mean of the static parts present (build, lint)
+    parts: dict[str, float]  # build, lint, test, coverage: those present
+    passed: dict[str, bool]  # per measured part (build, lint, test) and "static" (the gate)
+    healthy: bool
+    tool_errors: list[str] = []  # "tool: error" for every tool with status tool_error
+    reasons: list[str] = []  # why it is not healthy; empty when healthy
+    build_errors: int = 0
+    lint_errors: int = 0
+    tests: TestCounts | None = None
+    coverage: float | None = None
+    dynamic_skipped: bool = False
+
+
+class Comparison(msgspec.Struct, frozen=True, kw_only=True):
+    """Issue sets before and after, matched by fingerprint."""
+
+    fixed: list[IssueRecord]  # in before, not after (records from before)
+    new: list[IssueRecord]  # in after, not before (records from after)
+    remaining: list[IssueRecord]  # in both (records from after, so current lines)
+
+    @property
+    def fixed_fingerprints(self) -> list[str]:
+        return sorted({i.fingerprint for i in self.fixed})
+
+    @property
+    def new_fingerprints(self) -> list[str]:
+        return sorted({i.fingerprint for i in self.new})
+
+
+class Verdict(msgspec.Struct, frozen=True, kw_only=True):
+    """Keep or roll back a batch, and why."""
+
+    keep: bool
+    reasons: list[str]  # why it is rolled back (empty when kept)
+    fixed: int = 0  # of the batch's own issues
+    unfixed: int = 0
+    new: int = 0  # issues anywhere that were not there before
+    comparison: Comparison | None = None
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _decay(n: int, scale: float) -> float:
+    return scale / (scale + n) if n > 0 else 1.0
+
+
+def _weighted(parts: Mapping[str, float], names: Iterable[str], empty: float) -> float:
+    total = weight = 0.0
+    for name in names:
+        if name in parts:
+            total += WEIGHTS[name] * parts[name]
+            weight += WEIGHTS[name]
+    return total / weight if weight else empty
+
+
+def _phase_of(tool: str, tool_phases: Mapping[str, Phase] | None) -> Phase:
+    if tool_phases and tool in tool_phases:
+        return tool_phases[tool]
+    return DEFAULT_TOOL_PHASES.get(tool, "lint")
+
+
+def _errors(result: ToolResult) -> int:
+    n = max(0, int(result.counts.get("error", 0)))
+    return max(n, 1) if result.status == "failed" else n
+
+
+def health_score(
+    tool_results: Sequence[ToolResult],
+    *,
+    tests: TestCounts | None = None,
+    coverage: float | None = None,
+    criteria: CompletionCriteriaConfig | None = None,
+    static_pass_threshold: float = 0.6,
+    tool_phases: Mapping[str, Phase] | None = None,
+) -> HealthReport:
+    """Score one health check (the formula is in the module docstring).
+
+    Args:
+        tool_results: what the tools measured (static and, if they ran, dynamic).
+        tests: test counts; None takes them from the test-phase tools' counts, if any ran.
+        coverage: line coverage as a fraction in [0, 1], or None when not measured.
+        criteria: ``completion_criteria``; None = the defaults.
+        static_pass_threshold: ``health_check.static_pass_threshold``, the tiered-check gate.
+        tool_phases: tool name -> phase, over :data:`DEFAULT_TOOL_PHASES` (unknown: lint).
+
+    Raises:
+        ValueError: coverage outside [0, 1] or not a number.
+    """
+    if coverage is not None and not (isinstance(coverage, (int, float)) and 0.0 <= coverage <= 1.0):
+        raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
+    criteria = criteria or CompletionCriteriaConfig()
+
+    ran: dict[str, bool] = {"build": False, "lint": False, "test": False}
+    broken: set[str] = set()
+    errors = {"build": 0, "lint": 0}
+    tool_tests: TestCounts | None = None
+    tool_errors: list[str] = []
+    for r in sorted(tool_results, key=lambda r: r.tool):
+        if r.status == "skipped":
+            continue
+        phase = _phase_of(r.tool, tool_phases)
+        ran[phase] = True
+        if r.status == "tool_error":
+            broken.add(phase)
+            tool_errors.append(f"{r.tool}: {r.error or 'tool error'}")
+        elif phase == "test":
+            counted = TestCounts.from_counts(r.counts)
+            tool_tests = counted if tool_tests is None else tool_tests + counted
+        else:
+            errors[phase] += _errors(r)
+
+    parts: dict[str, float] = {}
+    if ran["build"]:
+        parts["build"] = 0.0 if "build" in broken else _decay(errors["build"], BUILD_SCALE)
+    if ran["lint"]:
+        parts["lint"] = 0.0 if "lint" in broken else _decay(errors["lint"], LINT_SCALE)
+    static = _weighted(parts, STATIC_PARTS, 1.0)
+
+    if tests is None and "test" not in broken:
+        tests = tool_tests
+    dynamic_skipped = tests is None and bool(parts) and static < static_pass_threshold
+    if "test" in broken:
+        parts["test"] = 0.0
+    elif tests is not None:
+        parts["test"] = tests.pass_rate or 0.0
+    elif dynamic_skipped:
+        parts["test"] = 0.0
+    if coverage is not None:
+        parts["coverage"] = float(coverage)
+    score = _weighted(parts, WEIGHTS, 0.0)
+
+    passed: dict[str, bool] = {"static": static >= static_pass_threshold}
+    if "build" in parts:
+        passed["build"] = "build" not in broken and errors["build"] == 0
+    if "lint" in parts:
+        passed["lint"] = "lint" not in broken and errors["lint"] <= criteria.max_lint_errors
+    if "test" in broken or tests is not None:
+        rate = None if "test" in broken or tests is None else tests.pass_rate
+        passed["test"] = rate is not None and rate >= criteria.min_test_pass_rate
+
+    draft = HealthReport(
+        score=score,
+        static_score=static,
+        parts=parts,
+        passed=passed,
+        healthy=False,
+        tool_errors=tool_errors,
+        build_errors=errors["build"],
+        lint_errors=errors["lint"],
+        tests=tests,
+        coverage=None if coverage is None else float(coverage),
+        dynamic_skipped=dynamic_skipped,
+    )
+    reasons = unhealthy_reasons(draft, criteria, static_pass_threshold=static_pass_threshold)
+    return msgspec.structs.replace(draft, healthy=not reasons, reasons=reasons)
+
+
+def unhealthy_reasons(
+    report: HealthReport,
+    criteria: CompletionCriteriaConfig,
+    *,
+    static_pass_threshold: float | None = None,
+) -> list[str]:
+    """Why ``report`` does not meet ``criteria`` (empty when it does)."""
+    reasons: list[str] = []
+    if report.tool_errors:
+        reasons.append("a tool could not measure: " + "; ".join(report.tool_errors))
+    if not report.parts:
+        reasons.append("nothing was measured")
+    if report.dynamic_skipped:
+        limit = "" if static_pass_threshold is None else f" < {static_pass_threshold:.0%}"
+        reasons.append(f"dynamic checks skipped (static score {report.static_score:.0%}{limit})")
+    if criteria.build_passes and report.build_errors > 0:
+        reasons.append(f"build has {report.build_errors} error(s)")
+    if report.lint_errors > criteria.max_lint_errors:
+        reasons.append(
+            f"{report.lint_errors} lint error(s) > max_lint_errors {criteria.max_lint_errors}"
+        )
+    if report.tests is not None:
+        rate = report.tests.pass_rate
+        if rate is None:
+            if criteria.min_test_pass_rate > 0:
+                reasons.append("no test ran (0 passed, 0 failed)")
+        elif rate < criteria.min_test_pass_rate:
+            reasons.append(
+                f"test pass rate {rate:.1%} < min_test_pass_rate {criteria.min_test_pass_rate:.1%}"
+                f" ({report.tests.passed}/{report.tests.total} passed)"
+            )
+    return reasons
+
+
+def is_healthy(report: HealthReport, criteria: CompletionCriteriaConfig | None = None) -> bool:
+    """Whether ``report`` meets the completion criteria; a tool error anywhere is never healthy."""
+    return not unhealthy_reasons(report, criteria or CompletionCriteriaConfig())
+
+
+def should_run_dynamic(
+    static_score: float, static_pass_threshold: float, *, force: bool = False
+) -> bool:
+    """The tiered-check gate: run the (slow) dynamic checks only once the static checks pass.
+
+    ``force`` runs them anyway (the original's ``--force-dynamic``).
+    """
+    return force or (not math.isnan(static_score) and static_score >= static_pass_threshold)
+
+
+# ---------------------------------------------------------------- verification
+
+
+def _by_fingerprint(issues: Iterable[IssueRecord]) -> dict[str, list[IssueRecord]]:
+    groups: dict[str, list[IssueRecord]] = {}
+    for issue in issues:
+        groups.setdefault(issue.fingerprint, []).append(issue)
+    for group in groups.values():
+        if len(group) > 1:
+            group.sort(key=lambda i: (i.file, i.line, i.column, i.issue_id))
+    return groups
+
+
+def compare(
+    before_issues: Iterable[IssueRecord], after_issues: Iterable[IssueRecord]
+) -> Comparison:
+    """Match issues by fingerprint, counting duplicates (a multiset).
+
+    A fingerprint seen b times before and a times after has min(a, b) remaining, b - a fixed
+    (when b > a) or a - b new (when a > b); within a fingerprint the first ones in
+    (file, line, column, issue_id) order are the ones matched.  Line numbers play no part.
+    """
+    before = _by_fingerprint(before_issues)
+    after = _by_fingerprint(after_issues)
+    fixed: list[IssueRecord] = []
+    new: list[IssueRecord] = []
+    remaining: list[IssueRecord] = []
+    for fp in sorted(before.keys() | after.keys()):
+        b = before.get(fp, [])
+        a = after.get(fp, [])
+        common = min(len(a), len(b))
+        remaining.extend(a[:common])
+        fixed.extend(b[common:])
+        new.extend(a[common:])
+    return Comparison(fixed=fixed, new=new, remaining=remaining)
+
+
+def regressed(before_tests: TestCounts | None, after_tests: TestCounts | None) -> list[str]:
+    """How the tests got worse (empty when they did not).
+
+    Fewer passing tests, more failing (failed + errors), fewer tests run (deleted or no longer
+    collected) and more skipped (a test skipped to make it "pass") all count.
+    """
+    if before_tests is None:
+        return []
+    if after_tests is None:
+        return ["tests were not measured after the fix"]
+    b, a = before_tests, after_tests
+    out: list[str] = []
+    if a.passed < b.passed:
+        out.append(f"passing tests dropped from {b.passed} to {a.passed}")
+    if a.failing > b.failing:
+        out.append(f"failing tests rose from {b.failing} to {a.failing}")
+    if a.total < b.total:
+        out.append(f"tests run dropped from {b.total} to {a.total}")
+    if a.skipped > b.skipped:
+        out.append(f"skipped tests rose from {b.skipped} to {a.skipped}")
+    return out
+
+
+def judge_batch(
+    batch_issues: Iterable[IssueRecord],
+    before_issues: Iterable[IssueRecord],
+    after_issues: Iterable[IssueRecord],
+    *,
+    before_tests: TestCounts | None = None,
+    after_tests: TestCounts | None = None,
+    tool_errors: Sequence[str] = (),
+    require_all: bool = True,
+) -> Verdict:
+    """Keep a batch only if its own issues are gone and nothing regressed.
+
+    ``batch_issues`` are the batch's issues (from ``before_issues``).  Its own issues are gone when,
+    for each of their fingerprints, the after count is at most the before count minus the batch's
+    count.  With ``require_all=False`` a batch that fixed at least one of its issues (and
+    regressed nothing) is kept.  Any new issue anywhere, any test regression or a tool error in
+    the verifying check rolls the batch back.
+    """
+    before_list = list(before_issues)
+    after_list = list(after_issues)
+    comparison = compare(before_list, after_list)
+    own = Counter(i.fingerprint for i in batch_issues)
+    before_n = Counter(i.fingerprint for i in before_list)
+    after_n = Counter(i.fingerprint for i in after_list)
+
+    unfixed = 0
+    for fp, k in own.items():
+        allowed = max(0, before_n.get(fp, 0) - k)
+        unfixed += min(k, max(0, after_n.get(fp, 0) - allowed))
+    total = sum(own.values())
+    fixed = total - unfixed
+
+    reasons: list[str] = []
+    if tool_errors:
+        reasons.append("verification could not measure: " + "; ".join(tool_errors))
+    if unfixed and (require_all or fixed == 0):
+        reasons.append(f"{unfixed} of the batch's {total} issue(s) remain")
+    if comparison.new:
+        shown = ", ".join(
+            f"{i.rule or i.tool} {i.file}:{i.line}" if i.file else (i.rule or i.tool)
+            for i in comparison.new[:5]
+        )
+        more = f" and {len(comparison.new) - 5} more" if len(comparison.new) > 5 else ""
+        reasons.append(f"{len(comparison.new)} new issue(s): {shown}{more}")
+    reasons.extend(regressed(before_tests, after_tests))
+    return Verdict(
+        keep=not reasons,
+        reasons=reasons,
+        fixed=fixed,
+        unfixed=unfixed,
+        new=len(comparison.new),
+        comparison=comparison,
+    )

@@ -1,0 +1,493 @@
+"""Which issues are fixed together: pure batch planning and commit messages.
+
+Pure on purpose: no I/O, no clock, no randomness.  The same issues give the same plan whatever their
+order, so a retried planner emits byte-identical ``BatchPlanned`` events (same batch ids too) and the
+store recognises them.
+
+Modes (``issue_grouping.mode``):
+
+``mega``
+    One batch per phase with every issue of that phase.  Kind ``mega``.
+``individual``
+    One batch per issue.  Kind ``single``.
+``smart`` (the default)
+    *Cleanup* batches, project-wide, one per kind of issue, then *location* batches, one per
+    directory, for everything else:
+
+    * An issue is a cleanup candidate when its rule is a mechanical, project-wide kind of fix:
+      the rules in :data:`CLEANUP_RULES` (unused imports and variables, f-strings without
+      placeholders, import sorting, ``== None`` comparisons, whitespace, long lines, unused
+      ``noqa``/``type: ignore`` ...) and every pyupgrade rule (``UP*``).
+    * Candidates are grouped by ``(phase, tool, rule)``.  A group with at least
+      :data:`CLEANUP_MIN_ISSUES` (2) issues becomes cleanup batches; a lone one is not worth a
+      project-wide commit and joins its directory's location batch instead.
+    * Everything else is grouped by ``(phase, directory of the file)``; issues without a file
+      form the project-root group.  Rules and tools are mixed within a directory.
+    * A group larger than its cap (``max_cleanup_batch_size`` / ``max_location_batch_size``)
+      is split into ``ceil(n / cap)`` parts of near-equal size, in file/line order.
+
+    This follows the original ``IssueGrouper`` (cleanup categories with >= 2 issues went
+    project-wide, location categories went by parent directory) without its defects: categories
+    come from rule codes, not regexes over messages; no issue is dropped (the original dropped
+    location issues in directories with fewer than 3 and appended uncategorised ones twice).
+
+Order and priority.  Phases run build, then test, then lint.  Within a phase: mega; or cleanup
+batches before location batches, each larger group first (ties by rule or directory); or, in
+individual mode, issue order (file, line, rule).  ``priority`` is the 1-based rank in that order,
+so **lower runs first**: the ``task_queue`` ZSET is scored by priority, and
+``ZRANGE autonomous_fix:task_queue 0 -1`` lists the queue in execution order.  The batch id is
+``f"{run_id}/{iteration}-{priority}"``.
+
+Caps.  ``batches_per_phase`` (from ``batch_sizes``) bounds how many batches of each phase one
+iteration runs; the issues of the rest land in :attr:`Plan.deferred_issue_ids`, and the next
+full check rediscovers them.  A phase missing from the mapping is not capped.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+import msgspec
+
+from airfix.events.machine import PlanBatch
+from airfix.events.schema import BatchingMode, IssueRecord, Phase
+
+__all__ = [
+    "CLEANUP_MIN_ISSUES",
+    "CLEANUP_RULES",
+    "PHASES",
+    "BatchKind",
+    "Plan",
+    "PlannedBatch",
+    "cleanup_phrase",
+    "commit_message",
+    "is_cleanup_rule",
+    "phase_caps",
+    "plan_batches",
+]
+
+PHASES: tuple[Phase, ...] = ("build", "test", "lint")
+_PHASE_RANK: dict[str, int] = {p: i for i, p in enumerate(PHASES)}
+BatchKind = Literal["cleanup", "location", "mega", "single"]
+
+CLEANUP_MIN_ISSUES = 2
+
+# rule -> (conventional-commit type, phrase).  "{all}" becomes "all " in a single project-wide
+# batch and disappears in one part of a split group ("remove all unused imports" vs "remove
+# unused imports, part 2/3").
+CLEANUP_RULES: dict[str, tuple[str, str]] = {
+    # ruff / flake8 (pyflakes, pycodestyle, isort)
+    "F401": ("chore", "remove {all}unused imports"),
+    "F811": ("chore", "remove {all}redefined unused names"),
+    "F841": ("chore", "remove {all}unused variables"),
+    "F541": ("chore", "remove placeholder-less f-string prefixes"),
+    "F632": ("chore", "use == for {all}comparisons with literals"),
+    "I001": ("style", "sort {all}imports"),
+    "I002": ("chore", "add {all}missing required imports"),
+    "E401": ("style", "split {all}multiple imports on one line"),
+    "E501": ("style", "shorten {all}long lines"),
+    "E703": ("style", "remove {all}useless semicolons"),
+    "E711": ("chore", "fix {all}comparisons to None"),
+    "E712": ("chore", "fix {all}comparisons to True/False"),
+    "E713": ("chore", "use 'not in' for {all}negated membership tests"),
+    "E714": ("chore", "use 'is not' for {all}negated identity tests"),
+    "E721": ("chore", "use isinstance() for {all}type comparisons"),
+    "W291": ("style", "remove {all}trailing whitespace"),
+    "W292": ("style", "add {all}missing final newlines"),
+    "W293": ("style", "remove {all}whitespace on blank lines"),
+    "W391": ("style", "remove {all}blank lines at end of file"),
+    "RUF100": ("chore", "remove {all}unused noqa directives"),
+    # ruff pyupgrade (any other UP rule: "modernise syntax (UPxxx)")
+    "UP004": ("chore", "remove {all}useless object inheritance"),
+    "UP006": ("chore", "use builtin generic types"),
+    "UP007": ("chore", "use X | Y union syntax"),
+    "UP008": ("chore", "use super() without arguments"),
+    "UP009": ("chore", "remove {all}UTF-8 encoding declarations"),
+    "UP010": ("chore", "remove {all}unnecessary __future__ imports"),
+    "UP015": ("chore", "remove {all}redundant open() modes"),
+    "UP024": ("chore", "replace aliased OS errors"),
+    "UP031": ("chore", "replace printf-style formatting"),
+    "UP032": ("chore", "use f-strings instead of format()"),
+    "UP035": ("chore", "replace deprecated imports"),
+    "UP037": ("chore", "remove {all}quoted annotations"),
+    # mypy
+    "unused-ignore": ("chore", "remove {all}unused type: ignore comments"),
+    "redundant-cast": ("chore", "remove {all}redundant casts"),
+    # eslint
+    "no-unused-vars": ("chore", "remove {all}unused variables"),
+    "@typescript-eslint/no-unused-vars": ("chore", "remove {all}unused variables"),
+    "prefer-const": ("chore", "use const for {all}never-reassigned variables"),
+    "no-extra-semi": ("style", "remove {all}extra semicolons"),
+    "semi": ("style", "fix {all}semicolons"),
+    "quotes": ("style", "normalise {all}quotes"),
+    "eol-last": ("style", "add {all}missing final newlines"),
+    # dart analyzer / flutter lints
+    "unused_import": ("chore", "remove {all}unused imports"),
+    "unnecessary_import": ("chore", "remove {all}unnecessary imports"),
+    "unused_local_variable": ("chore", "remove {all}unused variables"),
+    "prefer_const_constructors": ("chore", "add {all}missing const keywords"),
+    "prefer_const_declarations": ("chore", "add {all}missing const keywords"),
+    "prefer_final_fields": ("chore", "make {all}never-reassigned fields final"),
+    "directives_ordering": ("style", "sort {all}directives"),
+    "prefer_single_quotes": ("style", "use single quotes"),
+    "lines_longer_than_80_chars": ("style", "shorten {all}long lines"),
+}
+
+_TYPE_TOOLS = frozenset({"mypy", "pyright", "pyre", "pytype", "tsc", "dmypy"})
+_TEST_TOOLS = frozenset({"pytest", "unittest", "jest", "vitest", "go test", "flutter test"})
+_PHASE_NOUN = {"build": "build errors", "test": "test failures", "lint": "lint issues"}
+
+
+class PlannedBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """One unit of work for the fixer: the payload of a ``PlanBatch`` command, plus its grouping."""
+
+    batch_id: str
+    phase: Phase
+    mode: BatchingMode
+    issue_ids: list[str]
+    priority: int  # 1-based rank; lower runs first
+    description: str  # the commit subject
+    files: list[str]  # sorted, unique, non-empty paths
+    kind: BatchKind
+    rules: list[str]  # sorted, unique, non-empty rule codes
+    scope: str = ""  # the rule (cleanup), directory (location) or file:line (single)
+
+    def command(self) -> PlanBatch:
+        """The ``PlanBatch`` command that records this batch."""
+        return PlanBatch(
+            batch_id=self.batch_id,
+            phase=self.phase,
+            issue_ids=list(self.issue_ids),
+            mode=self.mode,
+            priority=self.priority,
+            description=self.description,
+            files=list(self.files),
+        )
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """An iteration's batches in execution order, and the issues the per-phase caps pushed out.
+
+    ``deferred_batches`` counts the batches that were planned but not kept; their issues are in
+    ``deferred_issue_ids`` (in plan order) and come back with the next full check.
+    """
+
+    batches: list[PlannedBatch]
+    deferred_issue_ids: list[str] = []
+    deferred_batches: int = 0
+
+    @property
+    def issue_ids(self) -> list[str]:
+        return [i for b in self.batches for i in b.issue_ids]
+
+
+# ---------------------------------------------------------------- rules
+
+
+def is_cleanup_rule(rule: str) -> bool:
+    """A mechanical kind of fix that reads well as one project-wide commit."""
+    return rule in CLEANUP_RULES or (rule.startswith("UP") and rule[2:].isdigit())
+
+
+def cleanup_phrase(rule: str, *, whole: bool = True) -> tuple[str, str]:
+    """``(commit type, phrase)`` for a rule: ``("chore", "remove all unused imports")``.
+
+    ``whole`` is False for one part of a split group ("remove unused imports").  Unknown rules
+    fall back to ``("fix", "fix <rule> issues")``.
+    """
+    kind, phrase = CLEANUP_RULES.get(rule, ("", ""))
+    if not phrase:
+        if rule.startswith("UP") and rule[2:].isdigit():
+            kind, phrase = "chore", f"modernise syntax ({rule})"
+        else:
+            kind, phrase = "fix", f"fix {{all}}{rule or 'unclassified'} issues"
+    return kind, phrase.replace("{all}", "all " if whole else "")
+
+
+def phase_caps(sizes: object) -> dict[Phase, int]:
+    """``batches_per_phase`` from a ``BatchSizesConfig`` (``build_fixes``, ``test_fixes``, ...)."""
+    return {p: int(getattr(sizes, f"{p}_fixes")) for p in PHASES}
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_batches(
+    issues: Sequence[IssueRecord],
+    *,
+    mode: BatchingMode,
+    iteration: int,
+    run_id: str,
+    max_cleanup_batch_size: int,
+    max_location_batch_size: int,
+    batches_per_phase: Mapping[Phase, int],
+) -> Plan:
+    """Group ``issues`` into batches (see the module docstring for the rules).
+
+    Every issue (de-duplicated by ``issue_id``) is either in exactly one batch of ``batches`` or
+    in ``deferred_issue_ids``; no batch is empty; cleanup and location batches respect their caps;
+    at most ``batches_per_phase[phase]`` batches of a phase are in ``batches``.
+
+    Raises:
+        ValueError: an unknown mode or phase, a cap below 1, or a negative per-phase count.
+    """
+    if mode not in ("mega", "smart", "individual"):
+        raise ValueError(f"unknown batching mode {mode!r}; expected mega, smart or individual")
+    if max_cleanup_batch_size < 1 or max_location_batch_size < 1:
+        raise ValueError(
+            "max_cleanup_batch_size and max_location_batch_size must be at least 1, got "
+            f"{max_cleanup_batch_size} and {max_location_batch_size}"
+        )
+    for phase, limit in batches_per_phase.items():
+        if phase not in _PHASE_RANK:
+            raise ValueError(f"batches_per_phase: unknown phase {phase!r}")
+        if limit < 0:
+            raise ValueError(f"batches_per_phase[{phase!r}] must be >= 0, got {limit}")
+
+    by_phase = _sorted_by_phase(issues)
+    kept: list[PlannedBatch] = []
+    deferred_ids: list[str] = []
+    deferred = 0
+    for phase in PHASES:
+        phase_issues = by_phase[phase]
+        if not phase_issues:
+            continue
+        cap = batches_per_phase.get(phase)
+        if mode == "individual":  # the hot path with many batches: no drafts
+            take = phase_issues if cap is None else phase_issues[:cap]
+            for issue in take:
+                kept.append(_single(issue, len(kept) + 1, phase, iteration, run_id))
+            rest = phase_issues[len(take) :]
+            deferred += len(rest)
+            deferred_ids.extend(i.issue_id for i in rest)
+            continue
+        if mode == "mega":
+            drafts = [_Draft(phase, "mega", "", phase_issues, 1, 1)]
+        else:
+            drafts = _smart(phase, phase_issues, max_cleanup_batch_size, max_location_batch_size)
+        if cap is not None and len(drafts) > cap:
+            for d in drafts[cap:]:
+                deferred_ids.extend(i.issue_id for i in d.issues)
+            deferred += len(drafts) - cap
+            drafts = drafts[:cap]
+        for d in drafts:
+            kept.append(_build(d, len(kept) + 1, mode, iteration, run_id))
+    return Plan(batches=kept, deferred_issue_ids=deferred_ids, deferred_batches=deferred)
+
+
+class _Draft:
+    __slots__ = ("issues", "kind", "part", "parts", "phase", "scope")
+
+    def __init__(
+        self,
+        phase: Phase,
+        kind: BatchKind,
+        scope: str,
+        issues: list[IssueRecord],
+        part: int,
+        parts: int,
+    ) -> None:
+        self.phase = phase
+        self.kind = kind
+        self.scope = scope
+        self.issues = issues
+        self.part = part
+        self.parts = parts
+
+
+# Every field, so the order (and so the plan) is independent of the input order.
+_sort_key = operator.attrgetter(
+    "file", "line", "column", "rule", "tool", "fingerprint", "issue_id", "message", "severity"
+)
+
+
+def _sorted_by_phase(issues: Iterable[IssueRecord]) -> dict[Phase, list[IssueRecord]]:
+    by_phase: dict[Phase, list[IssueRecord]] = {p: [] for p in PHASES}
+    for issue in issues:
+        bucket = by_phase.get(issue.phase)
+        if bucket is None:
+            raise ValueError(f"issue {issue.issue_id!r} has unknown phase {issue.phase!r}")
+        bucket.append(issue)
+    for phase in PHASES:
+        by_phase[phase].sort(key=_sort_key)
+    ids = [i.issue_id for p in PHASES for i in by_phase[p]]
+    if len(set(ids)) != len(ids):  # rare: keep the first of each issue_id in (phase, sort) order
+        seen: set[str] = set()
+        for phase in PHASES:
+            unique = []
+            for issue in by_phase[phase]:
+                if issue.issue_id not in seen:
+                    seen.add(issue.issue_id)
+                    unique.append(issue)
+            by_phase[phase] = unique
+    return by_phase
+
+
+def _directory(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+def _smart(
+    phase: Phase, issues: list[IssueRecord], cleanup_cap: int, location_cap: int
+) -> list[_Draft]:
+    candidates: dict[tuple[str, str], list[IssueRecord]] = {}
+    is_cleanup: dict[str, bool] = {}
+    for issue in issues:
+        rule = issue.rule
+        flag = is_cleanup.get(rule)
+        if flag is None:
+            flag = is_cleanup[rule] = is_cleanup_rule(rule)
+        if flag:
+            candidates.setdefault((issue.tool, rule), []).append(issue)
+    cleanup = {k: v for k, v in candidates.items() if len(v) >= CLEANUP_MIN_ISSUES}
+
+    locations: dict[str, list[IssueRecord]] = {}
+    dirs: dict[str, str] = {}
+    for issue in issues:
+        if (issue.tool, issue.rule) in cleanup:
+            continue
+        d = dirs.get(issue.file)
+        if d is None:
+            d = dirs[issue.file] = _directory(issue.file)
+        locations.setdefault(d, []).append(issue)
+
+    drafts: list[_Draft] = []
+    # Larger groups first; ties by rule/tool or directory.  Input lists are already in issue order.
+    for (_tool, rule), group in sorted(
+        cleanup.items(), key=lambda kv: (-len(kv[1]), kv[0][1], kv[0][0])
+    ):
+        drafts.extend(_split(phase, "cleanup", rule, group, cleanup_cap))
+    for directory, group in sorted(locations.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        drafts.extend(_split(phase, "location", directory, group, location_cap))
+    return drafts
+
+
+def _split(
+    phase: Phase, kind: BatchKind, scope: str, group: list[IssueRecord], cap: int
+) -> list[_Draft]:
+    """``ceil(n / cap)`` consecutive parts whose sizes differ by at most one."""
+    n = len(group)
+    parts = -(-n // cap)
+    base, extra = divmod(n, parts)
+    out: list[_Draft] = []
+    start = 0
+    for k in range(parts):
+        size = base + (1 if k < extra else 0)
+        out.append(_Draft(phase, kind, scope, group[start : start + size], k + 1, parts))
+        start += size
+    return out
+
+
+def _build(d: _Draft, n: int, mode: BatchingMode, iteration: int, run_id: str) -> PlannedBatch:
+    issues = d.issues
+    files = sorted({i.file for i in issues} - {""})
+    return PlannedBatch(
+        batch_id=f"{run_id}/{iteration}-{n}",
+        phase=d.phase,
+        mode=mode,
+        issue_ids=[i.issue_id for i in issues],
+        priority=n,
+        description=_describe(d, len(files)),
+        files=files,
+        kind=d.kind,
+        rules=sorted({i.rule for i in issues} - {""}),
+        scope=d.scope,
+    )
+
+
+def _single(issue: IssueRecord, n: int, phase: Phase, iteration: int, run_id: str) -> PlannedBatch:
+    where = _where(issue)
+    label = issue.rule or issue.tool or "issue"
+    return PlannedBatch(
+        batch_id=f"{run_id}/{iteration}-{n}",
+        phase=phase,
+        mode="individual",
+        issue_ids=[issue.issue_id],
+        priority=n,
+        description=f"fix: {label} in {where}"
+        if where
+        else f"fix: {label} ({issue.tool or phase})",
+        files=[issue.file] if issue.file else [],
+        kind="single",
+        rules=[issue.rule] if issue.rule else [],
+        scope=where,
+    )
+
+
+# ---------------------------------------------------------------- descriptions and commits
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _where(issue: IssueRecord) -> str:
+    if not issue.file:
+        return ""
+    return f"{issue.file}:{issue.line}" if issue.line > 0 else issue.file
+
+
+def _noun(phase: Phase, issues: list[IssueRecord]) -> str:
+    tools = {i.tool for i in issues}
+    if len(tools) == 1:
+        (tool,) = tools
+        if tool in _TYPE_TOOLS:
+            return "type errors"
+        if tool in _TEST_TOOLS:
+            return "test failures"
+    return _PHASE_NOUN[phase]
+
+
+def _describe(d: _Draft, n_files: int) -> str:
+    part = f", part {d.part}/{d.parts}" if d.parts > 1 else ""
+    n = len(d.issues)
+    if d.kind == "cleanup":
+        kind, phrase = cleanup_phrase(d.scope, whole=d.parts == 1)
+        return f"{kind}: {phrase}{part} ({_plural(n_files, 'file')})"
+    if d.kind == "location":
+        where = f"{d.scope}/" if d.scope else "the project root"
+        return (
+            f"fix: {_noun(d.phase, d.issues)} in {where}{part} "
+            f"({_plural(n, 'issue')}, {_plural(n_files, 'file')})"
+        )
+    return f"fix: comprehensive cleanup of {_plural(n, 'issue')}"
+
+
+def commit_message(
+    batch: PlannedBatch,
+    counts_before: Mapping[str, int],
+    counts_after: Mapping[str, int],
+    fixer: str,
+    run_id: str,
+) -> str:
+    """The commit message of a verified batch: subject, body, trailers.
+
+    The subject is ``batch.description`` (``chore: remove all unused imports (30 files)``); the
+    body names the batch, its rules, the counts before and after per tool (or phase) and the fixer;
+    the trailers ``Airfix-Batch`` and ``Airfix-Run`` make ``git log --grep`` find a run's commits.
+    """
+    lines = [
+        batch.description,
+        "",
+        f"Batch: {batch.batch_id} ({batch.kind}, {batch.phase} phase, {batch.mode} mode)",
+        f"Issues: {len(batch.issue_ids)} in {_plural(len(batch.files), 'file')}",
+        f"Rules: {', '.join(batch.rules) if batch.rules else '(none)'}",
+    ]
+    keys = sorted(set(counts_before) | set(counts_after))
+    if keys:
+        lines.append("Counts (before -> after):")
+        for key in keys:
+            before = counts_before.get(key)
+            after = counts_after.get(key)
+            lines.append(
+                f"  {key}: {'?' if before is None else before} -> {'?' if after is None else after}"
+            )
+    lines += [
+        f"Fixer: {fixer or '(unknown)'}",
+        "",
+        f"Airfix-Batch: {batch.batch_id}",
+        f"Airfix-Run: {run_id}",
+    ]
+    return "\n".join(lines)

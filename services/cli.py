@@ -12,7 +12,7 @@ import yaml
 from airfix.config import config_to_dict, load_config
 from airfix.events.errors import AirfixError
 
-ROLES = ("projections",)
+ROLES = ("projections", "manager", "checker", "planner", "fixer", "verifier")
 
 
 def _version() -> str:
@@ -41,11 +41,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", parents=[common],
                             help="run consumer roles against a Redis server until SIGTERM")
-    worker.add_argument("--roles", default="projections",
-                        help=f"comma-separated roles (known: {', '.join(ROLES)})")
+    worker.add_argument("--roles", default="all",
+                        help=f"comma-separated roles, or all (known: {', '.join(ROLES)})")
     worker.add_argument("--burst", action="store_true", help="exit once nothing is left to read")
     worker.add_argument("--name", help="consumer name (default: host-pid-random)")
     worker.set_defaults(func=cmd_worker)
+
+    run = sub.add_parser("run", parents=[common], help="make a repository healthier, one verified commit at a time")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--target", metavar="PATH", help="the git repository to fix (clean tree)")
+    where.add_argument("--sample", action="store_true",
+                       help="fix a fresh temporary copy of the bundled sample project")
+    run.add_argument("--max-iterations", type=int, metavar="N",
+                     help="stop after N iterations (default: circuit_breaker.max_total_runs)")
+    run.add_argument("--simulation", action="store_true", help="plan and report; change nothing")
+    run.add_argument("--batching", choices=("mega", "smart", "individual"),
+                     help="how issues are grouped (default: issue_grouping.mode)")
+    run.add_argument("--fixer", help="fixer chain, e.g. autofix or autofix,claude (default: fixer.name)")
+    run.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
+    run.add_argument("--inline", action="store_true",
+                     help="with --redis-url, host every role in this process instead of waiting for workers")
+    run.add_argument("--wait-timeout", type=float, metavar="S", help="give up waiting for workers after S seconds")
+    run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser("status", parents=[common], help="a run's status (default: the latest run)")
+    status.add_argument("run_id", nargs="?", metavar="RUN_ID")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+
+    runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
+    runs.add_argument("--json", action="store_true")
+    runs.add_argument("--limit", type=int, default=20)
+    runs.set_defaults(func=cmd_runs)
     return parser
 
 
@@ -74,6 +101,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     cfg = _load(args)
     configure_logging(cfg.logging.level, cfg.logging.format)
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    if roles == ["all"]:
+        roles = list(ROLES)
     unknown = [r for r in roles if r not in ROLES]
     if unknown:
         raise AirfixError(f"--roles: unknown role(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
@@ -82,11 +111,80 @@ def cmd_worker(args: argparse.Namespace) -> int:
                           "(the embedded store lives inside one process)")
     app = build_app(cfg)
     kwargs = {"name": args.name} if args.name else {}
-    worker = Worker(app.store, app.handlers(roles), app.settings, **kwargs)
+    worker_name = args.name or None
+    handlers = app.handlers([r for r in roles if r == "projections"])
+    pipeline_roles = [r for r in roles if r != "projections"]
+    if pipeline_roles:
+        from airfix.services.roles import Pipeline, role_handlers
+        from airfix.services.runtime import consumer_name
+
+        worker_name = worker_name or consumer_name()
+        kwargs["name"] = worker_name
+        handlers += role_handlers(Pipeline(app.store, cfg, worker=worker_name), pipeline_roles)  # type: ignore[arg-type]
+    worker = Worker(app.store, handlers, app.settings, **kwargs)
     worker.install_signal_handlers()
     get_logger("airfix.cli").info("worker starting", roles=roles, worker=worker.name,
                                   partitions=app.keys.partitions)
     worker.run(burst=args.burst)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from airfix.services.logs import configure_logging
+    from airfix.services.run import main_run
+
+    cfg = _load(args)
+    configure_logging(cfg.logging.level, cfg.logging.format)
+    return main_run(cfg, target=args.target, sample=args.sample,
+                    batching=args.batching or cfg.issue_grouping.mode,
+                    fixer=args.fixer or ",".join(cfg.fixer.chain), simulation=args.simulation,
+                    max_iterations=args.max_iterations, json_out=args.json, inline=args.inline,
+                    wait_timeout_s=args.wait_timeout)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from airfix.projections.status import load_status
+    from airfix.services.app import build_app
+
+    app = build_app(_load(args))
+    run_id = args.run_id
+    if run_id is None:
+        newest = app.client.zrevrange(app.keys.runs, 0, 0)
+        if not newest:
+            raise AirfixError("no runs yet")
+        run_id = newest[0].decode() if isinstance(newest[0], bytes) else newest[0]
+    status = load_status(app.client, app.keys, run_id)
+    if status is None:
+        raise AirfixError(f"no run {run_id!r} (see airfix runs)")
+    if args.json:
+        print(json.dumps(status))
+    else:
+        halted = "; HALTED in " + ", ".join(status["halted"]) if status["halted"] else ""
+        print(f"{run_id}: {status['state']} {status['status'] or ''} iteration {status['iterations_completed']} "
+              f"score {status['score']:.2f} issues {status['issues_initial']} -> {status['issues_open']} "
+              f"commits {len(status['commits'])}{halted}")
+        if status["reason"]:
+            print(f"  reason: {status['reason']}")
+    return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    import json
+
+    from airfix.projections.status import load_status
+    from airfix.services.app import build_app
+
+    app = build_app(_load(args))
+    ids = [x.decode() if isinstance(x, bytes) else x for x in app.client.zrevrange(app.keys.runs, 0, args.limit - 1)]
+    rows = [load_status(app.client, app.keys, r) for r in ids]
+    if args.json:
+        print(json.dumps([r for r in rows if r]))
+        return 0
+    for r in rows:
+        if r:
+            print(f"{r['run_id']}  {r['state']:<10} {r['status'] or '-':<16} {r['target']}")
     return 0
 
 

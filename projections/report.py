@@ -1,0 +1,104 @@
+"""A run's summary, computed from its events alone (so it can never claim what did not happen).
+
+Issues before/after per tool come from the first and the last *full* HealthChecked; commits,
+rollbacks and failures from their events; the status from the terminal event.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import msgspec
+
+from airfix.events.machine import RunState, fold
+from airfix.events.schema import (
+    BatchPlanned,
+    Committed,
+    Event,
+    FixFailed,
+    FixRolledBack,
+    HealthChecked,
+    RunCompleted,
+)
+
+
+class ToolSummary(msgspec.Struct, kw_only=True):
+    tool: str
+    status_before: str = ""
+    status_after: str = ""
+    issues_before: int | None = None
+    issues_after: int | None = None
+    version: str = ""
+
+
+class RunReport(msgspec.Struct, kw_only=True):
+    run_id: str
+    target: str
+    state: str
+    status: str
+    reason: str
+    iterations: int
+    issues_before: int
+    issues_after: int
+    score_before: float | None
+    score_after: float | None
+    batches_planned: int
+    commits: list[dict[str, Any]]
+    rolled_back: list[dict[str, Any]]
+    failed: list[dict[str, Any]]
+    tools: list[ToolSummary]
+    tool_errors: list[str]
+    cost_usd: float
+    duration_s: float
+    branch: str
+    base_sha: str
+    simulation: bool
+
+
+def _issue_count(tool: Any) -> int:
+    return int(sum(v for k, v in tool.counts.items() if k in ("issues", "errors", "failed")) if tool.counts else 0)
+
+
+def build_report(events: Iterable[Event]) -> RunReport:
+    evs = list(events)
+    state: RunState = fold(evs)
+    full = [e for e in evs if isinstance(e, HealthChecked) and e.scope == "full"]
+    first, last = (full[0], full[-1]) if full else (None, None)
+    tools: dict[str, ToolSummary] = {}
+    for check, when in ((first, "before"), (last, "after")):
+        for t in check.tools if check else []:
+            row = tools.setdefault(t.tool, ToolSummary(tool=t.tool, version=t.version))
+            issues = None if t.status == "tool_error" else int(t.counts.get("issues", 0))
+            if when == "before":
+                row.status_before, row.issues_before = t.status, issues
+            else:
+                row.status_after, row.issues_after = t.status, issues
+    plans = {e.batch_id: e for e in evs if isinstance(e, BatchPlanned)}
+    terminal = next((e for e in reversed(evs) if isinstance(e, RunCompleted)), None)
+    end = evs[-1].recorded_at if evs else None
+    start = evs[0].recorded_at if evs else None
+    return RunReport(
+        run_id=state.run_id,
+        target=state.target,
+        state=state.state,
+        status=state.status,
+        reason=state.reason,
+        iterations=state.iterations_completed,
+        issues_before=state.issues_initial,
+        issues_after=terminal.issues_after if terminal else state.issues_open,
+        score_before=first.score if first else None,
+        score_after=last.score if last else None,
+        batches_planned=state.batches_planned,
+        commits=[{"batch_id": e.batch_id, "sha": e.sha, "message": e.message.splitlines()[0] if e.message else "",
+                  "files": len(e.files), "issues": len(plans[e.batch_id].issue_ids) if e.batch_id in plans else 0}
+                 for e in evs if isinstance(e, Committed)],
+        rolled_back=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, FixRolledBack)],
+        failed=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, FixFailed)],
+        tools=sorted(tools.values(), key=lambda t: t.tool),
+        tool_errors=list(state.tools_in_error),
+        cost_usd=state.cost_usd,
+        duration_s=(end - start).total_seconds() if end and start else 0.0,
+        branch=state.branch,
+        base_sha=state.base_sha,
+        simulation=state.simulation,
+    )

@@ -1,0 +1,81 @@
+"""Fixers edit files to repair one batch; airfix verifies and commits (a fixer never commits).
+
+A fixer is anything with ``name`` and ``fix(request) -> FixOutcome``.  :data:`REGISTRY` maps names
+to factories; a run's fixer is a chain (``"autofix,claude"``): deterministic fixers first, the
+next fixer works on what the previous ones left.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+import msgspec
+
+from airfix.config import FixerConfig
+from airfix.events.schema import BatchPlanned, IssueRecord
+
+
+class FixRequest(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    target: Path
+    batch: BatchPlanned
+    issues: list[IssueRecord]
+    config: FixerConfig
+
+
+class FixOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    reason: str = ""
+    cost_usd: float = 0.0
+    turns: int = 0
+    duration_s: float = 0.0
+    commands: list[list[str]] = []
+
+
+class Fixer(Protocol):
+    name: str
+
+    def fix(self, request: FixRequest) -> FixOutcome: ...
+
+
+REGISTRY: dict[str, Callable[[], Fixer]] = {}
+
+
+def register(name: str, factory: Callable[[], Fixer]) -> None:
+    REGISTRY[name] = factory
+
+
+def chain(spec: str) -> list[Fixer]:
+    """Fixers for ``"autofix"`` or ``"autofix,claude"``; unknown names are a clear error."""
+    from airfix.events.errors import AirfixError
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown or not names:
+        raise AirfixError(f"fixer: unknown fixer(s) {', '.join(unknown) or spec!r}; "
+                          f"known: {', '.join(sorted(REGISTRY))}")
+    return [REGISTRY[n]() for n in names]
+
+
+def run_chain(fixers: list[Fixer], request: FixRequest) -> FixOutcome:
+    """Run every fixer in order; the batch fails only if every fixer failed."""
+    outcomes = [f.fix(request) for f in fixers]
+    ok = any(o.ok for o in outcomes)
+    return FixOutcome(
+        ok=ok,
+        reason="; ".join(f"{f.name}: {o.reason}" for f, o in zip(fixers, outcomes) if o.reason),
+        cost_usd=sum(o.cost_usd for o in outcomes),
+        turns=sum(o.turns for o in outcomes),
+        duration_s=sum(o.duration_s for o in outcomes),
+        commands=[c for o in outcomes for c in o.commands],
+    )
+
+
+def _register_builtin() -> None:
+    from airfix.services.fixers.autofix import AutoFixer
+
+    register("autofix", AutoFixer)
+
+
+_register_builtin()

@@ -1,0 +1,227 @@
+"""``airfix run``: validate, request a run, host the roles in-process (or wait for workers), report.
+
+Everything is checked before the first event: the target exists, is a git repository with a clean
+tree, the config loads, the fixer chain is known, ``--max-iterations`` is at least 1, and no other
+run is active on the target.  Bad input exits 2 with the reason and writes nothing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from airfix.config import Config, config_to_dict
+from airfix.events.errors import AirfixError
+from airfix.events.ids import new_run_id
+from airfix.events.machine import RequestRun, decide, initial_state
+from airfix.events.schema import Limits, stamp
+from airfix.events.steps import ROLES
+from airfix.projections.base import ProjectionHandler
+from airfix.projections.report import RunReport, build_report
+from airfix.projections.status import load_status
+from airfix.services import fixers
+from airfix.services.app import App, build_app
+from airfix.services.git import Repo
+from airfix.services.logs import get_logger
+from airfix.services.roles import Pipeline, role_handlers
+from airfix.services.runtime import Consumer
+
+log = get_logger("airfix.run")
+
+EXIT_CODES = {
+    "succeeded": 0, "simulated": 0, "failed": 1, "partially_fixed": 3, "no_progress": 4,
+    "budget_exhausted": 5, "timed_out": 6, "verify_failed": 7, "tool_error": 8, "cancelled": 9,
+}
+
+
+def sample_source() -> Path:
+    """The bundled sample project (a checkout's ``sample_project/`` or the installed copy)."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[1] / "sample_project", here.parent.parent / "sample_project"):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate
+    from importlib import resources
+
+    return Path(str(resources.files("airfix.sample_project")))
+
+
+def fresh_sample_repo() -> Path:
+    """A temporary git repository holding a copy of the sample project (the checkout stays clean)."""
+    dest = Path(tempfile.mkdtemp(prefix="airfix-sample-")) / "sample_project"
+    shutil.copytree(sample_source(), dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    env_cmds = [["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=airfix", "-c", "user.email=airfix@localhost",
+                 "commit", "-q", "-m", "sample project"]]
+    for cmd in env_cmds:
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def target_lock_key(app: App, repo: Repo) -> str:
+    digest = hashlib.sha256(str(repo.path.resolve()).encode()).hexdigest()[:16]
+    return f"{app.keys.prefix}:target_lock:{digest}"
+
+
+def request_run(app: App, config: Config, target: Path, *, batching: str, fixer: str,
+                simulation: bool, max_iterations: int) -> str:
+    """Validate everything, then append RunRequested; returns the run id."""
+    if max_iterations < 1:
+        raise AirfixError(f"--max-iterations must be at least 1, got {max_iterations}")
+    fixers.chain(fixer)
+    repo = Repo.open(target)
+    repo.require_clean()
+    run_id = new_run_id()
+    lock = target_lock_key(app, repo)
+    if not app.client.set(lock, run_id, nx=True):
+        other = app.client.get(lock)
+        other_id = other.decode() if isinstance(other, bytes) else str(other)
+        status = load_status(app.client, app.keys, other_id)
+        if status is None or status.get("state") != "completed":
+            raise AirfixError(f"run {other_id} is still active on {repo.path}; wait for it or cancel it "
+                              f"(lock key {lock})")
+        app.client.set(lock, run_id)
+    cb = config.circuit_breaker
+    limits = Limits(max_iterations=max_iterations, max_consecutive_failures=cb.max_consecutive_failures,
+                    max_duration_s=cb.max_duration_hours * 3600, no_progress_iterations=cb.no_progress_iterations,
+                    max_cost_usd=cb.max_cost_usd)
+    command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
+                         simulation=simulation, limits=limits, requested_by=_user(),
+                         config=config_to_dict(config))
+    events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
+    app.store.append(run_id, events, 0)
+    log.info("run requested", run_id=run_id, target=str(repo.path), batching=batching, fixer=fixer,
+             simulation=simulation, max_iterations=max_iterations)
+    return run_id
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "inline") -> None:
+    """Host every role and projection in this process until the run is finished."""
+    pipeline = Pipeline(app.store, app.config, worker=worker)
+    handlers = [*role_handlers(pipeline, ROLES), *(ProjectionHandler(p) for p in app.projections())]
+    consumers = [Consumer(app.store, h, app.settings, name=worker) for h in handlers]
+    try:
+        while True:
+            moved = sum(c.poll(block=False) for c in consumers)
+            if progress is not None:
+                progress()
+            status = load_status(app.client, app.keys, run_id)
+            if status is not None and status["state"] == "completed" and moved == 0:
+                return
+            if moved == 0:
+                time.sleep(0.01)
+    finally:
+        for c in consumers:
+            c.release_all()
+
+
+def wait_for_workers(app: App, run_id: str, *, timeout_s: float | None = None, progress: Any = None) -> None:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        status = load_status(app.client, app.keys, run_id)
+        if status is not None and status["state"] == "completed":
+            return
+        if progress is not None:
+            progress()
+        if deadline is not None and time.monotonic() > deadline:
+            raise AirfixError(f"run {run_id} did not finish within {timeout_s}s; are workers running? "
+                              "(airfix worker --redis-url ... --roles all)")
+        time.sleep(0.2)
+
+
+def release_lock(app: App, repo_path: str, run_id: str) -> None:
+    try:
+        lock = target_lock_key(app, Repo(Path(repo_path)))
+    except AirfixError:
+        return
+    current = app.client.get(lock)
+    if current is not None and (current.decode() if isinstance(current, bytes) else current) == run_id:
+        app.client.delete(lock)
+
+
+def report_for(app: App, run_id: str) -> RunReport:
+    return build_report(app.store.read_run(run_id))
+
+
+def render(report: RunReport, *, stream: Any = None) -> None:
+    """The human summary: issues before/after per tool, batches, commits, duration."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=stream or sys.stdout)
+    title = f"airfix run {report.run_id}: [bold]{report.status or report.state}[/bold]"
+    console.print(title)
+    console.print(f"  target {report.target}  branch {report.branch or '-'}  "
+                  f"iterations {report.iterations}  {report.duration_s:.1f}s")
+    if report.reason:
+        console.print(f"  reason: {report.reason}")
+    tools = Table(title="issues per tool", show_lines=False)
+    for col in ("tool", "before", "after", "status before", "status after"):
+        tools.add_column(col)
+    for t in report.tools:
+        tools.add_row(t.tool, _n(t.issues_before), _n(t.issues_after), t.status_before, t.status_after)
+    tools.add_row("[bold]total[/bold]", str(report.issues_before), str(report.issues_after), "", "")
+    console.print(tools)
+    console.print(f"  batches planned {report.batches_planned}, committed {len(report.commits)}, "
+                  f"rolled back {len(report.rolled_back)}, failed {len(report.failed)}")
+    for c in report.commits:
+        console.print(f"  [green]commit[/green] {c['sha'][:10]} {c['message']}")
+    for r in report.rolled_back:
+        console.print(f"  [yellow]rolled back[/yellow] {r['batch_id']}: {r['reason'][:200]}")
+    for f in report.failed:
+        console.print(f"  [red]failed[/red] {f['batch_id']}: {f['reason'][:200]}")
+    if report.tool_errors:
+        console.print(f"  [red]tool errors:[/red] {', '.join(report.tool_errors)}")
+
+
+def _n(value: int | None) -> str:
+    return "error" if value is None else str(value)
+
+
+def report_json(report: RunReport) -> str:
+    return msgspec.json.encode(report).decode()
+
+
+def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
+             simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
+             wait_timeout_s: float | None) -> int:
+    app = build_app(config)
+    if sample:
+        target_path = fresh_sample_repo()
+    elif target:
+        target_path = Path(target)
+    else:
+        raise AirfixError("pass --target PATH (a git repository) or --sample")
+    iterations = max_iterations if max_iterations is not None else config.circuit_breaker.max_total_runs
+    run_id = request_run(app, config, target_path, batching=batching, fixer=fixer,
+                         simulation=simulation, max_iterations=iterations)
+    try:
+        if inline or not config.store.redis_url:
+            run_inline(app, run_id)
+        else:
+            wait_for_workers(app, run_id, timeout_s=wait_timeout_s)
+    finally:
+        status = load_status(app.client, app.keys, run_id)
+        if status is not None and status.get("state") == "completed":
+            release_lock(app, status["target"], run_id)
+    report = report_for(app, run_id)
+    if json_out:
+        print(report_json(report))
+    else:
+        render(report)
+    return EXIT_CODES.get(report.status, 1)

@@ -1,0 +1,258 @@
+"""pytest: the Python test runner (phase ``test``).
+
+Counts and failures come from a JUnit XML report written to the run's temporary directory
+(``-o junit_family=xunit1`` so every ``<testcase>`` carries ``file`` and a 0-based ``line``);
+stdout is evidence only.  Exit codes (research B.3): 0 all passed, 1 some failed, 2 interrupted,
+3 internal error, 4 usage error, 5 no tests collected.
+
+Decisions:
+
+* Exit 5 is ``failed`` with ``tests_total = 0`` and no issues: a project whose test phase finds
+  no tests has not passed it (seed F4 turned "0/0" into a pass), but there is nothing to fix in a
+  file either.  The reason is in ``ToolResult.error``.
+* Exit 2/3/4, any other code, a missing or unreadable report, or a report that contradicts the
+  exit code are ``tool_error``.
+* ``--continue-on-collection-errors``: a test module that fails to import is a *finding*
+  (rule ``collection-error``) in a run that still runs the other tests, instead of pytest's
+  exit 2 which would hide every other result behind a tool error.
+* Each failed or errored test is one issue whose fingerprint is the test id (``nodeid``), not the
+  assertion text: "test X still fails, with other numbers" is the same issue.
+
+Nothing is written to the target: ``-p no:cacheprovider`` (no ``.pytest_cache``),
+``PYTHONDONTWRITEBYTECODE`` (no ``__pycache__`` from assertion rewriting), Hypothesis' database
+via ``HYPOTHESIS_STORAGE_DIRECTORY``, and a tiny guard plugin loaded with ``-p`` that points
+pytest-benchmark's storage at the temporary directory (it creates ``.benchmarks`` on start-up).
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airfix.services.tools.base import (
+    TESTS_ERRORS,
+    TESTS_FAILED,
+    TESTS_PASSED,
+    TESTS_SKIPPED,
+    TESTS_TOTAL,
+    BaseToolAdapter,
+    Finding,
+    ProcessResult,
+    RunContext,
+    ToolFailure,
+    ToolRun,
+    check_exit,
+    relative_path,
+    to_issues,
+)
+
+GUARD_MODULE = "airfix_pytest_guard"
+GUARD_SOURCE = '''"""Loaded into the target's pytest by airfix: keeps plugin artefacts out of the work tree."""
+import os
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    tmp = os.environ.get("AIRFIX_TOOL_TMP")
+    if tmp and hasattr(config.option, "benchmark_storage"):
+        config.option.benchmark_storage = "file://" + os.path.join(tmp, "benchmarks")
+'''
+MESSAGE_LIMIT = 4000
+
+
+@dataclass
+class JunitReport:
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            TESTS_TOTAL: float(self.total),
+            TESTS_PASSED: float(self.passed),
+            TESTS_FAILED: float(self.failed),
+            TESTS_ERRORS: float(self.errors),
+            TESTS_SKIPPED: float(self.skipped),
+        }
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "tests": self.total,
+            "passed": self.passed,
+            "failed": self.failed,
+            "errors": self.errors,
+            "skipped": self.skipped,
+        }
+
+
+def _file_of(classname: str, target: Path) -> str:
+    """``tests.test_x.TestY`` → ``tests/test_x.py`` when that file exists (xunit2 reports)."""
+    parts = classname.split(".")
+    for n in range(len(parts), 0, -1):
+        candidate = "/".join(parts[:n]) + ".py"
+        if (target / candidate).is_file():
+            return candidate
+    return ""
+
+
+def parse_junit(xml_text: str, target: Path) -> JunitReport:
+    """Counts and one finding per failed/errored test from a pytest JUnit XML report."""
+    root = ET.fromstring(xml_text)
+    report = JunitReport()
+    prefix = str(target).rstrip("/") + "/"
+    for case in root.iter("testcase"):
+        classname = case.get("classname") or ""
+        name = case.get("name") or ""
+        file = relative_path(case.get("file") or "", target) or _file_of(classname or name, target)
+        line_attr = case.get("line")
+        line = int(line_attr) + 1 if line_attr not in (None, "") else 0
+        failures = case.findall("failure")
+        errors = case.findall("error")
+        report.total += 1
+        if failures:
+            report.failed += 1
+        elif errors:
+            report.errors += 1
+        elif case.find("skipped") is not None:
+            report.skipped += 1
+        else:
+            report.passed += 1
+        collection = not classname or any(e.get("message") == "collection failure" for e in errors)
+        if collection:
+            nodeid = file or name
+        else:
+            module = file[:-3].replace("/", ".") if file.endswith(".py") else ""
+            inner = (
+                classname[len(module) + 1 :]
+                if module and classname.startswith(module + ".")
+                else ""
+            )
+            nodeid = "::".join(p for p in (file or classname, inner.replace(".", "::"), name) if p)
+        for element in failures + errors:
+            kind = element.tag
+            rule = "collection-error" if collection else kind
+            head = (element.get("message") or "").replace(prefix, "")
+            body = (element.text or "").replace(prefix, "").strip()
+            message = f"{nodeid}: {head}" if head else nodeid
+            if body:
+                message += "\n" + body
+            if len(message) > MESSAGE_LIMIT:
+                message = message[: MESSAGE_LIMIT - 1] + "…"
+            report.findings.append(
+                Finding(
+                    phase="test",
+                    file=file,
+                    line=line,
+                    column=0,
+                    rule=rule,
+                    message=message,
+                    key_rule="collection" if collection else "test",
+                    key_message=nodeid,
+                )
+            )
+    return report
+
+
+def is_test_path(path: str) -> bool:
+    base = path.split("::", 1)[0].rsplit("/", 1)[-1]
+    return base.endswith(".py") and (base.startswith("test_") or base.endswith("_test.py"))
+
+
+def pytest_environment(env: dict[str, str], workdir: Path) -> dict[str, str]:
+    """The environment for a pytest process whose artefacts must stay in ``workdir``."""
+    guard_dir = workdir / "pytest_guard"
+    guard_dir.mkdir(exist_ok=True)
+    (guard_dir / f"{GUARD_MODULE}.py").write_text(GUARD_SOURCE)
+    out = dict(env)
+    out["PYTHONPATH"] = os.pathsep.join(p for p in (str(guard_dir), env.get("PYTHONPATH", "")) if p)
+    out["AIRFIX_TOOL_TMP"] = str(workdir)
+    out["HYPOTHESIS_STORAGE_DIRECTORY"] = str(workdir / "hypothesis")
+    out["PYTHONDONTWRITEBYTECODE"] = "1"
+    return out
+
+
+def pytest_args(target: Path, junit: Path, extra: list[str], files: list[str] | None) -> list[str]:
+    return [
+        "-p", "no:cacheprovider", "-p", GUARD_MODULE, "-q", "--tb=short",
+        "--rootdir", str(target), "-o", "junit_family=xunit1", f"--junitxml={junit}",
+        "--continue-on-collection-errors", *extra, *(files or []),
+    ]  # fmt: skip
+
+
+def read_junit(proc: ProcessResult, junit: Path, target: Path, tool: str) -> JunitReport:
+    if not junit.is_file():
+        raise ToolFailure(f"{tool}: pytest wrote no JUnit report (it did not run the tests)", proc)
+    try:
+        return parse_junit(junit.read_text(encoding="utf-8", errors="replace"), target)
+    except ET.ParseError as exc:
+        raise ToolFailure(f"{tool}: unreadable JUnit report ({exc})", proc) from exc
+
+
+def judge_tests(code: int, report: JunitReport, proc: ProcessResult, tool: str) -> None:
+    """Raise when the report contradicts the exit code: then neither can be trusted."""
+    bad = report.failed + report.errors
+    if code == 0 and bad:
+        raise ToolFailure(f"{tool}: exit 0 but {bad} failed/errored tests in the report", proc)
+    if code == 1 and not bad:
+        raise ToolFailure(f"{tool}: exit 1 but no failed or errored test in the report", proc)
+
+
+EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage or configuration error"}
+NO_TESTS = "no tests collected (pytest exit 5): a test phase without tests is not a pass"
+
+
+class PytestAdapter(BaseToolAdapter):
+    name = "pytest"
+    phase = "test"
+    tier = "dynamic"
+    executable_name = "pytest"
+    default_timeout_s = 900.0
+
+    def scope(self, target: Path, files: list[str]) -> list[str]:
+        """Only test files (or node ids) are passed on; if none were touched, run everything.
+
+        A source file given to pytest explicitly would be collected as a test module, and a
+        change to a source file can break any test, so "no test files" means the full suite
+        (returned as ``[]`` would mean "skip", hence ``None`` via :meth:`_scope`).
+        """
+        return [f for f in files if is_test_path(f) and (target / f.split("::", 1)[0]).is_file()]
+
+    def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
+        scoped = super()._scope(target, files)
+        return scoped or None
+
+    def _environment(self, workdir: Path) -> dict[str, str]:
+        return pytest_environment(super()._environment(workdir), workdir)
+
+    def build_command(
+        self, exe: str, target: Path, files: list[str] | None, workdir: Path
+    ) -> list[str]:
+        return [exe, *pytest_args(target, workdir / "junit.xml", self.extra_args, files)]
+
+    def execute(self, ctx: RunContext) -> ToolRun:
+        proc = self.spawn(
+            ctx, self.build_command(ctx.executable, ctx.target, ctx.files, ctx.workdir)
+        )
+        code = check_exit(proc, (0, 1, 5), "pytest", EXIT_MEANINGS)
+        if code == 5:
+            return self.result(
+                ctx, "failed", counts={"tests": 0}, metrics={TESTS_TOTAL: 0.0}, error=NO_TESTS
+            )
+        report = read_junit(proc, ctx.workdir / "junit.xml", ctx.target, "pytest")
+        judge_tests(code, report, proc, "pytest")
+        issues = to_issues(self.name, report.findings)
+        return self.result(
+            ctx,
+            "failed" if code == 1 else "passed",
+            issues=issues,
+            counts=report.counts(),
+            metrics=report.metrics(),
+        )

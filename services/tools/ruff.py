@@ -1,0 +1,118 @@
+"""ruff: the Python linter (phase ``lint``; syntax errors are phase ``build``).
+
+``ruff check --output-format json --no-cache --force-exclude PATHS`` prints a JSON array of
+findings with *absolute* filenames and 1-based rows/columns (research B.1).  Exit 0 = clean,
+1 = findings, 2 = ruff itself failed (bad configuration, unknown rule selector, bad CLI).  Warnings
+on stderr (deprecated options) do not fail a run whose JSON is good.
+
+Why ``--no-cache``: the cache would be written to ``.ruff_cache`` inside the target.  Why
+``--force-exclude``: files passed explicitly (a scoped verification) would otherwise be linted even
+when the project's configuration excludes them, so a scoped and a full run would disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airfix.services.tools.base import (
+    BaseToolAdapter,
+    Finding,
+    RunContext,
+    ToolFailure,
+    ToolRun,
+    check_exit,
+    relative_path,
+    to_issues,
+)
+
+SYNTAX_NAMES = {"invalid-syntax", "syntax-error"}
+IO_ERROR_NAMES = {"io-error"}
+
+
+@dataclass
+class RuffReport:
+    findings: list[Finding] = field(default_factory=list)
+    fixable: int = 0  # findings ``ruff check --fix`` fixes (applicability "safe")
+    unsafe_fixable: int = 0  # need ``--unsafe-fixes``
+    io_errors: list[str] = field(default_factory=list)
+
+
+def parse_ruff_json(text: str, target: Path) -> RuffReport:
+    """Findings from ruff's JSON array; ``ValueError``/``TypeError`` when it is not one."""
+    start = text.find("[")
+    if start < 0:
+        raise ValueError("no JSON array in ruff's output")
+    records = json.loads(text[start:])
+    if not isinstance(records, list):
+        raise TypeError("ruff's JSON output is not an array")
+    report = RuffReport()
+    for rec in records:
+        name = rec.get("name") or ""
+        code = rec.get("code") or ""
+        file = relative_path(rec.get("filename") or "", target)
+        loc = rec.get("location") or {}
+        if name in IO_ERROR_NAMES or code == "E902":
+            report.io_errors.append(f"{file}: {rec.get('message', '')}")
+            continue
+        syntax = name in SYNTAX_NAMES or code in SYNTAX_NAMES or code == "E999"
+        report.findings.append(
+            Finding(
+                phase="build" if syntax else "lint",
+                file=file,
+                line=int(loc.get("row") or 0),
+                column=int(loc.get("column") or 0),
+                rule="invalid-syntax" if syntax else (code or name),
+                message=str(rec.get("message") or ""),
+                severity=str(rec.get("severity") or "error"),
+            )
+        )
+        applicability = (rec.get("fix") or {}).get("applicability")
+        if applicability == "safe":
+            report.fixable += 1
+        elif applicability == "unsafe":
+            report.unsafe_fixable += 1
+    return report
+
+
+class RuffAdapter(BaseToolAdapter):
+    name = "ruff"
+    phase = "lint"
+    tier = "static"
+    executable_name = "ruff"
+    default_timeout_s = 120.0
+
+    def build_command(
+        self, exe: str, target: Path, files: list[str] | None, workdir: Path
+    ) -> list[str]:
+        return [
+            exe, "check", "--output-format", "json", "--no-cache", "--force-exclude",
+            *self.extra_args, *(files if files is not None else ["."]),
+        ]  # fmt: skip
+
+    def execute(self, ctx: RunContext) -> ToolRun:
+        proc = self.spawn(
+            ctx, self.build_command(ctx.executable, ctx.target, ctx.files, ctx.workdir)
+        )
+        code = check_exit(proc, (0, 1), "ruff", {2: "configuration or usage error"})
+        try:
+            report = parse_ruff_json(proc.stdout, ctx.target)
+        except (ValueError, TypeError) as exc:
+            raise ToolFailure(f"ruff: unparsable JSON output ({exc})", proc) from exc
+        if report.io_errors:
+            raise ToolFailure("ruff: could not read " + "; ".join(report.io_errors[:5]), proc)
+        if code == 1 and not report.findings:
+            raise ToolFailure("ruff: exit 1 but no findings in its JSON output", proc)
+        issues = to_issues(self.name, report.findings)
+        return self.result(
+            ctx,
+            "failed" if issues else "passed",
+            issues=issues,
+            counts={
+                "issues": len(issues),
+                "fixable": report.fixable,
+                "unsafe_fixable": report.unsafe_fixable,
+                "syntax_errors": sum(1 for i in issues if i.phase == "build"),
+            },
+        )

@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import redis
 
 from airfix.config import Config, config_to_dict
 from airfix.events.errors import AirfixError
@@ -115,6 +117,18 @@ def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "in
     pipeline = Pipeline(app.store, app.config, worker=worker)
     handlers = [*role_handlers(pipeline, ROLES), *(ProjectionHandler(p) for p in app.projections())]
     consumers = [Consumer(app.store, h, app.settings, name=worker) for h in handlers]
+    stop = threading.Event()
+
+    def heartbeat() -> None:  # a long tool run must not cost us our partitions
+        while not stop.wait(app.settings.heartbeat_interval_ms / 1000):
+            for c in consumers:
+                try:
+                    c.heartbeat()
+                except redis.RedisError as exc:  # the main loop will see the outage too
+                    log.warning("heartbeat failed; will retry", error=repr(exc))
+
+    beat = threading.Thread(target=heartbeat, name="heartbeat", daemon=True)
+    beat.start()
     try:
         while True:
             moved = sum(c.poll(block=False) for c in consumers)
@@ -126,6 +140,8 @@ def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "in
             if moved == 0:
                 time.sleep(0.01)
     finally:
+        stop.set()
+        beat.join(5)
         for c in consumers:
             c.release_all()
 

@@ -139,6 +139,8 @@ class Consumer:
         self.owned: set[int] = set()
         self.lost: set[int] = set()
         self.last_seen: dict[str, str] = {}
+        self._reset_pending = False
+        self.polls = 0
         self.stats = ConsumerStats()
         self._renew = self.client.register_script(_RENEW_LUA)
         self._release = self.client.register_script(_RELEASE_LUA)
@@ -165,7 +167,7 @@ class Consumer:
                     self.log.warning("lease lost", partition=p)
                     self.owned.discard(p)
                     self.lost.add(p)
-                    self._partitions_changed()
+                    self._reset_pending = True  # the consumer thread resets caches, not us
 
     def rebalance(self) -> list[int]:
         """Take free partitions up to a fair share, give back extras; returns newly owned ones."""
@@ -276,6 +278,9 @@ class Consumer:
 
     def poll(self, *, block: bool = True) -> int:
         """One round: maybe rebalance, read what is there (blocking only when idle), handle it."""
+        if self._reset_pending:
+            self._reset_pending = False
+            self._partitions_changed()
         now = time.monotonic()
         if now >= self._next_rebalance:
             for p in self.rebalance():
@@ -289,7 +294,30 @@ class Consumer:
         for stream, entries in batches:
             self.process(stream, entries)
             n += len(entries)
+        self.polls += 1
         return n
+
+    def drained(self) -> bool:
+        """Nothing is left for this group anywhere: no lag and no pending entry on any partition.
+
+        Burst mode needs this, not "I read nothing": a dead consumer's lease can still hide a
+        partition with work in it."""
+        for stream in self.keys.logs():
+            if not self.client.exists(stream):
+                continue
+            info = next((g for g in self.client.xinfo_groups(stream) if _s(g["name"]) == self.group), None)
+            if info is None:
+                if self.client.xlen(stream):
+                    return False
+                continue
+            if int(info["pending"]):
+                return False
+            lag = info.get("lag")
+            if lag is None:
+                lag = len(self.client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+", count=1))
+            if int(lag):
+                return False
+        return True
 
     def run(self, *, burst: bool = False) -> ConsumerStats:
         """Consume until stopped (or, with ``burst``, until nothing is left to read)."""
@@ -298,7 +326,10 @@ class Consumer:
             while not self.stop_event.is_set():
                 n = self.poll(block=not burst)
                 if burst and n == 0:
-                    break
+                    if self.drained():
+                        break
+                    # work remains behind another consumer's lease: wait for it to expire
+                    self.stop_event.wait(self.settings.rebalance_interval_ms / 1000)
         finally:
             self.release_all()
             self.log.info("consumer stopped", **self.stats.__dict__)
@@ -454,7 +485,7 @@ class Worker:
             for c in self.consumers:
                 try:
                     c.heartbeat()
-                except redis.ConnectionError as exc:
+                except redis.RedisError as exc:  # timeouts too: the next beat tries again
                     log.warning("heartbeat failed; will retry", error=repr(exc))
 
     def run(self, *, burst: bool = False) -> list[ConsumerStats]:
@@ -487,11 +518,15 @@ class Worker:
 
     def _run_one(self, consumer: Consumer, burst: bool) -> None:
         backoff = 0.1
+        polls_at_failure = -1
         while not self.stop_event.is_set():
             try:
                 consumer.run(burst=burst)
                 return
             except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                if consumer.polls != polls_at_failure:  # it worked since the last outage
+                    backoff = 0.1
+                polls_at_failure = consumer.polls
                 log.warning("redis unavailable; reconnecting", group=consumer.group,
                             error=repr(exc), retry_in_s=round(backoff, 2))
                 consumer.owned.clear()  # leases may have expired meanwhile; rebalance re-takes them

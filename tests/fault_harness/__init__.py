@@ -1,0 +1,1 @@
+"""Helper processes for the fault tests (tests/test_faults.py): a worker that can be made to die."""

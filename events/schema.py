@@ -89,6 +89,7 @@ class IssueRecord(msgspec.Struct, frozen=True, kw_only=True):
     severity: str = "error"
     rule: str = ""
     message: str = ""
+    fix: str = ""  # the tool's own fix: "safe", "unsafe" or "" (none); added after schema 1
 
 
 # ---------------------------------------------------------------- the events

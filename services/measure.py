@@ -7,6 +7,9 @@ airfix never reports a project healthy because it did not know how to look.
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +20,7 @@ from airfix.config import Config
 from airfix.events.health import HealthReport, TestCounts, health_score, should_run_dynamic
 from airfix.events.schema import IssueRecord, ToolResult
 from airfix.services.logs import get_logger
-from airfix.services.tools import ToolAdapter, ToolRun, adapters_for_target
+from airfix.services.tools import MypyAdapter, ToolAdapter, ToolRun, adapters_for_target
 
 log = get_logger("airfix.measure")
 
@@ -40,6 +43,14 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
+def mypy_cache_dir(target: Path) -> Path:
+    """mypy's incremental cache for one target, outside it (re-checks take a second, not eight)."""
+    digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / "airfix-mypy-cache" / digest
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _run(adapter: ToolAdapter, target: Path, timeout_s: float) -> ToolRun:
     started = time.monotonic()
     run = adapter.run(target, timeout_s=timeout_s)
@@ -53,7 +64,10 @@ def _skipped(adapter: ToolAdapter, why: str) -> ToolRun:
     return ToolRun(result=ToolResult(tool=adapter.name, status="skipped", error=why))
 
 
-def measure(target: Path, config: Config, *, force_dynamic: bool = False) -> Measurement:
+def measure(target: Path, config: Config, *, force_dynamic: bool = False, scope: str = "full") -> Measurement:
+    """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
+    checks that open and close an iteration need; tests still run, so a batch that breaks one is
+    caught."""
     started = time.monotonic()
     by_language = adapters_for_target(target)
     results: list[ToolResult] = []
@@ -68,12 +82,18 @@ def measure(target: Path, config: Config, *, force_dynamic: bool = False) -> Mea
             results.append(ToolResult(tool=f"{language}-tools", status="tool_error",
                                       error=f"{language} detected but airfix has no adapters for it yet"))
         adapters += found
+    for a in adapters:
+        if isinstance(a, MypyAdapter) and a.cache_dir is None:
+            a.cache_dir = mypy_cache_dir(target)
     static = [a for a in adapters if a.tier == "static"]
-    dynamic = [a for a in adapters if a.tier != "static"]
+    dynamic = [a for a in adapters if a.tier != "static" and not (scope == "batch" and a.name == "coverage")]
     hc = config.health_check
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, len(static))) as pool:
-        static_runs = list(pool.map(lambda a: _run(a, target, hc.tool_timeout_s), static))
+        # each thread gets a copy of the caller's context, so tool log lines keep run_id & co.
+        futures = [pool.submit(contextvars.copy_context().run, _run, a, target, hc.tool_timeout_s)
+                   for a in static]
+        static_runs = [f.result() for f in futures]
     static_wall = time.monotonic() - t0
     static_sum = sum(r.result.duration_s for r in static_runs)
     gate = health_score([*results, *(r.result for r in static_runs)], criteria=config.completion_criteria,

@@ -61,7 +61,7 @@ class Pipeline:
     store: EventStore
     config: Config
     worker: str = "airfix"
-    measure: Callable[[Path, Config], Measurement] = field(default=measure)
+    measure: Callable[..., Measurement] = field(default=measure)
 
     def advance(self, state: RunState, events: list[Event]) -> RunState:
         """The state after ``events`` (payload-only), as the store will fold them."""
@@ -157,7 +157,15 @@ def act_close(p: Pipeline, state: RunState) -> list[Event]:
 def act_plan(p: Pipeline, state: RunState) -> list[Event]:
     issues, _ = p.current_issues(state)
     cfg = p.config
-    plan = plan_batches(issues, mode=state.batching, iteration=state.iteration, run_id=state.run_id,
+    try:
+        chain = fixer_registry.chain(state.fixer or cfg.fixer.name)
+    except AirfixError as exc:
+        return decide(state, Fail(reason=str(exc)))
+    fixable = [i for i in issues if fixer_registry.supported(chain, i, cfg.fixer)]
+    if len(fixable) < len(issues):
+        log.info("issues no fixer in the chain can repair are left out of the plan",
+                 left_out=len(issues) - len(fixable), fixer=state.fixer)
+    plan = plan_batches(fixable, mode=state.batching, iteration=state.iteration, run_id=state.run_id,
                         max_cleanup_batch_size=cfg.issue_grouping.max_cleanup_batch_size,
                         max_location_batch_size=cfg.issue_grouping.max_location_batch_size,
                         batches_per_phase=phase_caps(cfg.batch_sizes))
@@ -213,7 +221,7 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event]:
     g = p.config.guards
     problems = check_diff(repo.diff(), GuardPolicy(g.allow_suppressions, g.allow_test_deletion,
                                                    g.allow_config_edits))
-    m = p.measure(repo.path, p.config)
+    m = p.measure(repo.path, p.config, scope="batch")
     verdict = judge_batch(mine, issues, m.issues, before_tests=p.last_tests(state), after_tests=m.tests,
                           tool_errors=[r.tool for r in m.results if r.status == "tool_error"])
     reasons = problems + list(verdict.reasons)

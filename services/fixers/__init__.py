@@ -36,6 +36,10 @@ class FixOutcome(msgspec.Struct, frozen=True, kw_only=True):
 class Fixer(Protocol):
     name: str
 
+    def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
+        """Whether this fixer can repair ``issue`` at all (the planner skips what none can)."""
+        ...
+
     def fix(self, request: FixRequest) -> FixOutcome: ...
 
 
@@ -56,6 +60,10 @@ def chain(spec: str) -> list[Fixer]:
         raise AirfixError(f"fixer: unknown fixer(s) {', '.join(unknown) or spec!r}; "
                           f"known: {', '.join(sorted(REGISTRY))}")
     return [REGISTRY[n]() for n in names]
+
+
+def supported(fixers: list[Fixer], issue: IssueRecord, config: FixerConfig) -> bool:
+    return any(f.supports(issue, config) for f in fixers)
 
 
 def run_chain(fixers: list[Fixer], request: FixRequest) -> FixOutcome:

@@ -5,14 +5,26 @@ from __future__ import annotations
 
 import time
 
+from airfix.config import FixerConfig
+from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.tools.base import find_executable, run_process, tail
 
 ENV = {"RUFF_NO_CACHE": "true"}
 
 
+# Imports a fix can leave unused (UP006 turns List into list, orphaning "from typing import List"):
+# cleaned up in the files the batch touched, so a good fix is not rolled back for its own debris.
+FOLLOW_UP = ("F401", "I001")
+
+
 class AutoFixer:
     name = "autofix"
+
+    def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
+        if issue.tool != "ruff" or issue.rule == "invalid-syntax":
+            return False
+        return issue.fix == "safe" or (issue.fix == "unsafe" and config.allow_unsafe_fixes)
 
     def fix(self, request: FixRequest) -> FixOutcome:
         started = time.monotonic()
@@ -32,11 +44,12 @@ class AutoFixer:
         if request.config.allow_unsafe_fixes:
             check.append("--unsafe-fixes")
         check += ["--", *files]
+        follow = [ruff, "check", "--fix", "--no-cache", "--select", ",".join(FOLLOW_UP), "--", *files]
         fmt = [ruff, "format", "--no-cache", "--", *files]
         import os
 
         env = {**os.environ, **ENV}
-        commands = [check, fmt]
+        commands = [check, follow, fmt]
         for cmd in commands:
             proc = run_process(cmd, request.target, request.config.timeout_s, env)
             if proc.timed_out or proc.launch_error or proc.exit_code not in (0, 1):

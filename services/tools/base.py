@@ -147,6 +147,7 @@ class Finding:
     severity: str = "error"
     key_rule: str | None = None
     key_message: str | None = None
+    fix: str = ""  # "safe" / "unsafe" when the tool can fix it itself
 
 
 def to_issues(tool: str, findings: Sequence[Finding]) -> list[IssueRecord]:
@@ -179,6 +180,7 @@ def to_issues(tool: str, findings: Sequence[Finding]) -> list[IssueRecord]:
                 severity=f.severity,
                 rule=f.rule,
                 message=f.message,
+                fix=f.fix,
             )
         )
     return out

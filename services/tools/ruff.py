@@ -57,8 +57,10 @@ def parse_ruff_json(text: str, target: Path) -> RuffReport:
             report.io_errors.append(f"{file}: {rec.get('message', '')}")
             continue
         syntax = name in SYNTAX_NAMES or code in SYNTAX_NAMES or code == "E999"
+        applicability = (rec.get("fix") or {}).get("applicability")
         report.findings.append(
             Finding(
+                fix=applicability if applicability in ("safe", "unsafe") else "",
                 phase="build" if syntax else "lint",
                 file=file,
                 line=int(loc.get("row") or 0),
@@ -68,7 +70,6 @@ def parse_ruff_json(text: str, target: Path) -> RuffReport:
                 severity=str(rec.get("severity") or "error"),
             )
         )
-        applicability = (rec.get("fix") or {}).get("applicability")
         if applicability == "safe":
             report.fixable += 1
         elif applicability == "unsafe":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import venv
@@ -42,8 +43,16 @@ def test_wheel_installs_into_a_fresh_venv(tmp_path: Path) -> None:
     _run(sys.executable, "-m", "build", "--wheel", "--outdir", dist, ROOT, cwd=tmp_path)
     wheel = next(dist.glob("airfix-*.whl"))
     bin_dir = _venv(tmp_path / "venv")
-    _run(bin_dir / "pip", "install", "--quiet", "--disable-pip-version-check", wheel, cwd=tmp_path)
+    _run(bin_dir / "pip", "install", "--quiet", "--disable-pip-version-check",
+         f"{wheel}[python-tools]", cwd=tmp_path)
     _check_installed(bin_dir, tmp_path)
+    # README's first command, from the installed wheel: a real fix run on a copy of the sample
+    proc = subprocess.run([str(bin_dir / "airfix"), "run", "--sample", "--max-iterations", "1", "--json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    summary = json.loads(proc.stdout)
+    assert (3, "partially_fixed") == (proc.returncode, summary["status"]), proc.stderr[-3000:]
+    assert len(summary["commits"]) >= 3
+    assert summary["issues_after"] < summary["issues_before"]
 
 
 @pytest.mark.slow

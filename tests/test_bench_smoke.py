@@ -1,0 +1,74 @@
+"""Smoke test of ``scripts/bench.py``: it runs end to end and reports every figure.
+
+Speed is reported by the benchmark, never asserted here: no timing thresholds, no PASS/MISS checks.
+The script starts its own private redis-server (its default), so the shared server is untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "bench.py"
+
+#: The figures every run must report (each section of the benchmark contributes some).
+EXPECTED = [
+    "xadd_ceiling_p1",
+    "xadd_ceiling_p16",
+    "append_single_events_per_s",
+    "append_batch100_events_per_s",
+    "append_batch100_entries_per_s",
+    "append_batch100_concurrent_events_per_s",
+    "replay_events_per_s",
+    "replay_read_decode_events_per_s",
+    "replay_fold_events_per_s",
+    "projector_all_events_per_s",
+    "projector_drain_all_events_per_s",
+    "latency_all_p50_ms",
+    "latency_all_p99_ms",
+    "latency_one_projection_p99_ms",
+]
+
+
+@pytest.mark.slow
+def test_bench_quick_reports_every_metric(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-benchmark") is None:
+        pytest.fail(
+            "redis-server and redis-benchmark must be installed for the benchmark", pytrace=False
+        )
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, (
+        f"bench.py exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
+    data = json.loads(out.read_text())
+    metrics = data["metrics"]
+    missing = [name for name in EXPECTED if name not in metrics]
+    assert not missing, f"metrics missing from the JSON: {missing}"
+    # every projection of the app has its own apply rate and latency row
+    assert any(
+        k.startswith("projector_") and k.endswith("_events_per_s") and k not in EXPECTED
+        for k in metrics
+    )
+    assert any(k.startswith("fold_long_run_") for k in metrics)
+    for name, m in metrics.items():
+        value = m["value"]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (name, m)
+        assert m["unit"], name
+        assert m["status"] in ("PASS", "MISS", "INFO"), (name, m)
+    assert "metric" not in proc.stdout or "airfix benchmark" in proc.stdout
+    assert "airfix benchmark" in proc.stdout  # the table was printed

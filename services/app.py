@@ -10,7 +10,7 @@ from airfix.config import Config
 from airfix.events.backend import connect
 from airfix.events.keys import Keys
 from airfix.events.store import EventStore
-from airfix.projections.base import Projection, ProjectionHandler
+from airfix.projections.base import Projection, ProjectionHandler, ProjectorHandler
 from airfix.projections.status import RunStatus
 from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
 from airfix.services.runtime import Handler, RuntimeSettings
@@ -46,9 +46,11 @@ class App:
         out: list[Handler] = []
         for role in roles:
             if role == "projections":
+                out.append(ProjectorHandler(self.projections()))
+            elif role == "projections-separately":  # one group per projection (fault tests)
                 out += [ProjectionHandler(p) for p in self.projections()]
             else:
-                raise ValueError(f"unknown role {role!r}; known roles: projections")
+                raise ValueError(f"unknown role {role!r}; known roles: projections, projections-separately")
         return out
 
 

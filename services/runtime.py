@@ -141,6 +141,7 @@ class Consumer:
         self.last_seen: dict[str, str] = {}
         self._reset_pending = False
         self.polls = 0
+        self._halted: set[str] | None = None
         self.stats = ConsumerStats()
         self._renew = self.client.register_script(_RENEW_LUA)
         self._release = self.client.register_script(_RELEASE_LUA)
@@ -283,6 +284,7 @@ class Consumer:
             self._partitions_changed()
         now = time.monotonic()
         if now >= self._next_rebalance:
+            self._halted = None
             for p in self.rebalance():
                 self.recover(p)
             self._next_rebalance = now + self.settings.rebalance_interval_ms / 1000
@@ -411,7 +413,11 @@ class Consumer:
                            run_id=run, entry=e.entry_id, error=error, attempts=attempts)
 
     def _halted_runs(self) -> set[str]:
-        return {_s(k) for k in self.client.hkeys(self.keys.halted(self.group))}
+        """Runs this group halted; re-read at each rebalance (an operator may have cleared one),
+        kept in memory in between (only the partition's owner halts its runs)."""
+        if self._halted is None:
+            self._halted = {_s(k) for k in self.client.hkeys(self.keys.halted(self.group))}
+        return self._halted
 
     def _delivery_counts(self, stream: str, entries: Sequence[LogEntry]) -> dict[str, int]:
         ids = [e.entry_id for e in entries]

@@ -79,7 +79,7 @@ def set_args(**consumers: Any) -> list[str]:
 
 
 def groups_of(app: App) -> list[str]:
-    return [h.group for h in app.handlers(["projections"])]
+    return [h.group for h in app.handlers(["projections-separately"])]
 
 
 def settled(app: App, groups: list[str]) -> bool:

@@ -46,7 +46,7 @@ def test_sigterm_stops_cleanly_and_loses_nothing() -> None:
         for n in range(6):
             append_run(store, f"first-{n}")
         proc = _worker("--name", "w-term")
-        groups = [f"projection:{p.name}" for p in app.projections()]
+        groups = ["projections"]
         deadline = time.monotonic() + 30
         while not _settled(client, app.keys, groups) and time.monotonic() < deadline:
             time.sleep(0.05)

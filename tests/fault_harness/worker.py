@@ -175,7 +175,7 @@ def run(argv: Sequence[str]) -> int:
     configure_logging(args.log_level, "console")
     cfg = load_config(None, overrides=_overrides(args), env={})
     app = build_app(cfg)
-    handlers = app.handlers(["projections"])
+    handlers = app.handlers(["projections-separately"])
     if args.count_applies:
         for h in handlers:
             count_applies(h.projection)

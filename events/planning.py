@@ -136,7 +136,8 @@ CLEANUP_RULES: dict[str, tuple[str, str]] = {
 }
 
 _TYPE_TOOLS = frozenset({"mypy", "pyright", "pyre", "pytype", "tsc", "dmypy"})
-_TEST_TOOLS = frozenset({"pytest", "unittest", "jest", "vitest", "go test", "flutter test"})
+_TEST_TOOLS = frozenset({"pytest", "unittest", "jest", "vitest", "go test", "flutter test",
+                         "js_test", "go_test", "flutter_test", "dart_test"})
 _PHASE_NOUN = {"build": "build errors", "test": "test failures", "lint": "lint issues"}
 
 

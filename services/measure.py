@@ -60,6 +60,18 @@ def _run(adapter: ToolAdapter, target: Path, timeout_s: float) -> ToolRun:
     return run
 
 
+TEST_METRICS = ("tests_total", "tests_passed", "tests_failed", "tests_errors", "tests_skipped")
+
+
+def _with_test_counts(run: ToolRun) -> ToolRun:
+    """Copy a test runner's counts into its ToolResult, so HealthChecked carries them."""
+    extra = {k: int(run.metrics[k]) for k in TEST_METRICS if k in run.metrics}
+    if not extra:
+        return run
+    result = msgspec.structs.replace(run.result, counts={**run.result.counts, **extra})
+    return msgspec.structs.replace(run, result=result)
+
+
 def _skipped(adapter: ToolAdapter, why: str) -> ToolRun:
     return ToolRun(result=ToolResult(tool=adapter.name, status="skipped", error=why))
 
@@ -96,14 +108,15 @@ def measure(target: Path, config: Config, *, force_dynamic: bool = False, scope:
         static_runs = [f.result() for f in futures]
     static_wall = time.monotonic() - t0
     static_sum = sum(r.result.duration_s for r in static_runs)
+    phases = {a.name: a.phase for a in adapters}
     gate = health_score([*results, *(r.result for r in static_runs)], criteria=config.completion_criteria,
-                        static_pass_threshold=hc.static_pass_threshold)
+                        static_pass_threshold=hc.static_pass_threshold, tool_phases=phases)
     if dynamic and should_run_dynamic(gate.static_score, hc.static_pass_threshold, force=force_dynamic):
         dynamic_runs = [_run(a, target, hc.test_timeout_s) for a in dynamic]
     else:
         why = f"static score {gate.static_score:.2f} below health_check.static_pass_threshold {hc.static_pass_threshold}"
         dynamic_runs = [_skipped(a, why) for a in dynamic]
-    runs = static_runs + dynamic_runs
+    runs = [_with_test_counts(r) for r in static_runs + dynamic_runs]
     results += [r.result for r in runs]
     for r in runs:
         issues += r.issues
@@ -118,7 +131,7 @@ def measure(target: Path, config: Config, *, force_dynamic: bool = False, scope:
         if r.coverage_percent is not None:
             coverage = r.coverage_percent / 100.0
     report = health_score(results, tests=tests, coverage=coverage, criteria=config.completion_criteria,
-                          static_pass_threshold=hc.static_pass_threshold)
+                          static_pass_threshold=hc.static_pass_threshold, tool_phases=phases)
     return Measurement(results=results, issues=issues, report=report, tests=tests, coverage=coverage,
                        duration_s=time.monotonic() - started, static_wall_s=static_wall,
                        static_sum_s=static_sum)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
+import msgspec
+
 from airfix.config import Config
 from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.guards import GuardPolicy, check_diff
@@ -106,15 +108,10 @@ class Pipeline:
 
 
 def _health(m: Measurement, scope: str = "full") -> RecordHealth:
-    results = []
-    for r in m.results:
-        counts = dict(r.counts)
-        counts["issues"] = sum(1 for i in m.issues if i.tool == r.tool)
-        if m.tests is not None and r.tool == "pytest":
-            counts.update(tests_total=m.tests.total, tests_passed=m.tests.passed,
-                          tests_failed=m.tests.failed, tests_errors=m.tests.errors,
-                          tests_skipped=m.tests.skipped)
-        results.append(type(r)(**{**{f: getattr(r, f) for f in r.__struct_fields__}, "counts": counts}))
+    results = [
+        msgspec.structs.replace(r, counts={**r.counts, "issues": sum(1 for i in m.issues if i.tool == r.tool)})
+        for r in m.results
+    ]
     return RecordHealth(now=time.time(), tools=results, score=m.report.score, parts=m.report.parts,
                         healthy=m.report.healthy, scope=scope)  # type: ignore[arg-type]
 
@@ -124,7 +121,7 @@ def act_start(p: Pipeline, state: RunState) -> list[Event]:
         repo = Repo.open(state.target)
         repo.require_clean()
         base = repo.head()
-        if not p.config.git.commit_to_current_branch:
+        if not p.config.git.commit_to_current_branch and not state.simulation:
             repo.checkout_new(f"{p.config.git.branch_prefix}{state.run_id}")
         return decide(state, StartRun(worker=p.worker, base_sha=base, branch=repo.branch()))
     except GitError as exc:
@@ -148,10 +145,16 @@ def act_close(p: Pipeline, state: RunState) -> list[Event]:
     m = p.measure(Path(state.target), p.config)
     events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(m.issues),
                                              score=m.report.score))
-    after = p.advance(state, events)
-    if after.terminal:
-        return events
-    return events + _check_events(p, after, m)
+    closed, limit = events[:1], events[1:]  # IterationCompleted, then a limit's RunCompleted
+    after = p.advance(state, closed)
+    # the closing measurement is always recorded; a healthy or broken check outranks the limit
+    health = decide(after, _health(m))
+    after_health = p.advance(after, health)
+    if after_health.terminal:
+        return closed + health
+    if limit:
+        return closed + health + limit
+    return closed + health + decide(after_health, RecordIssues(issues=m.issues))
 
 
 def act_plan(p: Pipeline, state: RunState) -> list[Event]:
@@ -218,6 +221,12 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event]:
     mine = [i for i in issues if i.issue_id in ids]
     repo = Repo.open(state.target)
     head = repo.head()
+    if not repo.dirty_files() and f"Airfix-Batch: {batch.batch_id}" in repo.git("log", "-1", "--format=%B"):
+        # an earlier verifier committed this batch and died before recording it: record it now
+        message = repo.git("log", "-1", "--format=%B").strip()
+        files = [f for f in repo.git("show", "--name-only", "--format=", "HEAD").splitlines() if f]
+        return decide(state, Commit(batch_id=batch.batch_id, sha=head, message=message, files=files,
+                                    now=time.time()))
     g = p.config.guards
     problems = check_diff(repo.diff(), GuardPolicy(g.allow_suppressions, g.allow_test_deletion,
                                                    g.allow_config_edits))

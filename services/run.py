@@ -27,7 +27,7 @@ from airfix.events.ids import new_run_id
 from airfix.events.machine import RequestRun, decide, initial_state
 from airfix.events.schema import Limits, stamp
 from airfix.events.steps import ROLES
-from airfix.projections.base import ProjectionHandler
+from airfix.projections.base import ProjectorHandler
 from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
 from airfix.services import fixers
@@ -115,7 +115,7 @@ def _user() -> str:
 def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "inline") -> None:
     """Host every role and projection in this process until the run is finished."""
     pipeline = Pipeline(app.store, app.config, worker=worker)
-    handlers = [*role_handlers(pipeline, ROLES), *(ProjectionHandler(p) for p in app.projections())]
+    handlers = [*role_handlers(pipeline, ROLES), ProjectorHandler(app.projections())]
     consumers = [Consumer(app.store, h, app.settings, name=worker) for h in handlers]
     stop = threading.Event()
 

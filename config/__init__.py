@@ -176,6 +176,24 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     idle_timeout_s: PositiveFloat = 300.0
     max_turns: PositiveInt = 30
     allow_unsafe_fixes: bool = False
+    # LLM fixers (services/fixers/claude.py, command.py); see config/prompts.yaml for the prompts.
+    claude_executable: Name = "claude"
+    model: str = ""  # "" = the Claude Code CLI's default model
+    # Claude Code permission rules: edits, and Bash only for the projects' checks (no git commit).
+    allowed_tools: tuple[Name, ...] = (
+        "Read", "Edit", "Write", "Glob", "Grep",
+        "Bash(ruff check:*)", "Bash(ruff format:*)", "Bash(mypy:*)", "Bash(pytest:*)",
+        "Bash(python -m pytest:*)", "Bash(npx eslint:*)", "Bash(npx tsc:*)", "Bash(npm test:*)",
+        "Bash(go build:*)", "Bash(go vet:*)", "Bash(go test:*)", "Bash(dart analyze:*)",
+        "Bash(dart test:*)", "Bash(flutter test:*)", "Bash(git diff:*)", "Bash(git status:*)",
+    )
+    disallowed_tools: tuple[Name, ...] = (
+        "Bash(git commit:*)", "Bash(git push:*)", "Bash(git reset:*)", "Bash(git checkout:*)",
+        "Bash(git stash:*)", "Bash(git rebase:*)", "Bash(git merge:*)", "WebFetch", "WebSearch",
+    )
+    max_budget_usd: NonNegativeFloat = 0.0  # per fix task (--max-budget-usd); 0 = no limit
+    command: tuple[str, ...] = ()  # the "command" fixer's argv template; () = not configured
+    prompts_file: str = ""  # "" = the shipped config/prompts.yaml
 
 
 class GitConfig(_Section, frozen=True, kw_only=True):

@@ -81,9 +81,15 @@ def run_chain(fixers: list[Fixer], request: FixRequest) -> FixOutcome:
 
 
 def _register_builtin() -> None:
+    from airfix.services.fixers import autofix_js  # noqa: F401  (registers eslint --fix)
+    from airfix.services.fixers import autofix_go_dart  # noqa: F401  (gofmt -w, dart fix)
     from airfix.services.fixers.autofix import AutoFixer
+    from airfix.services.fixers.claude import ClaudeFixer
+    from airfix.services.fixers.command import CommandFixer
 
     register("autofix", AutoFixer)
+    register("claude", ClaudeFixer)
+    register("command", CommandFixer)
 
 
 _register_builtin()

@@ -31,15 +31,28 @@ from airfix.services.tools.base import (
     to_issues,
 )
 from airfix.services.tools.coverage import CoverageAdapter
+from airfix.services.tools.dart_analyze import DartAnalyzeAdapter
 from airfix.services.tools.detect import detect_languages, python_adapters
+from airfix.services.tools.eslint import EslintAdapter
+from airfix.services.tools.flutter_test import DartTestAdapter, FlutterTestAdapter
+from airfix.services.tools.go_test import GoTestAdapter
+from airfix.services.tools.go_vet import GoVetAdapter
+from airfix.services.tools.gofmt import GofmtAdapter
+from airfix.services.tools.js_test import JsTestAdapter
 from airfix.services.tools.mypy import MypyAdapter
 from airfix.services.tools.pytest import PytestAdapter
 from airfix.services.tools.ruff import RuffAdapter
+from airfix.services.tools.tsc import TscAdapter
 
 AdapterFactory = Callable[[], ToolAdapter]
 
 REGISTRY: dict[str, list[AdapterFactory]] = {
     "python": [RuffAdapter, MypyAdapter, PytestAdapter, CoverageAdapter],
+    "javascript": [EslintAdapter, JsTestAdapter],
+    "typescript": [EslintAdapter, TscAdapter, JsTestAdapter],
+    "go": [GofmtAdapter, GoVetAdapter, GoTestAdapter],
+    "dart": [DartAnalyzeAdapter, DartTestAdapter],
+    "flutter": [DartAnalyzeAdapter, FlutterTestAdapter],
 }
 
 

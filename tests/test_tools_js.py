@@ -1,0 +1,795 @@
+"""The JavaScript/TypeScript adapters (eslint, tsc, js_test) and ``eslint --fix`` against the real
+tools, on temporary copies of the projects in ``tests/fixtures/js``.
+
+Fixtures: ``sample`` (TypeScript: ESLint 10 flat config with typescript-eslint, TypeScript 6,
+node:test), ``jest`` and ``vitest`` (the same small suite under each runner).  Each has a
+``package-lock.json``; a session fixture copies it once to a temporary directory and runs
+``npm ci`` there (node_modules never lands in the repository).  Tests that change files work on
+further copies whose ``node_modules`` is a symlink to the installed one.  A missing ``node``/``npm``
+or a failed install is a test failure, never a skip.
+
+What is pinned, as for the Python adapters: the adapters find exactly what an independent run of
+each tool finds; fingerprints survive line shifts; a missing tool, a crash, a timeout, a broken
+configuration or unreadable output is a ``tool_error`` with no issues; the target tree is
+untouched afterwards; ``eslint --fix`` through the deterministic fixer fixes what it claims.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from airfix.config import FixerConfig
+from airfix.events.schema import BatchPlanned, IssueRecord
+from airfix.services.fixers import FixRequest
+from airfix.services.fixers.autofix import DETERMINISTIC, AutoFixer
+from airfix.services.fixers.autofix_js import EslintFix
+from airfix.services.tools import (
+    REGISTRY,
+    ToolAdapter,
+    ToolRun,
+    adapters_for,
+    adapters_for_target,
+    detect_languages,
+)
+from airfix.services.tools.eslint import EslintAdapter, parse_eslint_json
+from airfix.services.tools.js_test import (
+    JsTestAdapter,
+    UnsupportedRunner,
+    detect_runner,
+    is_js_test_path,
+    parse_node_events,
+)
+from airfix.services.tools.tsc import TscAdapter, parse_tsc_output
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "js"
+SAMPLE = FIXTURES / "sample"
+ADAPTER_CLASSES = [EslintAdapter, TscAdapter, JsTestAdapter]
+slow = pytest.mark.slow
+
+# What the sample holds (checked against independent runs below, not just asserted).
+ESLINT_EXPECTED = {
+    ("src/cart.js", 12, 7, "prefer-const", "error", "safe"),
+    ("src/cart.js", 13, 9, "@typescript-eslint/no-unused-vars", "error", ""),
+    ("src/cart.js", 25, 12, "object-shorthand", "warning", "safe"),
+    ("src/cart.js", 29, 17, "eqeqeq", "warning", ""),
+    ("src/shapes.ts", 15, 3, "no-var", "error", "safe"),
+    ("src/units.ts", 8, 33, "@typescript-eslint/no-explicit-any", "error", ""),
+    ("src/units.ts", 9, 7, "prefer-const", "error", "safe"),
+}
+TSC_EXPECTED = {("src/shapes.ts", 14, 9, "TS2322"), ("src/shapes.ts", 20, 3, "TS2322")}
+FAILING_NODE_TEST = "test/cart.test.js > bulk price applies from ten items"
+
+
+# ---------------------------------------------------------------- helpers and fixtures
+
+
+def need(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: these tests need Node.js and npm", pytrace=False)
+    return found
+
+
+def install(src: Path, dest: Path) -> Path:
+    """``src`` copied to ``dest`` with its locked dependencies installed (``npm ci``)."""
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("node_modules"))
+    proc = subprocess.run(
+        [need("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=dest, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        pytest.fail(f"npm ci failed in {dest}:\n{proc.stderr[-3000:]}", pytrace=False)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def installed_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(SAMPLE, tmp_path_factory.mktemp("js") / "sample")
+
+
+@pytest.fixture(scope="session")
+def installed_jest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(FIXTURES / "jest", tmp_path_factory.mktemp("js") / "jest")
+
+
+@pytest.fixture(scope="session")
+def installed_vitest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(FIXTURES / "vitest", tmp_path_factory.mktemp("js") / "vitest")
+
+
+def linked_copy(installed: Path, dest: Path) -> Path:
+    """A writable copy of an installed project sharing its ``node_modules`` (a symlink)."""
+    shutil.copytree(installed, dest, ignore=shutil.ignore_patterns("node_modules"))
+    (dest / "node_modules").symlink_to(installed / "node_modules", target_is_directory=True)
+    return dest
+
+
+@pytest.fixture
+def sample(installed_sample: Path, tmp_path: Path) -> Path:
+    return linked_copy(installed_sample, tmp_path / "sample")
+
+
+@pytest.fixture(scope="module")
+def sample_runs(installed_sample: Path) -> Iterator[tuple[Path, dict[str, ToolRun], dict, dict]]:
+    """The three adapters once on the installed sample, with a snapshot of the whole tree
+    (node_modules included) before and after."""
+    before = snapshot(installed_sample)
+    runs = {
+        a.name: a.run(installed_sample) for a in (EslintAdapter(), TscAdapter(), JsTestAdapter())
+    }
+    yield installed_sample, runs, before, snapshot(installed_sample)
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    out: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            st = path.lstat()
+            out[path.relative_to(root).as_posix()] = (st.st_size, st.st_mtime_ns)
+    return out
+
+
+def bin_of(project: Path, name: str) -> str:
+    path = project / "node_modules" / ".bin" / name
+    assert path.exists(), f"{path} missing: npm ci did not install {name}"
+    return str(path)
+
+
+def key(issues: list[IssueRecord]) -> set[tuple[str, int, int, str]]:
+    return {(i.file, i.line, i.column, i.rule) for i in issues}
+
+
+def write_exe(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return path
+
+
+def assert_tool_error(run: ToolRun, *needles: str) -> None:
+    assert run.result.status == "tool_error", run.result
+    assert run.issues == []
+    assert not run.ok
+    for needle in needles:
+        assert needle in run.result.error, run.result.error
+
+
+def replace_in(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def tap_totals(stdout: str) -> dict[str, int]:
+    return {m[1]: int(m[2]) for m in re.finditer(r"^# (\w+) (\d+)$", stdout, re.MULTILINE)}
+
+
+# ---------------------------------------------------------------- the real tools on the sample
+
+
+@slow
+def test_eslint_matches_an_independent_eslint_run(sample_runs, tmp_path: Path) -> None:
+    target, runs, _, _ = sample_runs
+    run = runs["eslint"]
+    mirror = linked_copy(target, tmp_path / "mirror")
+    proc = subprocess.run([bin_of(target, "eslint"), "-f", "json", "."], cwd=mirror,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    messages = [(r, m) for r in json.loads(proc.stdout) for m in r["messages"]]
+    expected = {
+        (Path(r["filePath"]).relative_to(mirror).as_posix(), m["line"], m["column"], m["ruleId"])
+        for r, m in messages
+    }
+    assert run.result.status == "failed"
+    assert run.result.exit_status == 1
+    assert len(run.issues) == len(messages) == 7
+    assert key(run.issues) == expected
+    assert {(i.file, i.line, i.column, i.rule, i.severity, i.fix) for i in run.issues} == (
+        ESLINT_EXPECTED
+    )
+    assert run.result.counts == {
+        "issues": 7, "errors": 5, "warnings": 2, "fixable": 4, "files": 5, "syntax_errors": 0,
+    }  # fmt: skip
+    assert run.result.counts["fixable"] == sum(
+        1 for r in json.loads(proc.stdout) for m in r["messages"] if "fix" in m
+    )
+    assert {i.phase for i in run.issues} == {"lint"}
+    assert {i.tool for i in run.issues} == {"eslint"}
+    version = subprocess.run([bin_of(target, "eslint"), "--version"], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    assert run.result.version == version.strip().lstrip("v") == "10.15.0"
+    assert run.result.command[0] == bin_of(target, "eslint")  # the project's own ESLint
+
+
+@slow
+def test_tsc_matches_an_independent_tsc_run(sample_runs, tmp_path: Path) -> None:
+    target, runs, _, _ = sample_runs
+    run = runs["tsc"]
+    mirror = linked_copy(target, tmp_path / "mirror")
+    proc = subprocess.run([bin_of(target, "tsc"), "--noEmit", "--pretty", "false"], cwd=mirror,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    located = re.findall(r"^(\S+)\((\d+),(\d+)\): error (TS\d+): ", proc.stdout, re.MULTILINE)
+    expected = {(f, int(line), int(col), code) for f, line, col, code in located}
+    assert run.result.status == "failed"
+    assert run.result.exit_status == proc.returncode == 2  # TypeScript 6: 2 even with --noEmit
+    assert key(run.issues) == expected == TSC_EXPECTED
+    assert {(i.phase, i.severity, i.tool) for i in run.issues} == {("build", "error", "tsc")}
+    first = min(run.issues, key=lambda i: i.line)
+    assert first.message == (
+        "Type 'string' is not assignable to type 'number'.\n"
+        "Type 'string' is not assignable to type 'number'."  # tsc's indented continuation line
+    )
+    assert run.result.counts == {"issues": 2, "errors": 2, "global": 0}
+    assert run.result.version == "6.0.3"
+
+
+@slow
+def test_node_test_run_matches_an_independent_run(sample_runs, tmp_path: Path) -> None:
+    target, runs, _, _ = sample_runs
+    run = runs["js_test"]
+    mirror = linked_copy(target, tmp_path / "mirror")
+    proc = subprocess.run([need("node"), "--test", "--test-reporter=tap"], cwd=mirror,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    totals = tap_totals(proc.stdout)
+    assert run.result.status == "failed"
+    assert run.result.exit_status == proc.returncode == 1
+    assert (run.tests_total, run.tests_passed, run.tests_failed) == (
+        totals["tests"], totals["pass"], totals["fail"],
+    ) == (5, 4, 1)  # fmt: skip
+    assert run.result.counts == {"tests": 5, "passed": 4, "failed": 1, "errors": 0, "skipped": 0}
+    [issue] = run.issues
+    assert (issue.phase, issue.file, issue.line, issue.rule, issue.tool) == (
+        "test", "test/cart.test.js", 14, "failure", "js_test",
+    )  # fmt: skip
+    assert issue.message.startswith(FAILING_NODE_TEST + ": AssertionError")
+    assert "10 !== 9" in issue.message
+    assert "test/cart.test.js:15" in issue.message and str(target) not in issue.message
+    assert run.result.command[:2] == [need("node"), "--test"]
+    assert run.result.version == proc_version("node")
+    assert "bulk price applies from ten items" in run.stdout_tail  # the spec reporter, as evidence
+
+
+def proc_version(exe: str) -> str:
+    return subprocess.run([need(exe), "--version"], capture_output=True, text=True,
+                          check=True).stdout.strip().lstrip("v")  # fmt: skip
+
+
+@slow
+def test_no_artifacts_in_the_target_tree(sample_runs) -> None:
+    target, runs, before, after = sample_runs
+    assert {r.result.status for r in runs.values()} == {"failed"}
+    assert after == before  # node_modules included: no .cache, no tsbuildinfo, no reports
+    assert sorted(p.name for p in target.iterdir()) == sorted(
+        [".gitignore", "eslint.config.js", "node_modules", "package-lock.json", "package.json",
+         "src", "test", "tsconfig.json"]
+    )  # fmt: skip
+
+
+@slow
+def test_issue_ids_are_unique(sample_runs) -> None:
+    _, runs, _, _ = sample_runs
+    ids = [i.issue_id for r in runs.values() for i in r.issues]
+    assert len(ids) == len(set(ids)) == 10
+
+
+@slow
+def test_incremental_projects_keep_their_build_info_out_of_the_target(sample: Path) -> None:
+    config = json.loads((sample / "tsconfig.json").read_text())
+    config["compilerOptions"]["incremental"] = True
+    (sample / "tsconfig.json").write_text(json.dumps(config))
+    run = TscAdapter().run(sample)
+    assert key(run.issues) == TSC_EXPECTED
+    assert list(sample.glob("*.tsbuildinfo")) == []
+
+
+# ---------------------------------------------------------------- fingerprints
+
+
+@slow
+def test_fingerprints_survive_shifted_lines(sample: Path) -> None:
+    adapters = [EslintAdapter(), TscAdapter(), JsTestAdapter()]
+    before = {a.name: a.run(sample) for a in adapters}
+    shifted = 0
+    for path in [*sample.glob("src/*"), *sample.glob("test/*")]:
+        path.write_text("// shifted\n// shifted\n// shifted\n" + path.read_text())
+        shifted += 1
+    assert shifted == 4
+    after = {a.name: a.run(sample) for a in adapters}
+    for name, old_run in before.items():
+        old, new = old_run.issues, after[name].issues
+        assert old, name
+        assert [i.issue_id for i in old] == [i.issue_id for i in new], name
+        assert [i.line + 3 for i in old] == [i.line for i in new], name
+        assert [i.message for i in old if i.tool != "js_test"] == [
+            i.message for i in new if i.tool != "js_test"
+        ]
+
+
+# ---------------------------------------------------------------- tool did not run → tool_error
+
+
+@pytest.mark.parametrize("cls", ADAPTER_CLASSES, ids=lambda c: c.name)
+def test_missing_executable_is_a_tool_error(cls, tmp_path: Path) -> None:
+    project = shutil.copytree(SAMPLE, tmp_path / "sample")
+    adapter = cls(executable="/nonexistent/bin/" + cls.executable_name)
+    assert not adapter.available()
+    assert adapter.version() == ""
+    assert_tool_error(adapter.run(project), "not found")
+
+
+@pytest.mark.parametrize("cls", [EslintAdapter, TscAdapter], ids=lambda c: c.name)
+def test_uninstalled_project_tool_is_a_tool_error(
+    cls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No node_modules (dependencies not installed) and nothing on PATH: not "0 issues"."""
+    project = shutil.copytree(SAMPLE, tmp_path / "sample")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    run = cls().run(project)
+    assert_tool_error(run, "not found", "node_modules/.bin", "npm ci")
+    assert sorted(p.name for p in project.iterdir()) == sorted(p.name for p in SAMPLE.iterdir())
+
+
+def test_missing_jest_and_node_are_tool_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = shutil.copytree(FIXTURES / "jest", tmp_path / "jest")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-path"))
+    assert_tool_error(JsTestAdapter().run(project), "jest not found", "npm ci")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "package.json").write_text('{"name": "plain"}')
+    assert_tool_error(JsTestAdapter().run(plain), "'node' not found")
+
+
+@slow
+def test_eslint_config_errors_are_tool_errors(sample: Path) -> None:
+    config = sample / "eslint.config.js"
+    original = config.read_text()
+    replace_in(config, '"no-var": "error"', '"no-such-rule": "error"')
+    assert_tool_error(EslintAdapter().run(sample), "exit 2", "no-such-rule")
+    config.write_text("export default [ {\n")
+    assert_tool_error(EslintAdapter().run(sample), "exit 2", "SyntaxError")
+    config.unlink()
+    assert_tool_error(EslintAdapter().run(sample), "exit 2", "couldn't find an eslint.config")
+    config.write_text(original)
+    for path in [*sample.glob("src/*"), *sample.glob("test/*"), config]:
+        path.unlink()
+    (sample / "eslint.config.js").write_text(
+        'export default [{ ignores: ["eslint.config.js"] }];\n'
+    )
+    (sample / "README.md").write_text("nothing to lint\n")
+    assert_tool_error(EslintAdapter().run(sample), "exit 2", "ignored")
+
+
+@slow
+def test_tsc_config_errors_are_tool_errors(sample: Path) -> None:
+    tsconfig = sample / "tsconfig.json"
+    original = tsconfig.read_text()
+    replace_in(tsconfig, '"strict": true,', '"strict": true,\n    "noSuchOption": 1,')
+    assert_tool_error(TscAdapter().run(sample), "configuration error", "TS5023", "noSuchOption")
+    tsconfig.write_text(original.replace("src/**/*.ts", "nothing/**/*.ts"))
+    assert_tool_error(TscAdapter().run(sample), "configuration error", "TS18003")
+    tsconfig.write_text("{ broken")
+    assert_tool_error(TscAdapter().run(sample), "configuration error", "tsconfig.json(1,")
+    # solution style: the root config checks nothing itself; a clean exit 0 is not a pass
+    (sample / "tsconfig.app.json").write_text(
+        original.replace('"noEmit": true,', '"composite": true,')
+    )
+    tsconfig.write_text('{"files": [], "references": [{"path": "./tsconfig.app.json"}]}')
+    assert_tool_error(TscAdapter().run(sample), "checked no files", "solution-style")
+    tsconfig.unlink()
+    skipped = TscAdapter().run(sample)
+    assert skipped.result.status == "skipped" and skipped.issues == []
+    assert "no tsconfig.json" in skipped.result.error
+
+
+@slow
+def test_crash_and_garbage_output_are_tool_errors(sample: Path, tmp_path: Path) -> None:
+    crash = write_exe(tmp_path / "crash", "echo 'TypeError: boom' >&2\nexit 3\n")
+    for cls in ADAPTER_CLASSES:
+        assert_tool_error(cls(executable=str(crash)).run(sample), "unexpected exit 3", "boom")
+    garbage = write_exe(tmp_path / "garbage", "echo 'this is not json'\nexit 1\n")
+    assert_tool_error(EslintAdapter(executable=str(garbage)).run(sample), "unparsable")
+    assert_tool_error(TscAdapter(executable=str(garbage)).run(sample), "no diagnostics")
+    assert_tool_error(JsTestAdapter(executable=str(garbage)).run(sample), "wrote no report")
+    empty = write_exe(tmp_path / "empty", "echo '[]'\nexit 1\n")
+    assert_tool_error(EslintAdapter(executable=str(empty)).run(sample), "exit 1 but no error")
+    killed = write_exe(tmp_path / "killed", "kill -9 $$\n")
+    for cls in ADAPTER_CLASSES:
+        assert_tool_error(cls(executable=str(killed)).run(sample), "killed by signal 9")
+
+
+@slow
+def test_timeout_kills_the_test_run(tmp_path: Path) -> None:
+    project = tmp_path / "hang"
+    (project / "test").mkdir(parents=True)
+    (project / "package.json").write_text('{"name": "hang", "type": "module"}')
+    pidfile = tmp_path / "node.pid"
+    (project / "test" / "hang.test.js").write_text(
+        'import { test } from "node:test";\nimport { writeFileSync } from "node:fs";\n'
+        f'test("hangs", async () => {{\n  writeFileSync({json.dumps(str(pidfile))}, String(process.pid));\n'
+        "  await new Promise((resolve) => setTimeout(resolve, 120000));\n});\n"
+    )
+    adapter = JsTestAdapter()
+    adapter.version()
+    start = time.monotonic()
+    run = adapter.run(project, timeout_s=6)
+    assert time.monotonic() - start < 30
+    assert_tool_error(run, "timed out", "process group was killed")
+    assert pidfile.exists(), "the test never started: the timeout proves nothing"
+    assert wait_dead(int(pidfile.read_text()))
+
+
+def wait_dead(pid: int, within_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+# ---------------------------------------------------------------- parse errors, scoping, commands
+
+
+@slow
+def test_eslint_parse_errors_are_build_issues(sample: Path) -> None:
+    (sample / "src" / "broken.js").write_text("export const x = ;\n")
+    run = EslintAdapter().run(sample)
+    syntax = [i for i in run.issues if i.phase == "build"]
+    assert [(i.file, i.line, i.rule, i.fix) for i in syntax] == [
+        ("src/broken.js", 1, "invalid-syntax", "")
+    ]
+    assert "Parsing error" in syntax[0].message
+    assert run.result.counts["syntax_errors"] == 1
+    assert len(run.issues) == 8
+
+
+@slow
+def test_scoped_runs(sample: Path) -> None:
+    lint = EslintAdapter().run(sample, ["src/units.ts"])
+    assert {(i.file, i.rule) for i in lint.issues} == {
+        ("src/units.ts", "@typescript-eslint/no-explicit-any"), ("src/units.ts", "prefer-const"),
+    }  # fmt: skip
+    assert lint.result.command[-2:] == ["--", "src/units.ts"]
+    assert EslintAdapter().run(sample, ["README.md", "nope.js"]).result.status == "skipped"
+    replace_in(
+        sample / "eslint.config.js",
+        "  js.configs.recommended,",
+        '  { ignores: ["src/units.ts"] },\n  js.configs.recommended,',
+    )
+    ignored = EslintAdapter().run(sample, ["src/units.ts"])
+    assert ignored.result.status == "skipped" and "ignores" in ignored.result.error
+    whole = TscAdapter().run(sample, ["src/units.ts"])  # type checking is whole-program
+    assert key(whole.issues) == TSC_EXPECTED
+    assert TscAdapter().run(sample, ["README.md"]).result.status == "skipped"
+    only = JsTestAdapter().run(sample, ["test/cart.test.js", "src/cart.js"])
+    assert only.result.command[-1] == "test/cart.test.js"
+    assert only.tests_total == 5
+    suite = JsTestAdapter().run(sample, ["src/cart.js"])  # a source file: the whole suite
+    assert suite.result.command[-1] == "--test-reporter-destination=stdout"
+    assert suite.tests_total == 5
+
+
+def test_commands_keep_artifacts_outside_the_target(tmp_path: Path) -> None:
+    project = shutil.copytree(SAMPLE, tmp_path / "sample")
+    assert EslintAdapter().command(project)[1:] == ["-f", "json", "."]
+    tsc = TscAdapter().command(project)
+    assert tsc[1:6] == ["-p", "tsconfig.json", "--noEmit", "--pretty", "false"]
+    assert tsc[6] == "--tsBuildInfoFile" and not tsc[7].startswith(str(project))
+    node = JsTestAdapter().command(project)
+    assert node[1] == "--test"
+    assert all(str(project) not in arg for arg in node)
+    jest = JsTestAdapter().command(FIXTURES / "jest", ["test/sum.test.js"])
+    assert "--ci" in jest and jest[-2:] == ["--runTestsByPath", "test/sum.test.js"]
+    vitest = JsTestAdapter().command(FIXTURES / "vitest")
+    assert vitest[1] == "run" and "--no-cache" in vitest
+
+
+# ---------------------------------------------------------------- the deterministic fixer
+
+
+@slow
+def test_eslint_fix_fixes_the_fixable_issues(sample: Path) -> None:
+    assert isinstance(DETERMINISTIC["eslint"], EslintFix)
+    before = EslintAdapter().run(sample)
+    config = FixerConfig()
+    fixer = AutoFixer()
+    fixable = [i for i in before.issues if fixer.supports(i, config)]
+    assert {(i.file, i.rule) for i in fixable} == {
+        (f, r) for f, _, _, r, _, fix in ESLINT_EXPECTED if fix == "safe"
+    }
+    batch = BatchPlanned(iteration=1, batch_id="b1", phase="lint", mode="smart",
+                         issue_ids=[i.issue_id for i in fixable])  # fmt: skip
+    outcome = fixer.fix(FixRequest(run_id="r1", target=sample, batch=batch, issues=fixable,
+                                   config=config))  # fmt: skip
+    assert outcome.ok, outcome.reason
+    [cmd] = outcome.commands
+    assert cmd[0] == str(sample / "node_modules" / ".bin" / "eslint")
+    assert cmd[1:4] == ["--fix", "--fix-type", "problem,suggestion,layout"]
+    assert cmd[-4:] == ["--", "src/cart.js", "src/shapes.ts", "src/units.ts"]
+    after = EslintAdapter().run(sample)
+    assert {(i.file, i.rule) for i in after.issues} == {
+        ("src/cart.js", "@typescript-eslint/no-unused-vars"),
+        ("src/cart.js", "eqeqeq"),
+        ("src/units.ts", "@typescript-eslint/no-explicit-any"),
+    }
+    assert not any(i.fix for i in after.issues)
+    fixed = {i.fingerprint for i in before.issues} - {i.fingerprint for i in after.issues}
+    assert fixed == {i.fingerprint for i in fixable}
+    assert "const rate = percent / 100;" in (sample / "src" / "cart.js").read_text()
+    assert 'const unit = "cm";' in (sample / "src" / "shapes.ts").read_text()
+    assert key(TscAdapter().run(sample).issues) == TSC_EXPECTED  # behaviour unchanged
+    assert JsTestAdapter().run(sample).result.counts["failed"] == 1
+
+
+def test_eslint_fix_takes_only_safe_eslint_issues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fix, config = EslintFix(), FixerConfig()
+    base = IssueRecord(issue_id="x:0", fingerprint="x", tool="eslint", phase="lint", file="a.js",
+                       rule="prefer-const", fix="safe")  # fmt: skip
+    assert fix.supports(base, config)
+    assert not fix.supports(msgspec.structs.replace(base, fix=""), config)
+    assert not fix.supports(msgspec.structs.replace(base, tool="ruff"), config)
+    assert not fix.supports(
+        msgspec.structs.replace(base, rule="invalid-syntax", phase="build"), config
+    )
+    assert fix.ok_exit(0) and fix.ok_exit(1) and not fix.ok_exit(2)
+    empty = tmp_path / "p"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert fix.commands(empty, [base], config) == []  # not installed: AutoFixer says so
+
+
+# ---------------------------------------------------------------- jest and vitest, for real
+
+
+@slow
+@pytest.mark.parametrize("runner", ["jest", "vitest"])
+def test_jest_and_vitest_runs(runner: str, request: pytest.FixtureRequest) -> None:
+    target: Path = request.getfixturevalue(f"installed_{runner}")
+    before = snapshot(target)
+    run = JsTestAdapter().run(target)
+    assert snapshot(target) == before  # no cache, no snapshots, no report in the tree
+    assert detect_runner(target) == runner
+    assert run.result.command[0] == bin_of(target, runner)
+    assert run.result.status == "failed" and run.result.exit_status == 1
+    # 6 tests + 1 file that does not load (an errored test, as pytest counts collection errors)
+    assert run.result.counts == {"tests": 7, "passed": 3, "failed": 1, "errors": 1, "skipped": 2}
+    assert (run.tests_total, run.tests_failed) == (7, 2)
+    assert {(i.file, i.rule) for i in run.issues} == {
+        ("test/sum.test.js", "failure"), ("test/broken.test.js", "load-error"),
+    }  # fmt: skip
+    failure = next(i for i in run.issues if i.rule == "failure")
+    assert failure.message.startswith("test/sum.test.js > mean > averages three values: ")
+    assert failure.line == (18 if runner == "jest" else 20)
+    load = next(i for i in run.issues if i.rule == "load-error")
+    assert "median" in load.message
+    assert run.result.version == ("30.5.2" if runner == "jest" else "4.1.5")
+
+
+@slow
+def test_jest_and_vitest_agree_on_identities(installed_jest: Path, installed_vitest: Path) -> None:
+    """The same suite under two runners yields the same fingerprints: ids name tests, not runners."""
+    jest, vitest = JsTestAdapter().run(installed_jest), JsTestAdapter().run(installed_vitest)
+    assert [i.fingerprint for i in jest.issues] == [i.fingerprint for i in vitest.issues]
+
+
+@slow
+def test_jest_counts_match_an_independent_jest_run(installed_jest: Path, tmp_path: Path) -> None:
+    out = tmp_path / "jest.json"
+    subprocess.run([bin_of(installed_jest, "jest"), "--ci", "--json", f"--outputFile={out}",
+                    f"--cacheDirectory={tmp_path / 'cache'}"], cwd=installed_jest,
+                   capture_output=True, check=False)  # fmt: skip
+    report = json.loads(out.read_text())
+    run = JsTestAdapter().run(installed_jest)
+    assert run.result.counts["passed"] == report["numPassedTests"]
+    assert run.result.counts["failed"] == report["numFailedTests"]
+    assert run.result.counts["errors"] == report["numRuntimeErrorTestSuites"]
+    assert (
+        run.result.counts["tests"] == report["numTotalTests"] + report["numRuntimeErrorTestSuites"]
+    )
+
+
+# ---------------------------------------------------------------- Node runner edge cases
+
+
+NODE_EDGE_CASES = """\
+import { after, before, describe, it, test } from "node:test";
+
+describe("hooked", () => {
+  before(() => { throw new Error("hook boom"); });
+  it("a", () => {});
+  it("b", () => {});
+});
+describe("throws", () => { throw new Error("describe boom"); });
+test("parent", async (t) => {
+  await t.test("child ok", () => {});
+  await t.test("child bad", () => { throw new Error("child boom"); });
+});
+describe("same", () => { it("works", () => { throw new Error("x1"); }); });
+describe("other", () => { it("works", () => { throw new Error("x2"); }); });
+test.skip("skipped", () => {});
+test.todo("later");
+"""
+
+
+def test_node_runner_edge_cases(tmp_path: Path) -> None:
+    project = tmp_path / "edge"
+    (project / "test").mkdir(parents=True)
+    (project / "package.json").write_text('{"name": "edge", "type": "module"}')
+    (project / "test" / "edge.test.js").write_text(NODE_EDGE_CASES)
+    (project / "test" / "load.test.js").write_text('import "./missing.js";\n')
+    run = JsTestAdapter().run(project)
+    independent = subprocess.run([need("node"), "--test", "--test-reporter=tap"], cwd=project,
+                                 capture_output=True, text=True, check=False)  # fmt: skip
+    totals = tap_totals(independent.stdout)
+    assert run.result.status == "failed"
+    assert run.result.counts == {
+        "tests": totals["tests"], "passed": totals["pass"], "failed": totals["fail"],
+        "errors": totals["cancelled"], "skipped": totals["skipped"] + totals["todo"],
+    }  # fmt: skip
+    found = sorted((i.rule, i.message.split(":", 1)[0]) for i in run.issues)
+    assert found == [
+        ("failure", "test/edge.test.js > other > works"),
+        ("failure", "test/edge.test.js > parent > child bad"),
+        ("failure", "test/edge.test.js > same > works"),
+        ("load-error", "test/load.test.js"),
+        ("suite-failure", "test/edge.test.js > hooked"),
+        ("suite-failure", "test/edge.test.js > throws"),
+    ]
+    assert len({i.fingerprint for i in run.issues}) == 6  # "works" twice, in two suites
+    assert sorted(p.name for p in project.rglob("*")) == [
+        "edge.test.js", "load.test.js", "package.json", "test",
+    ]  # fmt: skip
+
+
+def test_no_tests_is_a_failed_check_not_a_pass(tmp_path: Path) -> None:
+    project = tmp_path / "empty"
+    (project / "src").mkdir(parents=True)
+    (project / "package.json").write_text('{"name": "empty"}')
+    (project / "src" / "index.js").write_text("export const x = 1;\n")
+    run = JsTestAdapter().run(project)
+    assert run.result.status == "failed"
+    assert run.tests_total == 0 and run.issues == []
+    assert "no tests" in run.result.error
+
+
+def test_unsupported_runner_and_broken_package_json(tmp_path: Path) -> None:
+    project = tmp_path / "mocha"
+    project.mkdir()
+    (project / "package.json").write_text('{"scripts": {"test": "mocha --recursive"}}')
+    assert_tool_error(JsTestAdapter().run(project), "mocha", "supported: node --test, jest, vitest")
+    (project / "package.json").write_text("{ not json")
+    assert_tool_error(JsTestAdapter().run(project), "cannot read the project")
+
+
+def test_runner_detection(tmp_path: Path) -> None:
+    def runner(pkg: dict[str, object]) -> str:
+        (tmp_path / "package.json").write_text(json.dumps(pkg))
+        return detect_runner(tmp_path)
+
+    assert runner({}) == "node"
+    assert runner({"scripts": {"test": 'echo "Error: no test specified" && exit 1'}}) == "node"
+    assert (
+        runner({"scripts": {"test": "node --test test/"}, "devDependencies": {"jest": "1"}})
+        == "node"
+    )
+    assert runner({"scripts": {"test": "vitest run"}}) == "vitest"
+    assert runner({"scripts": {"test": "NODE_OPTIONS=--x jest --coverage"}}) == "jest"
+    assert runner({"devDependencies": {"vitest": "4"}}) == "vitest"
+    assert runner({"devDependencies": {"jest": "30", "ts-jest": "29"}}) == "jest"
+    with pytest.raises(UnsupportedRunner):
+        runner({"devDependencies": {"mocha": "10"}})
+    assert (
+        runner({"devDependencies": {"mocha": "10"}, "scripts": {"test": "node --test"}}) == "node"
+    )
+    (tmp_path / "package.json").unlink()
+    assert detect_runner(tmp_path) == "node"
+
+
+def test_test_file_patterns() -> None:
+    for yes in ("test/cart.test.js", "a.spec.ts", "src/x_test.mjs", "test-utils.cjs",
+                "__tests__/thing.jsx", "tests/helpers.ts", "pkg/test.js", "b-test.js"):  # fmt: skip
+        assert is_js_test_path(yes), yes
+    for no in ("src/cart.js", "src/contest.js", "README.md", "test/data.json", "latest.js"):
+        assert not is_js_test_path(no), no
+
+
+# ---------------------------------------------------------------- parsers on real output shapes
+
+
+TARGET = Path("/TARGET")
+
+
+def test_parse_tsc_output() -> None:
+    text = (
+        "src/shapes.ts(14,9): error TS2322: Type 'string' is not assignable to type 'number'.\n"
+        "  Type 'string' is not assignable to type 'number'.\n"
+        "/TARGET/src/b.ts(1,7): error TS2304: Cannot find name 'x'.\n"
+        "error TS2688: Cannot find type definition file for 'node'.\n"
+        "tsconfig.json(6,21): error TS5023: Unknown compiler option 'noSuchOption'.\n"
+        "error TS18003: No inputs were found in config file '/TARGET/tsconfig.json'.\n"
+    )
+    report = parse_tsc_output(text, TARGET)
+    assert [(d.file, d.line, d.column, d.code) for d in report.diagnostics] == [
+        ("src/shapes.ts", 14, 9, 2322), ("src/b.ts", 1, 7, 2304), ("", 0, 0, 2688),
+        ("tsconfig.json", 6, 21, 5023), ("", 0, 0, 18003),
+    ]  # fmt: skip
+    assert report.diagnostics[0].message.count("\n") == 1
+    assert [d.code for d in report.config_errors] == [5023, 18003]
+    assert report.errors == 5 and report.other_lines == []
+
+
+def test_parse_eslint_json_shapes() -> None:
+    records = [
+        {"filePath": "/TARGET/a.js", "messages": [
+            {"ruleId": None, "fatal": True, "severity": 2, "message": "Parsing error: x", "line": 1, "column": 2},
+            {"ruleId": None, "severity": 1, "message": "Unused eslint-disable directive (no problems were reported from 'no-console').", "line": 3, "column": 1, "fix": {"range": [0, 1], "text": ""}},
+            {"ruleId": None, "severity": 1, "message": "File ignored because of a matching ignore pattern.", "line": 0, "column": 0},
+            {"ruleId": "semi", "severity": 1, "message": "Missing semicolon.", "line": 4, "column": 9, "fix": {"range": [1, 1], "text": ";"}},
+            {"ruleId": "no-alert", "severity": 2, "message": "Unexpected alert.", "line": 5, "column": 1, "suggestions": [{"desc": "x"}]},
+        ]},
+    ]  # fmt: skip
+    report = parse_eslint_json("config loaded\n" + json.dumps(records), TARGET)
+    assert [(f.phase, f.rule, f.severity, f.fix) for f in report.findings] == [
+        ("build", "invalid-syntax", "error", ""),
+        ("lint", "unused-disable-directive", "warning", ""),
+        ("lint", "semi", "warning", "safe"),
+        ("lint", "no-alert", "error", ""),
+    ]
+    assert (report.errors, report.warnings, report.fixable, report.files) == (2, 2, 1, 1)
+    with pytest.raises(ValueError):
+        parse_eslint_json("Oops! Something went wrong!", TARGET)
+    with pytest.raises(TypeError):
+        parse_eslint_json('{"results": []}', TARGET)
+
+
+def test_parse_node_events_needs_a_complete_report() -> None:
+    complete = '{"type": "test:diagnostic", "message": "tests 0"}\n{"type": "airfix:end"}\n'
+    assert parse_node_events(complete, TARGET).total == 0
+    with pytest.raises(ValueError, match="end marker"):
+        parse_node_events('{"type": "test:diagnostic", "message": "tests 3"}\n', TARGET)
+    with pytest.raises(ValueError, match="totals"):
+        parse_node_events('{"type": "airfix:end"}\n', TARGET)
+
+
+# ---------------------------------------------------------------- registration and detection
+
+
+def test_detection_registers_adapters_for_the_fixtures(tmp_path: Path) -> None:
+    assert detect_languages(SAMPLE) == ["typescript"]
+    found = adapters_for_target(SAMPLE)
+    assert [(a.name, a.phase, a.tier) for a in found["typescript"]] == [
+        ("eslint", "lint", "static"), ("tsc", "build", "static"), ("js_test", "test", "dynamic"),
+    ]  # fmt: skip
+    assert detect_languages(FIXTURES / "jest") == ["javascript"]
+    assert [a.name for a in adapters_for_target(FIXTURES / "jest")["javascript"]] == [
+        "eslint", "js_test",
+    ]  # fmt: skip
+    assert [f.__name__ for f in REGISTRY["typescript"]] == [
+        "EslintAdapter", "TscAdapter", "JsTestAdapter",
+    ]  # fmt: skip
+    for adapter in adapters_for("typescript"):
+        assert isinstance(adapter, ToolAdapter)
+    assert {a.language for a in adapters_for("typescript")} == {"javascript", "typescript"}
+    # a project with Python and TypeScript gets both sets
+    mixed = shutil.copytree(SAMPLE, tmp_path / "mixed")
+    (mixed / "pyproject.toml").write_text("[project]\nname = 'm'\nversion = '0'\n")
+    assert list(adapters_for_target(mixed)) == ["python", "typescript"]

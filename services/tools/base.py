@@ -150,6 +150,40 @@ class Finding:
     fix: str = ""  # "safe" / "unsafe" when the tool can fix it itself
 
 
+@dataclass
+class TestTally:
+    """What every test-runner adapter counts, as ToolRun metrics and ToolResult counts.
+
+    Runners without a separate "error" outcome (go test, dart test) leave ``errors`` at 0."""
+
+    __test__ = False  # not a pytest test class
+
+    total: int = 0
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    skipped: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            TESTS_TOTAL: float(self.total),
+            TESTS_PASSED: float(self.passed),
+            TESTS_FAILED: float(self.failed),
+            TESTS_ERRORS: float(self.errors),
+            TESTS_SKIPPED: float(self.skipped),
+        }
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "tests": self.total,
+            "passed": self.passed,
+            "failed": self.failed,
+            "errors": self.errors,
+            "skipped": self.skipped,
+        }
+
+
 def to_issues(tool: str, findings: Sequence[Finding]) -> list[IssueRecord]:
     """IssueRecords in (file, line, column) order with ``issue_id = <fingerprint>:<occurrence>``.
 

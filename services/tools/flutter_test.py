@@ -44,13 +44,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from airfix.services.tools.base import (
-    TESTS_FAILED,
-    TESTS_PASSED,
-    TESTS_SKIPPED,
     TESTS_TOTAL,
     BaseToolAdapter,
     Finding,
     RunContext,
+    TestTally,
     ToolFailure,
     ToolRun,
     check_exit,
@@ -82,32 +80,16 @@ class _DartTest:
 
 
 @dataclass
-class DartTestReport:
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
+class DartTestReport(TestTally):
     events: int = 0
     done: bool = False
     success: bool | None = None
-    findings: list[Finding] = field(default_factory=list)
     other_lines: list[str] = field(default_factory=list)
 
-    def metrics(self) -> dict[str, float]:
-        return {
-            TESTS_TOTAL: float(self.total),
-            TESTS_PASSED: float(self.passed),
-            TESTS_FAILED: float(self.failed),
-            TESTS_SKIPPED: float(self.skipped),
-        }
-
     def counts(self) -> dict[str, int]:
-        return {
-            "tests": self.total,
-            "passed": self.passed,
-            "failed": self.failed,
-            "skipped": self.skipped,
-        }
+        counts = super().counts()
+        del counts["errors"]
+        return counts
 
 
 def _file_of(url: str | None, target: Path) -> str:

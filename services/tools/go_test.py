@@ -44,12 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from airfix.services.tools.base import (
-    TESTS_FAILED,
-    TESTS_PASSED,
-    TESTS_SKIPPED,
     TESTS_TOTAL,
     Finding,
     RunContext,
+    TestTally,
     ToolFailure,
     ToolRun,
     check_exit,
@@ -81,33 +79,17 @@ class _Test:
 
 
 @dataclass
-class GoTestReport:
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    skipped: int = 0
+class GoTestReport(TestTally):
     packages: int = 0
     failed_packages: int = 0
     build_failures: int = 0  # packages whose build failed (FailedBuild / build-fail)
     events: int = 0
-    findings: list[Finding] = field(default_factory=list)
     other_lines: list[str] = field(default_factory=list)
     setup_errors: list[str] = field(default_factory=list)  # "[setup failed]" without a position
 
-    def metrics(self) -> dict[str, float]:
-        return {
-            TESTS_TOTAL: float(self.total),
-            TESTS_PASSED: float(self.passed),
-            TESTS_FAILED: float(self.failed),
-            TESTS_SKIPPED: float(self.skipped),
-        }
-
     def counts(self) -> dict[str, int]:
         return {
-            "tests": self.total,
-            "passed": self.passed,
-            "failed": self.failed,
-            "skipped": self.skipped,
+            **{k: v for k, v in super().counts().items() if k != "errors"},
             "packages": self.packages,
             "failed_packages": self.failed_packages,
             "build_failures": self.build_failures,

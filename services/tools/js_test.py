@@ -54,14 +54,10 @@ from pathlib import Path
 from typing import Any
 
 from airfix.services.tools.base import (
-    TESTS_ERRORS,
-    TESTS_FAILED,
-    TESTS_PASSED,
-    TESTS_SKIPPED,
-    TESTS_TOTAL,
     Finding,
     ProcessResult,
     RunContext,
+    TestTally,
     ToolFailure,
     ToolRun,
     check_exit,
@@ -171,33 +167,8 @@ def detect_runner(target: Path) -> str:
 
 
 @dataclass
-class TestReport:
-    __test__ = False  # not a pytest test class
-
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    errors: int = 0
-    skipped: int = 0
-    findings: list[Finding] = field(default_factory=list)
-
-    def metrics(self) -> dict[str, float]:
-        return {
-            TESTS_TOTAL: float(self.total),
-            TESTS_PASSED: float(self.passed),
-            TESTS_FAILED: float(self.failed),
-            TESTS_ERRORS: float(self.errors),
-            TESTS_SKIPPED: float(self.skipped),
-        }
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "tests": self.total,
-            "passed": self.passed,
-            "failed": self.failed,
-            "errors": self.errors,
-            "skipped": self.skipped,
-        }
+class TestReport(TestTally):
+    """Counts and findings from a JS test run."""
 
 
 def _clean(text: str, target: Path) -> str:

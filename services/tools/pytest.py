@@ -29,19 +29,16 @@ from __future__ import annotations
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from airfix.services.tools.base import (
-    TESTS_ERRORS,
-    TESTS_FAILED,
-    TESTS_PASSED,
-    TESTS_SKIPPED,
     TESTS_TOTAL,
     BaseToolAdapter,
     Finding,
     ProcessResult,
     RunContext,
+    TestTally,
     ToolFailure,
     ToolRun,
     check_exit,
@@ -66,31 +63,8 @@ MESSAGE_LIMIT = 4000
 
 
 @dataclass
-class JunitReport:
-    total: int = 0
-    passed: int = 0
-    failed: int = 0
-    errors: int = 0
-    skipped: int = 0
-    findings: list[Finding] = field(default_factory=list)
-
-    def metrics(self) -> dict[str, float]:
-        return {
-            TESTS_TOTAL: float(self.total),
-            TESTS_PASSED: float(self.passed),
-            TESTS_FAILED: float(self.failed),
-            TESTS_ERRORS: float(self.errors),
-            TESTS_SKIPPED: float(self.skipped),
-        }
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "tests": self.total,
-            "passed": self.passed,
-            "failed": self.failed,
-            "errors": self.errors,
-            "skipped": self.skipped,
-        }
+class JunitReport(TestTally):
+    """Counts and findings from a pytest JUnit XML report."""
 
 
 def _file_of(classname: str, target: Path) -> str:

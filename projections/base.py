@@ -77,17 +77,25 @@ class Projection:
     def apply(self, event: Event, entry_id: str) -> list[Op]:
         raise NotImplementedError
 
+    #: per-run values between events, for projections that need them (staged per batch)
+    runs: "RunCache | None" = None
+
     def begin(self) -> None:
         """A batch starts (projections with caches stage their changes from here)."""
 
     def commit(self) -> None:
         """The batch's ops were written: staged cache changes become real."""
+        if self.runs is not None:
+            self.runs.commit()
 
     def rollback(self) -> None:
         """The batch's ops may or may not have been written: forget everything cached."""
+        if self.runs is not None:
+            self.runs.clear()
 
     def reset(self) -> None:
         """Partitions changed hands: anything cached may be stale."""
+        self.rollback()
 
     def dump(self) -> Any:
         """The whole view as plain data, for rebuild comparisons."""

@@ -46,14 +46,6 @@ class RunStatus(Projection):
             ops.append(Op("ZADD", self.keys.runs, (state.requested_at, event.run_id)))
         return ops
 
-    def commit(self) -> None:
-        self.runs.commit()
-
-    def rollback(self) -> None:
-        self.runs.clear()
-
-    reset = rollback
-
     def dump(self) -> Any:
         states = {_s(k): msgspec.json.decode(v) for k, v in self.client.hgetall(self.keys.status).items()}
         runs = [(_s(m), s) for m, s in self.client.zrange(self.keys.runs, 0, -1, withscores=True)]

@@ -90,14 +90,6 @@ class TaskQueue(Projection):
         ops += [Op("DEL", self.keys.task(b)) for b in batch_ids]
         return ops
 
-    def commit(self) -> None:
-        self.runs.commit()
-
-    def rollback(self) -> None:
-        self.runs.clear()
-
-    reset = rollback
-
     def dump(self) -> Any:
         q = self.keys.task_queue
         items = [(_s(m), s) for m, s in self.client.zrange(q, 0, -1, withscores=True)]
@@ -219,14 +211,6 @@ class PhaseSummary(Projection):
     def _store(self, run: str, acc: dict[str, Any]) -> list[Op]:
         self.runs.put(run, acc)
         return [Op("HSET", self.acc_key, (run, dumps(acc)))]
-
-    def commit(self) -> None:
-        self.runs.commit()
-
-    def rollback(self) -> None:
-        self.runs.clear()
-
-    reset = rollback
 
     def dump(self) -> Any:
         raw = self.client.get(self.view_key())

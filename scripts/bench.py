@@ -874,6 +874,7 @@ def bench_projector(res: Results, url: str, prefix: str, quick: bool) -> None:
         projection.clear()
         apply_all(handler, limit=500)  # warm-up on the first entries, then start over
         projection.clear()
+        handler = ProjectionHandler(projection)  # a fresh handler: no cached checkpoints
         t0 = time.perf_counter()
         applied = apply_all(handler)
         dt = time.perf_counter() - t0

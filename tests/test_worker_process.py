@@ -27,7 +27,7 @@ def _worker(*extra: str) -> subprocess.Popen[str]:
            "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "200"}
     return subprocess.Popen(
         [sys.executable, "-m", "airfix.services.cli", "worker", "--redis-url", REAL_URL,
-         "--log-format", "json", *extra],
+         "--roles", "projections", "--log-format", "json", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 

@@ -483,3 +483,23 @@ def test_run_json_prints_one_object_and_exits_with_the_status_code(tmp_path: Pat
     assert "run requested" in proc.stderr  # the logs went to stderr
     assert report["run_id"] in proc.stderr
     assert f"airfix/{report['run_id']}" == branch(repo) and "" == status_porcelain(repo)
+
+
+def test_one_active_run_per_target(tmp_path: Path) -> None:
+    """A second request on a target with an unfinished run is refused and writes nothing."""
+    from airfix.events.errors import AirfixError
+    from airfix.services.run import request_run, run_inline
+
+    repo = make_repo(tmp_path)
+    app = embedded_app()
+    first = request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
+                        max_iterations=1)
+    runs_before = app.client.zcard(app.keys.runs) if app.client.exists(app.keys.runs) else 0
+    with pytest.raises(AirfixError, match=f"run {first} is still active"):
+        request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
+                    max_iterations=1)
+    assert runs_before == (app.client.zcard(app.keys.runs) if app.client.exists(app.keys.runs) else 0)
+    run_inline(app, first)  # once it is finished, the target is free again
+    second = request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
+                         max_iterations=1)
+    assert second != first

@@ -196,3 +196,16 @@ def test_racing_appenders_one_wins_each_round(store: EventStore, client: redis.R
         t.join()
     assert 1 + sum(wins) == client.xlen(store.keys.run_stream("race")) == store.version("race")
     assert list(range(1, 2 + sum(wins))) == [e.version for e in store.read_run("race")]
+
+
+def test_capabilities_follow_the_server_version(backend: str, client: redis.Redis) -> None:
+    """8.x stream commands are only ever enabled by detection; Redis 7.0 gets none of them."""
+    import fakeredis
+
+    from airfix.events.backend import capabilities
+
+    caps = capabilities(client)
+    assert caps.version[:2] == (7, 0)
+    assert not (caps.xackdel or caps.readgroup_claim or caps.idmp or caps.xnack)
+    newer = capabilities(fakeredis.FakeRedis(server=fakeredis.FakeServer(version=(8, 8))))
+    assert newer.xackdel and newer.readgroup_claim and newer.idmp and newer.xnack

@@ -35,7 +35,8 @@ completed   (anything)            --          nothing is legal after a terminal 
 Policy in ``decide`` (it appends one ``RunCompleted`` after the command's own events):
 
 * RecordHealth, scope "full": a tool with status "tool_error" -> "tool_error" (a tool that cannot
-  measure never passes); else ``healthy`` -> "succeeded".  Other scopes never end the run.
+  measure never passes); else ``healthy`` for ``limits.stability_runs`` full checks in a row ->
+  "succeeded".  Other scopes never end the run.
 * FailFix / RollBack: ``consecutive_failures`` reaches ``max_consecutive_failures`` ->
   "partially_fixed" when the run has commits, else "verify_failed" (last failure a rollback) or
   "failed" (last failure the fixer's).  Commit resets the streak.
@@ -142,6 +143,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     # health
     score: float = 0.0  # of the last HealthChecked, any scope
     healthy: bool = False
+    healthy_streak: int = 0  # consecutive healthy full checks (completion_criteria.stability_runs)
     check_scope: str = ""
     tools_in_error: list[str] = []
     best_score: float | None = None  # best full-check score so far
@@ -267,6 +269,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "checks_this_iteration": s.checks_this_iteration + 1,
         }
         if ev.scope == "full":
+            changes["healthy_streak"] = s.healthy_streak + 1 if ev.healthy else 0
             better = s.best_score is not None and ev.score > s.best_score
             changes["improved_this_iteration"] = s.improved_this_iteration or better
             changes["best_score"] = (
@@ -669,8 +672,9 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
             broken = [t.tool for t in c.tools if t.status == "tool_error"]
             if broken:
                 return "tool_error", f"tools could not measure: {', '.join(broken)}"
-            if c.healthy:
-                return "succeeded", f"healthy (score {c.score:g})"
+            if c.healthy and after.healthy_streak >= max(1, lim.stability_runs):
+                runs = f", {after.healthy_streak} full checks in a row" if lim.stability_runs > 1 else ""
+                return "succeeded", f"healthy (score {c.score:g}{runs})"
         return _timeout(before, c.now)
     if isinstance(c, (FailFix, RollBack)):
         n = lim.max_consecutive_failures

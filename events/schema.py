@@ -61,6 +61,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Fa
     max_duration_s: float = 4 * 3600.0
     no_progress_iterations: int = 3
     max_cost_usd: float = 0.0  # 0 = no cost limit
+    stability_runs: int = 1  # consecutive healthy full checks before a run succeeds
 
 
 class ToolResult(msgspec.Struct, frozen=True, kw_only=True):

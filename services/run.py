@@ -94,7 +94,8 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
     cb = config.circuit_breaker
     limits = Limits(max_iterations=max_iterations, max_consecutive_failures=cb.max_consecutive_failures,
                     max_duration_s=cb.max_duration_hours * 3600, no_progress_iterations=cb.no_progress_iterations,
-                    max_cost_usd=cb.max_cost_usd)
+                    max_cost_usd=cb.max_cost_usd,
+                    stability_runs=config.completion_criteria.stability_runs)
     command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
                          simulation=simulation, limits=limits, requested_by=_user(),
                          config=config_to_dict(config))

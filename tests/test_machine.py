@@ -810,3 +810,22 @@ def test_complete_iteration_records_the_closing_score():
     s, _ = apply(s, Commit(batch_id="b1", sha="abc"))
     _, events = apply(s, CompleteIteration(now=T0 + 1, issues_remaining=1, score=77.0))
     assert (77.0, 1) == (events[0].score, events[0].issues_remaining)
+
+
+def test_stability_runs_need_consecutive_healthy_full_checks():
+    """completion_criteria.stability_runs: one healthy check is not enough when 2 are required."""
+    s = checking(Limits(stability_runs=2))
+    s, events = apply(s, health(90.0, healthy=True))
+    assert ["HealthChecked"] == types(events) and (1, "checking") == (s.healthy_streak, s.state)
+    s, _ = apply(s, RecordIssues(issues=[]))
+    s, events = apply(s, CompleteIteration(now=T0 + 1, issues_remaining=0, score=90.0))
+    s, events = apply(s, health(90.0, healthy=True))
+    assert ["HealthChecked", "RunCompleted"] == types(events)
+    assert ("succeeded", 2) == (s.status, s.healthy_streak)
+
+
+def test_an_unhealthy_check_resets_the_stability_streak():
+    s = checking(Limits(stability_runs=2))
+    s, _ = apply(s, health(90.0, healthy=True))
+    s, _ = apply(s, health(40.0, healthy=False))
+    assert 0 == s.healthy_streak

@@ -199,6 +199,17 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
         chain = fixer_registry.chain(state.fixer or p.config.fixer.name)
     except AirfixError as exc:
         return decide(state, FailFix(batch_id=batch.batch_id, reason=str(exc), now=time.time()))
+    attempt = state.attempts.get(batch.batch_id, 1)
+    marker = f"{p.store.keys.prefix}:fix_attempt:{state.run_id}:{batch.batch_id}:{attempt}"
+    if not p.store.client.set(marker, p.worker, nx=True, ex=7 * 86400):
+        # a worker started this very attempt and died before recording its outcome: the fixer
+        # may have been paid for already, so the attempt fails instead of running it again
+        previous = p.store.client.get(marker)
+        repo.reset_hard(before)
+        who = previous.decode() if isinstance(previous, bytes) else str(previous)
+        return decide(state, FailFix(batch_id=batch.batch_id, fixer=state.fixer, now=time.time(),
+                                     reason=f"worker {who} died while fixing this batch (attempt "
+                                            f"{attempt}); not running the fixer twice"))
     request = fixer_registry.FixRequest(run_id=state.run_id, target=repo.path, batch=batch, issues=mine,
                                         config=p.config.fixer)
     outcome = fixer_registry.run_chain(chain, request)

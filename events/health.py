@@ -4,7 +4,7 @@ Pure on purpose: no I/O, no clock, no randomness.  The score is computed from wh
 ``HealthChecked`` event carries (tool results with their counts), so a reader can recompute it.
 
 Inputs.  Each :class:`~airfix.events.schema.ToolResult` belongs to a phase (``tool_phases``, else
-:data:`DEFAULT_TOOL_PHASES`, else ``lint``).  A static tool's findings are ``counts["error"]``;
+:data:`DEFAULT_TOOL_PHASES`, else ``lint``).  A static tool's findings are ``counts["error"]`` (else ``errors``, else ``issues``);
 warnings and infos (``counts["warning"]``, ``counts["info"]``) are reported by the tool but neither
 scored nor gated, because they are not what the fixer is asked to fix (the original counted them
 and made its gate unpassable, seed D8).  A tool with status ``failed`` but no error count counts
@@ -236,8 +236,14 @@ def _phase_of(tool: str, tool_phases: Mapping[str, Phase] | None) -> Phase:
     return DEFAULT_TOOL_PHASES.get(tool, "lint")
 
 
+ERROR_KEYS = ("error", "errors", "issues")
+
+
 def _errors(result: ToolResult) -> int:
-    n = max(0, int(result.counts.get("error", 0)))
+    """A static tool's error count: ``error``, else ``errors`` (ESLint: warnings are apart), else
+    ``issues`` (ruff, mypy, go vet report only what fails); a failed tool counts at least 1."""
+    key = next((k for k in ERROR_KEYS if k in result.counts), None)
+    n = max(0, int(result.counts[key])) if key else 0
     return max(n, 1) if result.status == "failed" else n
 
 

@@ -134,7 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from airfix.services.run import main_run
 
     cfg = _load(args)
-    configure_logging(cfg.logging.level, cfg.logging.format)
+    # people follow the run through its events (one line each); the service logs stay available
+    # with --log-level info, and as JSON lines with --log-format json
+    level = cfg.logging.level if (args.log_level or args.json or cfg.logging.format == "json") else "warning"
+    configure_logging(level, cfg.logging.format)
     return main_run(cfg, target=args.target, sample=args.sample,
                     batching=args.batching or cfg.issue_grouping.mode,
                     fixer=args.fixer or ",".join(cfg.fixer.chain), simulation=args.simulation,

@@ -214,6 +214,26 @@ def report_json(report: RunReport) -> str:
     return msgspec.json.encode(report).decode()
 
 
+class Progress:
+    """Shows each new event of the run as one line on stderr, as it is recorded."""
+
+    def __init__(self, app: App, run_id: str, stream: Any = None) -> None:
+        from rich.console import Console
+
+        self.app, self.run_id, self.seen = app, run_id, 0
+        self.console = Console(file=stream or sys.stderr, highlight=False)
+
+    def __call__(self) -> None:
+        from rich.markup import escape
+
+        from airfix.projections.describe import describe
+
+        for ev in self.app.store.read_run(self.run_id, self.seen + 1):
+            self.seen = ev.version
+            stamp_ = ev.recorded_at.strftime("%H:%M:%S")
+            self.console.print(f"[dim]{stamp_}[/dim] {escape(describe(ev))}", markup=True, soft_wrap=True)
+
+
 def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
              simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
              wait_timeout_s: float | None) -> int:
@@ -227,11 +247,14 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
     iterations = max_iterations if max_iterations is not None else config.circuit_breaker.max_total_runs
     run_id = request_run(app, config, target_path, batching=batching, fixer=fixer,
                          simulation=simulation, max_iterations=iterations)
+    progress = None if json_out else Progress(app, run_id)
     try:
         if inline or not config.store.redis_url:
-            run_inline(app, run_id)
+            run_inline(app, run_id, progress=progress)
         else:
-            wait_for_workers(app, run_id, timeout_s=wait_timeout_s)
+            wait_for_workers(app, run_id, timeout_s=wait_timeout_s, progress=progress)
+        if progress is not None:
+            progress()
     finally:
         status = load_status(app.client, app.keys, run_id)
         if status is not None and status.get("state") == "completed":

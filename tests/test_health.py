@@ -352,3 +352,18 @@ def test_judge_with_no_issues_fixed_at_all():
     before = [rec("a")]
     v = judge_batch(before, before, before, require_all=False)
     assert not v.keep and v.fixed == 0
+
+
+def test_scores_read_the_counts_the_adapters_really_report() -> None:
+    """ruff/mypy report ``issues``, ESLint ``errors`` (warnings apart): fewer of them, higher score."""
+    from airfix.events.health import health_score
+    from airfix.events.schema import ToolResult
+
+    def lint(n: int, key: str = "issues") -> float:
+        ruff = ToolResult(tool="ruff", status="failed" if n else "passed", counts={key: n})
+        return health_score([ruff]).parts["lint"]
+
+    assert lint(27) < lint(6) < lint(0) == 1.0
+    assert lint(6, "errors") == lint(6)
+    eslint = ToolResult(tool="eslint", status="failed", counts={"errors": 2, "warnings": 40, "issues": 42})
+    assert health_score([eslint]).lint_errors == 2

@@ -2,6 +2,7 @@
 """airfix performance benchmark: one run against a real Redis, figures and ratios against targets.
 
     python scripts/bench.py [--redis-url URL] [--quick] [--json FILE] [--rate N]
+                            [--only core|pipeline]
 
 Without ``--redis-url`` a private throwaway ``redis-server --save '' --appendonly no`` is started on
 a free port (so a shared server on 6379 is not disturbed) and killed at the end.  With
@@ -23,6 +24,17 @@ What is measured (``--quick`` shrinks every size, not the method):
    an appender appends one event at a time on a fixed schedule (open loop, so a slow consumer
    cannot slow the appender down and hide its own latency); a poller records when each
    projection's checkpoint reaches each appended log entry.
+6. Fix pipeline (no Redis: the embedded store), on a generated healthy Python project (24
+   modules, 624 safely fixable ruff issues; 12 and 312 with --quick):
+   a. an ``autofix`` run (``request_run`` + ``run_inline``, smart batching, 1 iteration, fresh
+      embedded store) against a hand script doing the same with the same tools
+      (``ruff check --fix . && ruff format . && git add -A && git commit -qm fix``) on an
+      identical copy: wall times, their ratio, issues fixed by each, where airfix's time goes
+      (from its events' ``recorded_at``);
+   b. ``plan_batches`` over 100,000 synthetic issues, smart/mega/individual, default caps;
+   c. the static tier's wall time against the sum of its tools' times (``measure()``, 3x).
+
+``--only core`` runs sections 1-5, ``--only pipeline`` section 6 (no redis-server needed).
 
 Timings use ``time.perf_counter`` after a warm-up.  The machine this was written on has 2 shared
 cores running redis-server, this client and whatever else runs there: expect +-20% between runs.
@@ -60,6 +72,7 @@ from rich.table import Table
 
 from airfix.config import load_config
 from airfix.events import stamp
+from airfix.events.backend import connect
 from airfix.events.keys import Keys
 from airfix.events.schema import (
     BatchPlanned,
@@ -84,6 +97,7 @@ from airfix.events.store import EventStore
 from airfix.projections.base import ProjectionHandler
 from airfix.services.app import App, build_app
 from airfix.services.runtime import RuntimeSettings, Worker, drain
+from airfix.services.tools.base import find_executable
 
 console = Console(stderr=True)
 NOISE_CAVEAT = (
@@ -1208,6 +1222,625 @@ def bench_latency(
     )
 
 
+# ----------------------------------------------------------------------------- 6. fix pipeline
+
+#: The rules of the generated sample: all of them have safe fixes (UP035's imports go away once
+#: UP006 has rewritten their uses, so ``ruff check --fix`` fixes everything).
+SAMPLE_RULES = ("F401", "F541", "I001", "UP006", "UP035", "W291")
+SAMPLE_PYPROJECT = f"""\
+[project]
+name = "benchsample"
+version = "0.1.0"
+requires-python = ">=3.11"
+
+[tool.ruff]
+line-length = 100
+target-version = "py311"
+
+[tool.ruff.lint]
+select = [{", ".join(f'"{r}"' for r in SAMPLE_RULES)}]
+
+[tool.ruff.lint.isort]
+known-first-party = ["pkg"]
+
+[tool.mypy]
+files = ["pkg", "tests"]
+python_version = "3.11"
+check_untyped_defs = true
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+pythonpath = ["."]
+
+[tool.coverage.run]
+source = ["pkg"]
+"""
+SAMPLE_TEST = '''"""The sample's one test module: it passes before and after the fixes."""
+
+from pkg.mod00 import index_00, pairs_00, scale_00
+
+
+def test_helpers() -> None:
+    assert scale_00([1, 2], 3) == [3, 6]
+    assert index_00(["a"]) == {"idx-a": 0}
+    assert pairs_00({"x": [1, 2]}) == [("x/", 3)]
+'''
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "airfix-bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "airfix-bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
+HAND_SCRIPT = "ruff check --fix . && ruff format . && git add -A && git commit -qm fix"
+
+
+def sample_module(k: int) -> str:
+    """26 ruff issues, mypy-clean: 6 F401, 10 UP006, 3 UP035, 3 F541, 3 W291 (code), 1 I001."""
+    ws = "  "  # trailing whitespace after code (W291); kept out of strings, so the fix is safe
+    return f'''"""Generated module {k:02d} of the benchmark sample: small typed helpers."""
+import sys
+import os
+import json
+from typing import Dict, List, Optional, Tuple
+import re
+import collections
+
+
+def scale_{k:02d}(values: List[int], factor: int) -> List[int]:{ws}
+    tag = f"scale"
+    out: List[int] = []{ws}
+    for v in values:
+        out.append(v * factor)
+    return out if tag else []
+
+
+def index_{k:02d}(names: List[str]) -> Dict[str, int]:
+    prefix = f"idx-"
+    result: Dict[str, int] = {{}}{ws}
+    for i, n in enumerate(names):
+        result[prefix + n] = i
+    return result
+
+
+def pairs_{k:02d}(items: Dict[str, List[int]]) -> List[Tuple[str, int]]:
+    sep = f"/"
+    return [(key + sep, sum(v)) for key, v in sorted(items.items())]
+'''
+
+
+def make_sample(root: Path, modules: int) -> Path:
+    """A healthy project (mypy clean, one passing test) with ``26 * modules`` ruff issues, as a
+    git repository with everything committed.  Deterministic: two calls give identical trees."""
+    (root / "pkg").mkdir(parents=True)
+    (root / "tests").mkdir()
+    (root / "pyproject.toml").write_text(SAMPLE_PYPROJECT)
+    (root / ".gitignore").write_text("__pycache__/\n.pytest_cache/\n.mypy_cache/\n.ruff_cache/\n")
+    (root / "pkg" / "__init__.py").write_text('"""Benchmark sample package."""\n')
+    for k in range(modules):
+        (root / "pkg" / f"mod{k:02d}.py").write_text(sample_module(k))
+    (root / "tests" / "__init__.py").write_text("")
+    (root / "tests" / "test_pkg.py").write_text(SAMPLE_TEST)
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "--no-verify", "-m", "benchmark sample"],
+    ):
+        subprocess.run(
+            cmd, cwd=root, check=True, capture_output=True, env={**os.environ, **GIT_IDENTITY}
+        )
+    return root
+
+
+def tool_env() -> dict[str, str]:
+    """PATH with this interpreter's bin directory first: the hand script runs the same ruff that
+    airfix finds (``find_executable`` looks next to ``sys.executable`` first), without shims."""
+    bindir = str(Path(sys.executable).parent)
+    return {**os.environ, **GIT_IDENTITY, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+
+
+def ruff_issues(root: Path) -> list[dict[str, Any]]:
+    ruff = find_executable("ruff")
+    if ruff is None:
+        raise SystemExit("ruff is not installed; the pipeline benchmark needs ruff, mypy, pytest")
+    proc = subprocess.run(
+        [ruff, "check", "--output-format", "json", "--no-cache", "."],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"ruff check failed in {root} ({proc.returncode}): {proc.stderr[-500:]}")
+    return list(json.loads(proc.stdout))
+
+
+def healthy_after_hand(root: Path, scratch: Path) -> dict[str, Any]:
+    """What the hand script does not check: are types and tests still fine?  (Not timed.)"""
+    out: dict[str, Any] = {}
+    env = {**tool_env(), "PYTHONDONTWRITEBYTECODE": "1"}
+    for name, argv in (
+        ("mypy", [find_executable("mypy") or "mypy", "--cache-dir", str(scratch / "mypy-hand")]),
+        ("pytest", [find_executable("pytest") or "pytest", "-q", "-p", "no:cacheprovider"]),
+    ):
+        proc = subprocess.run(argv, cwd=root, capture_output=True, text=True, env=env, check=False)
+        out[name] = "passed" if proc.returncode == 0 else f"exit {proc.returncode}"
+    return out
+
+
+def median(values: list[float]) -> float:
+    s = sorted(values)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+#: Which step of the pipeline produced an event (the first event of each append carries the gap
+#: since the previous append: the step's own time plus the consumer's pick-up latency).
+STEP_OF: dict[str, str] = {
+    "RunStarted": "start",
+    "HealthChecked": "check",
+    "IssuesDiscovered": "check",
+    "BatchPlanned": "plan",
+    "FixStarted": "claim",
+    "FixApplied": "fixer",
+    "FixFailed": "fixer",
+    "Committed": "verify",
+    "FixRolledBack": "verify",
+    "IterationCompleted": "close",
+}
+
+
+def attribute_run(events: list[Event], t_begin: float, t_end: float) -> dict[str, float]:
+    """Seconds per step from the events' ``recorded_at`` (epoch clock, like t_begin/t_end)."""
+    steps: dict[str, float] = {}
+    prev = t_begin
+    for ev in events:
+        at = ev.recorded_at.timestamp()
+        step = (
+            "request" if isinstance(ev, RunRequested) else STEP_OF.get(type(ev).__name__, "other")
+        )
+        if step == "check" and steps.get("close") is not None:
+            step = "close"  # the closing check's HealthChecked rides with IterationCompleted
+        steps[step] = steps.get(step, 0.0) + max(0.0, at - prev)
+        prev = at
+    steps["finish"] = max(0.0, t_end - prev)
+    return steps
+
+
+def bench_pipeline_run(res: Results, quick: bool, scratch: Path) -> None:
+    modules = 12 if quick else 24
+    console.rule(
+        f"6a. fix pipeline: airfix autofix vs a hand script ({modules} modules, "
+        f"{26 * modules} ruff issues)"
+    )
+    from airfix.services.measure import measure
+    from airfix.services.run import report_for, request_run, run_inline
+
+    hand_runs = 3
+    hand_roots = [make_sample(scratch / f"hand{i}", modules) for i in range(hand_runs)]
+    air_root = make_sample(scratch / "airfix", modules)
+    before = ruff_issues(air_root)
+    n_before = len(before)
+    if n_before < 300:
+        raise SystemExit(f"the generated sample has only {n_before} ruff issues (< 300)")
+    by_rule = Counter(str(i.get("code")) for i in before)
+
+    # the hand script, 3 times on identical copies; median
+    env = tool_env()
+    hand_s: list[float] = []
+    hand_rc: list[int] = []
+    for root in hand_roots:
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            ["bash", "-c", HAND_SCRIPT], cwd=root, env=env, capture_output=True, check=False
+        )
+        hand_s.append(time.perf_counter() - t0)
+        hand_rc.append(proc.returncode)
+    hand_left = len(ruff_issues(hand_roots[0]))
+    hand_health = healthy_after_hand(hand_roots[0], scratch)
+
+    # airfix: one autofix run on a fresh embedded store, timed end to end
+    config = load_config(overrides={"store.redis_url": ""}, env={})
+    client = connect(fresh_embedded=True)
+    keys = Keys(prefix=config.store.prefix, partitions=config.store.partitions)
+    app = App(config, client, EventStore(client, keys, log_maxlen=config.store.log_maxlen))
+    gc.collect()
+    w0 = time.time()
+    t0 = time.perf_counter()
+    run_id = request_run(
+        app, config, air_root, batching="smart", fixer="autofix", simulation=False,
+        max_iterations=1,
+    )  # fmt: skip
+    run_inline(app, run_id)
+    air_s = time.perf_counter() - t0
+    w1 = time.time()
+    events = list(app.store.read_run(run_id))
+    report = report_for(app, run_id)
+    air_left = len(ruff_issues(air_root))
+    steps = attribute_run(events, w0, w1)
+
+    checks = [e for e in events if isinstance(e, HealthChecked)]
+    planned = [e for e in events if isinstance(e, BatchPlanned)]
+    discovered = [e for e in events if isinstance(e, IssuesDiscovered)]
+    n_discovered = len(discovered[0].issues) if discovered else 0
+    n_planned = sum(len(b.issue_ids) for b in planned)
+    fix_s = sum(e.duration_s for e in events if isinstance(e, (FixApplied, FixFailed)))
+    n_verify = sum(1 for e in events if isinstance(e, (Committed, FixRolledBack)))
+    n_fix = sum(1 for e in events if isinstance(e, FixStarted))
+
+    def tools_of(ev: HealthChecked) -> str:
+        return ", ".join(f"{t.tool} {t.duration_s:.2f}s ({t.status})" for t in ev.tools)
+
+    # diagnostics, not timed: one verification's measure() on the fixed tree (warm mypy cache),
+    # and what the per-measure() `--version` probes of freshly built adapters cost
+    probe = measure(air_root, config, scope="batch")
+    probe_tools = {r.tool: r.duration_s for r in probe.results}
+    probe_accounted = probe.static_wall_s + sum(
+        r.duration_s for r in probe.results if r.tool not in ("ruff", "mypy")
+    )
+    from airfix.services.tools import adapters_for_target
+
+    t_v = time.perf_counter()
+    versions = {
+        a.name: a.version() for found in adapters_for_target(air_root).values() for a in found
+    }
+    version_s = time.perf_counter() - t_v
+
+    res.details["pipeline_run"] = {
+        "modules": modules,
+        "issues_before": n_before,
+        "issues_before_by_rule": dict(by_rule),
+        "hand_script": HAND_SCRIPT,
+        "hand_s": hand_s,
+        "hand_exit_codes": hand_rc,
+        "hand_issues_left": hand_left,
+        "hand_untimed_health": hand_health,
+        "airfix_s": air_s,
+        "airfix_status": report.status,
+        "airfix_issues_left": air_left,
+        "airfix_steps_s": steps,
+        "airfix_fixer_s": fix_s,
+        "airfix_checks": [
+            {t.tool: {"s": t.duration_s, "status": t.status} for t in c.tools} for c in checks
+        ],
+        "batches_planned": len(planned),
+        "batches": [{"description": b.description, "issues": len(b.issue_ids)} for b in planned],
+        "issues_discovered": n_discovered,
+        "issues_planned": n_planned,
+        "commits": len(report.commits),
+        "rolled_back": report.rolled_back,
+        "failed": report.failed,
+        "verification_probe": {
+            "wall_s": probe.duration_s,
+            "tools_s": probe_tools,
+            "unaccounted_s": probe.duration_s - probe_accounted,
+        },
+        "version_probe_s": version_s,
+        "tool_versions": versions,
+    }
+    hand_med = median(hand_s)
+    kinds = Counter(b.description.split(",")[0] for b in planned)  # "part k/n" dropped
+    res.notes.append(
+        f"airfix run: {len(planned)} batches planned "
+        f"({', '.join(f'{n}x {d}' for d, n in kinds.items())}; "
+        f"{n_discovered - n_planned} of {n_discovered} issues not planned: batch_sizes.lint_fixes="
+        f"{config.batch_sizes.lint_fixes} per iteration, max_cleanup_batch_size="
+        f"{config.issue_grouping.max_cleanup_batch_size}); full checks: "
+        + " | ".join(tools_of(c) for c in checks)
+        + f"; one batch verification (diag., warm mypy cache) {probe.duration_s:.2f} s = "
+        + ", ".join(f"{k} {v:.2f}" for k, v in probe_tools.items())
+        + f" (ruff || mypy), +{probe.duration_s - probe_accounted:.2f} s outside the tools' runs"
+    )
+    res.add(
+        Metric(
+            "pipeline_hand_s",
+            "hand script: ruff --fix, format, commit",
+            hand_med,
+            "s",
+            higher_is_better=False,
+            note=f"median of {hand_runs} fresh copies ({', '.join(f'{s:.3f}' for s in hand_s)} s); "
+            f"exit {hand_rc}",
+        )
+    )
+    res.add(
+        Metric(
+            "pipeline_airfix_s",
+            "airfix autofix run, 1 iteration, verified",
+            air_s,
+            "s",
+            higher_is_better=False,
+            note=f"request_run + run_inline, fresh embedded store; status {report.status}",
+        )
+    )
+    res.add(
+        Metric(
+            "pipeline_airfix_vs_hand",
+            "airfix / hand script wall time",
+            air_s / hand_med,
+            "x",
+            1.5,
+            higher_is_better=False,
+            note="airfix verifies every batch (ruff+mypy+pytest) and runs 2 full checks; the hand "
+            "script verifies nothing",
+        )
+    )
+    res.add(
+        Metric(
+            "pipeline_issues_before",
+            "ruff issues in the generated sample",
+            n_before,
+            "issues",
+            note=", ".join(f"{k} {v}" for k, v in sorted(by_rule.items())),
+        )
+    )
+    res.add(
+        Metric(
+            "pipeline_hand_fixed",
+            "  fixed by the hand script",
+            n_before - hand_left,
+            "issues",
+            note=f"{hand_left} left; not timed, checked after: mypy {hand_health['mypy']}, "
+            f"pytest {hand_health['pytest']}",
+        )
+    )
+    res.add(
+        Metric(
+            "pipeline_airfix_fixed",
+            "  fixed by airfix",
+            n_before - air_left,
+            "issues",
+            note=f"{air_left} left; {len(planned)} batches ({n_planned} of {n_discovered} issues) "
+            f"planned, {len(report.commits)} committed, {len(report.rolled_back)} rolled back, "
+            f"{len(report.failed)} failed; batch_sizes.lint_fixes={config.batch_sizes.lint_fixes}",
+        )
+    )
+    labels = {
+        "request": ("request_run (validation, RunRequested)", ""),
+        "start": ("start (branch checkout)", ""),
+        "check": ("first full check", tools_of(checks[0]) if checks else ""),
+        "plan": (f"plan ({len(planned)} batches)", ""),
+        "claim": ("fix claims (FixStarted)", ""),
+        "fixer": (
+            f"fixer runs ({n_fix}x ruff --fix, follow-up, format)",
+            f"fixer-reported {fix_s:.2f} s",
+        ),
+        "verify": (
+            f"verifications ({n_verify}x measure(scope=batch) + git)",
+            f"{steps.get('verify', 0.0) / max(1, n_verify):.2f} s per batch",
+        ),
+        "close": ("closing full check", tools_of(checks[-1]) if len(checks) > 1 else ""),
+        "finish": ("until run_inline returns", "status projection catch-up, release"),
+        "other": ("other", ""),
+    }
+    for step, seconds in steps.items():
+        if step == "other" and seconds <= 0:
+            continue  # terminal events ride with the closing check's append
+        label, note = labels.get(step, (step, ""))
+        res.add(
+            Metric(
+                f"pipeline_airfix_step_{step}_s",
+                f"  airfix: {label}",
+                seconds,
+                "s",
+                higher_is_better=False,
+                note=note or "gap between the events' recorded_at",
+            )
+        )
+    res.add(
+        Metric(
+            "pipeline_verify_probe_s",
+            "one batch verification's measure() (diag.)",
+            probe.duration_s,
+            "s",
+            higher_is_better=False,
+            note=", ".join(f"{k} {v:.2f}" for k, v in probe_tools.items())
+            + f"; {probe.duration_s - probe_accounted:.2f} s outside the tools' own runs",
+        )
+    )
+    res.add(
+        Metric(
+            "pipeline_version_probes_s",
+            "tool --version probes of one measure() (diag.)",
+            version_s,
+            "s",
+            higher_is_better=False,
+            note="fresh adapters each measure(): "
+            + ", ".join(f"{k} {v}" for k, v in versions.items()),
+        )
+    )
+
+
+def synthetic_issues(n: int, seed: int) -> list[IssueRecord]:
+    """``n`` issues shaped like a big project's: 75% ruff (lint, cleanup and location rules),
+    20% mypy (build), 5% pytest (test); 4,800 files in 240 directories."""
+    rng = random.Random(seed)
+    ruff_rules = [*SAMPLE_RULES, "E501", "F841", "B006", "E741", "F821", "C901", "B008", "UP007"]
+    mypy_rules = ["arg-type", "return-value", "attr-defined", "unused-ignore", "union-attr"]
+    out: list[IssueRecord] = []
+    for k in range(n):
+        r = rng.random()
+        directory = f"src/pkg{rng.randrange(60)}/sub{rng.randrange(4)}"
+        file = f"{directory}/mod{rng.randrange(20)}.py"
+        if r < 0.75:
+            tool, phase, rule = "ruff", "lint", rng.choice(ruff_rules)
+        elif r < 0.95:
+            tool, phase, rule = "mypy", "build", rng.choice(mypy_rules)
+        else:
+            tool, phase, rule = "pytest", "test", "test-failure"
+        fp = f"{k:08x}{rng.getrandbits(32):08x}"
+        out.append(
+            IssueRecord(
+                issue_id=f"{fp}:0",
+                fingerprint=fp,
+                tool=tool,
+                phase=phase,  # type: ignore[arg-type]
+                file=file,
+                line=1 + rng.randrange(800),
+                column=1 + rng.randrange(80),
+                rule=rule,
+                message=f"{rule}: synthetic finding {k % 97}",
+                fix="safe" if tool == "ruff" else "",
+            )
+        )
+    return out
+
+
+def bench_planning(res: Results, quick: bool) -> None:
+    from airfix.events.planning import phase_caps, plan_batches
+
+    n = 100_000
+    reps = 3
+    console.rule(f"6b. planning {n:,} synthetic issues (plan_batches, default caps)")
+    issues = synthetic_issues(n, seed=11)
+    cfg = load_config(env={})
+    caps = phase_caps(cfg.batch_sizes)
+    kwargs: dict[str, Any] = {
+        "iteration": 1,
+        "run_id": "bench-plan",
+        "max_cleanup_batch_size": cfg.issue_grouping.max_cleanup_batch_size,
+        "max_location_batch_size": cfg.issue_grouping.max_location_batch_size,
+        "batches_per_phase": caps,
+    }
+    plan_batches(issues[:2000], mode="smart", **kwargs)  # warm-up
+    detail: dict[str, Any] = {}
+    for mode in ("smart", "mega", "individual"):
+        times: list[float] = []
+        for _ in range(reps):
+            gc.collect()
+            t0 = time.perf_counter()
+            plan = plan_batches(issues, mode=mode, **kwargs)  # type: ignore[arg-type]
+            times.append(time.perf_counter() - t0)
+        covered = len(plan.issue_ids) + len(plan.deferred_issue_ids)
+        if covered != n:
+            raise SystemExit(f"plan_batches({mode}) covered {covered} of {n} issues")
+        detail[mode] = {
+            "s": times,
+            "batches": len(plan.batches),
+            "deferred_batches": plan.deferred_batches,
+            "deferred_issues": len(plan.deferred_issue_ids),
+        }
+        res.add(
+            Metric(
+                f"plan_{mode}_100k_s",
+                f"plan_batches({mode}), {n // 1000}k issues",
+                median(times),
+                "s",
+                1.0 if mode == "smart" else None,
+                higher_is_better=False,
+                note=f"median of {reps}; {len(plan.batches)} batches kept, "
+                f"{plan.deferred_batches:,} deferred by the per-phase caps {dict(caps)}",
+            )
+        )
+    res.details["planning"] = detail
+
+
+def bench_static_tier(res: Results, quick: bool, scratch: Path) -> None:
+    modules = 12 if quick else 24
+    reps = 3
+    console.rule(f"6c. static tier: wall vs sum of its tools ({modules}-module sample, {reps}x)")
+    from airfix.services.measure import measure
+
+    root = make_sample(scratch / "static", modules)
+    # threshold 1.0: the dynamic tier (tests) is skipped; it runs after the static tier anyway
+    config = load_config(overrides={"health_check.static_pass_threshold": 1.0}, env={})
+    rows: list[dict[str, Any]] = []
+    for _ in range(reps):
+        m = measure(root, config)
+        tools = {r.tool: r.duration_s for r in m.results if r.tool in ("ruff", "mypy")}
+        rows.append(
+            {
+                "wall_s": m.static_wall_s,
+                "sum_s": m.static_sum_s,
+                "ratio": m.static_wall_s / m.static_sum_s if m.static_sum_s else float("nan"),
+                "bound": max(tools.values()) / m.static_sum_s if m.static_sum_s else float("nan"),
+                "tools_s": tools,
+            }
+        )
+    res.details["static_tier"] = rows
+    per = "; ".join(
+        f"{r['wall_s']:.2f}/{r['sum_s']:.2f} ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in r["tools_s"].items())
+        + ")"
+        for r in rows
+    )
+    res.add(
+        Metric(
+            "static_wall_s",
+            "static tier wall (ruff || mypy)",
+            median([r["wall_s"] for r in rows]),
+            "s",
+            higher_is_better=False,
+            note=f"median of {reps} measure(); run 1 has a cold mypy cache",
+        )
+    )
+    res.add(
+        Metric(
+            "static_sum_s",
+            "static tier, sum of the tools' times",
+            median([r["sum_s"] for r in rows]),
+            "s",
+            higher_is_better=False,
+            note=f"wall/sum per run: {per}",
+        )
+    )
+    res.add(
+        Metric(
+            "static_wall_over_sum",
+            "static tier wall / sum of tools",
+            median([r["ratio"] for r in rows]),
+            "x",
+            0.7,
+            higher_is_better=False,
+            note=f"median of {reps} ratios; {os.cpu_count()} CPUs",
+        )
+    )
+    res.add(
+        Metric(
+            "static_best_possible",
+            "  best possible: slowest tool / sum",
+            median([r["bound"] for r in rows]),
+            "x",
+            higher_is_better=False,
+            note="perfect parallelism still waits for the slowest tool",
+        )
+    )
+
+
+PIPELINE_NOTES = [
+    (
+        f"fix pipeline: the hand script ({HAND_SCRIPT}) verifies nothing: no type check, no "
+        "tests, no rollback. airfix runs a full check (ruff || mypy, then pytest and coverage) "
+        "before and after the iteration and verifies every batch (ruff || mypy, pytest; any new "
+        "issue or test regression rolls it back) before committing it. The hand copy's mypy and "
+        "pytest results shown were checked by the benchmark afterwards, untimed."
+    ),
+    (
+        "airfix steps = gaps between consecutive events' recorded_at (the step itself plus the "
+        "in-process consumer's pick-up, a few ms); both sides use the same ruff binary (the one "
+        "next to sys.executable)."
+    ),
+    (
+        "static tier: measure() with health_check.static_pass_threshold=1.0 so the dynamic tier "
+        "is skipped; static_wall_s includes each fresh adapter's `<tool> --version` probe, "
+        "static_sum_s (the tools' recorded durations) does not."
+    ),
+]
+
+
+def bench_fix_pipeline(res: Results, quick: bool) -> None:
+    from airfix.services.measure import mypy_cache_dir
+
+    scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-pipeline-"))
+    try:
+        bench_pipeline_run(res, quick, scratch)
+        bench_planning(res, quick)
+        bench_static_tier(res, quick, scratch)
+    finally:
+        # measure() keeps mypy's cache outside the target, keyed by the target's path
+        for name in ("airfix", "static"):
+            shutil.rmtree(mypy_cache_dir(scratch / name), ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -1240,9 +1873,15 @@ def print_table(res: Results) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--redis-url", help="use this server instead of a private redis-server")
-    ap.add_argument("--quick", action="store_true", help="small sizes (about 30 s)")
+    ap.add_argument("--quick", action="store_true", help="small sizes (about 45 s)")
     ap.add_argument("--json", metavar="FILE", help="write the figures as JSON")
     ap.add_argument("--rate", type=float, default=200.0, help="appends/s in the latency test")
+    ap.add_argument(
+        "--only",
+        choices=("core", "pipeline"),
+        help="core: sections 1-5 (Redis event store); pipeline: section 6 (fix pipeline, no "
+        "Redis needed); default both",
+    )
     ap.add_argument(
         "--procs",
         type=int,
@@ -1250,51 +1889,77 @@ def main(argv: list[str] | None = None) -> int:
         help="processes in the concurrent append test",
     )
     args = ap.parse_args(argv)
+    core = args.only in (None, "core")
+    pipeline = args.only in (None, "pipeline")
 
     from airfix.services.logs import configure_logging
 
     configure_logging("warning")
     server: PrivateRedis | None = None
-    if args.redis_url:
-        url = args.redis_url
-    else:
-        server = PrivateRedis().start()
-        url = server.url
+    url = ""
+    client: redis.Redis | None = None
+    if core:
+        if args.redis_url:
+            url = args.redis_url
+        else:
+            server = PrivateRedis().start()
+            url = server.url
+        client = redis.Redis.from_url(url)
     prefix = f"airfixbench{os.getpid()}{uuid.uuid4().hex[:4]}"
-    client = redis.Redis.from_url(url)
     res = Results()
     started = time.perf_counter()
     load0 = os.getloadavg()
+    res.details["environment"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": load0,
+        "quick": args.quick,
+        "only": args.only or "all",
+        "fold": FOLD_NAME,
+        "platform": platform.platform(),
+    }
     try:
-        info = client.info("server")
-        res.details["environment"] = {
-            "redis_version": info.get("redis_version"),
-            "redis_url": url if server else "(given)",
-            "private_server": server is not None,
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg_start": load0,
-            "quick": args.quick,
-            "fold": FOLD_NAME,
-            "platform": platform.platform(),
-        }
-        console.log(
-            f"redis {info.get('redis_version')} at {url} "
-            f"({'private' if server else 'given'}); {os.cpu_count()} CPUs; "
-            f"load {load0[0]:.2f}; {'quick' if args.quick else 'full'} run"
-        )
-        phases: list[tuple[str, Callable[[], None]]] = [
-            ("xadd", lambda: bench_xadd(res, url, client, prefix, args.quick)),
-            ("append", lambda: bench_append(res, url, f"{prefix}-append", args.quick, args.procs)),
-            ("replay", lambda: bench_replay(res, url, f"{prefix}-replay", args.quick, args.procs)),
-            ("projector", lambda: bench_projector(res, url, f"{prefix}-proj", args.quick)),
-            (
-                "latency",
-                lambda: bench_latency(
-                    res, url, f"{prefix}-lat", args.quick, args.rate, server is not None
+        phases: list[tuple[str, Callable[[], None]]] = []
+        if client is not None:
+            info = client.info("server")
+            res.details["environment"].update(
+                {
+                    "redis_version": info.get("redis_version"),
+                    "redis_url": url if server else "(given)",
+                    "private_server": server is not None,
+                }
+            )
+            console.log(
+                f"redis {info.get('redis_version')} at {url} "
+                f"({'private' if server else 'given'}); {os.cpu_count()} CPUs; "
+                f"load {load0[0]:.2f}; {'quick' if args.quick else 'full'} run"
+            )
+            redis_client = client
+            phases += [
+                ("xadd", lambda: bench_xadd(res, url, redis_client, prefix, args.quick)),
+                (
+                    "append",
+                    lambda: bench_append(res, url, f"{prefix}-append", args.quick, args.procs),
                 ),
-            ),
-        ]
+                (
+                    "replay",
+                    lambda: bench_replay(res, url, f"{prefix}-replay", args.quick, args.procs),
+                ),
+                ("projector", lambda: bench_projector(res, url, f"{prefix}-proj", args.quick)),
+                (
+                    "latency",
+                    lambda: bench_latency(
+                        res, url, f"{prefix}-lat", args.quick, args.rate, server is not None
+                    ),
+                ),
+            ]
+        else:
+            console.log(
+                f"{os.cpu_count()} CPUs; load {load0[0]:.2f}; "
+                f"{'quick' if args.quick else 'full'} run; fix pipeline only (no Redis)"
+            )
+        if pipeline:
+            phases.append(("pipeline", lambda: bench_fix_pipeline(res, args.quick)))
         res.details["phases"] = {}
         for name, run_phase in phases:
             gc.collect()
@@ -1306,29 +1971,34 @@ def main(argv: list[str] | None = None) -> int:
                 "seconds": time.perf_counter() - t_phase,
             }
     finally:
-        if server is None:
-            delete_prefix(client, prefix)
-        client.close()
+        if client is not None:
+            if server is None:
+                delete_prefix(client, prefix)
+            client.close()
         if server is not None:
             server.stop()
     elapsed = time.perf_counter() - started
     load1 = os.getloadavg()
     res.details["environment"]["loadavg_end"] = load1
     res.details["environment"]["elapsed_s"] = elapsed
+    if core:
+        res.notes.append(f"fold used for replay: {FOLD_NAME}")
     res.notes += [
-        f"fold used for replay: {FOLD_NAME}",
         NOISE_CAVEAT,
         f"load average {load0[0]:.2f} at start, {load1[0]:.2f} at end; {elapsed:.0f}s in total; "
         "1-minute load at each phase's start: "
         + ", ".join(
             f"{k} {v['loadavg_1m_at_start']:.1f}" for k, v in res.details.get("phases", {}).items()
         ),
-        (
+    ]
+    if core:
+        res.notes.append(
             "latency = from just before store.append() to the first poll (HMGET of every "
             "checkpoint, ~0.2 ms apart) that shows the entry applied; poll resolution adds up to "
             "~0.5 ms"
-        ),
-    ]
+        )
+    if pipeline:
+        res.notes += PIPELINE_NOTES
     print_table(res)
     if args.json:
         Path(args.json).write_text(

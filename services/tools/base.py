@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol, runtime_checkable
@@ -338,6 +338,33 @@ def tail(text: str, limit: int = TAIL_CHARS) -> str:
 # ---------------------------------------------------------------- the interface
 
 
+def _mtime(path: str) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return 0.0
+
+
+_VERSIONS: dict[tuple[str, float], str] = {}
+
+
+def _probe_version(exe: str, mtime: float, environment: Callable[[Path], dict[str, str]]) -> str:
+    """``exe --version``, once per executable (and per install: the mtime is in the key).
+
+    Adapters are created per measurement; without this every check re-spawned every tool once
+    more just to learn a version that had not changed."""
+    key = (exe, mtime)
+    if key not in _VERSIONS:
+        with tempfile.TemporaryDirectory(prefix="airfix-version-") as tmp:
+            proc = run_process([exe, "--version"], Path(tmp), 30.0, environment(Path(tmp)))
+        found = ""
+        if proc.exit_code == 0:
+            m = re.search(r"\d+(?:\.\d+)+\S*", proc.stdout + proc.stderr)
+            found = m.group(0) if m else tail(proc.stdout, 80)
+        _VERSIONS[key] = found
+    return _VERSIONS[key]
+
+
 @runtime_checkable
 class ToolAdapter(Protocol):
     """One health tool for one language.  Adapters for other languages implement the same shape.
@@ -432,13 +459,7 @@ class BaseToolAdapter(ABC):
             exe = self.resolve()
             self._version = ""
             if exe is not None:
-                with tempfile.TemporaryDirectory(prefix="airfix-version-") as tmp:
-                    proc = run_process(
-                        [exe, "--version"], Path(tmp), 30.0, self._environment(Path(tmp))
-                    )
-                if proc.exit_code == 0:
-                    m = re.search(r"\d+(?:\.\d+)+\S*", proc.stdout + proc.stderr)
-                    self._version = m.group(0) if m else tail(proc.stdout, 80)
+                self._version = _probe_version(exe, _mtime(exe), self._environment)
         return self._version
 
     # -- commands

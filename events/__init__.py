@@ -11,15 +11,15 @@ from airfix.events.errors import (
     UndecodableEntry,
 )
 from airfix.events.keys import DEFAULT_PREFIX, Keys, partition_of
-from airfix.events.schema import *  # noqa: F403
+from airfix.events.schema import *
 from airfix.events.schema import AnyEvent, Event, stamp
 
 __all__ = [
+    "DEFAULT_PREFIX",
     "AirfixError",
     "AnyEvent",
     "ConcurrencyError",
     "ConfigError",
-    "DEFAULT_PREFIX",
     "DuplicateEventError",
     "Event",
     "InvalidEventError",

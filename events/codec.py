@@ -11,7 +11,7 @@ An entry looks like this in ``redis-cli XRANGE``::
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 

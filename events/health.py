@@ -100,7 +100,6 @@ DEFAULT_TOOL_PHASES: dict[str, Phase] = {
     "go_test": "test",
     "flutter_test": "test",
     "dart_test": "test",
-    "eslint": "lint",
     "gofmt": "lint",
     "cargo check": "build",
     "flutter analyze": "build",

@@ -43,11 +43,11 @@ TerminalStatus = Literal[
 ]
 TERMINAL_STATUSES: tuple[str, ...] = TerminalStatus.__args__  # type: ignore[attr-defined]
 
-EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
 
 
 def utcnow() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
+    return _dt.datetime.now(_dt.UTC)
 
 
 # ---------------------------------------------------------------- value objects (payload parts)

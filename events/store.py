@@ -8,9 +8,10 @@ run's partition log, all or nothing as far as Redis allows: every check runs bef
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import redis
 

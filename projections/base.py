@@ -13,9 +13,10 @@ slot too (``{autonomous_fix:task_queue}:checkpoint``), so each script is cluster
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import msgspec
 import redis
@@ -78,7 +79,7 @@ class Projection:
         raise NotImplementedError
 
     #: per-run values between events, for projections that need them (staged per batch)
-    runs: "RunCache | None" = None
+    runs: RunCache | None = None
 
     def begin(self) -> None:
         """A batch starts (projections with caches stage their changes from here)."""

@@ -6,7 +6,8 @@ rollbacks and failures from their events; the status from the terminal event.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 

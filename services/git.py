@@ -18,7 +18,7 @@ class Repo:
     path: Path
 
     def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-        proc = subprocess.run(["git", *args], cwd=self.path, capture_output=True, text=True,
+        proc = subprocess.run(["git", *args], check=False, cwd=self.path, capture_output=True, text=True,
                               env=env)
         if check and proc.returncode != 0:
             raise GitError(f"git {' '.join(args)} failed in {self.path}: "
@@ -26,14 +26,14 @@ class Repo:
         return proc.stdout
 
     @classmethod
-    def open(cls, path: str | Path) -> "Repo":
+    def open(cls, path: str | Path) -> Repo:
         """A repository whose tree is clean; otherwise a clear error naming the problem."""
         p = Path(path).expanduser()
         if not p.exists():
             raise GitError(f"target {p} does not exist")
         if not p.is_dir():
             raise GitError(f"target {p} is not a directory")
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=p,
+        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False, cwd=p,
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise GitError(f"target {p} is not a git repository (git init, commit, then retry)")
@@ -100,5 +100,6 @@ def _identity_env() -> dict[str, str]:
 
 
 def _config(key: str) -> str:
-    proc = subprocess.run(["git", "config", "--get", key], capture_output=True, text=True)
+    proc = subprocess.run(["git", "config", "--get", key], check=False, capture_output=True,
+                          text=True)
     return proc.stdout.strip()

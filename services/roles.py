@@ -10,9 +10,9 @@ drops its result), and a redelivered event finds the run moved on and does nothi
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import msgspec
 

@@ -33,8 +33,9 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Protocol
 
 import msgspec
 import redis
@@ -84,7 +85,7 @@ class RuntimeSettings:
     heartbeat_interval_ms: int = 2000
 
     @classmethod
-    def from_config(cls, section: Any) -> "RuntimeSettings":
+    def from_config(cls, section: Any) -> RuntimeSettings:
         return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__ if hasattr(section, f)})
 
 
@@ -361,7 +362,7 @@ class Consumer:
             return
         try:
             self.handler.handle(good)
-        except Exception as exc:  # a handler failure is data for the retry policy, not a crash
+        except Exception as exc:  # noqa: BLE001 - a handler failure is data for the retry policy
             self.log.warning("batch failed; retrying entry by entry", error=repr(exc), size=len(good))
             self._one_by_one(stream, good, halted)
             return

@@ -7,8 +7,8 @@ missing server is a test failure, never a skip: ``.ci/run`` starts one when it c
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import fakeredis
 import pytest

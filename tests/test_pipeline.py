@@ -34,7 +34,6 @@ from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import (
     MINI_FILES,
     MINI_RUFF,
-    RunTimeout,
     branch,
     commits_since,
     embedded_app,

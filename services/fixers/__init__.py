@@ -7,8 +7,9 @@ next fixer works on what the previous ones left.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import msgspec
 
@@ -81,8 +82,10 @@ def run_chain(fixers: list[Fixer], request: FixRequest) -> FixOutcome:
 
 
 def _register_builtin() -> None:
-    from airfix.services.fixers import autofix_js  # noqa: F401  (registers eslint --fix)
-    from airfix.services.fixers import autofix_go_dart  # noqa: F401  (gofmt -w, dart fix)
+    from airfix.services.fixers import (
+        autofix_go_dart,  # noqa: F401  (gofmt -w, dart fix)
+        autofix_js,  # noqa: F401  (registers eslint --fix)
+    )
     from airfix.services.fixers.autofix import AutoFixer
     from airfix.services.fixers.claude import ClaudeFixer
     from airfix.services.fixers.command import CommandFixer

@@ -69,6 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
 
+    replay = sub.add_parser("replay", parents=[common],
+                            help="a run's timeline with the state after each event (RUN_ID or an export file)")
+    replay.add_argument("source", metavar="RUN_ID|FILE.jsonl")
+    replay.add_argument("--at", type=int, metavar="VERSION", help="stop at this version")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(func=cmd_replay)
+
+    export = sub.add_parser("export", parents=[common], help="write a run's events as JSON lines to stdout")
+    export.add_argument("run_id", metavar="RUN_ID")
+    export.set_defaults(func=cmd_export)
+
+    imp = sub.add_parser("import", parents=[common], help="load exported events into this store (idempotent)")
+    imp.add_argument("file", metavar="FILE.jsonl")
+    imp.set_defaults(func=cmd_import)
+
+    proj = sub.add_parser("projections", parents=[common], help="rebuild the read models from the log")
+    proj_sub = proj.add_subparsers(dest="projections_command", metavar="ACTION", required=True)
+    rb = proj_sub.add_parser("rebuild", parents=[common],
+                             help="rebuild into a scratch namespace, compare, then swap in (or only --check)")
+    rb.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
+    rb.set_defaults(func=cmd_projections_rebuild)
+
     runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--limit", type=int, default=20)
@@ -189,6 +211,75 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if r:
             print(f"{r['run_id']}  {r['state']:<10} {r['status'] or '-':<16} {r['target']}")
     return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from airfix.services.ops import read_jsonl, render_timeline, timeline
+
+    source = Path(args.source)
+    if source.suffix == ".jsonl" or source.is_file():
+        if not source.is_file():
+            raise AirfixError(f"{source}: no such file")
+        events = list(read_jsonl(source))  # offline: no Redis at all
+        runs = {e.run_id for e in events}
+        if len(runs) != 1:
+            raise AirfixError(f"{source} holds {len(runs)} runs; replay takes one")
+    else:
+        from airfix.services.app import build_app
+
+        app = build_app(_load(args))
+        if app.store.version(args.source) == 0:
+            raise AirfixError(f"no run {args.source!r} in this store (see airfix runs)")
+        events = list(app.store.read_run(args.source))
+    steps, final = timeline(events, at=args.at)
+    if args.json:
+        import msgspec
+
+        print(json.dumps({"steps": msgspec.to_builtins(steps), "state": msgspec.to_builtins(final)}))
+    else:
+        render_timeline(steps, final)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from airfix.services.app import build_app
+    from airfix.services.ops import write_jsonl
+
+    app = build_app(_load(args))
+    if app.store.version(args.run_id) == 0:
+        raise AirfixError(f"no run {args.run_id!r} in this store (see airfix runs)")
+    write_jsonl(app.store.read_run(args.run_id), sys.stdout.buffer)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from airfix.services.app import build_app
+    from airfix.services.ops import import_events, read_jsonl
+
+    events = list(read_jsonl(Path(args.file)))  # every line is checked before anything is written
+    app = build_app(_load(args))
+    for run_id, (version, duplicate) in import_events(app.store, events).items():
+        print(f"{run_id}: {'already present' if duplicate else 'imported'}, version {version}")
+    return 0
+
+
+def cmd_projections_rebuild(args: argparse.Namespace) -> int:
+    from airfix.events.keys import Keys
+    from airfix.services.app import build_app
+    from airfix.services.ops import rebuild_all
+
+    app = build_app(_load(args))
+    scratch = Keys(prefix=f"scratch:{app.keys.prefix}", partitions=app.keys.partitions)
+    equal = rebuild_all(app.store, app.projections(), app.projections(scratch), check=args.check)
+    for name, same in equal.items():
+        print(f"{name}: {'equal' if same else 'DIFFERS from a rebuild'}"
+              + ("" if args.check else "; rebuilt from the log"))
+    return 1 if args.check and not all(equal.values()) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,122 @@
+"""Operator commands over the log: replay a run, export and import it, rebuild the projections.
+
+Replay is a pure fold of stored events: it never touches a target repository, never starts a tool
+or a fixer, and never writes to the store (``tests/test_ops.py`` proves it with spies).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from airfix.events.codec import decode_data, encode
+from airfix.events.errors import AirfixError, UndecodableEntry
+from airfix.events.machine import RunState, evolve, initial_state
+from airfix.events.schema import Event
+from airfix.events.store import EventStore
+from airfix.projections.base import Projection, rebuild
+from airfix.projections.describe import describe
+
+
+class Step(msgspec.Struct, kw_only=True):
+    version: int
+    type: str
+    event_id: str
+    at: str
+    line: str
+    transition: str
+    state: dict[str, Any]
+
+
+def read_jsonl(path: Path) -> Iterator[Event]:
+    """Events of an export file; a bad line is an error naming the file and line."""
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield decode_data(raw, where=str(path), entry_id=f"line {n}")
+            except UndecodableEntry as exc:
+                raise AirfixError(f"{path}, line {n}: {exc.reason}") from None
+
+
+def write_jsonl(events: Iterable[Event], out: IO[bytes]) -> int:
+    n = 0
+    for ev in events:
+        out.write(encode(ev) + b"\n")
+        n += 1
+    return n
+
+
+def timeline(events: Iterable[Event], *, at: int | None = None) -> tuple[list[Step], RunState]:
+    """Each event with the state after it, up to version ``at``; the pure fold, step by step."""
+    steps: list[Step] = []
+    state: RunState | None = None
+    for ev in events:
+        if at is not None and ev.version > at:
+            break
+        before = state or initial_state(ev.run_id)
+        state = evolve(before, ev)
+        steps.append(Step(
+            version=ev.version, type=type(ev).__name__, event_id=ev.event_id,
+            at=ev.recorded_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            line=describe(ev),
+            transition=f"{before.state} -> {state.state}" if before.state != state.state else state.state,
+            state=msgspec.to_builtins(state),
+        ))
+    if state is None:
+        raise AirfixError("no events to replay" + (f" up to version {at}" if at is not None else ""))
+    return steps, state
+
+
+def render_timeline(steps: list[Step], final: RunState, out: IO[str] | None = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+    for s in steps:
+        st = s.state
+        console.print(f"[bold]v{s.version:<4}[/bold] {s.at} [cyan]{s.type}[/cyan] "
+                      f"[dim]({escape(s.transition)})[/dim]")
+        console.print(f"       {escape(s.line)}")
+        console.print(f"       [dim]iteration {st['iteration']}, score {st['score']:.2f}, issues "
+                      f"{st['issues_initial']} -> {st['issues_open']}, committed {st['committed']}, "
+                      f"rolled back {st['rolled_back']}, failed {st['fix_failed']}[/dim]")
+    console.print(f"state at v{final.version}: [bold]{final.state}[/bold]"
+                  + (f" {final.status} ({escape(final.reason)})" if final.status else ""))
+
+
+def import_events(store: EventStore, events: Iterable[Event]) -> dict[str, tuple[int, bool]]:
+    """Append each run's events as recorded; importing the same file twice adds nothing.
+
+    Returns run_id -> (version after, whether everything was already there)."""
+    by_run: dict[str, list[Event]] = {}
+    for ev in events:
+        by_run.setdefault(ev.run_id, []).append(ev)
+    out: dict[str, tuple[int, bool]] = {}
+    for run_id, evs in by_run.items():
+        evs.sort(key=lambda e: e.version)
+        if evs[0].version != 1:
+            raise AirfixError(f"run {run_id}: the export starts at version {evs[0].version}, not 1")
+        result = store.append(run_id, evs, 0)
+        out[run_id] = (result.version, result.duplicate)
+    return out
+
+
+def rebuild_all(store: EventStore, live: list[Projection], scratch: list[Projection],
+                *, check: bool) -> dict[str, bool]:
+    """Rebuild every projection into ``scratch`` and compare with ``live`` (name -> equal).
+
+    Without ``check`` the live views are then rebuilt in place from the log."""
+    equal: dict[str, bool] = {}
+    for lv, sv in zip(live, scratch):
+        rebuild(store, sv)
+        equal[lv.name] = lv.dump() == sv.dump()
+        sv.clear()
+        if not check:
+            rebuild(store, lv)
+    return equal

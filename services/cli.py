@@ -263,8 +263,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     events = list(read_jsonl(Path(args.file)))  # every line is checked before anything is written
     app = build_app(_load(args))
-    for run_id, (version, duplicate) in import_events(app.store, events).items():
-        print(f"{run_id}: {'already present' if duplicate else 'imported'}, version {version}")
+    for run_id, (at_version, duplicate) in import_events(app.store, events).items():
+        print(f"{run_id}: {'already present' if duplicate else 'imported'}, version {at_version}")
     return 0
 
 

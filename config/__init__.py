@@ -86,6 +86,8 @@ class StoreConfig(_Section, frozen=True, kw_only=True):
     prefix: Name = "autonomous_fix"
     partitions: PositiveInt = 4
     log_maxlen: NonNegativeInt = 0  # 0 = never trim; events are the source of truth
+    # the embedded store's events between commands (JSON lines); "" = keep nothing
+    journal: str = "~/.local/share/airfix/journal.jsonl"
 
 
 class ConsumersConfig(_Section, frozen=True, kw_only=True):

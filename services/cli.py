@@ -173,7 +173,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from airfix.projections.status import load_status
     from airfix.services.app import build_app
 
-    app = build_app(_load(args))
+    app = build_app(_load(args), journal=True)
     run_id = args.run_id
     if run_id is None:
         newest = app.client.zrevrange(app.keys.runs, 0, 0)
@@ -201,7 +201,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from airfix.projections.status import load_status
     from airfix.services.app import build_app
 
-    app = build_app(_load(args))
+    app = build_app(_load(args), journal=True)
     ids = [x.decode() if isinstance(x, bytes) else x for x in app.client.zrevrange(app.keys.runs, 0, args.limit - 1)]
     rows = [load_status(app.client, app.keys, r) for r in ids]
     if args.json:
@@ -230,7 +230,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     else:
         from airfix.services.app import build_app
 
-        app = build_app(_load(args))
+        app = build_app(_load(args), journal=True)
         if app.store.version(args.source) == 0:
             raise AirfixError(f"no run {args.source!r} in this store (see airfix runs)")
         events = list(app.store.read_run(args.source))
@@ -248,7 +248,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from airfix.services.app import build_app
     from airfix.services.ops import write_jsonl
 
-    app = build_app(_load(args))
+    app = build_app(_load(args), journal=True)
     if app.store.version(args.run_id) == 0:
         raise AirfixError(f"no run {args.run_id!r} in this store (see airfix runs)")
     write_jsonl(app.store.read_run(args.run_id), sys.stdout.buffer)
@@ -262,7 +262,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from airfix.services.ops import import_events, read_jsonl
 
     events = list(read_jsonl(Path(args.file)))  # every line is checked before anything is written
-    app = build_app(_load(args))
+    app = build_app(_load(args), journal=True)
     for run_id, (at_version, duplicate) in import_events(app.store, events).items():
         print(f"{run_id}: {'already present' if duplicate else 'imported'}, version {at_version}")
     return 0
@@ -273,7 +273,7 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     from airfix.services.app import build_app
     from airfix.services.ops import rebuild_all
 
-    app = build_app(_load(args))
+    app = build_app(_load(args), journal=True)
     scratch = Keys(prefix=f"scratch:{app.keys.prefix}", partitions=app.keys.partitions)
     equal = rebuild_all(app.store, app.projections(), app.projections(scratch), check=args.check)
     for name, same in equal.items():
@@ -288,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from airfix.services.logs import configure_logging
+
+    configure_logging("warning", "console")  # stdout is for results; run/worker set their own level
     try:
         return int(args.func(args))
     except AirfixError as exc:

@@ -292,9 +292,10 @@ class RoleHandler:
     ordered = True
     start_id = "0"
 
-    def __init__(self, pipeline: Pipeline, role: Role) -> None:
+    def __init__(self, pipeline: Pipeline, role: Role, *, only_run: str | None = None) -> None:
         self.pipeline = pipeline
         self.role = role
+        self.only_run = only_run
         self.group = f"role:{role}"
         self.states: dict[str, RunState] = {}
 
@@ -315,7 +316,7 @@ class RoleHandler:
     def handle(self, entries: Sequence[LogEntry]) -> None:
         for entry in entries:
             event = entry.event
-            if event is None:
+            if event is None or (self.only_run is not None and event.run_id != self.only_run):
                 continue
             state = self._state_after(event)
             action = _action(state)
@@ -349,5 +350,6 @@ def _action(state: RunState) -> Action:
     return next_action(state)
 
 
-def role_handlers(pipeline: Pipeline, roles: Sequence[Role]) -> list[RoleHandler]:
-    return [RoleHandler(pipeline, r) for r in roles]
+def role_handlers(pipeline: Pipeline, roles: Sequence[Role], *,
+                  only_run: str | None = None) -> list[RoleHandler]:
+    return [RoleHandler(pipeline, r, only_run=only_run) for r in roles]

@@ -116,7 +116,8 @@ def _user() -> str:
 def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "inline") -> None:
     """Host every role and projection in this process until the run is finished."""
     pipeline = Pipeline(app.store, app.config, worker=worker)
-    handlers = [*role_handlers(pipeline, ROLES), ProjectorHandler(app.projections())]
+    # only this run: a journal may hold older, unfinished runs whose targets are gone
+    handlers = [*role_handlers(pipeline, ROLES, only_run=run_id), ProjectorHandler(app.projections())]
     consumers = [Consumer(app.store, h, app.settings, name=worker) for h in handlers]
     stop = threading.Event()
 
@@ -237,7 +238,7 @@ class Progress:
 def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
              simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
              wait_timeout_s: float | None) -> int:
-    app = build_app(config)
+    app = build_app(config, journal=True)
     if sample:
         target_path = fresh_sample_repo()
     elif target:

@@ -16,6 +16,18 @@ import redis
 
 from tests.redis_procs import RedisServer
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """CLI runs on the embedded store write a journal; tests keep theirs out of the user's home."""
+    old = os.environ.get("AIRFIX__STORE__JOURNAL")
+    os.environ["AIRFIX__STORE__JOURNAL"] = str(tmp_path_factory.mktemp("journal") / "journal.jsonl")
+    yield
+    if old is None:
+        os.environ.pop("AIRFIX__STORE__JOURNAL", None)
+    else:
+        os.environ["AIRFIX__STORE__JOURNAL"] = old
+
+
 REAL_URL = os.environ.get("AIRFIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 BACKENDS = ["fakeredis", "redis"]
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from airfix.events.codec import decode_data, encode
 from airfix.events.errors import AirfixError, UndecodableEntry

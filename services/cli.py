@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     rb.set_defaults(func=cmd_projections_rebuild)
 
+    insp = sub.add_parser("inspect", parents=[common],
+                          help="streams, consumer groups (lag, pending, dead letters), projection lag")
+    insp.add_argument("--json", action="store_true")
+    insp.set_defaults(func=cmd_inspect)
+
     runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--limit", type=int, default=20)
@@ -241,6 +246,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(json.dumps({"steps": msgspec.to_builtins(steps), "state": msgspec.to_builtins(final)}))
     else:
         render_timeline(steps, final)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from airfix.services.app import build_app
+    from airfix.services.ops import inspect_store, render_inspect
+
+    info = inspect_store(build_app(_load(args), journal=True))
+    if args.json:
+        print(json.dumps(info))
+    else:
+        render_inspect(info)
     return 0
 
 

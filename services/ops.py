@@ -120,3 +120,56 @@ def rebuild_all(store: EventStore, live: list[Projection], scratch: list[Project
         if not check:
             rebuild(store, lv)
     return equal
+
+
+def inspect_store(app: Any) -> dict[str, Any]:
+    """Streams and their lengths, consumer groups with lag/pending/oldest idle, dead letters,
+    projection checkpoints and how far behind the log each one is."""
+    from airfix.projections.base import id_key
+    from airfix.services.runtime import group_metrics
+
+    client, keys = app.client, app.keys
+    logs = {k: int(client.xlen(k)) if client.exists(k) else 0 for k in keys.logs()}
+    ends = app.store.log_ends()
+    groups: set[str] = set()
+    for stream in keys.logs():
+        if client.exists(stream):
+            groups |= {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+                       for g in client.xinfo_groups(stream)}
+    metrics = [dict(group_metrics(client, keys, g).__dict__) for g in sorted(groups)]
+    checkpoints = {}
+    for p in app.projections():
+        got = p.checkpoints()
+        behind = 0
+        for stream, end in ends.items():
+            if end == "0-0":
+                continue
+            at = got.get(stream, "0-0")
+            if id_key(at) < id_key(end):
+                behind += len(client.xrange(stream, f"({at}", "+", count=100_000))
+        checkpoints[p.name] = {"checkpoints": got, "entries_behind": behind}
+    runs = int(client.zcard(keys.runs)) if client.exists(keys.runs) else 0
+    return {"prefix": keys.prefix, "partitions": keys.partitions, "logs": logs, "runs": runs,
+            "groups": metrics, "projections": checkpoints}
+
+
+def render_inspect(info: dict[str, Any], out: IO[str] | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out or sys.stdout)
+    console.print(f"prefix {info['prefix']}, {info['partitions']} partitions, {info['runs']} runs, "
+                  f"{sum(info['logs'].values())} log entries")
+    groups = Table(title="consumer groups")
+    for col in ("group", "lag", "pending", "oldest idle ms", "dead letters", "consumers", "halted runs"):
+        groups.add_column(col)
+    for g in info["groups"]:
+        groups.add_row(g["group"], str(g["lag"]), str(g["pending"]), str(g["oldest_pending_idle_ms"]),
+                       str(g["dead_letters"]), str(g["consumers"]), str(g["halted_runs"]))
+    console.print(groups)
+    views = Table(title="projections")
+    views.add_column("view")
+    views.add_column("entries behind the log")
+    for name, v in info["projections"].items():
+        views.add_row(name, str(v["entries_behind"]))
+    console.print(views)

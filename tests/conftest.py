@@ -16,6 +16,7 @@ import redis
 
 from tests.redis_procs import RedisServer
 
+
 @pytest.fixture(autouse=True, scope="session")
 def _private_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """CLI runs on the embedded store write a journal; tests keep theirs out of the user's home."""

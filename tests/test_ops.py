@@ -139,3 +139,21 @@ def test_replay_has_no_side_effects(monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert lengths == {k: client.xlen(k) for k in lengths}
     assert embedded_server() is not None
     client.flushdb()
+
+
+def test_inspect_shows_groups_dead_letters_and_projection_lag(server_app) -> None:  # type: ignore[no-untyped-def]
+    from airfix.projections.base import ProjectorHandler
+
+    append_run(server_app.store, "r1")
+    drain(server_app.store, [ProjectorHandler(server_app.projections())])
+    append_run(server_app.store, "r2", finish=False)  # 12 more entries nobody applied yet
+    server_app.client.xadd(server_app.keys.dead_letters("projections"), {"kind": "failed"})
+    out = cli("inspect", "--json")
+    assert 0 == out.returncode, out.stderr
+    info = json.loads(out.stdout)
+    assert 26 == sum(info["logs"].values())
+    assert 1 == info["runs"]  # runs come from the status view, which has not seen r2 yet
+    group = next(g for g in info["groups"] if g["group"] == "projections")
+    assert (12, 0, 1) == (group["lag"], group["pending"], group["dead_letters"])
+    assert {12} == {v["entries_behind"] for v in info["projections"].values()}
+    assert "consumer groups" in cli("inspect").stdout

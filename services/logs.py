@@ -106,6 +106,20 @@ def _console_exception_formatter(colors: bool) -> ExceptionRenderer:
     return structlog.dev.plain_traceback
 
 
+class _CurrentStderr:
+    """``sys.stderr`` looked up at each write, so a replaced (and later closed) stderr, as in test
+    captures or daemonised workers, never leaves logging writing into a closed file."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure_logging(
     level: str = "info",
     fmt: str = "console",
@@ -117,7 +131,7 @@ def configure_logging(
     Args:
         level: minimum level name (debug, info, warning, error, critical; any case).
         fmt: ``"console"`` for people, ``"json"`` for one JSON object per line.
-        stream: where lines go; ``None`` means ``sys.stderr`` at the time of the call.
+        stream: where lines go; ``None`` means whatever ``sys.stderr`` is when a line is written.
         redis_sink: optional callable given a copy of every event dict that passes the level filter,
             e.g. to mirror lines into a capped Redis stream.  See :class:`_SinkProcessor`.
 
@@ -131,7 +145,7 @@ def configure_logging(
     if fmt not in _FORMATS:
         msg = f"logging.format: expected one of {', '.join(_FORMATS)}, got {fmt!r}"
         raise ConfigError(msg)
-    out = sys.stderr if stream is None else stream
+    out = _CurrentStderr() if stream is None else stream
 
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,  # first, so explicit kwargs override the context

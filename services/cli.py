@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inline", action="store_true",
                      help="with --redis-url, host every role in this process instead of waiting for workers")
     run.add_argument("--wait-timeout", type=float, metavar="S", help="give up waiting for workers after S seconds")
+    run.add_argument("--serve-redis", type=int, metavar="PORT",
+                     help="expose the embedded store on 127.0.0.1:PORT for redis-cli, until Ctrl-C after the run")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", parents=[common], help="a run's status (default: the latest run)")
@@ -169,7 +171,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     batching=args.batching or cfg.issue_grouping.mode,
                     fixer=args.fixer or ",".join(cfg.fixer.chain), simulation=args.simulation,
                     max_iterations=args.max_iterations, json_out=args.json, inline=args.inline,
-                    wait_timeout_s=args.wait_timeout)
+                    wait_timeout_s=args.wait_timeout, serve_redis=args.serve_redis)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -235,10 +235,45 @@ class Progress:
             self.console.print(f"[dim]{stamp_}[/dim] {escape(describe(ev))}", markup=True, soft_wrap=True)
 
 
+def serve_embedded(port: int) -> Any:
+    """Expose this process's embedded store on 127.0.0.1:``port`` (fakeredis' TCP server), so
+    redis-cli can look at a run on a machine with no Redis server.  fakeredis has no INFO."""
+    from fakeredis import TcpFakeServer
+
+    from airfix.events.backend import embedded_server
+
+    try:
+        tcp = TcpFakeServer(("127.0.0.1", port), server_type="redis")
+    except OSError as exc:
+        raise AirfixError(f"--serve-redis {port}: cannot listen on 127.0.0.1:{port} ({exc})") from None
+    tcp.fake_server = embedded_server()  # the same data the in-process services use
+    threading.Thread(target=tcp.serve_forever, name="serve-redis", daemon=True).start()
+    print(f"airfix: embedded store served at redis://127.0.0.1:{port}/0 (redis-cli -p {port})",
+          file=sys.stderr, flush=True)
+    return tcp
+
+
+def _serve_until_interrupted(port: int) -> None:
+    import signal
+
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    print(f"airfix: run finished; still serving on port {port} until Ctrl-C", file=sys.stderr, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+
+
 def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
              simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
-             wait_timeout_s: float | None) -> int:
+             wait_timeout_s: float | None, serve_redis: int | None = None) -> int:
+    if serve_redis is not None and config.store.redis_url:
+        raise AirfixError("--serve-redis exposes the embedded store; it cannot be used with --redis-url")
     app = build_app(config, journal=True)
+    tcp = serve_embedded(serve_redis) if serve_redis is not None else None
     if sample:
         target_path = fresh_sample_repo()
     elif target:
@@ -262,7 +297,10 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
             release_lock(app, status["target"], run_id)
     report = report_for(app, run_id)
     if json_out:
-        print(report_json(report))
+        print(report_json(report), flush=True)
     else:
         render(report)
+    if tcp is not None:
+        _serve_until_interrupted(serve_redis)  # type: ignore[arg-type]
+        tcp.shutdown()
     return EXIT_CODES.get(report.status, 1)

@@ -65,3 +65,39 @@ def test_a_corrupt_line_in_the_middle_is_an_error_naming_it(journal: Path, tmp_p
     out = airfix(journal, "runs", "--json")
     assert 2 == out.returncode
     assert "line 3" in out.stderr and str(journal) in out.stderr
+
+
+def test_serve_redis_lets_redis_cli_look_at_an_embedded_run(journal: Path, tmp_path: Path) -> None:
+    """airfix run --serve-redis PORT: redis-cli reads the run's stream from a server-less machine."""
+    import signal
+    import time
+
+    from tests.redis_procs import free_port
+
+    port = free_port()
+    env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(journal)}
+    env.pop("AIRFIX_REDIS_URL", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airfix.services.cli", "run", "--target", str(make_repo(tmp_path / "a")),
+         "--simulation", "--max-iterations", "1", "--json", "--serve-redis", str(port)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        summary = json.loads(proc.stdout.readline())  # the run is over; the store is still served
+        deadline = time.monotonic() + 30
+        stream = ""
+        while time.monotonic() < deadline and not stream:
+            keys = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", "*:run:*"],
+                                  capture_output=True, text=True, check=False).stdout.split()
+            stream = next((k for k in keys if k.endswith(summary["run_id"])), "")
+            time.sleep(0.1)
+        assert stream, "the run's stream is not visible over TCP"
+        xrange = subprocess.run(["redis-cli", "-p", str(port), "XRANGE", stream, "-", "+", "COUNT", "1"],
+                                capture_output=True, text=True, check=False).stdout
+        assert "RunRequested" in xrange and "0-1" in xrange
+        status = subprocess.run(["redis-cli", "-p", str(port), "HGET", "autonomous_fix:status",
+                                 summary["run_id"]], capture_output=True, text=True, check=False).stdout
+        assert '"status":"simulated"' in status
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert 0 == proc.returncode  # simulated

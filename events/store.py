@@ -57,8 +57,18 @@ class LogEntry:
     error: UndecodableEntry | None
 
 
-def _s(value: Any) -> str:
+def as_str(value: Any) -> str:
+    """A redis-py reply value as str (clients may or may not decode responses)."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_s = as_str
+
+
+def id_key(entry_id: str) -> tuple[int, int]:
+    """A stream id as (ms, seq): compared as numbers, never as strings."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def check_run_id(run_id: str) -> str:

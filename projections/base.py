@@ -23,7 +23,8 @@ import redis
 
 from airfix.events.keys import Keys
 from airfix.events.schema import Event
-from airfix.events.store import EventStore, LogEntry
+from airfix.events.store import EventStore, LogEntry, id_key
+from airfix.events.store import as_str as _s
 
 _APPLY_LUA = resources.files("airfix.projections").joinpath("apply.lua").read_text()
 _ENC = msgspec.json.Encoder()
@@ -113,10 +114,6 @@ class Projection:
     def checkpoints(self) -> dict[str, str]:
         raw = self.client.hgetall(self.checkpoint_key)
         return {_s(k): _s(v) for k, v in raw.items()}
-
-
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class RunCache:
@@ -280,12 +277,6 @@ def by_stream(entries: Sequence[LogEntry]) -> dict[str, list[LogEntry]]:
     for e in entries:
         out.setdefault(e.stream, []).append(e)
     return out
-
-
-def id_key(entry_id: str) -> tuple[int, int]:
-    """A stream id as (ms, seq): compared as numbers, never as strings."""
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 # ----------------------------------------------------------------------------- catching up

@@ -56,10 +56,6 @@ class RunReport(msgspec.Struct, kw_only=True):
     simulation: bool
 
 
-def _issue_count(tool: Any) -> int:
-    return int(sum(v for k, v in tool.counts.items() if k in ("issues", "errors", "failed")) if tool.counts else 0)
-
-
 def build_report(events: Iterable[Event]) -> RunReport:
     evs = list(events)
     state: RunState = fold(evs)

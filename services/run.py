@@ -46,14 +46,12 @@ EXIT_CODES = {
 
 
 def sample_source() -> Path:
-    """The bundled sample project (a checkout's ``sample_project/`` or the installed copy)."""
-    here = Path(__file__).resolve()
-    for candidate in (here.parents[1] / "sample_project", here.parent.parent / "sample_project"):
-        if (candidate / "pyproject.toml").is_file():
-            return candidate
-    from importlib import resources
-
-    return Path(str(resources.files("airfix.sample_project")))
+    """The bundled sample project: ``sample_project/`` beside ``services/`` in a checkout, and
+    ``airfix/sample_project`` (package data) in an installed wheel: the same relative place."""
+    source = Path(__file__).resolve().parents[1] / "sample_project"
+    if not (source / "pyproject.toml").is_file():
+        raise AirfixError(f"the bundled sample project is missing from {source}; reinstall airfix")
+    return source
 
 
 def fresh_sample_repo() -> Path:

@@ -42,7 +42,8 @@ import redis
 import structlog
 
 from airfix.events.keys import Keys
-from airfix.events.store import EventStore, LogEntry
+from airfix.events.store import EventStore, LogEntry, id_key
+from airfix.events.store import as_str as _s
 from airfix.services.logs import bind_event
 
 log = structlog.get_logger("airfix.runtime")
@@ -93,10 +94,6 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def _s(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def ensure_group(client: redis.Redis, stream: str, group: str, start_id: str = "0") -> None:
     """Create ``group`` on ``stream`` at ``start_id`` (``0``: see all history); existing is fine."""
     try:
@@ -138,7 +135,6 @@ class Consumer:
         self.stop_event = stop or threading.Event()
         self.max_partitions = max_partitions
         self.owned: set[int] = set()
-        self.lost: set[int] = set()
         self.last_seen: dict[str, str] = {}
         self._reset_pending = False
         self.polls = 0
@@ -168,7 +164,6 @@ class Consumer:
                                    args=[self.name, self.settings.lease_ttl_ms]):
                     self.log.warning("lease lost", partition=p)
                     self.owned.discard(p)
-                    self.lost.add(p)
                     self._reset_pending = True  # the consumer thread resets caches, not us
 
     def rebalance(self) -> list[int]:
@@ -232,7 +227,7 @@ class Consumer:
         # our own PEL may hold entries we claimed before (JUSTID-free path keeps counters right)
         if not claimed:
             return 0
-        claimed.sort(key=lambda e: _id_key(_s(e[0])))
+        claimed.sort(key=lambda e: id_key(_s(e[0])))
         self.stats.reclaimed += len(claimed)
         self.log.info("reclaimed pending entries", partition=partition, count=len(claimed))
         entries = [self.store.entry(stream, eid, fields) for eid, fields in claimed]
@@ -273,10 +268,8 @@ class Consumer:
                 self.last_seen[_s(stream)] = _s(rows[-1][0])
 
     def _group_position(self, stream: str) -> str:
-        for g in self.client.xinfo_groups(stream):
-            if _s(g["name"]) == self.group:
-                return _s(g["last-delivered-id"])
-        return "0-0"
+        info = group_info(self.client, stream, self.group)
+        return _s(info["last-delivered-id"]) if info else "0-0"
 
     def poll(self, *, block: bool = True) -> int:
         """One round: maybe rebalance, read what is there (blocking only when idle), handle it."""
@@ -308,17 +301,12 @@ class Consumer:
         for stream in self.keys.logs():
             if not self.client.exists(stream):
                 continue
-            info = next((g for g in self.client.xinfo_groups(stream) if _s(g["name"]) == self.group), None)
+            info = group_info(self.client, stream, self.group)
             if info is None:
                 if self.client.xlen(stream):
                     return False
                 continue
-            if int(info["pending"]):
-                return False
-            lag = info.get("lag")
-            if lag is None:
-                lag = len(self.client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+", count=1))
-            if int(lag):
+            if int(info["pending"]) or group_lag(self.client, stream, info, at_most=1):
                 return False
         return True
 
@@ -452,11 +440,6 @@ class Consumer:
             self.client.xack(stream, self.group, *ids)
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
 # --------------------------------------------------------------------------------- the worker
 
 
@@ -563,6 +546,19 @@ class GroupMetrics:
     halted_runs: int
 
 
+def group_info(client: redis.Redis, stream: str, group: str) -> dict[str, Any] | None:
+    """``XINFO GROUPS`` of ``stream`` for ``group`` (None when the group does not exist)."""
+    return next((g for g in client.xinfo_groups(stream) if _s(g["name"]) == group), None)
+
+
+def group_lag(client: redis.Redis, stream: str, info: dict[str, Any], *, at_most: int | None = None) -> int:
+    """Entries the group has not read yet.  Redis reports NULL lag after trims or SETID; then count
+    what is past the group's position (``at_most`` bounds the count when only "any?" matters)."""
+    if info.get("lag") is not None:
+        return int(info["lag"])
+    return len(client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+", count=at_most))
+
+
 def group_metrics(client: redis.Redis, keys: Keys, group: str) -> GroupMetrics:
     """Lag, pending count, oldest pending idle time and dead-letter depth of ``group``."""
     lag = pending = oldest = 0
@@ -570,14 +566,11 @@ def group_metrics(client: redis.Redis, keys: Keys, group: str) -> GroupMetrics:
     for stream in keys.logs():
         if not client.exists(stream):
             continue
-        info = next((g for g in client.xinfo_groups(stream) if _s(g["name"]) == group), None)
+        info = group_info(client, stream, group)
         if info is None:
             lag += int(client.xlen(stream))
             continue
-        if info.get("lag") is not None:
-            lag += int(info["lag"])
-        else:  # Redis reports NULL lag after trims/SETID: count what is past the group's position
-            lag += len(client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+"))
+        lag += group_lag(client, stream, info)
         pending += int(info["pending"])
         if int(info["pending"]):
             rows = client.xpending_range(stream, group, min="-", max="+", count=1)

@@ -22,10 +22,11 @@ import msgspec
 import redis
 
 from airfix.config import Config, config_to_dict
-from airfix.events.errors import AirfixError
+from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.ids import new_run_id
 from airfix.events.machine import RequestRun, decide, initial_state
-from airfix.events.schema import Limits, stamp
+from airfix.events.schema import Limits, RunRequested, stamp
+from airfix.events.store import check_run_id
 from airfix.events.steps import ROLES
 from airfix.projections.base import ProjectorHandler
 from airfix.projections.report import RunReport, build_report
@@ -72,23 +73,32 @@ def target_lock_key(app: App, repo: Repo) -> str:
 
 
 def request_run(app: App, config: Config, target: Path, *, batching: str, fixer: str,
-                simulation: bool, max_iterations: int) -> str:
-    """Validate everything, then append RunRequested; returns the run id."""
+                simulation: bool, max_iterations: int, run_id: str | None = None) -> str:
+    """Validate everything, then append RunRequested; returns the run id.
+
+    ``run_id`` (an orchestrator's own id, e.g. one derived from an Airflow DAG run) makes the
+    request idempotent: when that run already exists, nothing is checked or appended and the id is
+    returned, so a retried task never starts a second fix run.  The existing run must be on the
+    same target; anything else is an error, not a silent reuse.
+    """
+    if run_id is not None and app.store.version(check_run_id(run_id)) > 0:
+        return _existing_run(app, run_id, target)
     if max_iterations < 1:
         raise AirfixError(f"--max-iterations must be at least 1, got {max_iterations}")
     fixers.chain(fixer)
     repo = Repo.open(target)
     repo.require_clean()
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     lock = target_lock_key(app, repo)
     if not app.client.set(lock, run_id, nx=True):
         other = app.client.get(lock)
         other_id = other.decode() if isinstance(other, bytes) else str(other)
-        status = load_status(app.client, app.keys, other_id)
-        if status is None or status.get("state") != "completed":
-            raise AirfixError(f"run {other_id} is still active on {repo.path}; wait for it or cancel it "
-                              f"(lock key {lock})")
-        app.client.set(lock, run_id)
+        if other_id != run_id:  # the same id: a concurrent request for it; the append decides
+            status = load_status(app.client, app.keys, other_id)
+            if status is None or status.get("state") != "completed":
+                raise AirfixError(f"run {other_id} is still active on {repo.path}; wait for it or cancel it "
+                                  f"(lock key {lock})")
+            app.client.set(lock, run_id)
     cb = config.circuit_breaker
     limits = Limits(max_iterations=max_iterations, max_consecutive_failures=cb.max_consecutive_failures,
                     max_duration_s=cb.max_duration_hours * 3600, no_progress_iterations=cb.no_progress_iterations,
@@ -98,9 +108,24 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
                          simulation=simulation, limits=limits, requested_by=_user(),
                          config=config_to_dict(config))
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
-    app.store.append(run_id, events, 0)
+    try:
+        app.store.append(run_id, events, 0)
+    except ConcurrencyError:  # the same id was requested concurrently and that request won
+        return _existing_run(app, run_id, target)
     log.info("run requested", run_id=run_id, target=str(repo.path), batching=batching, fixer=fixer,
              simulation=simulation, max_iterations=max_iterations)
+    return run_id
+
+
+def _existing_run(app: App, run_id: str, target: Path) -> str:
+    first = next(iter(app.store.read_run(run_id, 1, 1)), None)
+    if not isinstance(first, RunRequested):
+        raise AirfixError(f"run {run_id} exists but does not start with RunRequested; not reusing it")
+    wanted = Repo.open(target).path
+    if Path(first.target) != wanted:
+        raise AirfixError(f"run {run_id} already exists on {first.target}, not on {wanted}; "
+                          "use another run id")
+    log.info("run already requested; not requesting it again", run_id=run_id, target=first.target)
     return run_id
 
 

@@ -70,6 +70,11 @@ class Keys:
         """HASH: run_id -> why the ordered handler of ``group`` stopped for that run."""
         return f"{self.prefix}:halted:{group}"
 
+    @property
+    def log_lines(self) -> str:
+        """STREAM, capped: service log lines (``run_id``, ``level``, ``line`` = JSON), for tail."""
+        return f"{self.prefix}:logs"
+
     # --- projections (operator-facing names from the original guide) -------------------------
     @property
     def task_queue(self) -> str:

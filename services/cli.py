@@ -98,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     insp.add_argument("--json", action="store_true")
     insp.set_defaults(func=cmd_inspect)
 
+    tail = sub.add_parser("tail", parents=[common],
+                          help="a run's (or every run's) events and service log lines, optionally as they happen")
+    tail.add_argument("run_id", nargs="?", metavar="RUN_ID",
+                      help="one run, or latest for the newest (default: every run)")
+    tail.add_argument("-f", "--follow", action="store_true",
+                      help="keep going: until the run ends, or until Ctrl-C without RUN_ID")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line (kind: event or log)")
+    tail.add_argument("--type", metavar="T[,T...]", help="only these event types (log = service log lines)")
+    tail.add_argument("--level", metavar="L", help="minimum level (events count as info)")
+    tail.add_argument("--from", dest="start", choices=("start", "now"),
+                      help="where to begin (default: a run's start with RUN_ID, now without)")
+    tail.set_defaults(func=cmd_tail)
+
     runs = sub.add_parser("runs", parents=[common], help="list runs, newest first")
     runs.add_argument("--json", action="store_true")
     runs.add_argument("--limit", type=int, default=20)
@@ -125,10 +138,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from airfix.services.app import build_app
     from airfix.services.logs import configure_logging, get_logger
+    from airfix.services.logstream import configure_service_logging
     from airfix.services.runtime import Worker
 
     cfg = _load(args)
-    configure_logging(cfg.logging.level, cfg.logging.format)
+    configure_logging(cfg.logging.level, cfg.logging.format)  # errors before the store opens
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
     if roles == ["all"]:
         roles = list(ROLES)
@@ -139,6 +153,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         raise AirfixError("worker needs a Redis server: pass --redis-url or set AIRFIX_REDIS_URL "
                           "(the embedded store lives inside one process)")
     app = build_app(cfg)
+    configure_service_logging(app, cfg.logging.level, cfg.logging.format)  # + the log stream for tail
     kwargs = {"name": args.name} if args.name else {}
     worker_name = args.name or None
     handlers = app.handlers([r for r in roles if r == "projections"])
@@ -171,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     batching=args.batching or cfg.issue_grouping.mode,
                     fixer=args.fixer or ",".join(cfg.fixer.chain), simulation=args.simulation,
                     max_iterations=args.max_iterations, json_out=args.json, inline=args.inline,
-                    wait_timeout_s=args.wait_timeout, serve_redis=args.serve_redis)
+                    wait_timeout_s=args.wait_timeout, serve_redis=args.serve_redis, log_level=level)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -262,6 +277,34 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info))
     else:
         render_inspect(info)
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from airfix.services.logstream import journal_log_path
+    from airfix.services.tail import Tail, open_feed, parse_filter
+
+    cfg = _load(args)
+    parse_filter(None, args.type, args.level)  # bad options fail before anything is opened
+    from_start = (args.start or ("start" if args.run_id else "now")) == "start"
+    if cfg.store.redis_url:
+        from airfix.services.app import build_app
+
+        feed, run_id = open_feed(build_app(cfg), journal=None, logs=None, run_id=args.run_id,
+                                 from_start=from_start)
+    elif cfg.store.journal:  # the embedded store lives in another process: follow its journal
+        journal = Path(cfg.store.journal).expanduser()
+        feed, run_id = open_feed(None, journal=journal, logs=journal_log_path(journal), run_id=args.run_id,
+                                 from_start=from_start)
+    else:
+        raise AirfixError("the embedded store without a journal (store.journal: '') keeps nothing between "
+                          "commands; pass --redis-url or set store.journal")
+    try:
+        Tail(feed, parse_filter(run_id, args.type, args.level), json_out=args.json).run(follow=args.follow)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

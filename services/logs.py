@@ -125,6 +125,7 @@ def configure_logging(
     fmt: str = "console",
     stream: TextIO | None = None,
     redis_sink: LogSink | None = None,
+    sink_level: str | None = None,
 ) -> None:
     """Configure structlog for the whole process; calling it again replaces the configuration.
 
@@ -134,6 +135,8 @@ def configure_logging(
         stream: where lines go; ``None`` means whatever ``sys.stderr`` is when a line is written.
         redis_sink: optional callable given a copy of every event dict that passes the level filter,
             e.g. to mirror lines into a capped Redis stream.  See :class:`_SinkProcessor`.
+        sink_level: the sink's own minimum level (default: ``level``); lines between the two reach
+            the sink only, so a quiet terminal can still feed a detailed mirror.
 
     Raises:
         ConfigError: unknown level or format (named as the ``logging.*`` config keys).
@@ -142,6 +145,11 @@ def configure_logging(
     if name not in _LEVELS:
         msg = f"logging.level: expected one of {', '.join(_LEVELS)}, got {level!r}"
         raise ConfigError(msg)
+    floor = name
+    if redis_sink is not None and sink_level is not None:
+        if sink_level.lower() not in _LEVELS:
+            raise ConfigError(f"sink level: expected one of {', '.join(_LEVELS)}, got {sink_level!r}")
+        floor = min(name, sink_level.lower(), key=_LEVELS.index)
     if fmt not in _FORMATS:
         msg = f"logging.format: expected one of {', '.join(_FORMATS)}, got {fmt!r}"
         raise ConfigError(msg)
@@ -158,6 +166,8 @@ def configure_logging(
         processors.append(_DICT_TRACEBACKS)
     if redis_sink is not None:
         processors.append(_SinkProcessor(redis_sink))
+    if floor != name:
+        processors.append(_drop_below(name))
     if fmt == "json":
         processors.append(structlog.processors.JSONRenderer())
     else:
@@ -171,12 +181,29 @@ def configure_logging(
 
     structlog.configure(
         processors=processors,
-        wrapper_class=structlog.make_filtering_bound_logger(name),
+        wrapper_class=structlog.make_filtering_bound_logger(floor),
         context_class=dict,
         logger_factory=_NamedPrintLoggerFactory(out),
         # Not cached: module-level loggers must follow a later configure_logging (CLI, tests).
         cache_logger_on_first_use=False,
     )
+
+
+def _drop_below(level: str) -> Processor:
+    """Drop lines under ``level`` (they were logged only for the sink)."""
+    floor = _LEVELS.index(level)
+
+    def drop(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if _LEVELS.index(_level_of(method_name)) < floor:
+            raise structlog.DropEvent
+        return event_dict
+
+    return drop
+
+
+def _level_of(method_name: str) -> str:
+    name = {"warn": "warning", "exception": "error", "fatal": "critical"}.get(method_name, method_name)
+    return name if name in _LEVELS else "info"
 
 
 def get_logger(name: str | None = None, **initial_values: Any) -> Any:

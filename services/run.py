@@ -35,6 +35,7 @@ from airfix.services import fixers
 from airfix.services.app import App, build_app
 from airfix.services.git import Repo
 from airfix.services.logs import get_logger
+from airfix.services.logstream import configure_service_logging
 from airfix.services.roles import Pipeline, role_handlers
 from airfix.services.runtime import Consumer
 
@@ -292,10 +293,13 @@ def _serve_until_interrupted(port: int) -> None:
 
 def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
              simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
-             wait_timeout_s: float | None, serve_redis: int | None = None) -> int:
+             wait_timeout_s: float | None, serve_redis: int | None = None,
+             log_level: str | None = None) -> int:
     if serve_redis is not None and config.store.redis_url:
         raise AirfixError("--serve-redis exposes the embedded store; it cannot be used with --redis-url")
     app = build_app(config, journal=True)
+    # the terminal shows log_level; the log stream (airfix tail) gets info and above
+    configure_service_logging(app, log_level or config.logging.level, config.logging.format)
     tcp = serve_embedded(serve_redis) if serve_redis is not None else None
     if sample:
         target_path = fresh_sample_repo()
@@ -307,6 +311,9 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
     run_id = request_run(app, config, target_path, batching=batching, fixer=fixer,
                          simulation=simulation, max_iterations=iterations)
     progress = None if json_out else Progress(app, run_id)
+    if progress is not None:
+        print(f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
+              file=sys.stderr, flush=True)
     try:
         if inline or not config.store.redis_url:
             run_inline(app, run_id, progress=progress)

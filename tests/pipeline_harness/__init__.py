@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from airfix.config import Config, load_config
 from airfix.events.backend import connect
 from airfix.events.keys import Keys
@@ -26,6 +28,7 @@ from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
 from airfix.services import fixers
 from airfix.services.app import App
+from airfix.services.ops import timeline
 from airfix.services.run import release_lock, request_run, run_inline
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
@@ -208,7 +211,17 @@ def run_to_end(app: App, target: Path, *, fixer: str = "autofix", batching: str 
         status = load_status(app.client, app.keys, run_id)
         if status is not None and status.get("state") == "completed":
             release_lock(app, status["target"], run_id)
+    assert_replay_equals_status(app, run_id)
     return run_id, build_report(app.store.read_run(run_id))
+
+
+def assert_replay_equals_status(app: App, run_id: str) -> None:
+    """``airfix replay``'s final state equals the live status projection (every pipeline run)."""
+    _, final = timeline(app.store.read_run(run_id))
+    live = load_status(app.client, app.keys, run_id)
+    assert live is not None, f"no status for {run_id}"
+    live.pop("halted")
+    assert msgspec.to_builtins(final) == live, f"replay of {run_id} differs from its live status"
 
 
 def events_of(app: App, run_id: str) -> list[Any]:

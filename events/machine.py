@@ -358,20 +358,15 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
 def evolve(state: RunState, event: Event) -> RunState:
     """Apply one stored event; strict, because the log must never hold an illegal transition."""
     name = type(event).__name__
-    where = f"run {state.run_id!r} at version {state.version}"
+    why = None
     if event.run_id != state.run_id:
-        raise InvalidTransition(
-            state.state, name, f"{where}: event belongs to run {event.run_id!r}"
-        )
-    if event.version != state.version + 1:
-        raise InvalidTransition(
-            state.state,
-            name,
-            f"{where}: event has version {event.version}, expected {state.version + 1}",
-        )
-    why = _guard(state, event)
-    if why is not None:
-        raise InvalidTransition(state.state, name, f"{where}: {why}")
+        why = f"event belongs to run {event.run_id!r}"
+    elif event.version != state.version + 1:
+        why = f"event has version {event.version}, expected {state.version + 1}"
+    else:
+        why = _guard(state, event)
+    if why is not None:  # the message is built only here: evolve runs per event of every replay
+        raise InvalidTransition(state.state, name, f"run {state.run_id!r} at version {state.version}: {why}")
     return msgspec.structs.replace(
         state,
         **_apply(state, event),

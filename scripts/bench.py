@@ -34,7 +34,12 @@ What is measured (``--quick`` shrinks every size, not the method):
    b. ``plan_batches`` over 100,000 synthetic issues, smart/mega/individual, default caps;
    c. the static tier's wall time against the sum of its tools' times (``measure()``, 3x).
 
-``--only core`` runs sections 1-5, ``--only pipeline`` section 6 (no redis-server needed).
+7. Operator commands end to end, each a fresh ``airfix`` process (start and imports included):
+   ``airfix replay`` (human and ``--json``) of one 100,000-event run (20,000 with --quick), and
+   ``airfix projections rebuild --check`` over a 1,000,000-event log (100,000 with --quick).
+
+``--only core`` runs sections 1-5 and 7, ``--only ops`` section 7 alone, ``--only pipeline``
+section 6 (no redis-server needed).
 
 Timings use ``time.perf_counter`` after a warm-up.  The machine this was written on has 2 shared
 cores running redis-server, this client and whatever else runs there: expect +-20% between runs.
@@ -849,6 +854,66 @@ def bench_replay(res: Results, url: str, prefix: str, quick: bool, procs: int) -
             )
         )
         del evs
+
+
+# --------------------------------------------------------------- 7. operator commands, end to end
+
+
+def _airfix_cli(url: str, prefix: str, *args: str) -> float:
+    """Wall seconds of one ``airfix`` process (start, imports, the command, exit); output discarded."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
+    env.update({"AIRFIX_REDIS_URL": url, "AIRFIX__STORE__PREFIX": prefix})
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"airfix {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return wall
+
+
+def bench_cli_ops(res: Results, url: str, prefix: str, quick: bool, procs: int) -> None:
+    size = 20_000 if quick else 100_000
+    console.rule(f"7. operator commands end to end: airfix replay of a {size:,}-event run, "
+                 "projections rebuild --check")
+    app = make_app(url, prefix)
+    evs = long_run("bench-cli-replay", size, 11)
+    for i in range(0, size, 1000):
+        app.store.append("bench-cli-replay", evs[i : i + 1000], i)
+    del evs
+    _airfix_cli(url, prefix, "--version")  # warm the file cache
+    start_s = min(_airfix_cli(url, prefix, "--version") for _ in range(3))
+    for label, args in (("", ()), (" --json", ("--json",))):
+        wall = min(_airfix_cli(url, prefix, "replay", "bench-cli-replay", *args) for _ in range(2))
+        res.add(Metric(f"cli_replay{args[0][2:] + '_' if args else '_'}{size // 1000}k_s",
+                       f"airfix replay{label} of a {size:,}-event run, end to end", wall, "s",
+                       2.0 if size == 100_000 else None, higher_is_better=False,
+                       note=f"best of 2, output to /dev/null; process start alone {start_s:.2f}s"))
+    delete_prefix(app.client, prefix)
+
+    total = 100_000 if quick else 1_000_000
+    t_setup = time.perf_counter()
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    quotas = [total // procs + (1 if k < total % procs else 0) for k in range(procs)]
+    workers = [ctx.Process(target=_replay_setup_worker, args=(url, prefix, k, q, out))
+               for k, q in enumerate(quotas)]
+    for w in workers:
+        w.start()
+    for _ in workers:
+        out.get(timeout=900)
+    for w in workers:
+        w.join(30)
+    console.log(f"  setup: {total:,} events appended in {time.perf_counter() - t_setup:.1f}s")
+    swap = _airfix_cli(url, prefix, "projections", "rebuild")  # builds the live views
+    res.add(Metric(f"cli_rebuild_{total // 1000}k_s", f"airfix projections rebuild over {total:,} events",
+                   swap, "s", note="rebuild into scratch, compare, then rebuild the live views"))
+    check = _airfix_cli(url, prefix, "projections", "rebuild", "--check")
+    res.add(Metric(f"cli_rebuild_check_{total // 1000}k_s",
+                   f"airfix projections rebuild --check over {total:,} events", check, "s",
+                   15.0 if total == 1_000_000 else None, higher_is_better=False,
+                   note=f"{total / check:,.0f} events/s; all {len(app.projections())} views, end to end"))
+    delete_prefix(app.client, prefix)
 
 
 # ----------------------------------------------------------------------------- 4. projector
@@ -1879,7 +1944,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=float, default=200.0, help="appends/s in the latency test")
     ap.add_argument(
         "--only",
-        choices=("core", "pipeline"),
+        choices=("core", "pipeline", "ops"),
         help="core: sections 1-5 (Redis event store); pipeline: section 6 (fix pipeline, no "
         "Redis needed); default both",
     )
@@ -1890,7 +1955,7 @@ def main(argv: list[str] | None = None) -> int:
         help="processes in the concurrent append test",
     )
     args = ap.parse_args(argv)
-    core = args.only in (None, "core")
+    core = args.only in (None, "core", "ops")
     pipeline = args.only in (None, "pipeline")
 
     from airfix.services.logs import configure_logging
@@ -1947,6 +2012,7 @@ def main(argv: list[str] | None = None) -> int:
                     lambda: bench_replay(res, url, f"{prefix}-replay", args.quick, args.procs),
                 ),
                 ("projector", lambda: bench_projector(res, url, f"{prefix}-proj", args.quick)),
+                ("cli_ops", lambda: bench_cli_ops(res, url, f"{prefix}-ops", args.quick, args.procs)),
                 (
                     "latency",
                     lambda: bench_latency(
@@ -1959,6 +2025,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{os.cpu_count()} CPUs; load {load0[0]:.2f}; "
                 f"{'quick' if args.quick else 'full'} run; fix pipeline only (no Redis)"
             )
+        if args.only == "ops":
+            phases = [(name, phase) for name, phase in phases if name == "cli_ops"]
         if pipeline:
             phases.append(("pipeline", lambda: bench_fix_pipeline(res, args.quick)))
         res.details["phases"] = {}

@@ -236,12 +236,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import json
+    from collections.abc import Iterable
     from pathlib import Path
 
-    from airfix.services.ops import read_jsonl, render_timeline, timeline
+    from airfix.events.schema import Event
+    from airfix.services.ops import iter_timeline, read_jsonl, write_timeline
 
     source = Path(args.source)
+    events: Iterable[Event]
     if source.suffix == ".jsonl" or source.is_file():
         if not source.is_file():
             raise AirfixError(f"{source}: no such file")
@@ -255,14 +257,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         app = build_app(_load(args), journal=True)
         if app.store.version(args.source) == 0:
             raise AirfixError(f"no run {args.source!r} in this store (see airfix runs)")
-        events = list(app.store.read_run(args.source))
-    steps, final = timeline(events, at=args.at)
-    if args.json:
-        import msgspec
-
-        print(json.dumps({"steps": msgspec.to_builtins(steps), "state": msgspec.to_builtins(final)}))
-    else:
-        render_timeline(steps, final)
+        events = app.store.read_run(args.source)  # streamed: a long run is never all in memory
+    if args.at is not None and args.at < 1:
+        raise AirfixError(f"--at must be at least 1, got {args.at}")
+    write_timeline(iter_timeline(events, at=args.at), sys.stdout.buffer, json=args.json)
     return 0
 
 

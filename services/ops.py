@@ -21,15 +21,19 @@ from airfix.events.store import EventStore
 from airfix.projections.base import Projection, rebuild
 from airfix.projections.describe import describe
 
+_ENC = msgspec.json.Encoder()
+
 
 class Step(msgspec.Struct, kw_only=True):
+    """One event of a replay and the run's state after it (states are immutable and shared)."""
+
     version: int
     type: str
     event_id: str
     at: str
     line: str
     transition: str
-    state: dict[str, Any]
+    state: RunState
 
 
 def read_jsonl(path: Path) -> Iterator[Event]:
@@ -52,42 +56,72 @@ def write_jsonl(events: Iterable[Event], out: IO[bytes]) -> int:
     return n
 
 
-def timeline(events: Iterable[Event], *, at: int | None = None) -> tuple[list[Step], RunState]:
-    """Each event with the state after it, up to version ``at``; the pure fold, step by step."""
-    steps: list[Step] = []
+def iter_timeline(events: Iterable[Event], *, at: int | None = None) -> Iterator[Step]:
+    """Each event with the state after it, up to version ``at``; the pure fold, step by step,
+    produced one at a time (a long run's steps are never all in memory)."""
     state: RunState | None = None
     for ev in events:
         if at is not None and ev.version > at:
-            break
+            return
         before = state or initial_state(ev.run_id)
         state = evolve(before, ev)
-        steps.append(Step(
+        yield Step(
             version=ev.version, type=type(ev).__name__, event_id=ev.event_id,
             at=ev.recorded_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             line=describe(ev),
             transition=f"{before.state} -> {state.state}" if before.state != state.state else state.state,
-            state=msgspec.to_builtins(state),
-        ))
-    if state is None:
-        raise AirfixError("no events to replay" + (f" up to version {at}" if at is not None else ""))
-    return steps, state
+            state=state,
+        )
 
 
-def render_timeline(steps: list[Step], final: RunState, out: IO[str] | None = None) -> None:
-    from rich.console import Console
-    from rich.markup import escape
+def timeline(events: Iterable[Event], *, at: int | None = None) -> tuple[list[Step], RunState]:
+    """:func:`iter_timeline` as a list, with the final state."""
+    steps = list(iter_timeline(events, at=at))
+    if not steps:
+        raise AirfixError(_nothing(at))
+    return steps, steps[-1].state
 
-    console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
+
+def _nothing(at: int | None) -> str:
+    return "no events to replay" + (f" up to version {at}" if at is not None else "")
+
+
+def write_timeline(steps: Iterable[Step], out: IO[bytes], *, json: bool = False) -> RunState:
+    """Write the timeline as it is produced: three plain lines per event, or with ``json`` one
+    object ``{"steps": [...], "state": {...}}``.  In JSON each step's state is the whole state
+    except that ``commits`` is a count (the list grows with the run and would be repeated at
+    every step); the final ``state`` has the full list.  Returns the final state."""
+    final: RunState | None = None
+    chunk: list[bytes] = []
+    if json:
+        out.write(b'{"steps":[')
     for s in steps:
-        st = s.state
-        console.print(f"[bold]v{s.version:<4}[/bold] {s.at} [cyan]{s.type}[/cyan] "
-                      f"[dim]({escape(s.transition)})[/dim]")
-        console.print(f"       {escape(s.line)}")
-        console.print(f"       [dim]iteration {st['iteration']}, score {st['score']:.2f}, issues "
-                      f"{st['issues_initial']} -> {st['issues_open']}, committed {st['committed']}, "
-                      f"rolled back {st['rolled_back']}, failed {st['fix_failed']}[/dim]")
-    console.print(f"state at v{final.version}: [bold]{final.state}[/bold]"
-                  + (f" {final.status} ({escape(final.reason)})" if final.status else ""))
+        if json:
+            state = msgspec.to_builtins(msgspec.structs.replace(s.state, commits=[]))
+            state["commits"] = len(s.state.commits)
+            chunk.append((b"," if final is not None else b"") + _ENC.encode(
+                {"version": s.version, "type": s.type, "event_id": s.event_id, "at": s.at,
+                 "line": s.line, "transition": s.transition, "state": state}))
+        else:
+            st = s.state
+            chunk.append(f"v{s.version:<4} {s.at} {s.type} ({s.transition})\n       {s.line}\n"
+                         f"       iteration {st.iteration}, score {st.score:.2f}, issues {st.issues_initial} "
+                         f"-> {st.issues_open}, committed {st.committed}, rolled back {st.rolled_back}, "
+                         f"failed {st.fix_failed}\n".encode())
+        final = s.state
+        if len(chunk) >= 1000:
+            out.write(b"".join(chunk))
+            chunk = []
+    out.write(b"".join(chunk))
+    if final is None:
+        raise AirfixError(_nothing(None))
+    if json:
+        out.write(b'],"state":' + _ENC.encode(final) + b"}\n")
+    else:
+        out.write((f"state at v{final.version}: {final.state}"
+                   + (f" {final.status} ({final.reason})" if final.status else "") + "\n").encode())
+    out.flush()
+    return final
 
 
 def import_events(store: EventStore, events: Iterable[Event]) -> dict[str, tuple[int, bool]]:

@@ -223,7 +223,7 @@ class RunCancelled(Event, frozen=True, kw_only=True):
     requested_by: str = ""
 
 
-AnyEvent = Union[
+AnyEvent = Union[  # noqa: UP007 - a runtime alias msgspec decodes from; kept explicit
     RunRequested,
     RunStarted,
     HealthChecked,

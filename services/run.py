@@ -26,8 +26,8 @@ from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.ids import new_run_id
 from airfix.events.machine import RequestRun, decide, initial_state
 from airfix.events.schema import Limits, RunRequested, stamp
-from airfix.events.store import check_run_id
 from airfix.events.steps import ROLES
+from airfix.events.store import check_run_id
 from airfix.projections.base import ProjectorHandler
 from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status

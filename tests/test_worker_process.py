@@ -53,7 +53,7 @@ def test_sigterm_stops_cleanly_and_loses_nothing() -> None:
         for n in range(6):  # more work arrives while it runs
             append_run(store, f"second-{n}")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         assert 0 == proc.returncode, err[-2000:]
         lines = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
         assert any(x.get("event", "").startswith("worker stopping") for x in lines)

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,11 @@ from airfix.config import load_config
 from airfix.events import ConcurrencyError, Keys, partition_of, stamp
 from airfix.events.schema import RunStarted
 from airfix.events.store import EventStore
-from airfix.projections.base import id_newer, rebuild
+from airfix.projections.base import id_newer
 from airfix.services.app import App, build_app
 from airfix.services.runtime import group_metrics
 from tests.fault_harness.worker import counter_key, fkey
+from tests.helpers import assert_applied_exactly_once, assert_views_equal_clean_pass, poll
 from tests.scenario import append_run, run_events
 
 pytestmark = pytest.mark.fault
@@ -46,23 +47,6 @@ FAST = {"lease_ttl_ms": 1000, "heartbeat_interval_ms": 150, "rebalance_interval_
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def poll(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Wait until ``cond()`` is truthy (Redis errors count as "not yet"); fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while True:
-        try:
-            value = cond()
-            if value:
-                return value
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            last_exc = exc
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}"
-                        + (f" (last error: {last_exc!r})" if last_exc else ""))
-        time.sleep(interval)
 
 
 def make_app(url: str, prefix: str = "autonomous_fix", **consumers: Any) -> App:
@@ -89,37 +73,6 @@ def settled(app: App, groups: list[str]) -> bool:
         if m.lag or m.pending:
             return False
     return True
-
-
-def assert_views_equal_clean_pass(app: App, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Every live view's dump equals a single clean ``rebuild`` into a scratch namespace."""
-    scratch = Keys(prefix=f"scratch:{app.keys.prefix}", partitions=app.keys.partitions)
-    live = app.projections()
-    fresh = app.projections(scratch)
-    dumps: dict[str, Any] = {}
-    for lv, fr in zip(live, fresh):
-        assert lv.name == fr.name
-        rebuild(app.store, fr)
-        expected = fr.dump()
-        dumps[lv.name] = expected
-        if lv.name in skip:
-            continue
-        assert lv.dump() == expected, f"view {lv.name} of {app.keys.prefix} differs from a clean pass"
-        fr.clear()
-    return dumps
-
-
-def assert_applied_exactly_once(app: App, runs: list[str], *, skip: tuple[str, ...] = ()) -> None:
-    """Every view applied every event exactly once (the harness's ``--count-applies`` counters)."""
-    expected = {f"{r}:{v}": 1.0 for r in runs for v in range(1, app.store.version(r) + 1)}
-    for p in app.projections():
-        if p.name in skip:
-            continue
-        raw = app.client.zrange(counter_key(p.view_key()), 0, -1, withscores=True)
-        counts = {m.decode(): n for m, n in raw}
-        twice = {k: n for k, n in counts.items() if n > 1}
-        assert not twice, f"{app.keys.prefix}: {p.name} applied entries more than once: {twice}"
-        assert expected == counts, f"{app.keys.prefix}: {p.name} missed entries"
 
 
 @contextlib.contextmanager

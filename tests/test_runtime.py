@@ -5,50 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
 
 import pytest
 import redis
 
 from airfix.events import Keys, stamp
 from airfix.events.schema import RunRequested, RunStarted
-from airfix.events.store import EventStore, LogEntry
+from airfix.events.store import EventStore
 from airfix.services.runtime import Consumer, RuntimeSettings, Worker, drain, group_metrics
-
-FAST = RuntimeSettings(block_ms=100, batch_size=50, lease_ttl_ms=400, rebalance_interval_ms=50,
-                       delivery_cap=3, retry_backoff_ms=1, retry_backoff_max_ms=5,
-                       shutdown_deadline_s=5, heartbeat_interval_ms=100)
-
-
-class Recorder:
-    """Records (run, version) per call; fails where ``fail`` says so."""
-
-    def __init__(self, group: str = "svc", ordered: bool = False,
-                 fail: Callable[[LogEntry], bool] = lambda e: False, delay_s: float = 0.0) -> None:
-        self.group, self.ordered, self.fail, self.delay_s = group, ordered, fail, delay_s
-        self.seen: list[tuple[str, int]] = []
-        self.attempts: dict[tuple[str, str], int] = defaultdict(int)
-        self.lock = threading.Lock()
-
-    def handle(self, entries: Sequence[LogEntry]) -> None:
-        for e in entries:
-            assert e.event is not None
-            with self.lock:
-                self.attempts[(e.stream, e.entry_id)] += 1
-            if self.fail(e):
-                raise RuntimeError(f"cannot handle {e.event.type} v{e.event.version}")
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        with self.lock:
-            self.seen += [(e.event.run_id, e.event.version) for e in entries if e.event]
-
-
-def append_runs(store: EventStore, runs: int, per_run: int) -> None:
-    for r in range(runs):
-        run = f"r{r}"
-        evs = stamp([RunRequested(target="/t")] + [RunStarted(worker=str(i)) for i in range(per_run - 1)],
-                    run_id=run, expected_version=0)
-        store.append(run, evs, 0)
+from tests.helpers import FAST, Recorder, append_runs
 
 
 @pytest.fixture

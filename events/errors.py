@@ -62,3 +62,7 @@ class UndecodableEntry(AirfixError):
 
 class StoreLayoutError(AirfixError):
     """The store was created with a different layout (for example another partition count)."""
+
+
+class StoreError(AirfixError):
+    """Stored data cannot be read back as recorded (for example a trimmed run's archive is gone)."""

@@ -11,10 +11,12 @@ line is an error naming the line: the journal is never silently skipped over.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from airfix.events.codec import decode_data, encode
 from airfix.events.errors import AirfixError, UndecodableEntry
@@ -54,6 +56,42 @@ def load(path: Path, *, warn: bool = True) -> list[Event]:
             fcntl.flock(fh, fcntl.LOCK_EX)
             fh.truncate(good_bytes)
     return events
+
+
+def actions_path(journal: Path) -> Path:
+    """``journal.jsonl`` -> ``journal.ops.jsonl``: the operator actions done on this store."""
+    return journal.with_name(f"{journal.stem}.ops.jsonl")
+
+
+def record_action(journal: Path, action: dict[str, object]) -> None:
+    """Remember an operator action (a dead-letter retry or discard, a trim) that a replay of the
+    journal would not redo by itself; :func:`load_actions` hands them back in order."""
+    path = actions_path(journal)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("ab") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(json.dumps(action, sort_keys=True).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def load_actions(journal: Path) -> list[dict[str, Any]]:
+    """The recorded actions, oldest first; a torn last line (a crash mid-write) is skipped."""
+    path = actions_path(journal)
+    if not path.exists():
+        return []
+    out: list[dict[str, Any]] = []
+    lines = path.read_bytes().split(b"\n")
+    for n, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            out.append(json.loads(raw))
+        except ValueError:
+            if n == len(lines):  # no newline after it: torn
+                break
+            raise JournalError(f"{path}, line {n}: not a JSON action; fix or move the file") from None
+    return out
 
 
 class JournaledStore(EventStore):

@@ -48,6 +48,11 @@ class Keys:
     def logs(self) -> list[str]:
         return [self.log(p) for p in range(self.partitions)]
 
+    def trimmed(self, partition: int) -> str:
+        """HASH: run_id -> JSON of the trim that removed the run's entries from this partition's log
+        (and, when archived, its stream); what rebuild and ``read_run`` read them back from."""
+        return f"{self.prefix}:{self.tag(partition)}:trimmed"
+
     @property
     def meta(self) -> str:
         """HASH: the store's layout (``partitions``), checked by every process that opens it."""
@@ -57,6 +62,10 @@ class Keys:
     def dead_letters(self, group: str) -> str:
         """STREAM: entries ``group`` parked (delivery cap reached, undecodable, run halted)."""
         return f"{self.prefix}:dead_letters:{group}"
+
+    def dlq_requests(self, group: str) -> str:
+        """HASH: dead-letter id -> JSON retry request, served by whoever owns the entry's partition."""
+        return f"{self.prefix}:dlq_requests:{group}"
 
     def lease(self, group: str, partition: int) -> str:
         """STRING with TTL: which consumer of ``group`` owns ``partition`` now."""
@@ -107,3 +116,8 @@ class Keys:
     def checkpoint(self, view_key: str) -> str:
         """HASH: partition log -> last applied entry id, in the view's slot."""
         return f"{{{view_key}}}:checkpoint"
+
+    def retried(self, view_key: str) -> str:
+        """HASH: ``<partition log>|<entry id>`` -> when a dead-letter retry applied that entry to the
+        view (past the checkpoint fence, so it needs its own exactly-once marker), in the view's slot."""
+        return f"{{{view_key}}}:retried"

@@ -7,10 +7,14 @@ run's partition log, all or nothing as far as Redis allows: every check runs bef
 
 from __future__ import annotations
 
+import heapq
+import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -20,14 +24,17 @@ from airfix.events.errors import (
     ConcurrencyError,
     DuplicateEventError,
     InvalidEventError,
+    StoreError,
     StoreLayoutError,
     UndecodableEntry,
 )
-from airfix.events.keys import Keys
+from airfix.events.keys import Keys, partition_of
 from airfix.events.schema import EVENT_TYPES, Event
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _APPEND_LUA = resources.files("airfix.events").joinpath("append.lua").read_text()
+#: Lua helpers comparing stream ids; prepended to the scripts that need them.
+STREAM_IDS_LUA = resources.files("airfix.events").joinpath("stream_ids.lua").read_text()
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,53 @@ def id_key(entry_id: str) -> tuple[int, int]:
     """A stream id as (ms, seq): compared as numbers, never as strings."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def merge_by_id(sources: Sequence[tuple[tuple[int, int], Callable[[], Iterator[LogEntry]]]]
+                ) -> Iterator[LogEntry]:
+    """Merge id-ordered entry iterators into one id-ordered stream.  Each source comes with the id
+    of its first entry and is opened only when the merge reaches it, so many short sources (the
+    trimmed runs of a long log) are never all open at once."""
+    waiting = sorted(sources, key=lambda s: s[0], reverse=True)
+    heap: list[tuple[tuple[int, int], int, LogEntry, Iterator[LogEntry]]] = []
+    opened = 0
+
+    def open_until(limit: tuple[int, int]) -> None:
+        nonlocal opened
+        while waiting and waiting[-1][0] <= limit:
+            it = waiting.pop()[1]()
+            first = next(it, None)
+            if first is not None:
+                opened += 1
+                heapq.heappush(heap, (id_key(first.entry_id), opened, first, it))
+
+    while heap or waiting:
+        if not heap:
+            open_until(waiting[-1][0])
+            continue
+        open_until(heap[0][0])  # every source that could start before the smallest entry so far
+        _, n, entry, it = heapq.heappop(heap)
+        yield entry
+        nxt = next(it, None)
+        if nxt is not None:
+            heapq.heappush(heap, (id_key(nxt.entry_id), n, nxt, it))
+
+
+def read_archive(path: Path, run_id: str, from_version: int = 1,
+                 to_version: int | None = None) -> Iterator[Event]:
+    """The events of a run archived by ``airfix trim --archive`` (JSON lines, version order)."""
+    if not path.is_file():
+        raise StoreError(f"run {run_id!r} was archived to {path}, which is not there any more; put "
+                         "the file back (or airfix import it elsewhere) to read the run")
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            ev = codec.decode_data(raw, where=str(path), entry_id=f"line {n}")
+            if ev.run_id != run_id:
+                raise StoreError(f"{path}, line {n}: an event of run {ev.run_id!r}, not {run_id!r}")
+            if ev.version >= from_version and (to_version is None or ev.version <= to_version):
+                yield ev
 
 
 def check_run_id(run_id: str) -> str:
@@ -169,8 +223,15 @@ class EventStore:
         key = self.keys.run_stream(check_run_id(run_id))
         start = max(1, from_version)
         end = f"0-{to_version}" if to_version is not None else "+"
+        first = True
         while True:
             chunk = self.client.xrange(key, f"0-{start}", end, count=page)
+            if first and not chunk and not self.client.exists(key):
+                archive = self.trim_record(run_id).get("archive")
+                if archive:  # trim --archive moved the run's stream to a file
+                    yield from read_archive(Path(archive), run_id, start, to_version)
+                return
+            first = False
             for entry_id, fields in chunk:
                 yield codec.from_fields(fields, where=key, entry_id=_s(entry_id))
             if len(chunk) < page:
@@ -190,6 +251,37 @@ class EventStore:
             if len(chunk) < page:
                 return
             after = chunk[-1].entry_id
+
+    def trim_record(self, run_id: str) -> dict[str, Any]:
+        """What ``airfix trim`` recorded for the run (``{}``: never trimmed)."""
+        raw = self.client.hget(self.keys.trimmed(partition_of(run_id, self.keys.partitions)), run_id)
+        return json.loads(raw) if raw else {}
+
+    def iter_history(self, partition: int, *, page: int = 1000) -> Iterator[LogEntry]:
+        """The partition log as it was written: the live entries merged, in entry id order, with
+        the entries ``airfix trim`` removed, read back from their runs' streams (or archives) at
+        the log positions the runs' ledgers recorded.  What rebuilds fold."""
+        trimmed = self.client.hgetall(self.keys.trimmed(partition))
+        if not trimmed:
+            return self.iter_log(partition, page=page)
+        sources: list[tuple[tuple[int, int], Callable[[], Iterator[LogEntry]]]] = [
+            ((0, 0), lambda: self.iter_log(partition, page=page))]
+        for run, raw in trimmed.items():
+            rec = json.loads(raw)
+            sources.append((id_key(rec["first"]), partial(self._trimmed_entries, partition, as_str(run))))
+        return merge_by_id(sources)
+
+    def _trimmed_entries(self, partition: int, run_id: str) -> Iterator[LogEntry]:
+        stream = self.keys.log(partition)
+        ledger = self.client.hgetall(self.keys.run_index(run_id))
+        for ev in self.read_run(run_id, page=256):
+            rec = ledger.get(f"e:{ev.event_id}".encode())
+            if rec is None:
+                raise StoreError(f"run {run_id!r}: event {ev.event_id} (v{ev.version}) of its stream "
+                                 "or archive is not in its ledger; the archive is not this run's")
+            fields = {k.encode(): v if isinstance(v, bytes) else v.encode()
+                      for k, v in codec.to_fields(ev).items()}
+            yield LogEntry(stream, as_str(rec).split()[2], fields, ev, None)
 
     @staticmethod
     def entry(stream: str, entry_id: Any, fields: Any) -> LogEntry:

@@ -2,25 +2,25 @@
 -- Entries at or below the checkpoint are no-ops, so a redelivered batch changes nothing.
 -- Everything is validated before the first write (Redis does not roll back a script).
 --
--- KEYS[1]   checkpoint hash (field = partition log key, value = last applied entry id)
+-- ARGV[1] is the mode:
+--   'ckpt'  KEYS[1] checkpoint hash (field = partition log key, value = last applied entry id);
+--           ARGV[2] checkpoint field.  The normal path.
+--   'once'  KEYS[1] retry-marker hash; ARGV[2] marker field.  A dead-letter retry: the entry sits
+--           behind the partition's checkpoint (later entries moved it on), so the fence is the
+--           marker instead: present -> nothing is applied; absent -> apply, then set it.
 -- KEYS[2..] keys the ops write (all in the view's slot)
--- ARGV[1]   checkpoint field   ARGV[2] number of entries
+-- ARGV[3]   number of entries
 -- per entry: entry_id, number of ops; per op: name, key index, number of args, args...
 local ALLOWED = {SET=1, DEL=1, ZADD=1, ZREM=1, HSET=1, HDEL=1, SADD=1, SREM=1,
                  ZREMRANGEBYRANK=1, REBUILD_LIST=1, SETNEWER=1}
 
-local function parse_id(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  if not ms then return nil end
-  return {tonumber(ms), tonumber(seq)}
-end
-local function newer(a, b)
-  return a[1] > b[1] or (a[1] == b[1] and a[2] > b[2])
-end
+-- parse_id and newer come from events/stream_ids.lua, prepended when the script is loaded.
 
 -- pass 1: validate
-local n = tonumber(ARGV[2])
-local i = 3
+local mode = ARGV[1]
+if mode ~= 'ckpt' and mode ~= 'once' then return redis.error_reply('bad mode ' .. tostring(mode)) end
+local n = tonumber(ARGV[3])
+local i = 4
 local entries = {}
 for e = 1, n do
   local id = parse_id(ARGV[i])
@@ -43,9 +43,13 @@ for e = 1, n do
   entries[#entries + 1] = {id = id, ops = ops}
 end
 
--- pass 2: apply what is past the checkpoint
-local ckpt_raw = redis.call('HGET', KEYS[1], ARGV[1]) or '0-0'
-local ckpt = parse_id(ckpt_raw)
+-- pass 2: apply what is past the checkpoint (or everything, once)
+local ckpt = {-1, -1}
+if mode == 'ckpt' then
+  ckpt = parse_id(redis.call('HGET', KEYS[1], ARGV[2]) or '0-0')
+elseif redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+  return 0
+end
 local last = nil
 local applied = 0
 for _, entry in ipairs(entries) do
@@ -82,6 +86,6 @@ for _, entry in ipairs(entries) do
   end
 end
 if last then
-  redis.call('HSET', KEYS[1], ARGV[1], last[1] .. '-' .. last[2])
+  redis.call('HSET', KEYS[1], ARGV[2], last[1] .. '-' .. last[2])
 end
 return applied

@@ -13,7 +13,7 @@ slot too (``{autonomous_fix:task_queue}:checkpoint``), so each script is cluster
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -23,10 +23,10 @@ import redis
 
 from airfix.events.keys import Keys
 from airfix.events.schema import Event
-from airfix.events.store import EventStore, LogEntry, id_key
+from airfix.events.store import STREAM_IDS_LUA, EventStore, LogEntry, id_key
 from airfix.events.store import as_str as _s
 
-_APPLY_LUA = resources.files("airfix.projections").joinpath("apply.lua").read_text()
+_APPLY_LUA = STREAM_IDS_LUA + resources.files("airfix.projections").joinpath("apply.lua").read_text()
 _ENC = msgspec.json.Encoder()
 
 
@@ -187,23 +187,30 @@ class ProjectionHandler:
             return None
         p.begin()
         try:
-            keys: dict[str, int] = {p.checkpoint_key: 1}
-            args: list[Any] = [stream, len(fresh)]
-            for e in fresh:
-                assert e.event is not None
-                ops = p.apply(e.event, e.entry_id)
-                args += [e.entry_id, len(ops)]
-                for op in ops:
-                    idx = keys.setdefault(op.key, len(keys) + 1)
-                    op_args = [
-                        keys.setdefault(a.key, len(keys) + 1) if isinstance(a, KeyRef) else a
-                        for a in op.args
-                    ]
-                    args += [op.name, idx, len(op_args), *op_args]
+            keys, args = self._script_args("ckpt", p.checkpoint_key, stream, fresh)
         except BaseException:
             self.failed()
             raise
-        return list(keys), args, fresh[-1].entry_id
+        return keys, args, fresh[-1].entry_id
+
+    def _script_args(self, mode: str, fence_key: str, field: str,
+                     entries: Sequence[LogEntry]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of one apply.lua call (see its header) for ``entries``' ops."""
+        p = self.projection
+        keys: dict[str, int] = {fence_key: 1}
+        args: list[Any] = [mode, field, len(entries)]
+        for e in entries:
+            assert e.event is not None
+            ops = p.apply(e.event, e.entry_id)
+            args += [e.entry_id, len(ops)]
+            for op in ops:
+                idx = keys.setdefault(op.key, len(keys) + 1)
+                op_args = [
+                    keys.setdefault(a.key, len(keys) + 1) if isinstance(a, KeyRef) else a
+                    for a in op.args
+                ]
+                args += [op.name, idx, len(op_args), *op_args]
+        return list(keys), args
 
     def done(self, stream: str, last_entry: str) -> None:
         self.projection.commit()
@@ -213,6 +220,38 @@ class ProjectionHandler:
         """The write may or may not have happened: forget every cached thing."""
         self.projection.rollback()
         self._checkpoints.clear()
+
+    def dead_letter_fields(self, stream: str) -> dict[str, str]:
+        """Recorded with every entry this group parks: the view's checkpoint on ``stream`` right
+        then.  Entries are applied in log order, so a checkpoint at or past a parked entry means the
+        view applied it before it was parked (a crash between apply and ack), and a retry must not."""
+        p = self.projection
+        return {f"ckpt.{p.name}": _s(p.client.hget(p.checkpoint_key, stream) or b"0-0")}
+
+    def redeliver(self, entry: LogEntry, parked: Mapping[str, str]) -> int:
+        """Apply one parked entry again, exactly once; returns 1 if it was applied now.
+
+        The checkpoint cannot fence it (later entries of the partition moved it on), so: skip it if
+        ``parked`` (the fields :meth:`dead_letter_fields` recorded) says the view had it already;
+        else apply.lua in 'once' mode with a marker ``<log>|<entry id>`` in the view's slot, so a
+        retry that crashed or runs twice never applies it a second time."""
+        p = self.projection
+        at_park = parked.get(f"ckpt.{p.name}")
+        if at_park is not None and id_key(entry.entry_id) <= id_key(at_park):
+            return 0
+        if entry.event is None:
+            raise entry.error or ValueError(f"entry {entry.entry_id} has no event")
+        p.rollback()  # a retry folds from the view as it is in Redis, not from a stale cache
+        p.begin()
+        try:
+            keys, args = self._script_args("once", self.projection.keys.retried(p.view_key()),
+                                           f"{entry.stream}|{entry.entry_id}", [entry])
+            applied = int(self._script(keys=keys, args=args))
+        except BaseException:
+            self.failed()
+            raise
+        p.commit()
+        return applied
 
     def apply_entries(self, stream: str, entries: Sequence[LogEntry], *, client: Any = None) -> int:
         """Apply ``entries`` of one partition log; returns how many were past the checkpoint."""
@@ -249,6 +288,18 @@ class ProjectorHandler:
     def on_partitions_changed(self) -> None:
         for h in self.handlers:
             h.on_partitions_changed()
+
+    def dead_letter_fields(self, stream: str) -> dict[str, str]:
+        """Every view's checkpoint on ``stream`` (see :meth:`ProjectionHandler.dead_letter_fields`)."""
+        out: dict[str, str] = {}
+        for h in self.handlers:
+            out.update(h.dead_letter_fields(stream))
+        return out
+
+    def redeliver(self, entry: LogEntry, parked: Mapping[str, str]) -> int:
+        """Apply a parked entry to every view that does not have it yet, each exactly once; a crash
+        between two views is repaired by the next retry (the views done already skip it)."""
+        return sum(h.redeliver(entry, parked) for h in self.handlers)
 
     def handle(self, entries: Sequence[LogEntry]) -> None:
         for stream, rows in by_stream(entries).items():
@@ -302,13 +353,14 @@ def wait_for(
 
 
 def rebuild(store: EventStore, projection: Projection, *, page: int = 1000) -> int:
-    """Fold the whole log into ``projection`` (usually bound to a scratch namespace)."""
+    """Fold the whole log into ``projection`` (usually bound to a scratch namespace), trimmed
+    runs included (``EventStore.iter_history``), so a trim never makes a rebuild differ."""
     projection.clear()
     handler = ProjectionHandler(projection)
     total = 0
     for p in range(store.keys.partitions):
         batch: list[LogEntry] = []
-        for entry in store.iter_log(p, page=page):
+        for entry in store.iter_history(p, page=page):
             batch.append(entry)
             if len(batch) >= page:
                 total += handler.apply_entries(store.keys.log(p), batch)

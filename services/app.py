@@ -54,6 +54,17 @@ class App:
         return out
 
 
+def redo_actions(app: App) -> None:
+    """After a journal replay: the operator's recorded trims and dead-letter retries/discards,
+    in order, so the replay does not undo them (``events/journal.py: record_action``)."""
+    from airfix.events.journal import JournaledStore, load_actions
+    from airfix.services import dlq, retention
+
+    assert isinstance(app.store, JournaledStore)
+    for action in load_actions(app.store.journal):
+        (retention.reapply if action.get("op") == "trim" else dlq.reapply)(app, action)
+
+
 def build_app(config: Config, *, redis_url: str | None = None, journal: bool = False) -> App:
     """The store and views for ``config``.  With ``journal`` (the CLI), the embedded store is
     loaded from ``store.journal`` first and keeps writing to it, so runs outlive the process."""
@@ -71,5 +82,6 @@ def build_app(config: Config, *, redis_url: str | None = None, journal: bool = F
         app = App(config, client, store)
         if store.replay_journal():
             drain(store, app.handlers(["projections"]), app.settings)
+            redo_actions(app)
         return app
     return App(config, client, EventStore(client, keys, log_maxlen=config.store.log_maxlen))

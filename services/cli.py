@@ -93,6 +93,36 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--check", action="store_true", help="only compare; exit 1 on a difference")
     rb.set_defaults(func=cmd_projections_rebuild)
 
+    dlq = sub.add_parser("dlq", parents=[common], help="dead letters: list, show, retry, discard")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    for action, text in (("list", "every parked entry (optionally of one group)"),
+                         ("show", "one dead letter with its original event"),
+                         ("retry", ("hand the original entry to its group again, then the "
+                                    "halted run's other parked entries, oldest first")),
+                         ("discard", "delete dead letters")):
+        a = dlq_sub.add_parser(action, parents=[common], help=text)
+        if action == "discard":
+            a.add_argument("ids", nargs="+", metavar="ID")
+        elif action != "list":
+            a.add_argument("ids", nargs=1, metavar="ID")
+        a.add_argument("--group", help="the consumer group (default: whichever has the id)")
+        if action in ("list", "show"):
+            a.add_argument("--json", action="store_true")
+        else:
+            a.add_argument("--wait", type=float, default=30.0, metavar="S",
+                           help="how long a live worker owning the partition may take to do it")
+        a.set_defaults(func=cmd_dlq)
+
+    trim = sub.add_parser("trim", parents=[common],
+                          help="remove log entries every group acknowledged, of runs finished long ago")
+    trim.add_argument("--older-than", required=True, metavar="DURATION",
+                      help="runs finished more than this long ago: 7d, 12h, 30m, 1h30m")
+    trim.add_argument("--archive", metavar="DIR",
+                      help="first write each such run to DIR/<run_id>.jsonl, then remove its stream too")
+    trim.add_argument("--dry-run", action="store_true", help="show what would go; change nothing")
+    trim.add_argument("--json", action="store_true")
+    trim.set_defaults(func=cmd_trim)
+
     insp = sub.add_parser("inspect", parents=[common],
                           help="streams, consumer groups (lag, pending, dead letters), projection lag")
     insp.add_argument("--json", action="store_true")
@@ -342,6 +372,54 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
         print(f"{name}: {'equal' if same else 'DIFFERS from a rebuild'}"
               + ("" if args.check else "; rebuilt from the log"))
     return 1 if args.check and not all(equal.values()) else 0
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    import json
+
+    from airfix.services import dlq
+    from airfix.services.app import build_app
+
+    app = build_app(_load(args), journal=True)
+    if args.dlq_command == "list":
+        rows = dlq.list_dead_letters(app.client, app.keys, args.group)
+        if args.json:
+            print(json.dumps([d.to_dict() for d in rows]))
+        else:
+            dlq.render_list(rows)
+        return 0
+    found = [dlq.find(app.client, app.keys, i, args.group) for i in args.ids]  # all, before any write
+    if args.dlq_command == "show":
+        if args.json:
+            print(json.dumps(found[0].to_dict(event=True)))
+        else:
+            dlq.render_show(found[0])
+        return 0
+    failed = False
+    for d in found:
+        out = dlq.request(app, args.dlq_command, d, wait_s=args.wait)
+        print(dlq.describe(out))
+        failed = failed or out.state != "done"
+    return 1 if failed else 0
+
+
+def cmd_trim(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+    from pathlib import Path
+
+    from airfix.services.app import build_app
+    from airfix.services.retention import parse_duration, render, trim
+
+    older_than = parse_duration(args.older_than)  # bad input fails before anything is opened
+    app = build_app(_load(args), journal=True)
+    report = trim(app, older_than=older_than, archive=Path(args.archive) if args.archive else None,
+                  dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(asdict(report)))
+    else:
+        render(report)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -158,6 +158,18 @@ class Consumer:
         """Renew this consumer's leases and membership; a lease that cannot be renewed is lost."""
         now_ms = int(time.time() * 1000)
         self.client.zadd(self.keys.members(self.group), {self.name: now_ms})
+        self.renew_leases()
+
+    def try_own(self, partition: int) -> bool:
+        """Take ``partition``'s lease if nobody holds it (a dead-letter retry outside any worker)."""
+        if self.client.set(self.keys.lease(self.group, partition), self.name, nx=True,
+                           px=self.settings.lease_ttl_ms):
+            with self._lock:
+                self.owned.add(partition)
+            return True
+        return False
+
+    def renew_leases(self) -> None:
         with self._lock:
             for p in list(self.owned):
                 if not self._renew(keys=[self.keys.lease(self.group, p)],
@@ -281,6 +293,7 @@ class Consumer:
             self._halted = None
             for p in self.rebalance():
                 self.recover(p)
+            self.serve_retries()
             self._next_rebalance = now + self.settings.rebalance_interval_ms / 1000
         batches = self.read()
         if not batches and block and not self.stop_event.is_set():
@@ -292,6 +305,22 @@ class Consumer:
             n += len(entries)
         self.polls += 1
         return n
+
+    def serve_retries(self) -> None:
+        """Serve the operator's ``airfix dlq retry|discard`` requests for partitions it owns.
+
+        The owner does it, between its own batches, so a retried run's parked entries are handled
+        in order with nothing of the same partition racing them; afterwards every cache is dropped
+        (the retry wrote to the views) and the halted runs are re-read."""
+        if not self.client.hlen(self.keys.dlq_requests(self.group)):
+            return
+        from airfix.services.dlq import serve_requests
+
+        if serve_requests(self):
+            self._halted = None
+            hook = getattr(self.handler, "on_partitions_changed", None)
+            if hook is not None:
+                hook()
 
     def drained(self) -> bool:
         """Nothing is left for this group anywhere: no lag and no pending entry on any partition.
@@ -425,6 +454,9 @@ class Consumer:
         }
         for k, v in (e.fields or {}).items():
             fields[f"orig.{_s(k)}"] = v
+        extra = getattr(self.handler, "dead_letter_fields", None)
+        if extra is not None:  # projections: each view's checkpoint now (what a retry must skip)
+            fields.update(extra(stream))
         pipe = self.client.pipeline(transaction=True)
         pipe.xadd(self.keys.dead_letters(self.group), fields)
         pipe.xack(stream, self.group, e.entry_id)

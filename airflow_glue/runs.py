@@ -19,7 +19,7 @@ from typing import Any
 
 from airfix.config import Config, load_config
 from airfix.events.errors import AirfixError
-from airfix.events.schema import TERMINAL_EVENTS, Event, RunCancelled
+from airfix.events.schema import TERMINAL_EVENTS, Event, HealthChecked, RunCancelled
 from airfix.events.steps import ROLES
 from airfix.projections.describe import describe
 from airfix.projections.report import RunReport
@@ -133,6 +133,15 @@ def finished(event: Event | None) -> dict[str, Any] | None:
     return {"run_id": event.run_id, "status": status, "reason": event.reason, "version": event.version}
 
 
+def event_lines(event: Event) -> list[str]:
+    """The task-log lines of one event: its one-line description, then why each tool that could not
+    measure failed (the description names the tool; the reason is what a user needs to fix it)."""
+    lines = [f"[airfix {event.version:>3}] {describe(event)}"]
+    if isinstance(event, HealthChecked):
+        lines += [f"    {t.tool}: {t.error[:500]}" for t in event.tools if t.status == "tool_error" and t.error]
+    return lines
+
+
 def last_event(app: App, run_id: str) -> Event | None:
     version = app.store.version(run_id)
     return next(iter(app.store.read_run(run_id, version, version)), None) if version else None
@@ -149,7 +158,8 @@ class TaskLogProgress:
     def __call__(self) -> dict[str, Any] | None:
         for ev in self.app.store.read_run(self.run_id, self.seen + 1):
             self.seen = ev.version
-            self.log(f"[airfix {ev.version:>3}] {describe(ev)}")
+            for line in event_lines(ev):
+                self.log(line)
             self.terminal = self.terminal or finished(ev)
         return self.terminal
 

@@ -20,10 +20,9 @@ import redis
 import redis.asyncio as aioredis
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airfix.airflow_glue.runs import finished
+from airfix.airflow_glue.runs import event_lines, finished
 from airfix.events import codec
 from airfix.events.store import as_str, id_key
-from airfix.projections.describe import describe
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 
@@ -62,10 +61,14 @@ class RunFinishedTrigger(BaseTrigger):
         return (f"<RunFinishedTrigger run {self.run_id} on {redact(self.redis_url)} {self.stream} "
                 f"after version {self.after_version}>")
 
+    def connect(self) -> aioredis.Redis:
+        """A new client for each connection attempt (tests hand in fakeredis' async client here)."""
+        return aioredis.Redis.from_url(self.redis_url)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backoff = 0.2
         while True:
-            client = aioredis.Redis.from_url(self.redis_url)
+            client = self.connect()
             try:
                 if not await client.exists(self.stream):
                     yield TriggerEvent({"run_id": self.run_id, "status": "error", "version": 0,
@@ -101,7 +104,8 @@ class RunFinishedTrigger(BaseTrigger):
                 eid = as_str(entry_id)
                 event = codec.from_fields(fields, where=self.stream, entry_id=eid)
                 self.after_version = id_key(eid)[1]
-                self.log.info("[airfix %3d] %s", event.version, describe(event))
+                for line in event_lines(event):
+                    self.log.info("%s", line)
                 done = finished(event)
                 if done is not None:
                     return done

@@ -76,6 +76,26 @@ def test_an_existing_run_id_on_another_target_is_refused(tmp_path: Path) -> None
         _request(app, make_repo(tmp_path / "b"), "af-demo-2")
 
 
+def test_two_concurrent_requests_for_one_run_id_make_one_run(tmp_path: Path) -> None:
+    """The second request passes every check while the first is still appending; its own append
+    then loses the version race, and it returns the run the first one made."""
+    app = embedded_app()
+    repo = make_repo(tmp_path)
+    append = app.store.append
+    raced: list[str] = []
+
+    def racing_append(run_id: str, events: Any, expected_version: int) -> Any:
+        if not raced:
+            raced.append("racing")
+            app.store.append = append  # type: ignore[method-assign]
+            raced.append(_request(app, repo, run_id))  # the other request gets there first
+        return append(run_id, events, expected_version)
+
+    app.store.append = racing_append  # type: ignore[method-assign]
+    assert _request(app, repo, "af-race") == "af-race" == raced[1]
+    assert [type(e).__name__ for e in app.store.read_run("af-race")] == ["RunRequested"]
+
+
 def test_a_new_run_id_is_validated_like_any_request(tmp_path: Path) -> None:
     app = embedded_app()
     repo = make_repo(tmp_path)

@@ -113,7 +113,9 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
         app.store.append(run_id, events, 0)
     except ConcurrencyError:  # the same id was requested concurrently and that request won
         return _existing_run(app, run_id, target)
-    log.info("run requested", run_id=run_id, target=str(repo.path), batching=batching, fixer=fixer,
+    # no key named "target" (or "msg"): inside an Airflow 3.3 task, the supervisor that forwards log
+    # lines passes each key as a keyword next to its own "target" argument, and the task dies
+    log.info("run requested", run_id=run_id, repo=str(repo.path), batching=batching, fixer=fixer,
              simulation=simulation, max_iterations=max_iterations)
     return run_id
 
@@ -126,7 +128,7 @@ def _existing_run(app: App, run_id: str, target: Path) -> str:
     if Path(first.target) != wanted:
         raise AirfixError(f"run {run_id} already exists on {first.target}, not on {wanted}; "
                           "use another run id")
-    log.info("run already requested; not requesting it again", run_id=run_id, target=first.target)
+    log.info("run already requested; not requesting it again", run_id=run_id, repo=first.target)
     return run_id
 
 

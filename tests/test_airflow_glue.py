@@ -260,3 +260,27 @@ def test_a_failed_run_is_reported_with_its_reason(client: redis.Redis) -> None:
     assert result["status"] == "tool_error" and result["reason"] == "mypy: crashed"
     assert "run failed: tool_error (mypy: crashed)" in lines[-1]
     assert "ended tool_error: mypy: crashed" in (failure(result, ("succeeded",)) or "")
+
+
+# ------------------------------------------------------------------ log lines inside Airflow tasks
+
+
+def test_no_log_line_uses_a_key_the_airflow_task_supervisor_reserves() -> None:
+    """Airflow 3.3's supervisor forwards a task's log lines as ``_log_to_target(target, level, msg,
+    **line)``: a line with a key ``target`` or ``msg`` raises TypeError there and the task dies
+    (seen under ``airflow standalone``; ``airflow dags test`` runs tasks without that supervisor).
+    airfix code runs inside tasks (request, inline runs), so none of its log calls may use them."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    methods = {"debug", "info", "warning", "error", "exception", "critical", "log", "msg", "bind", "new"}
+    offenders = []
+    for folder in ("events", "projections", "services", "config", "airflow_glue"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr in methods and "log" in ast.unparse(node.func.value).lower()):
+                    bad = {k.arg for k in node.keywords} & {"target", "msg"}
+                    if bad:
+                        offenders.append(f"{path.relative_to(root)}:{node.lineno} {sorted(bad)}")
+    assert offenders == []

@@ -888,7 +888,7 @@ def bench_cli_ops(res: Results, url: str, prefix: str, quick: bool, procs: int) 
         res.add(Metric(f"cli_replay{args[0][2:] + '_' if args else '_'}{size // 1000}k_s",
                        f"airfix replay{label} of a {size:,}-event run, end to end", wall, "s",
                        2.0 if size == 100_000 else None, higher_is_better=False,
-                       note=f"best of 2, output to /dev/null; process start alone {start_s:.2f}s"))
+                       note=f"best of 2, output to /dev/null; `airfix --version` (interpreter, no imports) {start_s:.2f}s"))
     delete_prefix(app.client, prefix)
 
     total = 100_000 if quick else 1_000_000

@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from airfix.events.keys import Keys
-from airfix.events.store import EventStore
 from airfix.services.run import fresh_sample_repo
 from tests.airflow_harness import (
     DAGS,
@@ -28,11 +26,12 @@ from tests.airflow_harness import (
     AirflowHome,
     DagRun,
     Workers,
+    airfix_status,
     dags_test,
     make_home,
 )
 from tests.conftest import REAL_URL, real_client
-from tests.pipeline_harness import commits_since, git, head, make_repo
+from tests.pipeline_harness import commits_since, head, make_repo
 
 pytestmark = pytest.mark.slow
 
@@ -57,11 +56,8 @@ def prefix() -> Iterator[str]:
 
 @pytest.fixture
 def workers(tmp_path: Path, prefix: str) -> Iterator[Workers]:
-    w = Workers(tmp_path, prefix)
-    try:
+    with Workers(tmp_path, prefix).running() as w:
         yield w
-    finally:
-        w.stop()
 
 
 @pytest.fixture
@@ -80,14 +76,6 @@ def inline_env(home: AirflowHome, tmp_path: Path) -> dict[str, str]:
     return home.env(AIRFIX__STORE__JOURNAL=str(tmp_path / "journal.jsonl"))
 
 
-def airfix_status(run_id: str, env: dict[str, str]) -> dict[str, Any]:
-    args = ["status", run_id, "--json"] + (["--redis-url", env["AIRFIX_REDIS_URL"]] if "AIRFIX_REDIS_URL" in env else [])
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], env=env, cwd=ROOT, text=True,
-                          capture_output=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return dict(json.loads(proc.stdout))
-
-
 def assert_committed_as_reported(repo: Path, base: str, run: DagRun, summary: dict[str, Any],
                                  env: dict[str, str]) -> None:
     """The commits airfix reports are the commits in git, and `airfix status --json` agrees."""
@@ -98,6 +86,12 @@ def assert_committed_as_reported(repo: Path, base: str, run: DagRun, summary: di
     assert (status["issues_initial"], status["issues_open"]) == (summary["issues_before"], summary["issues_after"])
     for c in commits:  # every commit shows up in the task log as it was made
         assert any(f"committed {c['sha'][:10]} {c['subject']}" in line for line in run.lines()), c
+
+
+def succeeded(home: AirflowHome, dag_id: str, conf: dict[str, Any], env: dict[str, str], tmp_path: Path) -> DagRun:
+    run = dags_test(home, dag_id, conf, env, tmp_path)
+    assert run.exit == 0 and run.state == "success", run.explain()
+    return run
 
 
 def assert_progress(run: DagRun) -> None:
@@ -151,55 +145,12 @@ def test_bad_conf_is_rejected_before_any_task_runs(home: AirflowHome, prefix: st
 # ------------------------------------------------------------------ autonomous_fixing
 
 
-def test_autonomous_fixing_follows_a_worker_run_in_the_task_log(home: AirflowHome, workers: Workers, prefix: str,
-                                                               sample: Path, tmp_path: Path) -> None:
-    workers.start()
-    env = on_workers(home, prefix)
-    base = head(sample)
-    run = dags_test(home, "autonomous_fixing", {"target_project": str(sample), "max_iterations": 1}, env, tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
-    assert run.tasks == {"request_fix_run": "success", "choose_wait": "success", "follow_run": "success",
-                         "wait_for_run": "skipped"}
-    summary = run.xcom["follow_run:summary"]
-    assert run.xcom["follow_run:return_value"] == summary
-    assert summary["run_id"] == run.xcom["request_fix_run:return_value"]
-    assert summary["status"] == "partially_fixed" and summary["iterations"] == 1
-    assert_progress(run)
-    assert_committed_as_reported(sample, base, run, summary, env)
-    # the request task again, for the same DAG run: the same fix run, nothing appended
-    store = EventStore(real_client(), Keys(prefix=prefix))
-    version = store.version(summary["run_id"])
-    again = home.airflow("tasks", "test", "autonomous_fixing", "request_fix_run", run.run_id,
-                         "-t", json.dumps({"target_project": str(sample)}), env=env)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert f"Returned value was: {summary['run_id']}" in again.stdout
-    assert store.version(summary["run_id"]) == version
-    assert "Traceback" not in workers.logs()
-
-
-def test_autonomous_fixing_defers_while_the_workers_work(home: AirflowHome, workers: Workers, prefix: str,
-                                                         sample: Path, tmp_path: Path) -> None:
-    workers.start()
-    base = head(sample)
-    conf = {"target_project": str(sample), "max_iterations": 1, "simulation": True, "wait": "defer"}
-    run = dags_test(home, "autonomous_fixing", conf, on_workers(home, prefix), tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
-    assert run.tasks["follow_run"] == "skipped" and run.tasks["wait_for_run"] == "success"
-    summary = run.xcom["wait_for_run:summary"]
-    assert summary["status"] == "simulated" and summary["commits"] == 0 and summary["batches_planned"] > 0
-    assert "deferring until run" in run.output and "[DAG TEST] Trigger completed" in run.output
-    trigger_lines = run.lines("RunFinishedTrigger")  # the trigger wrote the events it read
-    assert any("run finished: simulated" in line for line in trigger_lines), run.explain()
-    assert head(sample) == base and git(sample, "branch", "--list", "airfix/*") == ""  # nothing changed
-
-
 def test_autonomous_fixing_inline_needs_no_worker_and_no_redis(home: AirflowHome, sample: Path,
                                                                tmp_path: Path) -> None:
     env = inline_env(home, tmp_path)
     base = head(sample)
     conf = {"target_project": str(sample), "max_iterations": 1, "execution": "inline"}
-    run = dags_test(home, "autonomous_fixing", conf, env, tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
+    run = succeeded(home, "autonomous_fixing", conf, env, tmp_path)
     summary = run.xcom["follow_run:summary"]
     assert summary["status"] == "partially_fixed"
     assert_progress(run)
@@ -223,9 +174,7 @@ def test_a_failing_run_fails_the_dag_run_with_its_reason(home: AirflowHome, tmp_
 
 def test_air_executor_demo_on_workers(home: AirflowHome, workers: Workers, prefix: str, sample: Path,
                                       tmp_path: Path) -> None:
-    workers.start()
-    run = dags_test(home, "air_executor_demo", {"target_project": str(sample)}, on_workers(home, prefix), tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
+    run = succeeded(home, "air_executor_demo", {"target_project": str(sample)}, on_workers(home, prefix), tmp_path)
     fix_run = run.xcom["create_fix_run:return_value"]
     result = run.xcom["get_results:return_value"]
     assert result["fix_run"] == fix_run and result["status"] == "simulated"  # a simulation by default
@@ -235,8 +184,7 @@ def test_air_executor_demo_on_workers(home: AirflowHome, workers: Workers, prefi
 
 def test_air_executor_demo_inline(home: AirflowHome, sample: Path, tmp_path: Path) -> None:
     conf = {"target_project": str(sample), "execution": "inline"}
-    run = dags_test(home, "air_executor_demo", conf, inline_env(home, tmp_path), tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
+    run = succeeded(home, "air_executor_demo", conf, inline_env(home, tmp_path), tmp_path)
     assert run.xcom["get_results:return_value"]["status"] == "simulated"
     assert_progress(run)
     assert "deferring" not in run.output  # the run had ended: the sensor finished at once
@@ -247,11 +195,9 @@ def test_air_executor_demo_inline(home: AirflowHome, sample: Path, tmp_path: Pat
 
 def test_hybrid_control_flow_on_workers_maps_over_the_commits(home: AirflowHome, workers: Workers, prefix: str,
                                                               sample: Path, tmp_path: Path) -> None:
-    workers.start()
     env = on_workers(home, prefix)
     base = head(sample)
-    run = dags_test(home, "hybrid_control_flow", {"target_project": str(sample), "max_iterations": 1}, env, tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
+    run = succeeded(home, "hybrid_control_flow", {"target_project": str(sample), "max_iterations": 1}, env, tmp_path)
     before = run.xcom["prepare:return_value"]
     assert before["head"] == base and before["issues"] > 0
     summary = run.xcom["wait_for_airfix:summary"]
@@ -266,8 +212,7 @@ def test_hybrid_control_flow_on_workers_maps_over_the_commits(home: AirflowHome,
 
 def test_hybrid_control_flow_inline_with_nothing_to_map(home: AirflowHome, sample: Path, tmp_path: Path) -> None:
     conf = {"target_project": str(sample), "max_iterations": 1, "simulation": True, "execution": "inline"}
-    run = dags_test(home, "hybrid_control_flow", conf, inline_env(home, tmp_path), tmp_path)
-    assert run.exit == 0 and run.state == "success", run.explain()
+    run = succeeded(home, "hybrid_control_flow", conf, inline_env(home, tmp_path), tmp_path)
     assert run.tasks["post_process"] == "skipped" and run.tasks["final_report"] == "success"  # zero commits
     assert run.xcom["final_report:return_value"]["commits"] == 0
     assert run.xcom["final_report:return_value"]["status"] == "simulated"

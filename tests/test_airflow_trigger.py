@@ -285,3 +285,20 @@ def test_a_user_error_fails_the_request_task_without_retries(tmp_path: Any) -> N
     ctx["params"] = {"target_project": str(tmp_path / "missing"), "execution": "inline", "max_iterations": 1}
     with pytest.raises(AirflowFailException, match="does not exist"):
         request(ctx)
+
+
+def test_without_deferral_the_sensor_pokes_until_the_run_ends(server_env: EventStore) -> None:
+    events = run_events("run-s4")
+    server_env.append("run-s4", events[:3], 0)
+
+    def worker() -> None:
+        for i in range(3, len(events)):
+            time.sleep(0.02)
+            server_env.append("run-s4", events[i:i + 1], i)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    sensor = RunFinishedSensor(task_id="wait", fix_run_id="run-s4", deferrable=False, poke_interval=0.05)
+    result = sensor.execute(context())  # never defers: it polls the store in this task
+    thread.join()
+    assert result["status"] == "partially_fixed" and result["iterations"] == 1

@@ -91,6 +91,15 @@ def make_home(root: Path, dags_folder: Path = DAGS) -> AirflowHome:
     return home
 
 
+def airfix_status(run_id: str, env: dict[str, str]) -> dict[str, Any]:
+    """``airfix status RUN_ID --json`` with the environment Airflow's tasks had."""
+    url = ["--redis-url", env["AIRFIX_REDIS_URL"]] if "AIRFIX_REDIS_URL" in env else []
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", "status", run_id, "--json", *url], env=env,
+                          cwd=ROOT, text=True, capture_output=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return dict(json.loads(proc.stdout))
+
+
 @dataclass
 class DagRun:
     """One ``airflow dags test`` run: its exit code, log output, state, task states and XComs."""
@@ -135,6 +144,15 @@ class Workers:
     def env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
         return {**base, **FAST, "AIRFIX__STORE__PREFIX": self.prefix, "PYTHONPATH": str(ROOT)}
+
+    @contextlib.contextmanager
+    def running(self, n: int = 1) -> Iterator[Workers]:
+        """``n`` workers, registered for every role, until the block ends."""
+        try:
+            self.start(n)
+            yield self
+        finally:
+            self.stop()
 
     def start(self, n: int = 1) -> None:
         for i in range(n):

@@ -56,6 +56,11 @@ class RunStatus(Projection):
         self.runs.clear()
 
 
+def newest_runs(client: redis.Redis, keys: Keys, limit: int = 1) -> list[str]:
+    """Run ids, newest request first (``airfix runs``, ``status``, ``tail latest``)."""
+    return [x.decode() if isinstance(x, bytes) else x for x in client.zrevrange(keys.runs, 0, limit - 1)]
+
+
 def load_status(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, Any] | None:
     """The run's status as plain data, with ``halted`` naming every consumer group stuck on it."""
     raw = client.hget(keys.status, run_id)

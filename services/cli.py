@@ -222,16 +222,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from airfix.projections.status import load_status
+    from airfix.projections.status import load_status, newest_runs
     from airfix.services.app import build_app
 
     app = build_app(_load(args), journal=True)
     run_id = args.run_id
     if run_id is None:
-        newest = app.client.zrevrange(app.keys.runs, 0, 0)
+        newest = newest_runs(app.client, app.keys)
         if not newest:
             raise AirfixError("no runs yet")
-        run_id = newest[0].decode() if isinstance(newest[0], bytes) else newest[0]
+        run_id = newest[0]
     status = load_status(app.client, app.keys, run_id)
     if status is None:
         raise AirfixError(f"no run {run_id!r} (see airfix runs)")
@@ -250,11 +250,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_runs(args: argparse.Namespace) -> int:
     import json
 
-    from airfix.projections.status import load_status
+    from airfix.projections.status import load_status, newest_runs
     from airfix.services.app import build_app
 
     app = build_app(_load(args), journal=True)
-    ids = [x.decode() if isinstance(x, bytes) else x for x in app.client.zrevrange(app.keys.runs, 0, args.limit - 1)]
+    ids = newest_runs(app.client, app.keys, args.limit)
     rows = [load_status(app.client, app.keys, r) for r in ids]
     if args.json:
         print(json.dumps([r for r in rows if r]))
@@ -309,13 +309,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
+    from dataclasses import replace
     from pathlib import Path
 
     from airfix.services.logstream import journal_log_path
     from airfix.services.tail import Tail, open_feed, parse_filter
 
     cfg = _load(args)
-    parse_filter(None, args.type, args.level)  # bad options fail before anything is opened
+    flt = parse_filter(None, args.type, args.level)  # bad options fail before anything is opened
     from_start = (args.start or ("start" if args.run_id else "now")) == "start"
     if cfg.store.redis_url:
         from airfix.services.app import build_app
@@ -330,7 +331,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
         raise AirfixError("the embedded store without a journal (store.journal: '') keeps nothing between "
                           "commands; pass --redis-url or set store.journal")
     try:
-        Tail(feed, parse_filter(run_id, args.type, args.level), json_out=args.json).run(follow=args.follow)
+        Tail(feed, replace(flt, run_id=run_id), json_out=args.json).run(follow=args.follow)
     except KeyboardInterrupt:
         pass
     return 0

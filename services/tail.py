@@ -32,6 +32,7 @@ from airfix.events.machine import RunState, evolve, fold, initial_state
 from airfix.events.schema import EVENT_TYPES, Event
 from airfix.events.store import EventStore, as_str, check_run_id
 from airfix.projections.describe import describe
+from airfix.projections.status import newest_runs
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 EVENT_LEVEL = "info"  # events are facts, shown at info: ``--level warning`` keeps problems only
@@ -171,9 +172,10 @@ def _last_id(client: redis.Redis, key: str) -> str:
 
 
 def _undecodable(error: Any, key: str, entry_id: str) -> Item:
+    """A log entry that cannot be decoded is shown as an error line, never skipped."""
     reason = getattr(error, "reason", str(error))
-    return log_item(json.dumps({"event": f"undecodable entry {key} {entry_id}: {reason}", "level": "error",
-                                "timestamp": _dt.datetime.now(_dt.UTC).isoformat()}), key)
+    return Item("log", "", time.time(), "error",
+                log={"event": f"undecodable entry {key} {entry_id}: {reason}", "level": "error"})
 
 
 @dataclass
@@ -230,11 +232,11 @@ class JournalFeed:
     def __post_init__(self) -> None:
         self._journal = _FileCursor(self.journal)
         self._logs = _FileCursor(self.logs)
-        self._pending: list[Item] = []
-        for ev in self._events(*self._journal.new_lines()):  # everything so far: history for the fold
-            if self.from_start:
-                self._pending.append(event_item(ev))
+        # everything so far: history for the fold, and (from the start) the first read's items;
+        # kept unfiltered so ``run_id`` may still be chosen (``latest``) before that read
+        self._backlog: list[Event] = list(self._all_events(*self._journal.new_lines()))
         if not self.from_start:
+            self._backlog = []
             self._logs.at_end()
 
     def exists(self, run_id: str) -> bool:
@@ -247,7 +249,7 @@ class JournalFeed:
             raise AirfixError(f"no runs yet in the journal {self.journal}")
         return max(requested, key=lambda run: self.events[run][0].recorded_at)
 
-    def _events(self, lines: list[bytes], first: int) -> Iterable[Event]:
+    def _all_events(self, lines: list[bytes], first: int) -> Iterable[Event]:
         for n, raw in enumerate(lines, first):
             if not raw.strip():
                 continue
@@ -256,14 +258,16 @@ class JournalFeed:
             except UndecodableEntry as exc:
                 raise AirfixError(f"journal {self.journal}, line {n}: {exc.reason}") from None
             self.events.setdefault(ev.run_id, []).append(ev)
-            if self.run_id is None or ev.run_id == self.run_id:
-                yield ev
+            yield ev
+
+    def _wanted(self, events: Iterable[Event]) -> list[Item]:
+        return [event_item(ev) for ev in events if self.run_id is None or ev.run_id == self.run_id]
 
     def read(self, block_s: float) -> list[Item]:
         deadline = time.monotonic() + block_s
         while True:
-            items, self._pending = self._pending, []
-            items += [event_item(ev) for ev in self._events(*self._journal.new_lines())]
+            items, self._backlog = self._wanted(self._backlog), []
+            items += self._wanted(self._all_events(*self._journal.new_lines()))
             items += self._log_items()
             if items or time.monotonic() >= deadline:
                 return items
@@ -368,17 +372,17 @@ def open_feed(app_or_none: Any, *, journal: Path | None, logs: Path | None, run_
     if app_or_none is not None:
         store: EventStore = app_or_none.store
         if run_id == LATEST:
-            newest = store.client.zrevrange(store.keys.runs, 0, 0)
+            newest = newest_runs(store.client, store.keys)
             if not newest:
                 raise AirfixError("no runs yet in this store")
-            run_id = as_str(newest[0])
+            run_id = newest[0]
         if run_id is not None and store.version(run_id) == 0:
             raise AirfixError(f"no run {run_id!r} in this store (see airfix runs)")
         return RedisFeed(store, run_id, from_start=from_start), run_id
     assert journal is not None and logs is not None
-    if run_id == LATEST:
-        run_id = JournalFeed(journal, logs, None, False).latest()
-    feed = JournalFeed(journal, logs, run_id, from_start)
+    feed = JournalFeed(journal, logs, None if run_id == LATEST else run_id, from_start)
+    if run_id == LATEST:  # the journal is read once: the run is chosen before the first read
+        run_id = feed.run_id = feed.latest()
     if run_id is not None and not feed.exists(run_id):
         raise AirfixError(f"no run {run_id!r} in the journal {journal} (see airfix runs)")
     return feed, run_id

@@ -253,3 +253,15 @@ def test_cli_tail_of_an_unknown_run_or_with_a_bad_option_exits_2_and_names_it() 
     bad = _cli("tail", "--redis-url", REAL_URL, "--type", "Bogus")
     _, err = bad.communicate(timeout=30)
     assert 2 == bad.returncode and "--type: unknown Bogus" in err
+
+
+def test_latest_on_the_journal_is_the_run_requested_last_and_only_its_events_are_shown(tmp_path: Path) -> None:
+    from airfix.services.tail import open_feed
+
+    journal, logs = tmp_path / "journal.jsonl", tmp_path / "journal.logs.jsonl"
+    journal.write_bytes(b"".join(encode(e) + b"\n" for run in ("r1", "r2") for e in run_events(run)))
+    feed, run_id = open_feed(None, journal=journal, logs=logs, run_id="latest", from_start=True)
+    assert "r2" == run_id
+    assert {"r2"} == {i.run_id for i in feed.read(0)}
+    with pytest.raises(AirfixError, match="no runs yet"):
+        open_feed(None, journal=tmp_path / "empty.jsonl", logs=logs, run_id="latest", from_start=True)

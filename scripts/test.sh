@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# README's test command: install what the tests need, make sure a Redis server answers on
-# 127.0.0.1:6379 (start a throwaway one if the binary exists), run the whole suite.
+# README's test command: install what the tests need at the versions of scripts/constraints.txt
+# (refresh that lock with scripts/lock.sh), make sure a Redis server answers on 127.0.0.1:6379
+# (start a throwaway one if the binary exists), run the whole suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 
-"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test,airflow]"
+"$PY" -m pip install --quiet --disable-pip-version-check -c scripts/constraints.txt \
+  -e ".[test,airflow,python-tools]"
 
 url="${AIRFIX_TEST_REDIS_URL:-redis://127.0.0.1:6379/15}"
 ping() { "$PY" -c "import redis,sys; redis.Redis.from_url('$url', socket_connect_timeout=1).ping()" 2>/dev/null; }

@@ -18,10 +18,10 @@ halt is recorded in ``halted:<group>``, so status and logs show it.  Entries tha
 
 No busy loop: entries are always fetched by a non-blocking ``XREADGROUP ... COUNT``; only when it
 finds nothing does the consumer wait, with a plain ``XREAD BLOCK`` from the last id it has seen.
-That wait is only a wake-up: it touches no pending list and needs no ``COUNT``.  Both matter on
-fakeredis, whose blocking ``XREADGROUP ... COUNT`` returns at once (research/eventsourcing-anchors.md
-section 4) and whose blocking multi-stream ``XREADGROUP`` can mark entries delivered without
-returning them (``tests/test_fakeredis_gaps.py`` pins both).
+That wait is only a wake-up: it touches no pending list, so a partition whose lease is lost while
+the consumer waits has nothing delivered to it (a blocking ``XREADGROUP`` would deliver entries to
+a consumer that no longer owns them).  The same path runs on the server and on fakeredis
+(``tests/test_third_party.py`` checks the behaviour it relies on, on both).
 """
 
 from __future__ import annotations

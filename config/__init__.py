@@ -52,6 +52,7 @@ __all__ = [
     "LoggingConfig",
     "ProjectionsConfig",
     "StoreConfig",
+    "TargetProjectConfig",
     "config_to_dict",
     "default_yaml_path",
     "load_config",
@@ -198,6 +199,15 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     prompts_file: str = ""  # "" = the shipped config/prompts.yaml
 
 
+class TargetProjectConfig(_Section, frozen=True, kw_only=True):
+    """The project to fix, and the environment its tools run in."""
+
+    path: str = ""  # the repository a run fixes when none is named on the command line
+    # The project's Python interpreter (a venv's bin/python).  "" = detect it: UV_PROJECT_ENVIRONMENT,
+    # .venv/venv/env in the repository, Poetry, .pdm-python, an active VIRTUAL_ENV; else airfix's own.
+    python: str = ""
+
+
 class GitConfig(_Section, frozen=True, kw_only=True):
     """How fixes are committed."""
 
@@ -231,6 +241,7 @@ class Config(_Section, frozen=True, kw_only=True):
     issue_grouping: IssueGroupingConfig = _section(IssueGroupingConfig)
     health_check: HealthCheckConfig = _section(HealthCheckConfig)
     fixer: FixerConfig = _section(FixerConfig)
+    target_project: TargetProjectConfig = _section(TargetProjectConfig)
     git: GitConfig = _section(GitConfig)
     guards: GuardsConfig = _section(GuardsConfig)
 

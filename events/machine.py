@@ -128,9 +128,12 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     simulation: bool = False
     limits: Limits = Limits()
     requested_by: str = ""
+    python: str = ""  # asked for with --python; "" = detected at the start
     worker: str = ""
     base_sha: str = ""
     branch: str = ""
+    base_branch: str = ""
+    environment: dict[str, str] = {}
     # time (epoch seconds, from recorded_at)
     requested_at: float = 0.0
     started_at: float = 0.0
@@ -251,12 +254,15 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "limits": ev.limits,
             "requested_by": ev.requested_by,
             "requested_at": at,
+            "python": ev.python,
         }
     if isinstance(ev, RunStarted):
         return {
             "worker": ev.worker,
             "base_sha": ev.base_sha,
             "branch": ev.branch,
+            "base_branch": ev.base_branch,
+            "environment": ev.environment,
             "started_at": at,
             "iteration": 1,
         }
@@ -402,12 +408,15 @@ class RequestRun(Command, frozen=True, kw_only=True):
     limits: Limits = Limits()
     requested_by: str = ""
     config: dict[str, object] = {}
+    python: str = ""
 
 
 class StartRun(Command, frozen=True, kw_only=True):
     worker: str = ""
     base_sha: str = ""
     branch: str = ""
+    environment: dict[str, str] = {}
+    base_branch: str = ""
 
 
 class RecordHealth(Command, frozen=True, kw_only=True):
@@ -535,10 +544,12 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 limits=c.limits,
                 requested_by=c.requested_by,
                 config=c.config,
+                python=c.python,
             )
         ]
     if isinstance(c, StartRun):
-        return [RunStarted(worker=c.worker, base_sha=c.base_sha, branch=c.branch)]
+        return [RunStarted(worker=c.worker, base_sha=c.base_sha, branch=c.branch,
+                           environment=c.environment, base_branch=c.base_branch)]
     if isinstance(c, RecordHealth):
         return [
             HealthChecked(

@@ -120,12 +120,16 @@ class RunRequested(Event, frozen=True, kw_only=True):
     limits: Limits = Limits()
     requested_by: str = ""
     config: dict[str, object] = {}
+    python: str = ""  # the target's interpreter asked for (--python); "" = detect it
 
 
 class RunStarted(Event, frozen=True, kw_only=True):
     worker: str = ""
     base_sha: str = ""
     branch: str = ""
+    # what the checks run with: python, python_version, python_source, <tool> versions
+    environment: dict[str, str] = {}
+    base_branch: str = ""  # the branch the user was on (HEAD's branch at the start)
 
 
 class HealthChecked(Event, frozen=True, kw_only=True):

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--target", metavar="PATH", help="the git repository to fix (clean tree)")
     where.add_argument("--sample", action="store_true",
                        help="fix a fresh temporary copy of the bundled sample project")
+    run.add_argument("--python", metavar="PATH",
+                     help="the project's Python interpreter, e.g. .venv/bin/python (default: "
+                          "target_project.python, else detected: .venv, Poetry, uv, PDM, VIRTUAL_ENV)")
     run.add_argument("--max-iterations", type=int, metavar="N",
                      help="stop after N iterations (default: circuit_breaker.max_total_runs)")
     run.add_argument("--simulation", action="store_true", help="plan and report; change nothing")
@@ -156,6 +159,8 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         overrides["logging.format"] = args.log_format
     if getattr(args, "log_level", None):
         overrides["logging.level"] = args.log_level
+    if getattr(args, "python", None):
+        overrides["target_project.python"] = args.python
     return load_config(args.config, overrides=overrides)
 
 
@@ -212,7 +217,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # with --log-level info, and as JSON lines with --log-format json
     level = cfg.logging.level if (args.log_level or args.json or cfg.logging.format == "json") else "warning"
     configure_logging(level, cfg.logging.format)
-    return main_run(cfg, target=args.target, sample=args.sample,
+    return main_run(cfg, target=args.target or cfg.target_project.path or None, sample=args.sample,
                     batching=args.batching or cfg.issue_grouping.mode,
                     fixer=args.fixer or ",".join(cfg.fixer.chain), simulation=args.simulation,
                     max_iterations=args.max_iterations, json_out=args.json, inline=args.inline,

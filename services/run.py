@@ -105,9 +105,14 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
                     max_duration_s=cb.max_duration_hours * 3600, no_progress_iterations=cb.no_progress_iterations,
                     max_cost_usd=cb.max_cost_usd,
                     stability_runs=config.completion_criteria.stability_runs)
+    python = config.target_project.python
+    if python and not Path(python).expanduser().is_file():
+        raise AirfixError(f"target_project.python (--python): {python} is not a file; give the "
+                          "project's interpreter, e.g. /path/to/project/.venv/bin/python")
     command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
                          simulation=simulation, limits=limits, requested_by=_user(),
-                         config=config_to_dict(config))
+                         config=config_to_dict(config),
+                         python=str(Path(python).expanduser().absolute()) if python else "")
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
     try:
         app.store.append(run_id, events, 0)

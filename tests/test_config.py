@@ -128,8 +128,8 @@ class TestErrorsNameTheKeyPath:
 
     def test_unknown_section(self, tmp_path):
         """An original-tool section that airfix does not read is an error, not silently dropped."""
-        path = _write(tmp_path, "target_project:\n  path: /x\n")
-        with pytest.raises(ConfigError, match=r"unknown key target_project .*line 1"):
+        path = _write(tmp_path, "reporting:\n  slack_channel: x\n")
+        with pytest.raises(ConfigError, match=r"unknown key reporting .*line 1"):
             load_config(path, env={})
 
     def test_section_key_at_top_level_suggests_section(self, tmp_path):

@@ -53,17 +53,26 @@ TESTS_SKIPPED = "tests_skipped"
 COVERAGE_PERCENT = "coverage_percent"
 
 
+TestOutcome = Literal["passed", "failed", "error", "skipped"]
+
+
 class ToolRun(msgspec.Struct, frozen=True, kw_only=True):
     """What one adapter run produced: the measurement, its issues and numeric metrics.
 
     ``metrics`` keys: ``tests_total``, ``tests_passed``, ``tests_failed``, ``tests_errors``,
     ``tests_skipped``, ``coverage_percent``, ``covered_lines``, ``num_statements``.  Tails of stdout
     and stderr are kept as evidence for the report and for a human reading a ``tool_error``.
+
+    ``tests`` (test runners only): each test's outcome by its stable id (pytest's node id, a JS
+    runner's ``file > suite > title``, Go's ``package/TestName``).  A file that failed to load or
+    collect is an id of its own with outcome ``error``.  Verification judges a change by these
+    ids, never by counts alone: "one test fixed, another broken" keeps the counts equal.
     """
 
     result: ToolResult
     issues: list[IssueRecord] = []
     metrics: dict[str, float] = {}
+    tests: dict[str, TestOutcome] = {}
     stdout_tail: str = ""
     stderr_tail: str = ""
 
@@ -164,6 +173,25 @@ class TestTally:
     errors: int = 0
     skipped: int = 0
     findings: list[Finding] = field(default_factory=list)
+    outcomes: dict[str, TestOutcome] = field(default_factory=dict)
+
+    def record(self, test_id: str, outcome: TestOutcome) -> None:
+        """Count one test's outcome under its id; an id seen twice keeps its worst outcome
+        (a call failure plus a teardown error is one failed test, counted once)."""
+        previous = self.outcomes.get(test_id)
+        if previous is not None:
+            if _RANK[outcome] > _RANK[previous]:
+                self._count(previous, -1)
+                self._count(outcome, +1)
+                self.outcomes[test_id] = outcome
+            return
+        self.outcomes[test_id] = outcome
+        self.total += 1
+        self._count(outcome, +1)
+
+    def _count(self, outcome: TestOutcome, n: int) -> None:
+        name = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}[outcome]
+        setattr(self, name, getattr(self, name) + n)
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -182,6 +210,9 @@ class TestTally:
             "errors": self.errors,
             "skipped": self.skipped,
         }
+
+
+_RANK: dict[str, int] = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
 
 
 def to_issues(tool: str, findings: Sequence[Finding]) -> list[IssueRecord]:
@@ -573,6 +604,7 @@ class BaseToolAdapter(ABC):
         issues: list[IssueRecord] | None = None,
         counts: Mapping[str, int] | None = None,
         metrics: Mapping[str, float] | None = None,
+        tests: Mapping[str, TestOutcome] | None = None,
         error: str = "",
     ) -> ToolRun:
         """A parsed run: command, exit status and duration come from the processes of ``ctx``."""
@@ -590,6 +622,7 @@ class BaseToolAdapter(ABC):
             ),
             issues=list(issues or []),
             metrics=dict(metrics or {}),
+            tests=dict(tests or {}),
             stdout_tail=tail(main.stdout) if main else "",
             stderr_tail=tail(main.stderr) if main else "",
         )

@@ -111,6 +111,7 @@ class CoverageAdapter(BaseToolAdapter):
                 **tests.counts(),
             },
             metrics=metrics,
+            tests=tests.outcomes,
             error=f"coverage {percent:.1f}% is below the project's fail_under ({tail_line(report.stdout)})"
             if json_code == 2
             else "",

@@ -26,6 +26,7 @@ pytest-benchmark's storage at the temporary directory (it creates ``.benchmarks`
 
 from __future__ import annotations
 
+import json
 import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
@@ -38,6 +39,7 @@ from airfix.services.tools.base import (
     Finding,
     ProcessResult,
     RunContext,
+    TestOutcome,
     TestTally,
     ToolFailure,
     ToolRun,
@@ -47,10 +49,24 @@ from airfix.services.tools.base import (
 )
 
 GUARD_MODULE = "airfix_pytest_guard"
-GUARD_SOURCE = '''"""Loaded into the target's pytest by airfix: keeps plugin artefacts out of the work tree."""
+GUARD_SOURCE = '''"""Loaded into the target's pytest by airfix: keeps plugin artefacts out of the work tree
+and records every test's outcome under its exact node id (JUnit XML loses the node id)."""
+import json
 import os
 
 import pytest
+
+_OUT = []
+
+
+def _write(nodeid, outcome):
+    tmp = os.environ.get("AIRFIX_TOOL_TMP")
+    if not tmp:
+        return
+    if not _OUT:
+        _OUT.append(open(os.path.join(tmp, "outcomes.jsonl"), "a", encoding="utf-8"))
+    _OUT[0].write(json.dumps({"id": nodeid, "outcome": outcome}) + "\\n")
+    _OUT[0].flush()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -58,6 +74,24 @@ def pytest_configure(config):
     tmp = os.environ.get("AIRFIX_TOOL_TMP")
     if tmp and hasattr(config.option, "benchmark_storage"):
         config.option.benchmark_storage = "file://" + os.path.join(tmp, "benchmarks")
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _write(report.nodeid or "<collection>", "error")
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        _write(report.nodeid, "skipped" if report.skipped else report.outcome)
+    elif report.failed:
+        _write(report.nodeid, "error")
+    elif report.skipped:
+        _write(report.nodeid, "skipped")
+
+
+def pytest_sessionfinish(session):
+    _write("", "end")
 '''
 MESSAGE_LIMIT = 4000
 
@@ -90,15 +124,6 @@ def parse_junit(xml_text: str, target: Path) -> JunitReport:
         line = int(line_attr) + 1 if line_attr not in (None, "") else 0
         failures = case.findall("failure")
         errors = case.findall("error")
-        report.total += 1
-        if failures:
-            report.failed += 1
-        elif errors:
-            report.errors += 1
-        elif case.find("skipped") is not None:
-            report.skipped += 1
-        else:
-            report.passed += 1
         collection = not classname or any(e.get("message") == "collection failure" for e in errors)
         if collection:
             nodeid = file or name
@@ -110,6 +135,14 @@ def parse_junit(xml_text: str, target: Path) -> JunitReport:
                 else ""
             )
             nodeid = "::".join(p for p in (file or classname, inner.replace(".", "::"), name) if p)
+        if failures:
+            report.record(nodeid, "failed")
+        elif errors:
+            report.record(nodeid, "error")
+        elif case.find("skipped") is not None:
+            report.record(nodeid, "skipped")
+        else:
+            report.record(nodeid, "passed")
         for element in failures + errors:
             kind = element.tag
             rule = "collection-error" if collection else kind
@@ -162,12 +195,39 @@ def pytest_args(target: Path, junit: Path, extra: list[str], files: list[str] | 
 
 
 def read_junit(proc: ProcessResult, junit: Path, target: Path, tool: str) -> JunitReport:
+    """Findings from the JUnit report; counts and outcomes by exact node id from the guard
+    plugin's ``outcomes.jsonl`` when it finished writing (else the JUnit reconstruction)."""
     if not junit.is_file():
         raise ToolFailure(f"{tool}: pytest wrote no JUnit report (it did not run the tests)", proc)
     try:
-        return parse_junit(junit.read_text(encoding="utf-8", errors="replace"), target)
+        report = parse_junit(junit.read_text(encoding="utf-8", errors="replace"), target)
     except ET.ParseError as exc:
         raise ToolFailure(f"{tool}: unreadable JUnit report ({exc})", proc) from exc
+    exact = read_outcomes(junit.parent / "outcomes.jsonl")
+    if exact is not None:
+        report.total = report.passed = report.failed = report.errors = report.skipped = 0
+        report.outcomes = {}
+        for test_id, outcome in exact:
+            report.record(test_id, outcome)
+    return report
+
+
+def read_outcomes(path: Path) -> list[tuple[str, TestOutcome]] | None:
+    """The guard plugin's records, or None when it did not run to the end of the session."""
+    if not path.is_file():
+        return None
+    records: list[tuple[str, TestOutcome]] = []
+    ended = False
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        if rec.get("outcome") == "end":
+            ended = True
+        elif rec.get("outcome") in ("passed", "failed", "error", "skipped") and rec.get("id"):
+            records.append((str(rec["id"]), rec["outcome"]))
+    return records if ended else None
 
 
 def judge_tests(code: int, report: JunitReport, proc: ProcessResult, tool: str) -> None:
@@ -229,4 +289,5 @@ class PytestAdapter(BaseToolAdapter):
             issues=issues,
             counts=report.counts(),
             metrics=report.metrics(),
+            tests=report.outcomes,
         )

@@ -27,4 +27,6 @@ if ! ping; then
   fi
 fi
 
-exec "$PY" -m pytest "$@"
+# the suite's groups run in parallel processes, one test file per worker at a time (tests in a file
+# may share fixtures and state); each worker gets its own Redis database (tests/conftest.py)
+exec "$PY" -m pytest -n "${AIRFIX_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -29,7 +29,17 @@ def _private_journal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
         os.environ["AIRFIX__STORE__JOURNAL"] = old
 
 
-REAL_URL = os.environ.get("AIRFIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def _worker_url(url: str) -> str:
+    """One database per pytest-xdist worker (gw0 the given one, gw1 the one below, ...): tests
+    flush their database, so parallel workers must never share one."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{int(db or 0) - int(worker[2:])}"
+
+
+REAL_URL = _worker_url(os.environ.get("AIRFIX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"))
 BACKENDS = ["fakeredis", "redis"]
 
 

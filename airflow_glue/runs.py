@@ -26,11 +26,12 @@ from airfix.projections.report import RunReport
 from airfix.services.app import App, build_app
 from airfix.services.git import Repo
 from airfix.services.measure import measure
-from airfix.services.run import release_lock, report_for, request_run, run_inline
+from airfix.services.run import release_lock, report_for, request_run, restore_branch, run_inline
 
 #: Terminal statuses that end a task successfully unless the DAG run's ``ok_statuses`` say otherwise:
-#: a partially fixed run made verified commits, which is what a fix run is for.
-DEFAULT_OK_STATUSES = ("succeeded", "simulated", "partially_fixed")
+#: a partially fixed run made verified commits, which is what a fix run is for; a run that found
+#: nothing its fixer chain can fix (an already fixed repository) did nothing wrong.
+DEFAULT_OK_STATUSES = ("succeeded", "simulated", "partially_fixed", "nothing_fixable")
 EXECUTIONS = ("workers", "inline")
 WAITS = ("follow", "defer")
 
@@ -180,6 +181,7 @@ def follow(app: App, run_id: str, log: Log, *, inline: bool, block_ms: int = 100
         _wait_on_stream(app, run_id, progress, log, block_ms=block_ms, quiet_s=quiet_s)
     report = report_for(app, run_id)
     release_lock(app, report.target, run_id)
+    restore_branch(report)
     return report
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 import msgspec
 
@@ -73,6 +73,7 @@ __all__ = [
     "is_healthy",
     "judge_batch",
     "regressed",
+    "regressed_tests",
     "should_run_dynamic",
     "unhealthy_reasons",
 ]
@@ -446,6 +447,53 @@ def regressed(before_tests: TestCounts | None, after_tests: TestCounts | None) -
     return out
 
 
+def regressed_tests(
+    before: Mapping[str, str], after: Mapping[str, str], *, flaky: Collection[str] = (),
+    tests_may_go: bool = False,
+) -> list[str]:
+    """How the tests got worse, judged test by test (empty when they did not).
+
+    A test that passed before and now fails or errors, no longer runs (deleted, renamed or no
+    longer collected) or is now skipped is a regression; so is a file that no longer collects.
+    Flaky tests (outcomes that change with no change to the code) are never held against a
+    change.  Each test counts once, whatever its outcome.  ``tests_may_go``
+    (``guards.allow_test_deletion``) lets tests disappear or become skipped.
+    """
+    ignore = set(flaky)
+    broken: list[str] = []
+    gone: list[str] = []
+    skipped: list[str] = []
+    for test, outcome in sorted(before.items()):
+        if outcome != "passed" or test in ignore:
+            continue
+        now = after.get(test)
+        if now is None:
+            if not tests_may_go:
+                gone.append(test)
+        elif now in ("failed", "error"):
+            broken.append(test)
+        elif now == "skipped" and not tests_may_go:
+            skipped.append(test)
+    uncollected = sorted(t for t, o in after.items()
+                         if o == "error" and t not in before and "::" not in t and t not in ignore)
+
+    def listed(tests: list[str]) -> str:
+        more = f" and {len(tests) - 5} more" if len(tests) > 5 else ""
+        return ", ".join(tests[:5]) + more
+
+    out = []
+    if broken:
+        out.append(f"{len(broken)} test(s) that passed now fail: {listed(broken)}")
+    if gone:
+        out.append(f"{len(gone)} test(s) that passed no longer run (deleted or not collected): "
+                   f"{listed(gone)}")
+    if skipped:
+        out.append(f"{len(skipped)} test(s) that passed are now skipped: {listed(skipped)}")
+    if uncollected:
+        out.append(f"{len(uncollected)} test file(s) no longer collect: {listed(uncollected)}")
+    return out
+
+
 def judge_batch(
     batch_issues: Iterable[IssueRecord],
     before_issues: Iterable[IssueRecord],
@@ -453,6 +501,10 @@ def judge_batch(
     *,
     before_tests: TestCounts | None = None,
     after_tests: TestCounts | None = None,
+    before_outcomes: Mapping[str, str] | None = None,
+    after_outcomes: Mapping[str, str] | None = None,
+    flaky: Collection[str] = (),
+    tests_may_go: bool = False,
     tool_errors: Sequence[str] = (),
     require_all: bool = True,
 ) -> Verdict:
@@ -462,11 +514,16 @@ def judge_batch(
     for each of their fingerprints, the after count is at most the before count minus the batch's
     count.  With ``require_all=False`` a batch that fixed at least one of its issues (and
     regressed nothing) is kept.  Any new issue anywhere, any test regression or a tool error in
-    the verifying check rolls the batch back.
+    the verifying check rolls the batch back.  Tests are judged by id when both sides have
+    outcomes (:func:`regressed_tests`; issues of test runners then carry no extra weight), else
+    by counts (:func:`regressed`).
     """
+    by_id = bool(before_outcomes) and after_outcomes is not None
     before_list = list(before_issues)
     after_list = list(after_issues)
     comparison = compare(before_list, after_list)
+    # judged by id, a failing test is a test regression (or flaky), not a "new issue" twice over
+    new = [i for i in comparison.new if not (by_id and i.phase == "test")]
     own = Counter(i.fingerprint for i in batch_issues)
     before_n = Counter(i.fingerprint for i in before_list)
     after_n = Counter(i.fingerprint for i in after_list)
@@ -483,19 +540,23 @@ def judge_batch(
         reasons.append("verification could not measure: " + "; ".join(tool_errors))
     if unfixed and (require_all or fixed == 0):
         reasons.append(f"{unfixed} of the batch's {total} issue(s) remain")
-    if comparison.new:
+    if new:
         shown = ", ".join(
             f"{i.rule or i.tool} {i.file}:{i.line}" if i.file else (i.rule or i.tool)
-            for i in comparison.new[:5]
+            for i in new[:5]
         )
-        more = f" and {len(comparison.new) - 5} more" if len(comparison.new) > 5 else ""
-        reasons.append(f"{len(comparison.new)} new issue(s): {shown}{more}")
-    reasons.extend(regressed(before_tests, after_tests))
+        more = f" and {len(new) - 5} more" if len(new) > 5 else ""
+        reasons.append(f"{len(new)} new issue(s): {shown}{more}")
+    if by_id:
+        reasons.extend(regressed_tests(before_outcomes or {}, after_outcomes or {}, flaky=flaky,
+                                       tests_may_go=tests_may_go))
+    else:
+        reasons.extend(regressed(before_tests, after_tests))
     return Verdict(
         keep=not reasons,
         reasons=reasons,
         fixed=fixed,
         unfixed=unfixed,
-        new=len(comparison.new),
+        new=len(new),
         comparison=comparison,
     )

@@ -17,6 +17,7 @@ checking    IssuesDiscovered      planning    current iteration; at least one He
 planning    BatchPlanned          planning    current iteration; batch id new in this iteration
 planning    FixStarted            fixing      batch is pending, or failed/rolled back earlier in
                                               this iteration (a retry: ``attempt`` + 1)
+planning    BatchSkipped          planning    batch is pending (its issues are already gone)
 fixing      FixApplied            verifying   batch is the one in flight
 fixing      FixFailed             planning    batch is the one in flight
 verifying   Committed             planning    batch is the one in flight; sha not empty
@@ -44,6 +45,8 @@ Policy in ``decide`` (it appends one ``RunCompleted`` after the command's own ev
   ``max_cost_usd`` > 0 and cost >= it -> "budget_exhausted".  Never right after ApplyFix, so a
   run never stops with an unverified fix on the tree.
 * CompleteIteration of a simulation run -> "simulated" (it plans, fixes nothing, ends).
+* CompleteIteration with ``nothing_fixable`` (the planner found nothing its fixer chain can fix)
+  -> "partially_fixed" when the run has commits, else "nothing_fixable".
 * CompleteIteration: iterations completed >= ``max_iterations`` -> "partially_fixed" with commits,
   else "budget_exhausted"; ``no_progress_iterations`` iterations in a row without progress (no
   commit and no full-check score better than the best before) -> "no_progress".
@@ -66,6 +69,7 @@ from airfix.events.schema import (
     TERMINAL_STATUSES,
     BatchingMode,
     BatchPlanned,
+    BatchSkipped,
     Committed,
     Event,
     FixApplied,
@@ -78,6 +82,7 @@ from airfix.events.schema import (
     IterationCompleted,
     Limits,
     Phase,
+    Remaining,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -99,6 +104,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("checking", "IssuesDiscovered"): "planning",
     ("planning", "BatchPlanned"): "planning",
     ("planning", "FixStarted"): "fixing",
+    ("planning", "BatchSkipped"): "planning",
     ("fixing", "FixApplied"): "verifying",
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",
@@ -167,6 +173,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     # run totals
     batches_planned: int = 0
     batches_dropped: int = 0
+    batches_skipped: int = 0
     committed: int = 0
     rolled_back: int = 0
     fix_failed: int = 0
@@ -175,6 +182,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     cost_usd: float = 0.0
     turns: int = 0
     commits: list[str] = []
+    remaining: list[Remaining] = []  # what the finished run left, by tool and rule, and why
 
     @classmethod
     def initial(cls, run_id: str) -> RunState:
@@ -219,6 +227,8 @@ def _guard(s: RunState, ev: Event) -> str | None:
             return "the batch id is empty"
         if ev.batch_id in s.planned:
             return f"batch {ev.batch_id!r} is already planned in iteration {s.iteration}"
+    if isinstance(ev, BatchSkipped) and ev.batch_id not in s.pending:
+        return f"batch {ev.batch_id!r} is not pending (pending: {s.pending})"
     if isinstance(ev, FixStarted) and ev.batch_id not in s.pending + s.retryable:
         return (
             f"batch {ev.batch_id!r} is neither pending nor retryable "
@@ -300,6 +310,8 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "retryable": _without(s.retryable, ev.batch_id),
             "attempts": {**s.attempts, ev.batch_id: s.attempts.get(ev.batch_id, 0) + 1},
         }
+    if isinstance(ev, BatchSkipped):
+        return {"pending": _without(s.pending, ev.batch_id), "batches_skipped": s.batches_skipped + 1}
     if isinstance(ev, FixApplied):
         return {"cost_usd": s.cost_usd + ev.cost_usd, "turns": s.turns + ev.turns}
     if isinstance(ev, FixFailed):
@@ -329,6 +341,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "committed_this_iteration": s.committed_this_iteration + 1,
             "consecutive_failures": 0,
             "commits": [*s.commits, ev.sha],
+            "issues_open": max(0, s.issues_open - len(ev.resolved)),
         }
     if isinstance(ev, IterationCompleted):
         return {
@@ -353,6 +366,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "reason": ev.reason,
             "issues_open": ev.issues_after,
             "finished_at": at,
+            "remaining": ev.remaining,
         }
     if isinstance(ev, RunFailed):
         return {"status": ev.status, "reason": ev.reason, "finished_at": at}
@@ -427,6 +441,8 @@ class RecordHealth(Command, frozen=True, kw_only=True):
     healthy: bool = False
     scope: Literal["full", "batch", "static"] = "full"
     iteration: int | None = None  # None: the current iteration
+    test_outcomes: dict[str, str] = {}
+    flaky: list[str] = []
 
 
 class RecordIssues(Command, frozen=True, kw_only=True):
@@ -442,6 +458,11 @@ class PlanBatch(Command, frozen=True, kw_only=True):
     priority: int = 5
     description: str = ""
     files: list[str] = []
+
+
+class SkipBatch(Command, frozen=True, kw_only=True):
+    batch_id: str
+    reason: str = ""
 
 
 class StartFix(Command, frozen=True, kw_only=True):
@@ -474,6 +495,8 @@ class RollBack(Command, frozen=True, kw_only=True):
     reason: str
     reset_to: str = ""
     regressions: list[str] = []
+    flaky: list[str] = []
+    culprits: list[str] = []
     now: float | None = None
 
 
@@ -484,6 +507,10 @@ class Commit(Command, frozen=True, kw_only=True):
     files: list[str] = []
     counts_before: dict[str, int] = {}
     counts_after: dict[str, int] = {}
+    resolved: list[str] = []
+    tests_fixed: list[str] = []
+    flaky: list[str] = []
+    verified_by: str = ""
     now: float | None = None
 
 
@@ -491,6 +518,7 @@ class CompleteIteration(Command, frozen=True, kw_only=True):
     now: float
     issues_remaining: int | None = None  # None: the count from IssuesDiscovered
     score: float | None = None  # the closing full check's score; None: the last check's
+    nothing_fixable: bool = False  # the planner found nothing the fixer chain can fix
 
 
 class Cancel(Command, frozen=True, kw_only=True):
@@ -516,6 +544,7 @@ AnyCommand = (
     | RecordHealth
     | RecordIssues
     | PlanBatch
+    | SkipBatch
     | StartFix
     | ApplyFix
     | FailFix
@@ -559,6 +588,8 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 score=c.score,
                 parts=c.parts,
                 healthy=c.healthy,
+                test_outcomes=c.test_outcomes,
+                flaky=c.flaky,
             )
         ]
     if isinstance(c, RecordIssues):
@@ -577,6 +608,8 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 files=c.files,
             )
         ]
+    if isinstance(c, SkipBatch):
+        return [BatchSkipped(batch_id=c.batch_id, reason=c.reason)]
     if isinstance(c, StartFix):
         return [
             FixStarted(
@@ -615,6 +648,8 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 reason=c.reason,
                 reset_to=c.reset_to,
                 regressions=c.regressions,
+                flaky=c.flaky,
+                culprits=c.culprits,
             )
         ]
     if isinstance(c, Commit):
@@ -626,6 +661,10 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 files=c.files,
                 counts_before=c.counts_before,
                 counts_after=c.counts_after,
+                resolved=c.resolved,
+                tests_fixed=c.tests_fixed,
+                flaky=c.flaky,
+                verified_by=c.verified_by,
             )
         ]
     if isinstance(c, CompleteIteration):
@@ -697,6 +736,10 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
         if after.simulation:
             return "simulated", (f"simulation: {after.batches_planned} batch(es) planned, "
                                  "no fixer ran, nothing was changed")
+        if c.nothing_fixable:
+            reason = (f"nothing left is fixable by the fixer chain {after.fixer!r}: "
+                      f"{after.issues_open} issue(s) remain")
+            return ("partially_fixed" if after.commits else "nothing_fixable"), reason
         if lim.max_iterations > 0 and after.iterations_completed >= lim.max_iterations:
             reason = f"max_iterations={lim.max_iterations} reached"
             return ("partially_fixed" if after.commits else "budget_exhausted"), reason
@@ -770,6 +813,7 @@ __all__ = [
     "RequestRun",
     "RollBack",
     "RunState",
+    "SkipBatch",
     "StartFix",
     "StartRun",
     "Tick",

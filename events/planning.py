@@ -46,7 +46,8 @@ full check rediscovers them.  A phase missing from the mapping is not capped.
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -224,8 +225,12 @@ def plan_batches(
     max_cleanup_batch_size: int,
     max_location_batch_size: int,
     batches_per_phase: Mapping[Phase, int],
+    alone: Collection[str] = (),
 ) -> Plan:
     """Group ``issues`` into batches (see the module docstring for the rules).
+
+    ``alone``: fingerprints whose issues each get a batch of their own, after the phase's other
+    batches (their earlier batch failed, and one of its issues is to blame).
 
     Every issue (de-duplicated by ``issue_id``) is either in exactly one batch of ``batches`` or
     in ``deferred_issue_ids``; no batch is empty; cleanup and location batches respect their caps;
@@ -256,6 +261,9 @@ def plan_batches(
         if not phase_issues:
             continue
         cap = batches_per_phase.get(phase)
+        singles = [i for i in phase_issues if i.fingerprint in alone] if alone else []
+        if singles and mode != "individual":
+            phase_issues = [i for i in phase_issues if i.fingerprint not in alone]
         if mode == "individual":  # the hot path with many batches: no drafts
             take = phase_issues if cap is None else phase_issues[:cap]
             for issue in take:
@@ -264,7 +272,9 @@ def plan_batches(
             deferred += len(rest)
             deferred_ids.extend(i.issue_id for i in rest)
             continue
-        if mode == "mega":
+        if not phase_issues:
+            drafts = []
+        elif mode == "mega":
             drafts = [_Draft(phase, "mega", "", phase_issues, 1, 1)]
         else:
             drafts = _smart(phase, phase_issues, max_cleanup_batch_size, max_location_batch_size)
@@ -275,6 +285,11 @@ def plan_batches(
             drafts = drafts[:cap]
         for d in drafts:
             kept.append(_build(d, len(kept) + 1, mode, iteration, run_id))
+        room = len(singles) if cap is None else max(0, cap - len(drafts))
+        for issue in singles[:room]:
+            kept.append(_single(issue, len(kept) + 1, phase, iteration, run_id))
+        deferred += len(singles[room:])
+        deferred_ids.extend(i.issue_id for i in singles[room:])
     return Plan(batches=kept, deferred_issue_ids=deferred_ids, deferred_batches=deferred)
 
 
@@ -456,24 +471,36 @@ def _describe(d: _Draft, n_files: int) -> str:
     return f"fix: comprehensive cleanup of {_plural(n, 'issue')}"
 
 
+_FILE_COUNT = re.compile(r"\d+ files?\)$")
+
+
 def commit_message(
     batch: PlannedBatch,
     counts_before: Mapping[str, int],
     counts_after: Mapping[str, int],
     fixer: str,
     run_id: str,
+    *,
+    files: Sequence[str] | None = None,
+    fixed: int | None = None,
+    verified: str = "",
 ) -> str:
     """The commit message of a verified batch: subject, body, trailers.
 
-    The subject is ``batch.description`` (``chore: remove all unused imports (30 files)``); the
-    body names the batch, its rules, the counts before and after per tool (or phase) and the fixer;
-    the trailers ``Airfix-Batch`` and ``Airfix-Run`` make ``git log --grep`` find a run's commits.
+    The subject is ``batch.description`` (``chore: remove all unused imports (30 files)``) with
+    the file count of the diff itself (``files``); the body names the batch, its rules, how many
+    of its issues it fixed, the counts before (the parent commit's measurement) and after (this
+    commit's) per tool, how the tests judged it (``verified``) and the fixer; the trailers
+    ``Airfix-Batch`` and ``Airfix-Run`` make ``git log --grep`` find a run's commits.
     """
+    n_files = len(files) if files is not None else len(batch.files)
+    subject = _FILE_COUNT.sub(f"{_plural(n_files, 'file')})", batch.description)
+    n_issues = len(batch.issue_ids) if fixed is None else fixed
     lines = [
-        batch.description,
+        subject,
         "",
         f"Batch: {batch.batch_id} ({batch.kind}, {batch.phase} phase, {batch.mode} mode)",
-        f"Issues: {len(batch.issue_ids)} in {_plural(len(batch.files), 'file')}",
+        f"Issues: {n_issues} in {_plural(n_files, 'file')}",
         f"Rules: {', '.join(batch.rules) if batch.rules else '(none)'}",
     ]
     keys = sorted(set(counts_before) | set(counts_after))
@@ -485,6 +512,8 @@ def commit_message(
             lines.append(
                 f"  {key}: {'?' if before is None else before} -> {'?' if after is None else after}"
             )
+    if verified:
+        lines.append(f"Verified: {verified}")
     lines += [
         f"Fixer: {fixer or '(unknown)'}",
         "",

@@ -40,6 +40,7 @@ TerminalStatus = Literal[
     "cancelled",
     "failed",
     "simulated",
+    "nothing_fixable",
 ]
 TERMINAL_STATUSES: tuple[str, ...] = TerminalStatus.__args__  # type: ignore[attr-defined]
 
@@ -93,6 +94,16 @@ class IssueRecord(msgspec.Struct, frozen=True, kw_only=True):
     fix: str = ""  # the tool's own fix: "safe", "unsafe" or "" (none); added after schema 1
 
 
+class Remaining(msgspec.Struct, frozen=True, kw_only=True):
+    """Issues a finished run leaves, one line per tool and rule, with why they were left."""
+
+    tool: str
+    rule: str
+    count: int
+    reason: str
+    files: list[str] = []  # up to a few, for the summary
+
+
 # ---------------------------------------------------------------- the events
 
 
@@ -139,6 +150,9 @@ class HealthChecked(Event, frozen=True, kw_only=True):
     score: float = 0.0
     parts: dict[str, float] = {}
     healthy: bool = False
+    # each test's outcome by id (passed / failed / error / skipped): what a change is judged by
+    test_outcomes: dict[str, str] = {}
+    flaky: list[str] = []  # tests whose outcome changed with no change to the code; never judged
 
 
 class IssuesDiscovered(Event, frozen=True, kw_only=True):
@@ -187,6 +201,15 @@ class FixRolledBack(Event, frozen=True, kw_only=True):
     reason: str
     reset_to: str = ""
     regressions: list[str] = []
+    flaky: list[str] = []  # tests found flaky while verifying (re-run alone, they passed)
+    culprits: list[str] = []  # fingerprints of the batch's issues blamed for the verdict
+
+
+class BatchSkipped(Event, frozen=True, kw_only=True):
+    """A planned batch with nothing left to do (earlier batches fixed its issues): no failure."""
+
+    batch_id: str
+    reason: str = ""
 
 
 class Committed(Event, frozen=True, kw_only=True):
@@ -196,6 +219,10 @@ class Committed(Event, frozen=True, kw_only=True):
     files: list[str] = []
     counts_before: dict[str, int] = {}
     counts_after: dict[str, int] = {}
+    resolved: list[str] = []  # fingerprints gone since the parent (one per occurrence)
+    tests_fixed: list[str] = []  # tests that did not pass before and pass now
+    flaky: list[str] = []
+    verified_by: str = ""  # how the tests judged it ("" = by an older airfix)
 
 
 class IterationCompleted(Event, frozen=True, kw_only=True):
@@ -214,6 +241,7 @@ class RunCompleted(Event, frozen=True, kw_only=True):
     issues_before: int = 0
     issues_after: int = 0
     commits: int = 0
+    remaining: list[Remaining] = []
 
 
 class RunFailed(Event, frozen=True, kw_only=True):
@@ -242,6 +270,7 @@ AnyEvent = Union[  # noqa: UP007 - a runtime alias msgspec decodes from; kept ex
     RunCompleted,
     RunFailed,
     RunCancelled,
+    BatchSkipped,
 ]
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)

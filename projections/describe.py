@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from airfix.events.schema import (
     BatchPlanned,
+    BatchSkipped,
     Committed,
     Event,
     FixApplied,
@@ -42,7 +43,17 @@ def describe(ev: Event) -> str:
         return f"run requested on {ev.target}{mode}: batching {ev.batching}, fixer {ev.fixer}, " \
                f"max {ev.limits.max_iterations} iterations"
     if isinstance(ev, RunStarted):
-        return f"started on branch {ev.branch or '-'} at {ev.base_sha[:10]} by {ev.worker}"
+        start = ev.base_branch or "HEAD"
+        line = f"started from {start} at {ev.base_sha[:10]} by {ev.worker}; commits go to {ev.branch or '-'}"
+        env = ev.environment
+        if env:
+            tools = ", ".join(f"{k.removeprefix('tool.')} {v}" for k, v in sorted(env.items())
+                              if k.startswith("tool."))
+            source = env.get("python_source", "")
+            where = "airfix's own" if source == "airfix" else f"from {source}"
+            line += (f"\n  checks run with python {env.get('python', '?')} "
+                     f"({env.get('python_version', '?')}, {where}); {tools}")
+        return line
     if isinstance(ev, HealthChecked):
         verdict = "healthy" if ev.healthy else "not healthy"
         return f"health check ({ev.scope}, iteration {ev.iteration}): score {ev.score:.2f}, {verdict}; {_tools(ev)}"
@@ -63,6 +74,8 @@ def describe(ev: Event) -> str:
         return f"fix failed for {ev.batch_id}: {ev.reason}"
     if isinstance(ev, FixRolledBack):
         return f"rolled back {ev.batch_id}: {ev.reason}"
+    if isinstance(ev, BatchSkipped):
+        return f"skipped {ev.batch_id}: {ev.reason}"
     if isinstance(ev, Committed):
         subject = ev.message.splitlines()[0] if ev.message else ""
         return f"committed {ev.sha[:10]} {subject}"

@@ -1,7 +1,9 @@
 """A run's summary, computed from its events alone (so it can never claim what did not happen).
 
-Issues before/after per tool come from the first and the last *full* HealthChecked; commits,
-rollbacks and failures from their events; the status from the terminal event.
+Issues before per tool come from the first *full* HealthChecked; after, from the latest
+measurement of the tree the run left: the last full check with every later commit's own
+measurement applied (a run can end mid-iteration).  Commits, rollbacks, skips and failures come
+from their events; the status and what is left (with why) from the terminal event.
 """
 
 from __future__ import annotations
@@ -11,14 +13,17 @@ from typing import Any
 
 import msgspec
 
+from airfix.events.ledger import iteration_view
 from airfix.events.machine import RunState, fold
 from airfix.events.schema import (
     BatchPlanned,
+    BatchSkipped,
     Committed,
     Event,
     FixFailed,
     FixRolledBack,
     HealthChecked,
+    Remaining,
     RunCompleted,
 )
 
@@ -54,6 +59,11 @@ class RunReport(msgspec.Struct, kw_only=True):
     branch: str
     base_sha: str
     simulation: bool
+    base_branch: str = ""
+    environment: dict[str, str] = {}
+    skipped: list[dict[str, Any]] = []
+    remaining: list[Remaining] = []
+    tests_ran: bool = False  # did any check run the project's tests
 
 
 def build_report(events: Iterable[Event]) -> RunReport:
@@ -61,6 +71,7 @@ def build_report(events: Iterable[Event]) -> RunReport:
     state: RunState = fold(evs)
     full = [e for e in evs if isinstance(e, HealthChecked) and e.scope == "full"]
     first, last = (full[0], full[-1]) if full else (None, None)
+    view = iteration_view(evs, last.iteration) if last else None
     tools: dict[str, ToolSummary] = {}
     for check, when in ((first, "before"), (last, "after")):
         for t in check.tools if check else []:
@@ -69,6 +80,8 @@ def build_report(events: Iterable[Event]) -> RunReport:
             if when == "before":
                 row.status_before, row.issues_before = t.status, issues
             else:
+                if view is not None and issues is not None and t.tool in view.counts:
+                    issues = view.counts[t.tool]  # commits after the last full check measured it
                 row.status_after, row.issues_after = t.status, issues
     plans = {e.batch_id: e for e in evs if isinstance(e, BatchPlanned)}
     terminal = next((e for e in reversed(evs) if isinstance(e, RunCompleted)), None)
@@ -82,7 +95,8 @@ def build_report(events: Iterable[Event]) -> RunReport:
         reason=state.reason,
         iterations=state.iterations_completed,
         issues_before=state.issues_initial,
-        issues_after=terminal.issues_after if terminal else state.issues_open,
+        issues_after=len(view.issues) if view is not None and view.discovered
+        else (terminal.issues_after if terminal else state.issues_open),
         score_before=first.score if first else None,
         score_after=last.score if last else None,
         batches_planned=state.batches_planned,
@@ -98,4 +112,9 @@ def build_report(events: Iterable[Event]) -> RunReport:
         branch=state.branch,
         base_sha=state.base_sha,
         simulation=state.simulation,
+        base_branch=state.base_branch,
+        environment=dict(state.environment),
+        skipped=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, BatchSkipped)],
+        remaining=list(terminal.remaining) if terminal else [],
+        tests_ran=any(e.test_outcomes or any(t.counts.get("tests_total", 0) for t in e.tools) for e in full),
     )

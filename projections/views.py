@@ -17,6 +17,7 @@ import redis
 from airfix.events.keys import Keys
 from airfix.events.schema import (
     BatchPlanned,
+    BatchSkipped,
     Committed,
     Event,
     FixFailed,
@@ -75,7 +76,7 @@ class TaskQueue(Projection):
             ]
         if isinstance(event, FixStarted):
             return [Op("ZREM", q, (event.batch_id,))]
-        if isinstance(event, (Committed, FixRolledBack, FixFailed)):
+        if isinstance(event, (Committed, FixRolledBack, FixFailed, BatchSkipped)):
             self.runs.put(event.run_id, self.runs.get(event.run_id) - {event.batch_id})
             return self._drop(event.run_id, [event.batch_id])
         if isinstance(event, (IterationCompleted, *TERMINAL)):

@@ -1,8 +1,15 @@
-"""Measure a target's health: detected languages' tools, static tier first (in parallel), then the
-dynamic tier (tests, coverage) only when the static score reaches the threshold.
+"""Measure a target's health: detected languages' tools, the static tier first (in parallel), then
+the tests, always.
 
-A detected language without adapters, or no detected language at all, is a ``tool_error`` result:
-airfix never reports a project healthy because it did not know how to look.
+Tests always run: a change is never judged, and a project never called healthy, without its tests
+(the static gate used to skip them whenever type errors were plentiful, so fixes were committed
+untested).  A detected language without adapters, or no detected language at all, is a
+``tool_error`` result: airfix never reports a project healthy because it did not know how to look.
+
+Each test runner reports outcomes by test id; when two runs of the suite happen in one check (the
+test runner, and coverage around it), a test whose outcomes differ between them is *flaky*, and
+a test that failed is re-run alone once: passing then also makes it flaky.  Flaky tests are
+recorded and never used to judge a change.
 """
 
 from __future__ import annotations
@@ -11,18 +18,24 @@ import contextvars
 import hashlib
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import msgspec
 
 from airfix.config import Config
-from airfix.events.health import HealthReport, TestCounts, health_score, should_run_dynamic
+from airfix.events.health import HealthReport, TestCounts, health_score
 from airfix.events.schema import IssueRecord, ToolResult
 from airfix.services.logs import get_logger
 from airfix.services.tools import MypyAdapter, ToolAdapter, ToolRun, adapters_for_target
+from airfix.services.tools.base import BaseToolAdapter
+from airfix.services.tools.environment import PythonEnv
 
 log = get_logger("airfix.measure")
+
+PASSING = ("passed",)
+RERUN_LIMIT = 50  # failing tests re-run alone to tell flaky from failing; more is a broken suite
 
 
 class Measurement(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,29 +44,38 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     report: HealthReport
     tests: TestCounts | None = None
     coverage: float | None = None
+    outcomes: dict[str, str] = {}  # test id -> passed / failed / error / skipped
+    flaky: list[str] = []  # test ids whose outcome changed without a change to the code
     duration_s: float = 0.0
     static_wall_s: float = 0.0
     static_sum_s: float = 0.0
 
     def counts_by_tool(self) -> dict[str, int]:
+        """Issues per tool that measured (a tool in error or skipped has no count)."""
         out: dict[str, int] = {}
         for r in self.results:
             if r.status != "tool_error" and r.status != "skipped":
                 out[r.tool] = sum(1 for i in self.issues if i.tool == r.tool)
         return out
 
+    @property
+    def tests_ran(self) -> bool:
+        return bool(self.outcomes) or (self.tests is not None and self.tests.total > 0)
 
-def mypy_cache_dir(target: Path) -> Path:
-    """mypy's incremental cache for one target, outside it (re-checks take a second, not eight)."""
-    digest = hashlib.sha256(str(target.resolve()).encode()).hexdigest()[:16]
+
+def mypy_cache_dir(target: Path, python: str = "") -> Path:
+    """mypy's incremental cache for one target (and interpreter), outside it: re-checks take a
+    second, not eight."""
+    digest = hashlib.sha256(f"{target.resolve()}\0{python}".encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / "airfix-mypy-cache" / digest
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _run(adapter: ToolAdapter, target: Path, timeout_s: float) -> ToolRun:
+def _run(adapter: ToolAdapter, target: Path, timeout_s: float,
+         files: Sequence[str] | None = None) -> ToolRun:
     started = time.monotonic()
-    run = adapter.run(target, timeout_s=timeout_s)
+    run = adapter.run(target, files, timeout_s=timeout_s)
     log.info("tool finished", tool=adapter.name, status=run.result.status,
              issues=len(run.issues), duration_s=round(time.monotonic() - started, 3),
              **({"error": run.result.error[:300]} if run.result.error else {}))
@@ -72,31 +94,42 @@ def _with_test_counts(run: ToolRun) -> ToolRun:
     return msgspec.structs.replace(run, result=result)
 
 
-def _skipped(adapter: ToolAdapter, why: str) -> ToolRun:
-    return ToolRun(result=ToolResult(tool=adapter.name, status="skipped", error=why))
+def counts_of_tests(run: ToolRun) -> TestCounts:
+    """A runner's counts, each test once: ``tests_failed`` excludes errors."""
+    m = run.metrics
+    return TestCounts(passed=int(m.get("tests_passed", 0)), failed=int(m.get("tests_failed", 0)),
+                      errors=int(m.get("tests_errors", 0)), skipped=int(m.get("tests_skipped", 0)))
 
 
-def measure(target: Path, config: Config, *, force_dynamic: bool = False, scope: str = "full") -> Measurement:
-    """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
-    checks that open and close an iteration need; tests still run, so a batch that breaks one is
-    caught."""
-    started = time.monotonic()
+def tool_adapters(target: Path, python: PythonEnv | None) -> tuple[list[ToolAdapter], list[ToolResult]]:
+    """The target's adapters (set to the project's interpreter), and tool errors for what airfix
+    cannot check."""
     by_language = adapters_for_target(target)
-    results: list[ToolResult] = []
-    issues: list[IssueRecord] = []
+    errors: list[ToolResult] = []
     if not by_language:
-        results.append(ToolResult(tool="language-detection", status="tool_error",
-                                  error=f"no supported language detected in {target} "
-                                        "(pyproject.toml, package.json, go.mod, pubspec.yaml)"))
+        errors.append(ToolResult(tool="language-detection", status="tool_error",
+                                 error=f"no supported language detected in {target} "
+                                       "(pyproject.toml, package.json, go.mod, pubspec.yaml)"))
     adapters: list[ToolAdapter] = []
     for language, found in by_language.items():
         if not found:
-            results.append(ToolResult(tool=f"{language}-tools", status="tool_error",
-                                      error=f"{language} detected but airfix has no adapters for it yet"))
+            errors.append(ToolResult(tool=f"{language}-tools", status="tool_error",
+                                     error=f"{language} detected but airfix has no adapters for it yet"))
         adapters += found
     for a in adapters:
+        if python is not None and isinstance(a, BaseToolAdapter):
+            a.use_python(python)
         if isinstance(a, MypyAdapter) and a.cache_dir is None:
-            a.cache_dir = mypy_cache_dir(target)
+            a.cache_dir = mypy_cache_dir(target, python.python if python else "")
+    return adapters, errors
+
+
+def measure(target: Path, config: Config, *, scope: str = "full",
+            python: PythonEnv | None = None) -> Measurement:
+    """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
+    checks that open and close an iteration need; the tests always run."""
+    started = time.monotonic()
+    adapters, results = tool_adapters(target, python)
     static = [a for a in adapters if a.tier == "static"]
     dynamic = [a for a in adapters if a.tier != "static" and not (scope == "batch" and a.name == "coverage")]
     hc = config.health_check
@@ -107,31 +140,53 @@ def measure(target: Path, config: Config, *, force_dynamic: bool = False, scope:
                    for a in static]
         static_runs = [f.result() for f in futures]
     static_wall = time.monotonic() - t0
-    static_sum = sum(r.result.duration_s for r in static_runs)
-    phases = {a.name: a.phase for a in adapters}
-    gate = health_score([*results, *(r.result for r in static_runs)], criteria=config.completion_criteria,
-                        static_pass_threshold=hc.static_pass_threshold, tool_phases=phases)
-    if dynamic and should_run_dynamic(gate.static_score, hc.static_pass_threshold, force=force_dynamic):
-        dynamic_runs = [_run(a, target, hc.test_timeout_s) for a in dynamic]
-    else:
-        why = f"static score {gate.static_score:.2f} below health_check.static_pass_threshold {hc.static_pass_threshold}"
-        dynamic_runs = [_skipped(a, why) for a in dynamic]
+    dynamic_runs = [_run(a, target, hc.test_timeout_s) for a in dynamic]
     runs = [_with_test_counts(r) for r in static_runs + dynamic_runs]
     results += [r.result for r in runs]
-    for r in runs:
-        issues += r.issues
+    issues = [i for r in runs for i in r.issues]
     tests = coverage = None
+    outcome_runs = [r for r in runs if r.ok and r.tests]
     for r in runs:
-        if r.result.status in ("skipped", "tool_error"):
+        if not r.ok:
             continue
         if r.tests_total is not None and tests is None:
-            tests = TestCounts(passed=r.tests_passed or 0, failed=r.tests_failed or 0,
-                               errors=int(r.metrics.get("tests_errors", 0)),
-                               skipped=int(r.metrics.get("tests_skipped", 0)))
+            tests = counts_of_tests(r)
         if r.coverage_percent is not None:
             coverage = r.coverage_percent / 100.0
+    outcomes = dict(outcome_runs[0].tests) if outcome_runs else {}
+    flaky = sorted({t for r in outcome_runs[1:] for t, o in r.tests.items()
+                    if t in outcomes and (o in PASSING) != (outcomes[t] in PASSING)})
+    rerun = [t for t, o in outcomes.items() if o in ("failed", "error") and t not in flaky]
+    if rerun and scope == "full" and len(rerun) <= RERUN_LIMIT:
+        again = rerun_tests(target, config, rerun, python)
+        flaky = sorted({*flaky, *(t for t in rerun if again.get(t) in PASSING)})
+    phases = {a.name: a.phase for a in adapters}
     report = health_score(results, tests=tests, coverage=coverage, criteria=config.completion_criteria,
                           static_pass_threshold=hc.static_pass_threshold, tool_phases=phases)
     return Measurement(results=results, issues=issues, report=report, tests=tests, coverage=coverage,
-                       duration_s=time.monotonic() - started, static_wall_s=static_wall,
-                       static_sum_s=static_sum)
+                       outcomes=outcomes, flaky=flaky, duration_s=time.monotonic() - started,
+                       static_wall_s=static_wall,
+                       static_sum_s=sum(r.result.duration_s for r in static_runs))
+
+
+def rerun_tests(target: Path, config: Config, test_ids: Sequence[str],
+                python: PythonEnv | None = None) -> dict[str, str]:
+    """Run only these tests again (the runner that can select tests by id: pytest) and return
+    their outcomes; an empty dict when no runner can."""
+    adapters, _ = tool_adapters(target, python)
+    runner = next((a for a in adapters if a.name == "pytest"), None)
+    ids = [t for t in test_ids if "::" in t]  # node ids of tests, not files that failed to collect
+    if runner is None or not ids:
+        return {}
+    run = _run(runner, target, config.health_check.test_timeout_s, ids)
+    return dict(run.tests) if run.ok else {}
+
+
+def environment_facts(target: Path, python: PythonEnv) -> dict[str, str]:
+    """What the run's checks will use, for ``RunStarted.environment`` and the run's first lines:
+    the project's interpreter (how it was found) and each tool's version (``tool.<name>``)."""
+    facts = {"python": python.python, "python_version": python.version, "python_source": python.source}
+    adapters, _ = tool_adapters(target, python)
+    for a in adapters:
+        facts[f"tool.{a.name}"] = a.version() if a.available() else "not installed"
+    return facts

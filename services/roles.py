@@ -10,6 +10,7 @@ drops its result), and a redelivered event finds the run moved on and does nothi
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from airfix.config import Config
 from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.guards import GuardPolicy, check_diff
 from airfix.events.health import TestCounts, judge_batch
+from airfix.events.ledger import IterationView, explain_remaining, iteration_view, lessons
 from airfix.events.machine import (
     ApplyFix,
     Commit,
@@ -30,6 +32,7 @@ from airfix.events.machine import (
     RecordIssues,
     RollBack,
     RunState,
+    SkipBatch,
     StartFix,
     StartRun,
     decide,
@@ -39,11 +42,10 @@ from airfix.events.machine import (
 from airfix.events.planning import PlannedBatch, commit_message, phase_caps, plan_batches
 from airfix.events.schema import (
     BatchPlanned,
-    Committed,
     Event,
     HealthChecked,
     IssueRecord,
-    IssuesDiscovered,
+    RunCompleted,
     stamp,
 )
 from airfix.events.steps import ROLE_OF, Action, Role, next_batch
@@ -51,7 +53,14 @@ from airfix.events.store import EventStore, LogEntry
 from airfix.services import fixers as fixer_registry
 from airfix.services.git import GitError, Repo
 from airfix.services.logs import bind_event, get_logger
-from airfix.services.measure import Measurement, measure
+from airfix.services.measure import (
+    RERUN_LIMIT,
+    Measurement,
+    environment_facts,
+    measure,
+    rerun_tests,
+)
+from airfix.services.tools.environment import PythonEnv, find_python, python_env_of
 
 log = get_logger("airfix.roles")
 
@@ -69,39 +78,55 @@ class Pipeline:
         """The state after ``events`` (payload-only), as the store will fold them."""
         return fold(stamp(events, run_id=state.run_id, expected_version=state.version), state)
 
-    def iteration_events(self, state: RunState) -> list[Event]:
-        """This run's events since the start of the current iteration's check."""
-        events = list(self.store.read_run(state.run_id))
-        start = 0
-        for i, ev in enumerate(events):
-            if isinstance(ev, HealthChecked) and ev.iteration == state.iteration and start == 0:
-                start = i
-        return events[start:]
+    def events(self, state: RunState) -> list[Event]:
+        return list(self.store.read_run(state.run_id, to_version=state.version))
 
-    def current_issues(self, state: RunState) -> tuple[list[IssueRecord], dict[str, BatchPlanned]]:
-        """The open issues of this iteration (discovered minus committed batches') and its batches."""
-        events = self.iteration_events(state)
-        issues: list[IssueRecord] = []
-        batches: dict[str, BatchPlanned] = {}
-        committed: set[str] = set()
+    def python(self, state: RunState) -> PythonEnv | None:
+        return python_env_of(state.environment)
+
+    def chain(self, state: RunState) -> list[fixer_registry.Fixer]:
+        return fixer_registry.chain(state.fixer or ",".join(self.config.fixer.chain))
+
+    def tests_before(self, events: Sequence[Event], iteration: int) -> TestCounts | None:
+        """The opening check's test counts (for runners that report no per-test outcomes)."""
         for ev in events:
-            if isinstance(ev, IssuesDiscovered):
-                issues = list(ev.issues)
-            elif isinstance(ev, BatchPlanned):
-                batches[ev.batch_id] = ev
-            elif isinstance(ev, Committed):
-                committed.update(batches[ev.batch_id].issue_ids if ev.batch_id in batches else [])
-        return [i for i in issues if i.issue_id not in committed], batches
-
-    def last_tests(self, state: RunState) -> TestCounts | None:
-        for ev in reversed(self.iteration_events(state)):
-            if isinstance(ev, HealthChecked):
+            if isinstance(ev, HealthChecked) and ev.iteration == iteration:
                 for t in ev.tools:
                     if t.status in ("passed", "failed") and "tests_total" in t.counts:
                         c = t.counts
                         return TestCounts(passed=c.get("tests_passed", 0), failed=c.get("tests_failed", 0),
                                           errors=c.get("tests_errors", 0), skipped=c.get("tests_skipped", 0))
+                return None
         return None
+
+    def finish(self, state: RunState, events: list[Event], issues: Sequence[IssueRecord],
+               history: Sequence[Event]) -> list[Event]:
+        """When ``events`` end the run, say in the final event what is left, and why."""
+        if not events or not isinstance(events[-1], RunCompleted):
+            return events
+        try:
+            chain = self.chain(state)
+        except AirfixError:
+            chain = []
+        cfg = self.config.fixer
+        learned = lessons(history)
+        planned = [i for ev in history if isinstance(ev, BatchPlanned) for i in ev.issue_ids]
+        left = explain_remaining(issues, fixable=lambda i: fixer_registry.supported(chain, i, cfg),
+                                 set_aside=learned.set_aside, planned=planned,
+                                 fixer=state.fixer, limit=events[-1].reason)
+        return [*events[:-1], msgspec.structs.replace(events[-1], remaining=left)]
+
+
+def open_issues_of(batch: BatchPlanned, view: IterationView) -> list[IssueRecord]:
+    """The batch's issues that the latest measurement still shows (as many per fingerprint as
+    the batch holds, at most as many as are still open)."""
+    wanted = Counter(view.discovered[i].fingerprint for i in batch.issue_ids if i in view.discovered)
+    out: list[IssueRecord] = []
+    for issue in view.issues:
+        if wanted[issue.fingerprint] > 0:
+            wanted[issue.fingerprint] -= 1
+            out.append(issue)
+    return out
 
 
 # ------------------------------------------------------------------------------ the actions
@@ -113,23 +138,26 @@ def _health(m: Measurement, scope: str = "full") -> RecordHealth:
         for r in m.results
     ]
     return RecordHealth(now=time.time(), tools=results, score=m.report.score, parts=m.report.parts,
-                        healthy=m.report.healthy, scope=scope)  # type: ignore[arg-type]
+                        healthy=m.report.healthy, scope=scope,  # type: ignore[arg-type]
+                        test_outcomes=m.outcomes, flaky=m.flaky)
 
 
 def act_start(p: Pipeline, state: RunState) -> list[Event]:
     try:
         repo = Repo.open(state.target)
         repo.require_clean()
-        base = repo.head()
+        base, base_branch = repo.head(), repo.branch()
+        environment = environment_facts(repo.path, find_python(repo.path, state.python))
         if not p.config.git.commit_to_current_branch and not state.simulation:
             repo.checkout_new(f"{p.config.git.branch_prefix}{state.run_id}")
-        return decide(state, StartRun(worker=p.worker, base_sha=base, branch=repo.branch()))
+        return decide(state, StartRun(worker=p.worker, base_sha=base, branch=repo.branch(),
+                                      environment=environment, base_branch=base_branch))
     except GitError as exc:
         return decide(state, Fail(reason=str(exc)))
 
 
 def _check_events(p: Pipeline, state: RunState, m: Measurement) -> list[Event]:
-    events = decide(state, _health(m))
+    events = p.finish(state, decide(state, _health(m)), m.issues, p.events(state))
     after = p.advance(state, events)
     if not after.terminal:
         events += decide(after, RecordIssues(issues=m.issues))
@@ -137,12 +165,21 @@ def _check_events(p: Pipeline, state: RunState, m: Measurement) -> list[Event]:
 
 
 def act_check(p: Pipeline, state: RunState) -> list[Event]:
-    return _check_events(p, state, p.measure(Path(state.target), p.config))
+    return _check_events(p, state, p.measure(Path(state.target), p.config, python=p.python(state)))
 
 
 def act_close(p: Pipeline, state: RunState) -> list[Event]:
-    """Close the iteration with a full check; the same measurement opens the next one."""
-    m = p.measure(Path(state.target), p.config)
+    """Close the iteration with a full check; the same measurement opens the next one.
+
+    An iteration that planned nothing changed nothing: its opening check still stands, and the
+    run ends there (nothing left is fixable by the chain)."""
+    history = p.events(state)
+    if not state.planned and not state.simulation:
+        view = iteration_view(history, state.iteration)
+        events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(view.issues),
+                                                 score=state.score, nothing_fixable=True))
+        return p.finish(state, events, view.issues, history)
+    m = p.measure(Path(state.target), p.config, python=p.python(state))
     events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(m.issues),
                                              score=m.report.score))
     closed, limit = events[:1], events[1:]  # IterationCompleted, then a limit's RunCompleted
@@ -151,54 +188,72 @@ def act_close(p: Pipeline, state: RunState) -> list[Event]:
     health = decide(after, _health(m))
     after_health = p.advance(after, health)
     if after_health.terminal:
-        return closed + health
+        return closed + p.finish(state, health, m.issues, history)
     if limit:
-        return closed + health + limit
+        return closed + health + p.finish(state, limit, m.issues, history)
     return closed + health + decide(after_health, RecordIssues(issues=m.issues))
 
 
 def act_plan(p: Pipeline, state: RunState) -> list[Event]:
-    issues, _ = p.current_issues(state)
+    history = p.events(state)
+    view = iteration_view(history, state.iteration)
     cfg = p.config
     try:
-        chain = fixer_registry.chain(state.fixer or cfg.fixer.name)
+        chain = p.chain(state)
     except AirfixError as exc:
         return decide(state, Fail(reason=str(exc)))
-    fixable = [i for i in issues if fixer_registry.supported(chain, i, cfg.fixer)]
-    if len(fixable) < len(issues):
-        log.info("issues no fixer in the chain can repair are left out of the plan",
-                 left_out=len(issues) - len(fixable), fixer=state.fixer)
+    learned = lessons(history)
+    fixable = [i for i in view.issues if fixer_registry.supported(chain, i, cfg.fixer)
+               and i.fingerprint not in learned.set_aside]
+    left_out = len(view.issues) - len(fixable)
+    if left_out:
+        log.info("issues no fixer in the chain can repair, or set aside after failed attempts, are "
+                 "left out of the plan", left_out=left_out, fixer=state.fixer)
     plan = plan_batches(fixable, mode=state.batching, iteration=state.iteration, run_id=state.run_id,
                         max_cleanup_batch_size=cfg.issue_grouping.max_cleanup_batch_size,
                         max_location_batch_size=cfg.issue_grouping.max_location_batch_size,
-                        batches_per_phase=phase_caps(cfg.batch_sizes))
+                        batches_per_phase=phase_caps(cfg.batch_sizes), alone=learned.alone)
     events: list[Event] = []
     s = state
     for batch in plan.batches:
         new = decide(s, batch.command())
         s = p.advance(s, new)
         events += new
-    if not events:  # nothing plannable: close the iteration rather than stall
+    if not events:  # nothing the chain can fix: the iteration (and the run) ends here
         return act_close(p, state)
     return events
 
 
 def act_fix(p: Pipeline, state: RunState) -> list[Event]:
-    _, batches = p.current_issues(state)
-    batch = next_batch(state, {b: e.priority for b, e in batches.items()})
+    view = iteration_view(p.events(state), state.iteration)
+    batch = next_batch(state, {b: e.priority for b, e in view.batches.items()})
+    planned = view.batches[batch]
+    if not open_issues_of(planned, view):
+        n = len(planned.issue_ids)
+        return decide(state, SkipBatch(batch_id=batch, reason=f"already fixed: its {n} issue(s) are gone "
+                                                             "since an earlier batch's commit"))
     return decide(state, StartFix(batch_id=batch, fixer=state.fixer, worker=p.worker))
 
 
 def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
-    issues, batches = p.current_issues(state)
-    batch = batches[state.current_batch]
-    mine = [i for i in issues if i.issue_id in set(batch.issue_ids)]
+    history = p.events(state)
+    view = iteration_view(history, state.iteration)
+    batch = view.batches[state.current_batch]
+    mine = open_issues_of(batch, view)
     repo = Repo.open(state.target)
     before = repo.head()
+
+    def failed(reason: str, outcome: fixer_registry.FixOutcome | None = None) -> list[Event]:
+        o = outcome or fixer_registry.FixOutcome(ok=False)
+        events = decide(state, FailFix(batch_id=batch.batch_id, fixer=state.fixer, reason=reason,
+                                       cost_usd=o.cost_usd, turns=o.turns, duration_s=o.duration_s,
+                                       now=time.time()))
+        return p.finish(state, events, view.issues, history)
+
     try:
-        chain = fixer_registry.chain(state.fixer or p.config.fixer.name)
+        chain = p.chain(state)
     except AirfixError as exc:
-        return decide(state, FailFix(batch_id=batch.batch_id, reason=str(exc), now=time.time()))
+        return failed(str(exc))
     attempt = state.attempts.get(batch.batch_id, 1)
     marker = f"{p.store.keys.prefix}:fix_attempt:{state.run_id}:{batch.batch_id}:{attempt}"
     if not p.store.client.set(marker, p.worker, nx=True, ex=7 * 86400):
@@ -207,11 +262,10 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
         previous = p.store.client.get(marker)
         repo.reset_hard(before)
         who = previous.decode() if isinstance(previous, bytes) else str(previous)
-        return decide(state, FailFix(batch_id=batch.batch_id, fixer=state.fixer, now=time.time(),
-                                     reason=f"worker {who} died while fixing this batch (attempt "
-                                            f"{attempt}); not running the fixer twice"))
+        return failed(f"worker {who} died while fixing this batch (attempt {attempt}); not running "
+                      "the fixer twice")
     request = fixer_registry.FixRequest(run_id=state.run_id, target=repo.path, batch=batch, issues=mine,
-                                        config=p.config.fixer)
+                                        config=p.config.fixer, environment=state.environment)
     outcome = fixer_registry.run_chain(chain, request)
     changed = repo.changed_files()
     if outcome.ok and changed:
@@ -219,17 +273,28 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
                                       cost_usd=outcome.cost_usd, turns=outcome.turns,
                                       duration_s=outcome.duration_s))
     repo.reset_hard(before)
-    reason = outcome.reason if not outcome.ok else "the fixer changed nothing"
-    return decide(state, FailFix(batch_id=batch.batch_id, fixer=state.fixer, reason=reason,
-                                 cost_usd=outcome.cost_usd, turns=outcome.turns,
-                                 duration_s=outcome.duration_s, now=time.time()))
+    return failed(outcome.reason if not outcome.ok else "the fixer changed nothing", outcome)
+
+
+def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[str]) -> str:
+    """How the tests judged a kept batch, for the commit body and the event."""
+    if not m.tests_ran and not before.tests_measured:
+        return "not verified by tests: none found"
+    passed = sum(1 for t, o in before.outcomes.items() if o == "passed")
+    still = sum(1 for t, o in before.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed")
+    total = len(m.outcomes) or (m.tests.total if m.tests else 0)
+    text = f"the full test suite ran: {still} of the {passed} tests that passed before pass ({total} run)"
+    flaky = set(before.flaky) | set(m.flaky) | set(newly_flaky)
+    if flaky:
+        text += f"; {len(flaky)} flaky test(s) not judged"
+    return text
 
 
 def act_verify(p: Pipeline, state: RunState) -> list[Event]:
-    issues, batches = p.current_issues(state)
-    batch = batches[state.current_batch]
-    ids = set(batch.issue_ids)
-    mine = [i for i in issues if i.issue_id in ids]
+    history = p.events(state)
+    view = iteration_view(history, state.iteration)
+    batch = view.batches[state.current_batch]
+    mine = open_issues_of(batch, view)
     repo = Repo.open(state.target)
     head = repo.head()
     if not repo.dirty_files() and f"Airfix-Batch: {batch.batch_id}" in repo.git("log", "-1", "--format=%B"):
@@ -241,35 +306,54 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event]:
     g = p.config.guards
     problems = check_diff(repo.diff(), GuardPolicy(g.allow_suppressions, g.allow_test_deletion,
                                                    g.allow_config_edits))
-    m = p.measure(repo.path, p.config, scope="batch")
-    verdict = judge_batch(mine, issues, m.issues, before_tests=p.last_tests(state), after_tests=m.tests,
+    python = p.python(state)
+    m = p.measure(repo.path, p.config, scope="batch", python=python)
+    flaky = set(view.flaky) | set(m.flaky)
+    suspects = [t for t, o in view.outcomes.items()
+                if o == "passed" and t not in flaky and m.outcomes.get(t) in ("failed", "error")]
+    newly_flaky: list[str] = []
+    if suspects and len(suspects) <= RERUN_LIMIT:  # fails after the change: again, alone
+        again = rerun_tests(repo.path, p.config, suspects, python)
+        newly_flaky = sorted(t for t in suspects if again.get(t) == "passed")
+    verdict = judge_batch(mine, view.issues, m.issues, before_tests=p.tests_before(history, state.iteration),
+                          after_tests=m.tests, before_outcomes=view.outcomes, after_outcomes=m.outcomes,
+                          flaky=flaky | set(newly_flaky), tests_may_go=g.allow_test_deletion,
                           tool_errors=[r.tool for r in m.results if r.status == "tool_error"])
     reasons = problems + list(verdict.reasons)
-    before_counts = _counts(issues)
-    after_counts = _counts(m.issues)
     if not reasons:
+        after_counts = m.counts_by_tool()
+        before_counts = {t: view.counts[t] for t in after_counts if t in view.counts}
         planned = PlannedBatch(batch_id=batch.batch_id, phase=batch.phase, mode=batch.mode,
                                issue_ids=list(batch.issue_ids), priority=batch.priority,
                                description=batch.description, files=list(batch.files) or ["."],
                                kind="mega" if batch.mode == "mega" else "location",
                                rules=sorted({i.rule for i in mine if i.rule}) or ["?"])
-        message = commit_message(planned, before_counts, after_counts, state.fixer, state.run_id)
         files = repo.changed_files()
-        sha = repo.commit_all(message, run_hooks=p.config.git.run_hooks)
-        return decide(state, Commit(batch_id=batch.batch_id, sha=sha, message=message, files=files,
-                                    counts_before=before_counts, counts_after=after_counts,
-                                    now=time.time()))
+        verified = _verified_by(view, m, newly_flaky)
+        message = commit_message(planned, before_counts, after_counts, state.fixer, state.run_id,
+                                  files=files, fixed=verdict.fixed, verified=verified)
+        try:
+            sha = repo.commit_all(message, run_hooks=p.config.git.run_hooks)
+        except GitError as exc:  # a hook refused it: the batch goes, the run goes on
+            repo.reset_hard(head)
+            return p.finish(state, decide(state, RollBack(
+                batch_id=batch.batch_id, reason=f"the commit was refused: {str(exc)[-1500:]}",
+                reset_to=head, flaky=newly_flaky, now=time.time())), view.issues, history)
+        tests_fixed = sorted(t for t, o in m.outcomes.items()
+                             if o == "passed" and view.outcomes.get(t) not in (None, "passed"))
+        events = decide(state, Commit(batch_id=batch.batch_id, sha=sha, message=message, files=files,
+                                      counts_before=before_counts, counts_after=after_counts,
+                                      resolved=[i.fingerprint for i in verdict.comparison.fixed]
+                                      if verdict.comparison else [],
+                                      tests_fixed=tests_fixed, flaky=newly_flaky, verified_by=verified,
+                                      now=time.time()))
+        return p.finish(state, events, m.issues, history)
     repo.reset_hard(head)
-    new = sorted({i.fingerprint for i in m.issues} - {i.fingerprint for i in issues})
-    return decide(state, RollBack(batch_id=batch.batch_id, reason="; ".join(reasons)[:2000],
-                                  reset_to=head, regressions=new[:100], now=time.time()))
-
-
-def _counts(issues: Sequence[IssueRecord]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for i in issues:
-        out[i.tool] = out.get(i.tool, 0) + 1
-    return out
+    new = sorted({i.fingerprint for i in m.issues} - {i.fingerprint for i in view.issues})
+    events = decide(state, RollBack(batch_id=batch.batch_id, reason="; ".join(reasons)[:2000],
+                                    reset_to=head, regressions=new[:100], flaky=newly_flaky,
+                                    now=time.time()))
+    return p.finish(state, events, view.issues, history)
 
 
 ACTIONS: dict[Action, Callable[[Pipeline, RunState], list[Event]]] = {

@@ -44,6 +44,7 @@ log = get_logger("airfix.run")
 EXIT_CODES = {
     "succeeded": 0, "simulated": 0, "failed": 1, "partially_fixed": 3, "no_progress": 4,
     "budget_exhausted": 5, "timed_out": 6, "verify_failed": 7, "tool_error": 8, "cancelled": 9,
+    "nothing_fixable": 11,
 }
 
 
@@ -212,11 +213,15 @@ def render(report: RunReport, *, stream: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=stream or sys.stdout)
+    out = stream or sys.stdout
+    # in a pipe nothing wraps: every line stays whole for grep and for the reader of a log
+    console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 1000)
     title = f"airfix run {report.run_id}: [bold]{report.status or report.state}[/bold]"
     console.print(title)
     console.print(f"  target {report.target}  branch {report.branch or '-'}  "
                   f"iterations {report.iterations}  {report.duration_s:.1f}s")
+    if report.environment:
+        console.print(f"  {environment_line(report.environment)}", markup=False)
     if report.reason:
         console.print(f"  reason: {report.reason}")
     tools = Table(title="issues per tool", show_lines=False)
@@ -234,8 +239,70 @@ def render(report: RunReport, *, stream: Any = None) -> None:
         console.print(f"  [yellow]rolled back[/yellow] {r['batch_id']}: {r['reason'][:200]}")
     for f in report.failed:
         console.print(f"  [red]failed[/red] {f['batch_id']}: {f['reason'][:200]}")
+    for k in report.skipped:
+        console.print(f"  [dim]skipped[/dim] {k['batch_id']}: {k['reason'][:200]}")
     if report.tool_errors:
         console.print(f"  [red]tool errors:[/red] {', '.join(report.tool_errors)}")
+    if not report.tests_ran and report.commits:
+        console.print("  [yellow]not verified by tests: none found[/yellow] (the project has no tests "
+                      "airfix could run)")
+    if report.remaining:
+        console.print(f"  left: {sum(r.count for r in report.remaining)} issue(s)")
+        for r in report.remaining:
+            where = f" ({', '.join(r.files)})" if r.files else ""
+            console.print(f"    {r.tool} {r.rule}: {r.count}, {r.reason}{where}", markup=False)
+    for line in where_the_work_is(report):
+        console.print(line, markup=False)
+
+
+def where_the_work_is(report: RunReport) -> list[str]:
+    """Where the run's commits are and the commands to review, take or drop them."""
+    if report.simulation:
+        return ["  simulation: nothing was changed"]
+    branch, base = report.branch, report.base_branch or report.base_sha[:12]
+    n = len(report.commits)
+    if not n:
+        return [f"  no commits: {base} is checked out as before"]
+    if not branch or branch == report.base_branch:
+        return [f"  {n} commit(s) on {branch or 'HEAD'}, where you were; review: git log -{n} -p"]
+    return [
+        (f"  {n} commit(s) on branch {branch}, on top of {base} ({report.base_sha[:10]}); "
+         "the project has it checked out"),
+        (f"  review: git log --stat {report.base_sha[:10]}..{branch}   "
+         f"git diff {report.base_sha[:10]} {branch}"),
+        f"  take:   git checkout {base} && git merge --ff-only {branch}",
+        f"  drop:   git checkout {base} && git branch -D {branch}",
+    ]
+
+
+def restore_branch(report: RunReport) -> bool:
+    """A finished run that made no commits leaves the user where they were: the branch they were
+    on is checked out again and the empty run branch is removed.  True when it did that."""
+    if report.state != "completed" or report.commits or report.simulation or not report.branch:
+        return False
+    if not report.base_branch or report.branch == report.base_branch:
+        return False
+    try:
+        repo = Repo(Path(report.target))
+        if repo.branch() != report.branch or repo.dirty_files() or repo.head() != report.base_sha:
+            return False
+        target = report.base_sha if report.base_branch == "HEAD" else report.base_branch
+        repo.git("checkout", "-q", target)
+        repo.git("branch", "-q", "-D", report.branch)
+    except AirfixError as exc:
+        log.warning("could not restore the branch you were on", error=str(exc))
+        return False
+    return True
+
+
+def environment_line(environment: dict[str, str]) -> str:
+    """``python PATH (3.11.7, from .venv); ruff 0.17.6, mypy 2.4.1, ...``"""
+    python = environment.get("python", "?")
+    source = environment.get("python_source", "")
+    where = "airfix's own interpreter" if source == "airfix" else f"from {source}"
+    tools = ", ".join(f"{k.removeprefix('tool.')} {v}" for k, v in sorted(environment.items())
+                      if k.startswith("tool."))
+    return f"python {python} ({environment.get('python_version', '?')}, {where}); {tools}"
 
 
 def _n(value: int | None) -> str:
@@ -333,6 +400,7 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
         if status is not None and status.get("state") == "completed":
             release_lock(app, status["target"], run_id)
     report = report_for(app, run_id)
+    restore_branch(report)
     if json_out:
         print(report_json(report), flush=True)
     else:

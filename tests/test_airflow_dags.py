@@ -35,7 +35,7 @@ from tests.pipeline_harness import commits_since, head, make_repo
 
 pytestmark = pytest.mark.slow
 
-PROGRESS = ("run requested on", "started on branch", "health check (full, iteration 1)", "issue(s) found",
+PROGRESS = ("run requested on", "started from ", "health check (full, iteration 1)", "issue(s) found",
             "planned (priority", "run finished:")
 
 

@@ -60,6 +60,7 @@ EXPECTED = {
     ("checking", "IssuesDiscovered"): "planning",
     ("planning", "BatchPlanned"): "planning",
     ("planning", "FixStarted"): "fixing",
+    ("planning", "BatchSkipped"): "planning",
     ("fixing", "FixApplied"): "verifying",
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",
@@ -671,6 +672,7 @@ def test_every_decided_terminal_status_is_known():
         "cancelled",
         "failed",
         "simulated",
+        "nothing_fixable",
     } == set(TERMINAL_STATUSES)
 
 
@@ -829,3 +831,37 @@ def test_an_unhealthy_check_resets_the_stability_streak():
     s, _ = apply(s, health(90.0, healthy=True))
     s, _ = apply(s, health(40.0, healthy=False))
     assert 0 == s.healthy_streak
+
+
+# ---------------------------------------------------------------- skipped batches, nothing fixable
+
+
+def test_a_batch_whose_issues_are_gone_is_skipped_without_a_failure():
+    s = plan(planning(Limits(max_consecutive_failures=1)), "b1", "b2")
+    s, ev = apply(s, m.SkipBatch(batch_id="b1", reason="already fixed by an earlier batch"))
+    assert types(ev) == ["BatchSkipped"]
+    assert s.pending == ["b2"] and s.batches_skipped == 1 and s.consecutive_failures == 0
+    assert not s.terminal
+    with pytest.raises(InvalidTransition, match="not pending"):
+        decide(s, m.SkipBatch(batch_id="b1"))
+    s, _ = apply(s, StartFix(batch_id="b2"))
+    with pytest.raises(InvalidTransition):
+        decide(s, m.SkipBatch(batch_id="b2"))
+
+
+def test_nothing_fixable_ends_the_run_with_its_own_status_and_what_is_left():
+    left = [m.Remaining(tool="mypy", rule="arg-type", count=3, reason="no fixer in the chain")]
+    s, ev = apply(planning(), CompleteIteration(now=T0, nothing_fixable=True))
+    assert types(ev) == ["IterationCompleted", "RunCompleted"]
+    assert (s.status, s.terminal) == ("nothing_fixable", True)
+    assert "nothing left is fixable" in s.reason
+    events = decide(planning(), CompleteIteration(now=T0, nothing_fixable=True))
+    events[-1] = msgspec.structs.replace(events[-1], remaining=left)  # as the roles fill it in
+    after = fold(stamp(events, run_id=planning().run_id, expected_version=planning().version), planning())
+    assert after.remaining == left
+
+
+def test_nothing_fixable_after_commits_is_partially_fixed():
+    s, _ = fix_cycle(planning(), "b1", "commit")
+    s, _ = apply(s, CompleteIteration(now=T0, nothing_fixable=True))
+    assert s.status == "partially_fixed" and "nothing left is fixable" in s.reason

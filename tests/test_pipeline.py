@@ -251,7 +251,8 @@ def test_a_fixer_that_deletes_a_test_is_rejected(tmp_path: Path) -> None:
         run_id, report = run_to_end(app, repo, fixer="delete-test", max_iterations=1)
     rolled = _assert_nothing_kept(app, run_id, repo, base, files)
     for e in rolled:
-        assert "deletes a test in tests/test_core.py" in e.reason, e.reason
+        assert "test(s) that passed no longer run (deleted or not collected): " \
+               "tests/test_core.py::test_" in e.reason, e.reason
     assert (repo / "tests" / "test_core.py").read_text() == MINI_FILES["tests/test_core.py"]
     assert not report.commits and report.status != "succeeded"
 

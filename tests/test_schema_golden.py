@@ -48,7 +48,7 @@ def test_new_fields_have_defaults() -> None:
         "FixStarted": {"batch_id", "fixer"}, "FixApplied": {"batch_id", "fixer"},
         "FixFailed": {"batch_id", "fixer", "reason"}, "FixRolledBack": {"batch_id", "reason"},
         "Committed": {"batch_id", "sha"}, "IterationCompleted": {"iteration"},
-        "RunCompleted": {"status"}, "RunFailed": {"reason"},
+        "RunCompleted": {"status"}, "RunFailed": {"reason"}, "BatchSkipped": {"batch_id"},
     }
     for name, cls in EVENT_TYPES.items():
         required = {f.name for f in msgspec.structs.fields(cls) if f.required}

@@ -497,17 +497,30 @@ def test_no_tests_is_a_failed_check_not_a_pass(tmp_path: Path) -> None:
 
 
 def test_collection_errors_are_issues_and_other_tests_still_run(sample: Path) -> None:
-    (sample / "tests" / "test_broken_import.py").write_text("import no_such_module_xyz\n")
+    """A test module that fails to import because of the project's own code is a defect."""
+    (sample / "tests" / "test_broken_import.py").write_text("from inventory.pricing import no_such_name\n")
     run = PytestAdapter().run(sample)
     assert run.result.status == "failed"
     assert (run.tests_total, run.tests_passed) == (14, 12)
+    assert run.tests["tests/test_broken_import.py"] == "error"
+    assert sum(1 for o in run.tests.values() if o == "passed") == 12
     rules = {(i.file, i.rule) for i in run.issues}
     assert rules == {
         ("tests/test_broken_import.py", "collection-error"),
         ("tests/test_pricing.py", "failure"),
     }
     broken = next(i for i in run.issues if i.rule == "collection-error")
-    assert "no_such_module_xyz" in broken.message
+    assert "no_such_name" in broken.message
+
+
+def test_a_dependency_missing_from_the_environment_is_a_tool_error_naming_the_fix(sample: Path) -> None:
+    """Not an issue for a fixer: the environment lacks a package, no file has a defect."""
+    (sample / "tests" / "test_needs_dep.py").write_text("import no_such_module_xyz\n")
+    for adapter in (PytestAdapter(), CoverageAdapter()):
+        run = adapter.run(sample)
+        assert_tool_error(run, "lacks 'no_such_module_xyz'", "tests/test_needs_dep.py",
+                          "-m pip install", "--python")
+        assert run.issues == []
 
 
 # ---------------------------------------------------------------- scoping and commands
@@ -547,11 +560,12 @@ def test_commands_keep_artifacts_outside_the_target(sample: Path, tmp_path: Path
     assert "no:cacheprovider" in pytest_cmd and "--continue-on-collection-errors" in pytest_cmd
     junit = next(a for a in pytest_cmd if a.startswith("--junitxml="))
     assert not junit.removeprefix("--junitxml=").startswith(str(sample))
+    assert pytest_cmd[:3] == [sys.executable, "-m", "pytest"]  # the project's interpreter
     cov = CoverageAdapter().command(sample)
     assert (
-        cov[1:3] == ["run", cov[2]]
-        and cov[2].startswith("--data-file=")
-        and cov[3:5] == ["-m", "pytest"]
+        cov[:4] == [sys.executable, "-m", "coverage", "run"]
+        and cov[4].startswith("--data-file=")
+        and cov[5:7] == ["-m", "pytest"]
     )
 
 

@@ -23,6 +23,7 @@ class FixRequest(msgspec.Struct, frozen=True, kw_only=True):
     batch: BatchPlanned
     issues: list[IssueRecord]
     config: FixerConfig
+    environment: dict[str, str] = {}  # RunStarted.environment: the project's interpreter & tools
 
 
 class FixOutcome(msgspec.Struct, frozen=True, kw_only=True):

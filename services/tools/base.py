@@ -38,6 +38,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 
 from airfix.events.schema import IssueRecord, Phase, ToolResult, ToolStatus
+from airfix.services.tools.environment import PythonEnv, has_module, project_tool
 
 Tier = Literal["static", "dynamic"]
 
@@ -111,6 +112,8 @@ class ToolRun(msgspec.Struct, frozen=True, kw_only=True):
 _HEX_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 _NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])")
 _SPACE = re.compile(r"\s+")
+_CODE_SPAN = re.compile(r"`([^`]*)`")
+_QUOTES = str.maketrans({"'": '"', "\u2018": '"', "\u2019": '"', "\u201c": '"', "\u201d": '"'})
 
 
 def normalise_message(message: str) -> str:
@@ -120,8 +123,14 @@ def normalise_message(message: str) -> str:
     positions) become ``#`` and memory addresses ``0x?``; whitespace collapses.  Identifiers and
     quoted names stay, because they are what tells two issues in one file apart (``os`` vs ``sys``
     imported but unused).  Numbers inside identifiers (``x1``, ``py311``) are kept.
+
+    Tools quote source text in messages (ruff: ``Dictionary key literal `'a'` repeated``), so a
+    formatter that only changed quote style or spacing would make an old issue look new: quote
+    characters are unified and whitespace inside a quoted code span is dropped.
     """
-    text = _HEX_ADDRESS.sub("0x?", message)
+    text = _CODE_SPAN.sub(lambda m: "`" + _SPACE.sub("", m.group(1)) + "`", message)
+    text = text.translate(_QUOTES)
+    text = _HEX_ADDRESS.sub("0x?", text)
     text = _NUMBER.sub("#", text)
     return _SPACE.sub(" ", text).strip()
 
@@ -376,18 +385,19 @@ def _mtime(path: str) -> float:
         return 0.0
 
 
-_VERSIONS: dict[tuple[str, float], str] = {}
+_VERSIONS: dict[tuple[tuple[str, ...], float], str] = {}
 
 
-def _probe_version(exe: str, mtime: float, environment: Callable[[Path], dict[str, str]]) -> str:
-    """``exe --version``, once per executable (and per install: the mtime is in the key).
+def _probe_version(argv: Sequence[str], mtime: float,
+                   environment: Callable[[Path], dict[str, str]]) -> str:
+    """``<tool> --version``, once per executable (and per install: the mtime is in the key).
 
     Adapters are created per measurement; without this every check re-spawned every tool once
     more just to learn a version that had not changed."""
-    key = (exe, mtime)
+    key = (tuple(argv), mtime)
     if key not in _VERSIONS:
         with tempfile.TemporaryDirectory(prefix="airfix-version-") as tmp:
-            proc = run_process([exe, "--version"], Path(tmp), 30.0, environment(Path(tmp)))
+            proc = run_process([*argv, "--version"], Path(tmp), 30.0, environment(Path(tmp)))
         found = ""
         if proc.exit_code == 0:
             m = re.search(r"\d+(?:\.\d+)+\S*", proc.stdout + proc.stderr)
@@ -463,6 +473,8 @@ class BaseToolAdapter(ABC):
     tier: ClassVar[Tier]
     executable_name: ClassVar[str]
     default_timeout_s: ClassVar[float] = 600.0
+    #: run as ``<python> -m <module>`` with the project's interpreter (tools that import the project)
+    module: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -472,14 +484,33 @@ class BaseToolAdapter(ABC):
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.executable = executable or self.executable_name
+        self._as_module = self.module is not None and executable is None  # an explicit path wins
         self.extra_args = list(extra_args)
         self.extra_env = dict(env or {})
         self._version: str | None = None
+        self.python_env: PythonEnv | None = None
 
     # -- discovery
 
+    def use_python(self, env: PythonEnv) -> None:
+        """Run in the target project's environment (see :mod:`.environment`)."""
+        self.python_env = env
+        self._version = None
+
+    def _python(self) -> str:
+        return self.python_env.python if self.python_env is not None else sys.executable
+
     def resolve(self) -> str | None:
-        return find_executable(self.executable)
+        """The executable to start: the interpreter for a module tool, else the tool itself
+        (from the project's environment first, then next to airfix, then on PATH)."""
+        if self._as_module and self.module is not None:
+            python = self._python()
+            return python if has_module(python, self.module) else None
+        return project_tool(self.python_env, self.executable) or find_executable(self.executable)
+
+    def invocation(self, exe: str) -> list[str]:
+        """The argv prefix that starts the tool: ``[python, -m, module]`` or ``[exe]``."""
+        return [exe, "-m", self.module] if self._as_module and self.module is not None else [exe]
 
     def available(self) -> bool:
         return self.resolve() is not None
@@ -490,8 +521,21 @@ class BaseToolAdapter(ABC):
             exe = self.resolve()
             self._version = ""
             if exe is not None:
-                self._version = _probe_version(exe, _mtime(exe), self._environment)
+                self._version = _probe_version(self.invocation(exe), _mtime(exe), self._environment)
         return self._version
+
+    def missing(self) -> str:
+        """Why the tool cannot be started, and how to get it."""
+        if self._as_module and self.module is not None:
+            python = self._python()
+            where = (self.python_env.describe() if self.python_env is not None
+                     else f"{python} (airfix's own interpreter)")
+            return (f"{self.name}: {self.module} is not installed in the project's environment "
+                    f"{where}; install it there ({python} -m pip install {self.module}) or give "
+                    "the project's interpreter with --python")
+        return (f"{self.name}: executable {self.executable!r} not found (looked in the project's "
+                f"environment, next to {sys.executable} and on PATH); install it "
+                f"(pip install {self.executable_name})")
 
     # -- commands
 
@@ -534,11 +578,7 @@ class BaseToolAdapter(ABC):
         base_cmd = [self.executable]
         exe = self.resolve()
         if exe is None:
-            return self._tool_error(
-                f"{self.name}: executable {self.executable!r} not found (looked next to "
-                f"{sys.executable} and on PATH); install it (pip install {self.executable_name})",
-                base_cmd,
-            )
+            return self._tool_error(self.missing(), base_cmd)
         if not target.is_dir():
             return self._tool_error(f"{self.name}: target {target} is not a directory", [exe])
         self.version()  # recorded with the result, so a changed tool is not taken for a regression

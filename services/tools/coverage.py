@@ -35,6 +35,7 @@ from airfix.services.tools.base import (
 from airfix.services.tools.pytest import (
     EXIT_MEANINGS,
     NO_TESTS,
+    environment_failure,
     judge_tests,
     pytest_args,
     pytest_environment,
@@ -59,6 +60,7 @@ class CoverageAdapter(BaseToolAdapter):
     phase = "test"
     tier = "dynamic"
     executable_name = "coverage"
+    module = "coverage"
     default_timeout_s = 1800.0
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
@@ -71,7 +73,7 @@ class CoverageAdapter(BaseToolAdapter):
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
     ) -> list[str]:
         return [
-            exe, "run", f"--data-file={workdir / 'coverage.data'}", "-m", "pytest",
+            *self.invocation(exe), "run", f"--data-file={workdir / 'coverage.data'}", "-m", "pytest",
             *pytest_args(target, workdir / "junit.xml", self.extra_args, None),
         ]  # fmt: skip
 
@@ -85,11 +87,12 @@ class CoverageAdapter(BaseToolAdapter):
             )
         tests = read_junit(proc, ctx.workdir / "junit.xml", ctx.target, "coverage")
         judge_tests(code, tests, proc, "coverage")
+        environment_failure(self, tests, ctx.target, proc)
         if not data.exists() and any(ctx.workdir.glob("coverage.data.*")):
-            combine = self.spawn(ctx, [ctx.executable, "combine", f"--data-file={data}"])
+            combine = self.spawn(ctx, [*self.invocation(ctx.executable), "combine", f"--data-file={data}"])
             check_exit(combine, (0,), "coverage combine")
         out = ctx.workdir / "coverage.json"
-        report = self.spawn(ctx, [ctx.executable, "json", f"--data-file={data}", "-o", str(out)])
+        report = self.spawn(ctx, [*self.invocation(ctx.executable), "json", f"--data-file={data}", "-o", str(out)])
         json_code = check_exit(
             report, (0, 2), "coverage json"
         )  # 2 = below the project's fail_under

@@ -158,8 +158,16 @@ class MypyAdapter(BaseToolAdapter):
             paths = [] if configured_files(target) else ["."]
         return [
             exe, "-O", "json", "--cache-dir", str(self._cache(workdir)),
-            *self.extra_args, *paths,
+            *self._imports_from(exe), *self.extra_args, *paths,
         ]  # fmt: skip
+
+    def _imports_from(self, exe: str) -> list[str]:
+        """airfix's mypy reads the project's packages from the project's interpreter; a mypy
+        installed in the project's environment already does."""
+        env = self.python_env
+        if env is None or env.own or Path(exe).parent == env.bin_dir:
+            return []
+        return ["--python-executable", env.python]
 
     def execute(self, ctx: RunContext) -> ToolRun:
         if self.cache_dir is not None and self.cache_dir.is_relative_to(ctx.target):

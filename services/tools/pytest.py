@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -239,6 +240,41 @@ def judge_tests(code: int, report: JunitReport, proc: ProcessResult, tool: str) 
         raise ToolFailure(f"{tool}: exit 1 but no failed or errored test in the report", proc)
 
 
+_NO_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+
+
+def missing_dependencies(report: JunitReport, target: Path) -> list[tuple[str, str]]:
+    """(module, test file) for collection errors caused by a module that is neither installed
+    nor part of the project: the environment is incomplete, no file has a defect to fix."""
+    out: list[tuple[str, str]] = []
+    for f in report.findings:
+        if f.rule != "collection-error":
+            continue
+        for name in _NO_MODULE.findall(f.message):
+            top = name.split(".", 1)[0]
+            own = any((root / top).is_dir() or (root / f"{top}.py").is_file()
+                      for root in (target, target / "src"))
+            if not own and (top, f.file) not in out:
+                out.append((top, f.file))
+    return out
+
+
+def environment_failure(adapter: BaseToolAdapter, report: JunitReport, target: Path,
+                        proc: ProcessResult) -> None:
+    """Raise a ``tool_error`` that names the missing packages and how to install them."""
+    missing = missing_dependencies(report, target)
+    if not missing:
+        return
+    env = adapter.python_env
+    where = env.describe() if env is not None else "(airfix's own interpreter)"
+    python = env.python if env is not None else "python"
+    shown = ", ".join(f"'{m}' (imported by {f or 'a test'})" for m, f in missing[:5])
+    raise ToolFailure(
+        f"{adapter.name}: the project's environment {where} lacks {shown}: install the project's "
+        f"dependencies there (e.g. {python} -m pip install -e '.[test]'), or give the project's "
+        "interpreter with --python", proc)
+
+
 EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage or configuration error"}
 NO_TESTS = "no tests collected (pytest exit 5): a test phase without tests is not a pass"
 
@@ -248,6 +284,7 @@ class PytestAdapter(BaseToolAdapter):
     phase = "test"
     tier = "dynamic"
     executable_name = "pytest"
+    module = "pytest"
     default_timeout_s = 900.0
 
     def scope(self, target: Path, files: list[str]) -> list[str]:
@@ -269,7 +306,7 @@ class PytestAdapter(BaseToolAdapter):
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
     ) -> list[str]:
-        return [exe, *pytest_args(target, workdir / "junit.xml", self.extra_args, files)]
+        return [*self.invocation(exe), *pytest_args(target, workdir / "junit.xml", self.extra_args, files)]
 
     def execute(self, ctx: RunContext) -> ToolRun:
         proc = self.spawn(
@@ -282,6 +319,7 @@ class PytestAdapter(BaseToolAdapter):
             )
         report = read_junit(proc, ctx.workdir / "junit.xml", ctx.target, "pytest")
         judge_tests(code, report, proc, "pytest")
+        environment_failure(self, report, ctx.target, proc)
         issues = to_issues(self.name, report.findings)
         return self.result(
             ctx,

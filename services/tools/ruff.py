@@ -15,7 +15,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import msgspec
+
+from airfix.events.schema import IssueRecord
 from airfix.services.tools.base import (
     BaseToolAdapter,
     Finding,
@@ -37,6 +41,22 @@ class RuffReport:
     fixable: int = 0  # findings ``ruff check --fix`` fixes (applicability "safe")
     unsafe_fixable: int = 0  # need ``--unsafe-fixes``
     io_errors: list[str] = field(default_factory=list)
+    fixes: list[dict[str, Any] | None] = field(default_factory=list)  # each finding's ``fix``
+
+
+class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
+    """One finding as an issue, with ruff's own fix for it (``None``: ruff has none)."""
+
+    issue: IssueRecord
+    fix: dict[str, Any] | None = None
+
+
+def diagnostics(report: RuffReport) -> list[Diagnostic]:
+    """The report's issues (ids as the adapter assigns them) paired with their fixes."""
+    pairs = list(zip(report.findings, report.fixes, strict=True))
+    issues = to_issues("ruff", report.findings)
+    ordered = sorted(pairs, key=lambda p: (p[0].file, p[0].line, p[0].column, p[0].rule, p[0].message))
+    return [Diagnostic(issue=i, fix=fix) for i, (_, fix) in zip(issues, ordered, strict=True)]
 
 
 def parse_ruff_json(text: str, target: Path) -> RuffReport:
@@ -58,6 +78,7 @@ def parse_ruff_json(text: str, target: Path) -> RuffReport:
             continue
         syntax = name in SYNTAX_NAMES or code in SYNTAX_NAMES or code == "E999"
         applicability = (rec.get("fix") or {}).get("applicability")
+        report.fixes.append(rec.get("fix") or None)
         report.findings.append(
             Finding(
                 fix=applicability if applicability in ("safe", "unsafe") else "",

@@ -2,7 +2,8 @@
 tools, on temporary copies of the projects in ``tests/fixtures/js``.
 
 Fixtures: ``sample`` (TypeScript: ESLint 10 flat config with typescript-eslint, TypeScript 6,
-node:test), ``jest`` and ``vitest`` (the same small suite under each runner).  Each has a
+node:test), ``jest`` and ``vitest`` (the same small suite under each runner), ``tape`` and
+``mocha`` (nested tests, a failure, a skip, duplicate names; mocha also a failing hook).  Each has a
 ``package-lock.json``; a session fixture copies it once to a temporary directory and runs
 ``npm ci`` there (node_modules never lands in the repository).  Tests that change files work on
 further copies whose ``node_modules`` is a symlink to the installed one.  A missing ``node``/``npm``
@@ -22,6 +23,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +35,7 @@ from airfix.config import FixerConfig
 from airfix.events.schema import BatchPlanned, IssueRecord
 from airfix.services.fixers import FixRequest
 from airfix.services.fixers.autofix import DETERMINISTIC, AutoFixer
-from airfix.services.fixers.autofix_js import EslintFix
+from airfix.services.fixers.autofix_js import BRIDGE, EslintFix, fix_batch
 from airfix.services.tools import (
     REGISTRY,
     ToolAdapter,
@@ -44,11 +46,17 @@ from airfix.services.tools import (
 )
 from airfix.services.tools.eslint import EslintAdapter, parse_eslint_json
 from airfix.services.tools.js_test import (
+    Invocation,
     JsTestAdapter,
     UnsupportedRunner,
     detect_runner,
     is_js_test_path,
+    mocha_args,
+    parse_jest_json,
+    parse_mocha_events,
     parse_node_events,
+    parse_tape_events,
+    runner_invocations,
 )
 from airfix.services.tools.tsc import TscAdapter, parse_tsc_output
 
@@ -69,6 +77,39 @@ ESLINT_EXPECTED = {
 }
 TSC_EXPECTED = {("src/shapes.ts", 14, 9, "TS2322"), ("src/shapes.ts", 20, 3, "TS2322")}
 FAILING_NODE_TEST = "test/cart.test.js > bulk price applies from ten items"
+JEST_OUTCOMES = {
+    "test/sum.test.js > sum > adds two numbers": "passed",
+    "test/sum.test.js > sum > is commutative": "passed",
+    "test/sum.test.js > sum > handles bigint": "skipped",
+    "test/sum.test.js > sum > rejects strings": "skipped",
+    "test/sum.test.js > mean > averages three values": "failed",
+    "test/sum.test.js > mean of two values": "passed",
+    "test/broken.test.js": "error",
+}
+TAPE_OUTCOMES = {
+    "test/mean.js > mean": "passed",
+    "test/mean.js > mean > of three values": "failed",
+    "test/mean.js > mean > of two values": "passed",
+    "test/sum.js > sum": "passed",
+    "test/sum.js > sum > is commutative": "passed",
+    "test/sum.js > sum > with zero": "passed",
+    "test/sum.js > handles bigint": "skipped",
+    "test/sum.js > rejects strings": "skipped",
+    "test/sum.js > same name": "passed",
+    "test/sum.js > same name [2]": "passed",
+}
+MOCHA_OUTCOMES = {
+    "test/nested/mean.test.js > mean > of three values": "failed",
+    "test/nested/mean.test.js > mean > of two values": "passed",
+    'test/nested/mean.test.js > with a broken fixture > "before all" hook': "error",
+    "test/sum.test.js > sum > adds two numbers": "passed",
+    "test/sum.test.js > sum > is commutative": "passed",
+    "test/sum.test.js > sum > handles bigint": "skipped",
+    "test/sum.test.js > sum > with zero > works": "passed",
+    "test/sum.test.js > sum > with negatives > works": "passed",
+    "test/sum.test.js > same suite > same name": "passed",
+    "test/sum.test.js > same suite > same name [2]": "passed",
+}
 
 
 # ---------------------------------------------------------------- helpers and fixtures
@@ -106,6 +147,16 @@ def installed_jest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def installed_vitest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install(FIXTURES / "vitest", tmp_path_factory.mktemp("js") / "vitest")
+
+
+@pytest.fixture(scope="session")
+def installed_tape(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(FIXTURES / "tape", tmp_path_factory.mktemp("js") / "tape")
+
+
+@pytest.fixture(scope="session")
+def installed_mocha(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(FIXTURES / "mocha", tmp_path_factory.mktemp("js") / "mocha")
 
 
 def linked_copy(installed: Path, dest: Path) -> Path:
@@ -248,6 +299,13 @@ def test_node_test_run_matches_an_independent_run(sample_runs, tmp_path: Path) -
         totals["tests"], totals["pass"], totals["fail"],
     ) == (5, 4, 1)  # fmt: skip
     assert run.result.counts == {"tests": 5, "passed": 4, "failed": 1, "errors": 0, "skipped": 0}
+    assert run.tests == {
+        "test/cart.test.js > total multiplies price by quantity": "passed",
+        "test/cart.test.js > discount takes a percentage off": "passed",
+        FAILING_NODE_TEST: "failed",
+        "test/cart.test.js > small orders pay the list price": "passed",
+        "test/cart.test.js > sameItem > matches lines by name": "passed",
+    }
     [issue] = run.issues
     assert (issue.phase, issue.file, issue.line, issue.rule, issue.tool) == (
         "test", "test/cart.test.js", 14, "failure", "js_test",
@@ -519,10 +577,11 @@ def test_eslint_fix_fixes_the_fixable_issues(sample: Path) -> None:
     outcome = fixer.fix(FixRequest(run_id="r1", target=sample, batch=batch, issues=fixable,
                                    config=config))  # fmt: skip
     assert outcome.ok, outcome.reason
-    [cmd] = outcome.commands
-    assert cmd[0] == str(sample / "node_modules" / ".bin" / "eslint")
-    assert cmd[1:4] == ["--fix", "--fix-type", "problem,suggestion,layout"]
-    assert cmd[-4:] == ["--", "src/cart.js", "src/shapes.ts", "src/units.ts"]
+    [cmd] = outcome.commands  # today's AutoFixer runs commands: the bridge to fix_batch
+    assert cmd[:3] == [sys.executable, "-c", BRIDGE] and cmd[3] == str(sample)
+    assert [i.issue_id for i in msgspec.json.decode(cmd[4], type=list[IssueRecord])] == [
+        i.issue_id for i in fixable
+    ]
     after = EslintAdapter().run(sample)
     assert {(i.file, i.rule) for i in after.issues} == {
         ("src/cart.js", "@typescript-eslint/no-unused-vars"),
@@ -533,9 +592,99 @@ def test_eslint_fix_fixes_the_fixable_issues(sample: Path) -> None:
     fixed = {i.fingerprint for i in before.issues} - {i.fingerprint for i in after.issues}
     assert fixed == {i.fingerprint for i in fixable}
     assert "const rate = percent / 100;" in (sample / "src" / "cart.js").read_text()
+    # no-var's fix made a prefer-const problem on its own line: fixed as a follow-up
     assert 'const unit = "cm";' in (sample / "src" / "shapes.ts").read_text()
     assert key(TscAdapter().run(sample).issues) == TSC_EXPECTED  # behaviour unchanged
     assert JsTestAdapter().run(sample).result.counts["failed"] == 1
+
+
+def changed_lines(before: str, after: str) -> list[int]:
+    """1-based numbers of the lines of ``before`` that a diff to ``after`` replaces or deletes."""
+    import difflib
+
+    out: list[int] = []
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(
+        None, before.splitlines(), after.splitlines(), autojunk=False
+    ).get_opcodes():
+        if tag != "equal":
+            out.extend(range(i1 + 1, max(i2, i1 + 1) + 1) if i1 == i2 else range(i1 + 1, i2 + 1))
+    return out
+
+
+@slow
+def test_eslint_fix_touches_only_the_batch(sample: Path) -> None:
+    """A file with fixable problems outside the batch: only the batch's lines change, through
+    today's AutoFixer (the command bridge) and through EslintFix.fix directly."""
+    before = EslintAdapter().run(sample)
+    cart = sample / "src" / "cart.js"
+    original = cart.read_text()
+    [const] = [i for i in before.issues if (i.file, i.rule) == ("src/cart.js", "prefer-const")]
+    batch = BatchPlanned(iteration=1, batch_id="b1", phase="lint", mode="individual",
+                         issue_ids=[const.issue_id])  # fmt: skip
+    outcome = AutoFixer().fix(FixRequest(run_id="r1", target=sample, batch=batch, issues=[const],
+                                         config=FixerConfig()))  # fmt: skip
+    assert outcome.ok, outcome.reason
+    assert changed_lines(original, cart.read_text()) == [const.line] == [12]
+    assert "  const rate = percent / 100;" in cart.read_text()
+    assert "{ name: name, price, qty }" in cart.read_text()  # object-shorthand: not in the batch
+    after = EslintAdapter().run(sample)
+    assert {i.issue_id for i in before.issues} - {i.issue_id for i in after.issues} == {
+        const.issue_id
+    }
+    assert {i.fingerprint for i in after.issues} == {i.fingerprint for i in before.issues} - {
+        const.fingerprint
+    }
+    for path in sample.rglob("*"):  # no other file changed
+        if "node_modules" not in path.parts and path.is_file() and path != cart:
+            assert path.read_bytes() == (installed_sample_root(sample) / path.relative_to(sample)).read_bytes()
+    # directly: the lead's AutoFixer can call EslintFix.fix(target, issues, config)
+    [shorthand] = [i for i in after.issues if i.rule == "object-shorthand"]
+    middle = cart.read_text()
+    direct = EslintFix().fix(sample, [shorthand], FixerConfig())
+    assert direct.ok and "1 of 1 issues fixed" in direct.reason, direct.reason
+    assert changed_lines(middle, cart.read_text()) == [shorthand.line] == [25]
+
+
+def installed_sample_root(copy: Path) -> Path:
+    return (copy / "node_modules").resolve().parent
+
+
+@slow
+def test_eslint_fix_rounds_overlaps_and_encodings(sample: Path) -> None:
+    """Overlapping fixes need a second round (object-shorthand rewrites the method that holds the
+    prefer-const problem); a like problem outside the batch stays; BOM, CRLF and a character
+    outside the BMP before the problems keep offsets right."""
+    path = sample / "src" / "methods.js"
+    source = (
+        "// caf\u00e9 \U0001F600 in a comment: two UTF-16 code units\r\n"
+        "export const o = {\r\n"
+        "  f: function () {\r\n"
+        "    let x = 1;\r\n"
+        "    return x;\r\n"
+        "  },\r\n"
+        "};\r\n"
+        "let y = 2;\r\n"
+        "export const z = y;\r\n"
+    )
+    path.write_bytes(("\ufeff" + source).encode("utf-8"))
+    found = [i for i in EslintAdapter().run(sample, ["src/methods.js"]).issues]
+    assert [(i.line, i.rule) for i in found] == [
+        (3, "object-shorthand"), (4, "prefer-const"), (8, "prefer-const"),
+    ]  # fmt: skip
+    report = fix_batch(sample, found[:2])
+    assert (report.rounds, report.applied) == (3, 2)  # 3 ESLint runs: fix, fix, both gone
+    assert sorted(report.fixed) == sorted(i.issue_id for i in found[:2])
+    assert report.left == [] and report.missing == []
+    text = path.read_bytes().decode("utf-8")
+    assert text == "\ufeff" + source.replace("f: function () {", "f () {").replace(
+        "let x = 1;", "const x = 1;"
+    )
+    left = EslintAdapter().run(sample, ["src/methods.js"]).issues
+    assert [(i.line, i.rule, i.issue_id) for i in left] == [(8, "prefer-const", found[2].issue_id)]
+    # already fixed: nothing to apply, nothing written
+    again = fix_batch(sample, found[:2])
+    assert again.applied == 0 and sorted(again.missing) == sorted(i.issue_id for i in found[:2])
+    assert path.read_bytes().decode("utf-8") == text
 
 
 def test_eslint_fix_takes_only_safe_eslint_issues(
@@ -550,7 +699,7 @@ def test_eslint_fix_takes_only_safe_eslint_issues(
     assert not fix.supports(
         msgspec.structs.replace(base, rule="invalid-syntax", phase="build"), config
     )
-    assert fix.ok_exit(0) and fix.ok_exit(1) and not fix.ok_exit(2)
+    assert fix.ok_exit(0) and not fix.ok_exit(2)
     empty = tmp_path / "p"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
@@ -582,6 +731,7 @@ def test_jest_and_vitest_runs(runner: str, request: pytest.FixtureRequest) -> No
     load = next(i for i in run.issues if i.rule == "load-error")
     assert "median" in load.message
     assert run.result.version == ("30.5.2" if runner == "jest" else "4.1.5")
+    assert run.tests == JEST_OUTCOMES
 
 
 @slow
@@ -589,6 +739,7 @@ def test_jest_and_vitest_agree_on_identities(installed_jest: Path, installed_vit
     """The same suite under two runners yields the same fingerprints: ids name tests, not runners."""
     jest, vitest = JsTestAdapter().run(installed_jest), JsTestAdapter().run(installed_vitest)
     assert [i.fingerprint for i in jest.issues] == [i.fingerprint for i in vitest.issues]
+    assert jest.tests == vitest.tests == JEST_OUTCOMES
 
 
 @slow
@@ -641,9 +792,24 @@ def test_node_runner_edge_cases(tmp_path: Path) -> None:
                                  capture_output=True, text=True, check=False)  # fmt: skip
     totals = tap_totals(independent.stdout)
     assert run.result.status == "failed"
+    assert run.tests == {
+        "test/edge.test.js > hooked > a": "error",  # cancelled by the failed hook
+        "test/edge.test.js > hooked > b": "error",
+        "test/edge.test.js > hooked": "error",  # Node counts no test for a failed suite
+        "test/edge.test.js > throws": "error",
+        "test/edge.test.js > parent > child ok": "passed",
+        "test/edge.test.js > parent > child bad": "failed",
+        "test/edge.test.js > parent": "failed",
+        "test/edge.test.js > same > works": "failed",
+        "test/edge.test.js > other > works": "failed",
+        "test/edge.test.js > skipped": "skipped",
+        "test/edge.test.js > later": "skipped",
+        "test/load.test.js": "error",  # Node counts it as a failed test
+    }
+    # Node's own totals, with the two failed suites added and the load failure as an error
     assert run.result.counts == {
-        "tests": totals["tests"], "passed": totals["pass"], "failed": totals["fail"],
-        "errors": totals["cancelled"], "skipped": totals["skipped"] + totals["todo"],
+        "tests": totals["tests"] + 2, "passed": totals["pass"], "failed": totals["fail"] - 1,
+        "errors": totals["cancelled"] + 2 + 1, "skipped": totals["skipped"] + totals["todo"],
     }  # fmt: skip
     found = sorted((i.rule, i.message.split(":", 1)[0]) for i in run.issues)
     assert found == [
@@ -672,10 +838,16 @@ def test_no_tests_is_a_failed_check_not_a_pass(tmp_path: Path) -> None:
 
 
 def test_unsupported_runner_and_broken_package_json(tmp_path: Path) -> None:
-    project = tmp_path / "mocha"
+    project = tmp_path / "ava"
     project.mkdir()
-    (project / "package.json").write_text('{"scripts": {"test": "mocha --recursive"}}')
-    assert_tool_error(JsTestAdapter().run(project), "mocha", "supported: node --test, jest, vitest")
+    (project / "package.json").write_text('{"scripts": {"test": "npm run lint && ava --verbose"}}')
+    assert_tool_error(
+        JsTestAdapter().run(project), "ava", "supported: node --test, jest, vitest, mocha, tape"
+    )
+    (project / "package.json").write_text('{"devDependencies": {"tape": "5"}}')
+    assert_tool_error(JsTestAdapter().run(project), "tape without test files in scripts.test")
+    (project / "package.json").write_text('{"scripts": {"test": "tape t.js && mocha"}}')
+    assert_tool_error(JsTestAdapter().run(project), "mocha and tape in one test script")
     (project / "package.json").write_text("{ not json")
     assert_tool_error(JsTestAdapter().run(project), "cannot read the project")
 
@@ -695,11 +867,49 @@ def test_runner_detection(tmp_path: Path) -> None:
     assert runner({"scripts": {"test": "NODE_OPTIONS=--x jest --coverage"}}) == "jest"
     assert runner({"devDependencies": {"vitest": "4"}}) == "vitest"
     assert runner({"devDependencies": {"jest": "30", "ts-jest": "29"}}) == "jest"
-    with pytest.raises(UnsupportedRunner):
-        runner({"devDependencies": {"mocha": "10"}})
+    assert runner({"devDependencies": {"mocha": "10"}}) == "mocha"
     assert (
         runner({"devDependencies": {"mocha": "10"}, "scripts": {"test": "node --test"}}) == "node"
     )
+    with pytest.raises(UnsupportedRunner):
+        runner({"devDependencies": {"ava": "6"}})
+
+
+def test_tape_and_mocha_invocations(tmp_path: Path) -> None:
+    """The runner's own command is found through npm-run chains, wrappers and prechecks."""
+
+    def found(scripts: dict[str, str], deps: tuple[str, ...] = ("tape",)) -> list[Invocation]:
+        pkg = {"scripts": scripts, "devDependencies": {d: "1" for d in deps}}
+        (tmp_path / "package.json").write_text(json.dumps(pkg))
+        return runner_invocations(tmp_path)
+
+    ljharb = {  # qs, side-channel, minimist...: lint first, nyc around tape, an audit after
+        "pretest": "npm run lint", "lint": "eslint --ext=js,mjs .", "test": "npm run tests-only",
+        "tests-only": "nyc tape 'test/**/*.js'", "posttest": "aud --production",
+    }  # fmt: skip
+    assert found(ljharb) == [Invocation("tape", ("test/**/*.js",))]
+    assert found({"test": "npm run --silent tests-only", "tests-only": "node test"}) == [
+        Invocation("tape", ("test",))  # node FILE in a tape project: tape on that file
+    ]
+    assert found({"test": "npm run lint && npm run tests-only && npm run security",
+                  "tests-only": "tape -r ./shim.js test/a.js test/b.js", "lint": "eslint ."}) == [
+        Invocation("tape", ("-r", "./shim.js", "test/a.js", "test/b.js"))
+    ]  # fmt: skip
+    assert found({"test": "npm run test:stock && npm run test:shams",
+                  "test:stock": "nyc node test", "test:shams": "nyc tape 'test/shams/*.js'"}) == [
+        Invocation("tape", ("test",)), Invocation("tape", ("test/shams/*.js",)),
+    ]  # fmt: skip
+    assert found({"test": "NODE_ENV=test c8 --reporter=lcov mocha --recursive -t 5000 spec"},
+                 ("mocha",)) == [
+        Invocation("mocha", ("--recursive", "-t", "5000", "spec"))
+    ]  # fmt: skip
+    assert found({"test": "cross-env CI=1 _mocha 'test/**/*.spec.js'"}, ("mocha",)) == [
+        Invocation("mocha", ("test/**/*.spec.js",))
+    ]
+    assert found({"test": "node test"}, ()) == [Invocation("node")]  # no tape: Node's runner
+    options, specs = mocha_args(["--recursive", "-R", "dot", "--reporter=spec", "-t", "5000",
+                                 "--parallel", "-j", "2", "--watch", "test/**/*.js"])  # fmt: skip
+    assert (options, specs) == (["--recursive", "-t", "5000"], ["test/**/*.js"])
     (tmp_path / "package.json").unlink()
     assert detect_runner(tmp_path) == "node"
 
@@ -793,3 +1003,184 @@ def test_detection_registers_adapters_for_the_fixtures(tmp_path: Path) -> None:
     mixed = shutil.copytree(SAMPLE, tmp_path / "mixed")
     (mixed / "pyproject.toml").write_text("[project]\nname = 'm'\nversion = '0'\n")
     assert list(adapters_for_target(mixed)) == ["python", "typescript"]
+
+
+# ---------------------------------------------------------------- tape and mocha, for real
+
+
+@slow
+def test_tape_run_matches_an_independent_run(installed_tape: Path, tmp_path: Path) -> None:
+    target = installed_tape
+    before = snapshot(target)
+    run = JsTestAdapter().run(target)
+    assert snapshot(target) == before
+    assert detect_runner(target) == "tape"
+    assert run.result.command[0] == bin_of(target, "tape")
+    assert run.result.command[1] == "-r" and not run.result.command[2].startswith(str(target))
+    assert run.result.command[3:] == ["test/**/*.js"]  # the script's glob, without nyc
+    assert run.result.status == "failed" and run.result.exit_status == 1
+    assert run.tests == TAPE_OUTCOMES
+    assert run.result.counts == {"tests": 10, "passed": 7, "failed": 1, "errors": 0, "skipped": 2}
+    # tape's own TAP, run independently: assertions, and the names of the tests in order
+    mirror = linked_copy(target, tmp_path / "mirror")
+    proc = subprocess.run([bin_of(target, "tape"), "test/**/*.js"], cwd=mirror,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 1
+    totals = {m[1]: int(m[2]) for m in re.finditer(r"^# (\w+)\s+(\d+)$", proc.stdout, re.MULTILINE)}
+    assert totals == {"tests": 9, "pass": 8, "fail": 1}  # assertions; the todo one "passes"
+    names = re.findall(r"^# (?!tests |pass |fail |skip |todo |ok$)(?:SKIP |TODO )?(.+)$",
+                       proc.stdout, re.MULTILINE)  # fmt: skip
+    assert sorted(set(names)) == sorted({k.split(" > ")[-1].split(" [")[0] for k in run.tests})
+    assert len(names) == len(run.tests)
+    [issue] = run.issues
+    assert (issue.file, issue.line, issue.rule) == ("test/mean.js", 8, "failure")
+    assert issue.message.startswith("test/mean.js > mean > of three values: not ok should be")
+    assert "operator: equal\n  expected: 2\n  actual:   1" in issue.message  # the YAML block
+    assert "at: Test.<anonymous> (test/mean.js:8:" in issue.message
+    assert str(target) not in issue.message
+    assert run.result.version == "5.10.2"
+    assert "not ok 1 should be strictly equal" in run.stdout_tail  # tape's TAP, as evidence
+
+
+@slow
+def test_tape_ids_are_stable(installed_tape: Path, tmp_path: Path) -> None:
+    """Shifted lines and an edited, unrelated source keep every id and fingerprint."""
+    project = linked_copy(installed_tape, tmp_path / "tape")
+    before = JsTestAdapter().run(project)
+    for path in [*project.glob("test/*.js"), project / "src" / "sum.js"]:
+        path.write_text("// shifted\n// shifted\n" + path.read_text())
+    after = JsTestAdapter().run(project)
+    assert after.tests == before.tests == TAPE_OUTCOMES
+    assert [i.issue_id for i in after.issues] == [i.issue_id for i in before.issues]
+    assert [i.line for i in after.issues] == [i.line + 2 for i in before.issues]
+
+
+@slow
+def test_tape_load_errors_crashes_and_scoped_runs(installed_tape: Path, tmp_path: Path) -> None:
+    project = linked_copy(installed_tape, tmp_path / "tape")
+    scoped = JsTestAdapter().run(project, ["test/sum.js", "src/sum.js"])
+    assert scoped.result.command[-1] == "test/sum.js"
+    assert scoped.result.status == "passed"
+    assert scoped.tests == {k: v for k, v in TAPE_OUTCOMES.items() if k.startswith("test/sum.js")}
+    # a test file that throws while tape loads it: tape stops before running any test
+    (project / "test" / "broken.js").write_text("'use strict';\nrequire('../src/median');\n")
+    broken = JsTestAdapter().run(project)
+    assert broken.result.status == "failed" and broken.result.exit_status == 1
+    assert broken.tests == {"test/broken.js": "error"}
+    [issue] = broken.issues
+    assert (issue.rule, issue.file) == ("load-error", "test/broken.js")
+    assert "Cannot find module '../src/median'" in issue.message
+    # a test that crashes the process: it is an error, the tests after it never ran
+    (project / "test" / "broken.js").write_text(
+        "'use strict';\nvar test = require('tape');\n"
+        "test('crashes', function (t) { setTimeout(function () { throw new Error('boom'); }); });\n"
+    )
+    crashed = JsTestAdapter().run(project)
+    assert crashed.result.status == "failed"
+    assert crashed.tests == {"test/broken.js > crashes": "error"}
+    assert [(i.rule, i.file) for i in crashed.issues] == [("crash", "test/broken.js")]
+    assert "boom" in crashed.issues[0].message
+
+
+@slow
+def test_tape_4_through_node_test(tmp_path: Path, installed_tape: Path) -> None:
+    """``node test`` in a tape project (function-bind, qs <= 6.5): tape on test/index.js,
+    which requires the other files; their tests are attributed to the files that define them."""
+    project = linked_copy(installed_tape, tmp_path / "tape")
+    pkg = json.loads((project / "package.json").read_text())
+    pkg["scripts"] = {"test": "npm run tests-only", "tests-only": "node test"}
+    (project / "package.json").write_text(json.dumps(pkg))
+    (project / "test" / "index.js").write_text("'use strict';\nrequire('./sum');\nrequire('./mean');\n")
+    run = JsTestAdapter().run(project)
+    assert run.result.command[-1] == "test"
+    assert run.tests == TAPE_OUTCOMES
+
+
+@slow
+def test_mocha_run_matches_an_independent_run(installed_mocha: Path, tmp_path: Path) -> None:
+    target = installed_mocha
+    before = snapshot(target)
+    run = JsTestAdapter().run(target)
+    assert snapshot(target) == before
+    assert detect_runner(target) == "mocha"
+    cmd = run.result.command
+    assert cmd[0] == bin_of(target, "mocha")
+    assert cmd[1] == "--recursive" and cmd[-1] == "test/**/*.test.js" and "dot" not in cmd
+    assert run.result.status == "failed" and run.result.exit_status == 2  # mocha: 2 failures
+    assert run.tests == MOCHA_OUTCOMES
+    assert run.result.counts == {"tests": 10, "passed": 7, "failed": 1, "errors": 1, "skipped": 1}
+    out = tmp_path / "mocha.json"
+    mirror = linked_copy(target, tmp_path / "mirror")
+    subprocess.run([bin_of(target, "mocha"), "--recursive", "--reporter", "json",
+                    "--reporter-option", f"output={out}", "test/**/*.test.js"], cwd=mirror,
+                   capture_output=True, check=False)  # fmt: skip
+    report = json.loads(out.read_text())
+    stats = report["stats"]
+    assert (stats["passes"], stats["pending"], stats["failures"]) == (7, 1, 2)
+    ran = {t["fullTitle"] for t in report["passes"] + report["pending"] + report["failures"]}
+    ours = {" ".join(k.split(" > ")[1:]).removesuffix(" [2]") for k in run.tests}
+    assert {t.removesuffix(' for "never runs"') for t in ran} == ours
+    assert {(i.rule, i.file, i.line) for i in run.issues} == {
+        ("failure", "test/nested/mean.test.js", 8),
+        ("hook-failure", "test/nested/mean.test.js", 18),
+    }
+    assert run.result.version == "10.8.2"
+
+
+@slow
+def test_mocha_scoped_runs_and_load_errors(installed_mocha: Path, tmp_path: Path) -> None:
+    project = linked_copy(installed_mocha, tmp_path / "mocha")
+    scoped = JsTestAdapter().run(project, ["test/sum.test.js"])
+    assert scoped.result.command[-1] == "test/sum.test.js"
+    assert scoped.result.status == "passed"
+    assert scoped.tests == {k: v for k, v in MOCHA_OUTCOMES.items() if "sum.test" in k}
+    (project / "test" / "broken.test.js").write_text("require('../src/median');\n")
+    assert_tool_error(JsTestAdapter().run(project), "mocha", "median")
+
+
+def test_parse_tape_events_checks_the_tap_summary() -> None:
+    events = "\n".join(json.dumps(e) for e in [
+        {"type": "hooked"},
+        {"type": "start", "id": "t.js > a", "file": "t.js"},
+        {"type": "assert", "id": "t.js > a", "ok": True},
+        {"type": "end", "id": "t.js > a"},
+    ])  # fmt: skip
+    tap = "TAP version 13\n# a\nok 1 x\n\n1..1\n# tests 1\n# pass  1\n\n# ok\n"
+    assert parse_tape_events(events, tap, TARGET).outcomes == {"t.js > a": "passed"}
+    with pytest.raises(ValueError, match="summary counts 2"):
+        parse_tape_events(events, tap.replace("# tests 1", "# tests 2"), TARGET)
+    with pytest.raises(ValueError, match="no summary"):
+        parse_tape_events(events, "TAP version 13\n# a\nok 1 x\n", TARGET)
+    with pytest.raises(ValueError, match="did not load"):
+        parse_tape_events("", tap, TARGET)
+
+
+def test_parse_mocha_events_needs_the_end() -> None:
+    lines = [{"type": "airfix:start"}, {"type": "pass", "id": "t.js > a", "file": "t.js"}]
+    text = "\n".join(json.dumps(e) for e in lines)
+    with pytest.raises(ValueError, match="end marker"):
+        parse_mocha_events(text, TARGET)
+    end = {"type": "airfix:end", "stats": {"passes": 1, "pending": 0, "failures": 0}}
+    assert parse_mocha_events(text + "\n" + json.dumps(end), TARGET).outcomes == {
+        "t.js > a": "passed"
+    }
+    end["stats"]["failures"] = 1
+    with pytest.raises(ValueError, match="counted 1 failures"):
+        parse_mocha_events(text + "\n" + json.dumps(end), TARGET)
+
+
+def test_parse_jest_json_numbers_duplicates_and_checks_the_total() -> None:
+    def case(title: str, status: str) -> dict[str, object]:
+        return {"ancestorTitles": ["s"], "title": title, "status": status}
+
+    data = {"numTotalTests": 3, "testResults": [{"name": "/TARGET/a.test.js", "assertionResults": [
+        case("t", "passed"), case("t", "failed"), case("u", "todo")]}]}  # fmt: skip
+    report = parse_jest_json(json.dumps(data), TARGET)
+    assert report.outcomes == {
+        "a.test.js > s > t": "passed", "a.test.js > s > t [2]": "failed",
+        "a.test.js > s > u": "skipped",
+    }  # fmt: skip
+    assert [f.key_message for f in report.findings] == ["a.test.js > s > t [2]"]
+    data["numTotalTests"] = 4
+    with pytest.raises(ValueError, match="lists 3 tests but counts 4"):
+        parse_jest_json(json.dumps(data), TARGET)

@@ -23,7 +23,6 @@ import re
 import shutil
 import stat
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +34,7 @@ from airfix.config import FixerConfig
 from airfix.events.schema import BatchPlanned, IssueRecord
 from airfix.services.fixers import FixRequest
 from airfix.services.fixers.autofix import DETERMINISTIC, AutoFixer
-from airfix.services.fixers.autofix_js import BRIDGE, EslintFix, fix_batch
+from airfix.services.fixers.autofix_js import EslintFix, fix_batch
 from airfix.services.tools import (
     REGISTRY,
     ToolAdapter,
@@ -577,11 +576,7 @@ def test_eslint_fix_fixes_the_fixable_issues(sample: Path) -> None:
     outcome = fixer.fix(FixRequest(run_id="r1", target=sample, batch=batch, issues=fixable,
                                    config=config))  # fmt: skip
     assert outcome.ok, outcome.reason
-    [cmd] = outcome.commands  # today's AutoFixer runs commands: the bridge to fix_batch
-    assert cmd[:3] == [sys.executable, "-c", BRIDGE] and cmd[3] == str(sample)
-    assert [i.issue_id for i in msgspec.json.decode(cmd[4], type=list[IssueRecord])] == [
-        i.issue_id for i in fixable
-    ]
+    assert outcome.commands and all(Path(c[0]).name == "eslint" for c in outcome.commands)
     after = EslintAdapter().run(sample)
     assert {(i.file, i.rule) for i in after.issues} == {
         ("src/cart.js", "@typescript-eslint/no-unused-vars"),
@@ -637,10 +632,10 @@ def test_eslint_fix_touches_only_the_batch(sample: Path) -> None:
     for path in sample.rglob("*"):  # no other file changed
         if "node_modules" not in path.parts and path.is_file() and path != cart:
             assert path.read_bytes() == (installed_sample_root(sample) / path.relative_to(sample)).read_bytes()
-    # directly: the lead's AutoFixer can call EslintFix.fix(target, issues, config)
+    # directly, as AutoFixer calls an EditFix
     [shorthand] = [i for i in after.issues if i.rule == "object-shorthand"]
     middle = cart.read_text()
-    direct = EslintFix().fix(sample, [shorthand], FixerConfig())
+    direct = EslintFix().apply(sample, [shorthand], FixerConfig())
     assert direct.ok and "1 of 1 issues fixed" in direct.reason, direct.reason
     assert changed_lines(middle, cart.read_text()) == [shorthand.line] == [25]
 
@@ -699,11 +694,11 @@ def test_eslint_fix_takes_only_safe_eslint_issues(
     assert not fix.supports(
         msgspec.structs.replace(base, rule="invalid-syntax", phase="build"), config
     )
-    assert fix.ok_exit(0) and not fix.ok_exit(2)
     empty = tmp_path / "p"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(tmp_path / "none"))
-    assert fix.commands(empty, [base], config) == []  # not installed: AutoFixer says so
+    missing = fix.apply(empty, [base], config)  # not installed: the outcome says so
+    assert not missing.ok and "eslint" in missing.reason.lower(), missing.reason
 
 
 # ---------------------------------------------------------------- jest and vitest, for real

@@ -33,33 +33,26 @@ ESLint's *suggestions* (``no-explicit-any``'s "use unknown") are never applied, 
 errors or unused-directive warnings (removing a disable comment is the anti-cheat guard's
 business, not a lint fix).
 
-Interfaces: :meth:`EslintFix.fix` does the work and returns a
-:class:`~airfix.services.fixers.FixOutcome`.  Until ``AutoFixer`` calls a deterministic fix's
-``fix`` directly, :meth:`EslintFix.commands` returns one command that runs :func:`main` in
-airfix's interpreter (``python -c BRIDGE TARGET ISSUES_JSON``), which does the same, prints what
-it did as JSON and exits 0 (done, whatever was left) or 2 (ESLint failed or the files could not be
-edited).
+:class:`EslintFix` is an ``EditFix`` (``services/fixers/autofix.py``): ``AutoFixer`` calls its
+:meth:`~EslintFix.apply` with the batch's issues.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome
 from airfix.services.fixers.autofix import register_deterministic
-from airfix.services.tools.base import find_executable, run_process, tail, to_issues
+from airfix.services.tools.base import find_executable, run_process, to_issues
 from airfix.services.tools.eslint import (
     IGNORED_PREFIXES,
     error_summary,
@@ -68,7 +61,6 @@ from airfix.services.tools.eslint import (
 )
 
 MAX_ROUNDS = 10  # ESLint's MAX_AUTOFIX_PASSES
-BRIDGE = "from airfix.services.fixers.autofix_js import main; raise SystemExit(main())"
 BOM = "\ufeff"
 
 
@@ -366,8 +358,9 @@ class EslintFix:
     def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
         return issue.tool == self.tool and issue.fix == "safe" and issue.rule != "invalid-syntax"
 
-    def fix(
-        self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig
+    def apply(
+        self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig, *,
+        environment: Mapping[str, str] | None = None,
     ) -> FixOutcome:
         """Apply the fixes of exactly ``issues``; ``ok`` when ESLint ran and at least one of them
         was fixed (an issue ESLint no longer reports at the start counts as already fixed)."""
@@ -393,39 +386,6 @@ class EslintFix:
             commands=report.commands,
         )
 
-    def commands(
-        self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig
-    ) -> list[list[str]]:
-        """One command running :func:`main` (the bridge for today's ``AutoFixer``)."""
-        eslint = project_bin(target, "eslint") or find_executable("eslint")
-        if eslint is None or not any(i.file for i in issues):
-            return []
-        payload = msgspec.json.encode(list(issues)).decode()
-        return [[sys.executable, "-c", BRIDGE, str(target), payload]]
-
-    def ok_exit(self, code: int) -> bool:
-        return code == 0  # 2: ESLint failed or a file could not be edited
-
 
 register_deterministic(EslintFix())
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2:
-        print("usage: main(TARGET, ISSUES_JSON)", file=sys.stderr)
-        return 2
-    issues = msgspec.json.decode(args[1].encode(), type=list[IssueRecord])
-    try:
-        report = fix_batch(Path(args[0]), issues, FixerConfig().timeout_s)
-    except (EslintFailed, OSError, UnicodeDecodeError, ValueError) as exc:
-        print(tail(str(exc), 1500), file=sys.stderr)
-        return 2
-    print(json.dumps({"rounds": report.rounds, "applied": report.applied, "fixed": report.fixed,
-                      "left": report.left, "missing": report.missing,
-                      "files": report.files_changed}))  # fmt: skip
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

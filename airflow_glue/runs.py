@@ -26,7 +26,14 @@ from airfix.projections.report import RunReport
 from airfix.services.app import App, build_app
 from airfix.services.git import Repo
 from airfix.services.measure import measure
-from airfix.services.run import release_lock, report_for, request_run, restore_branch, run_inline
+from airfix.services.run import (
+    cancel_run,
+    finalize,
+    release_lock,
+    report_for,
+    request_run,
+    run_inline,
+)
 
 #: Terminal statuses that end a task successfully unless the DAG run's ``ok_statuses`` say otherwise:
 #: a partially fixed run made verified commits, which is what a fix run is for; a run that found
@@ -181,7 +188,7 @@ def follow(app: App, run_id: str, log: Log, *, inline: bool, block_ms: int = 100
         _wait_on_stream(app, run_id, progress, log, block_ms=block_ms, quiet_s=quiet_s)
     report = report_for(app, run_id)
     release_lock(app, report.target, run_id)
-    restore_branch(report)
+    report.checkout = finalize(report, app.config)
     return report
 
 
@@ -281,3 +288,11 @@ def task_logger(name: str = "airfix.progress") -> Log:
     logger = logging.getLogger(name)
     return lambda line: logger.info("%s", line)
 
+
+
+def cancel_for_airflow(redis_url: str, prefix: str, partitions: int, run_id: str) -> None:
+    """Cancel the fix run an Airflow task was waiting on, because the task was stopped."""
+    config = load_config(overrides={"store.redis_url": redis_url, "store.prefix": prefix,
+                                    "store.partitions": partitions}, env={})
+    cancel_run(build_app(config), run_id, reason="the Airflow task was stopped (marked failed or "
+               "success, cleared, or killed)", requested_by="airflow")

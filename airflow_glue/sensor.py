@@ -62,7 +62,8 @@ class RunFinishedSensor(BaseSensorOperator):
         self.defer(trigger=RunFinishedTrigger(redis_url=app.config.store.redis_url,
                                               stream=app.keys.run_stream(self.fix_run_id),
                                               run_id=self.fix_run_id, after_version=version,
-                                              block_ms=self.block_ms),
+                                              block_ms=self.block_ms, prefix=app.keys.prefix,
+                                              partitions=app.keys.partitions),
                    method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
 
     def poke(self, context: Any) -> bool:

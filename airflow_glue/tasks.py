@@ -27,6 +27,8 @@ from airfix.airflow_glue.runs import (
 )
 from airfix.events.errors import AirfixError
 from airfix.projections.report import RunReport
+from airfix.services.app import App
+from airfix.services.run import cancel_run
 
 RULE = "=" * 80
 
@@ -65,11 +67,26 @@ def follow_and_finish(context: Mapping[str, Any], fix_run: str) -> dict[str, Any
     with user_errors_fail():
         fp = FixParams.from_params(context["params"])
         app = open_app(fp.config, inline=fp.inline)
+        cancel_on_kill(context, app, fix_run)
         where = "inside this task" if fp.inline else "by the airfix workers"
         for line in (RULE, f"airfix run {fix_run} on {fp.target}, hosted {where}", RULE):
             log(line)
         report = follow(app, fix_run, log, inline=fp.inline)
     return finish(context, report, fp.ok_statuses, log)
+
+
+def cancel_on_kill(context: Mapping[str, Any], app: App, fix_run: str) -> None:
+    """When Airflow stops this task (marked failed or success, cleared, killed: its task runner
+    calls ``on_kill`` on SIGTERM), cancel the fix run it follows instead of leaving it running."""
+    task = context.get("task")
+    if task is None:
+        return
+
+    def on_kill() -> None:
+        cancel_run(app, fix_run, reason="the Airflow task was stopped (marked failed or success, "
+                   "cleared, or killed)", requested_by="airflow")
+
+    task.on_kill = on_kill
 
 
 def finish(context: Mapping[str, Any], report: RunReport, ok_statuses: Sequence[str], log: Log) -> dict[str, Any]:

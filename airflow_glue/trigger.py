@@ -42,7 +42,8 @@ class RunFinishedTrigger(BaseTrigger):
     """
 
     def __init__(self, *, redis_url: str, stream: str, run_id: str, after_version: int = 0,
-                 block_ms: int = 2000, max_backoff_s: float = 5.0) -> None:
+                 block_ms: int = 2000, max_backoff_s: float = 5.0, prefix: str = "autonomous_fix",
+                 partitions: int = 4) -> None:
         super().__init__()
         self.redis_url = redis_url
         self.stream = stream
@@ -50,12 +51,23 @@ class RunFinishedTrigger(BaseTrigger):
         self.after_version = after_version
         self.block_ms = block_ms
         self.max_backoff_s = max_backoff_s
+        self.prefix = prefix  # the store's key layout, to cancel the run when the task is stopped
+        self.partitions = partitions
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (f"{type(self).__module__}.{type(self).__qualname__}",
                 {"redis_url": self.redis_url, "stream": self.stream, "run_id": self.run_id,
                  "after_version": self.after_version, "block_ms": self.block_ms,
-                 "max_backoff_s": self.max_backoff_s})
+                 "max_backoff_s": self.max_backoff_s, "prefix": self.prefix,
+                 "partitions": self.partitions})
+
+    async def on_kill(self) -> None:
+        """The user stopped the waiting task (marked it failed or success, or cleared it): the
+        fix run it waits for is cancelled too, rather than left running unwatched."""
+        from airfix.airflow_glue.runs import cancel_for_airflow
+
+        await asyncio.to_thread(cancel_for_airflow, self.redis_url, self.prefix, self.partitions,
+                                self.run_id)
 
     def __repr__(self) -> str:
         return (f"<RunFinishedTrigger run {self.run_id} on {redact(self.redis_url)} {self.stream} "

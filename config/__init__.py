@@ -212,8 +212,9 @@ class GitConfig(_Section, frozen=True, kw_only=True):
     """How fixes are committed."""
 
     branch_prefix: str = "airfix/"
-    commit_to_current_branch: bool = False
+    commit_to_current_branch: bool = False  # fast-forward the user's branch when the run ends
     run_hooks: bool = True
+    workspace: str = ""  # where steps make their private worktrees; "" = <temp>/airfix-worktrees
 
 
 class GuardsConfig(_Section, frozen=True, kw_only=True):

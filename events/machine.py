@@ -44,6 +44,8 @@ Policy in ``decide`` (it appends one ``RunCompleted`` after the command's own ev
 * FailFix / RollBack / Commit (back in planning, nothing in flight) and CompleteIteration:
   ``max_cost_usd`` > 0 and cost >= it -> "budget_exhausted".  Never right after ApplyFix, so a
   run never stops with an unverified fix on the tree.
+* FailFix with ``fatal`` (a failure no retry can cure: the fixer is not logged in, its binary is
+  missing) -> "fixer_unavailable" at once, instead of trying it on every batch.
 * CompleteIteration of a simulation run -> "simulated" (it plans, fixes nothing, ends).
 * CompleteIteration with ``nothing_fixable`` (the planner found nothing its fixer chain can fix)
   -> "partially_fixed" when the run has commits, else "nothing_fixable".
@@ -164,6 +166,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     retryable: list[str] = []  # failed or rolled back in this iteration; may start again
     attempts: dict[str, int] = {}
     current_batch: str = ""
+    candidate: str = ""  # the last FixApplied's candidate commit (what the verifier judges)
     # per-iteration counters (reset by IterationCompleted)
     checks_this_iteration: int = 0
     improved_this_iteration: bool = False
@@ -313,7 +316,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
     if isinstance(ev, BatchSkipped):
         return {"pending": _without(s.pending, ev.batch_id), "batches_skipped": s.batches_skipped + 1}
     if isinstance(ev, FixApplied):
-        return {"cost_usd": s.cost_usd + ev.cost_usd, "turns": s.turns + ev.turns}
+        return {"cost_usd": s.cost_usd + ev.cost_usd, "turns": s.turns + ev.turns, "candidate": ev.candidate}
     if isinstance(ev, FixFailed):
         return {
             "cost_usd": s.cost_usd + ev.cost_usd,
@@ -478,6 +481,7 @@ class ApplyFix(Command, frozen=True, kw_only=True):
     cost_usd: float = 0.0
     turns: int = 0
     duration_s: float = 0.0
+    candidate: str = ""
 
 
 class FailFix(Command, frozen=True, kw_only=True):
@@ -488,6 +492,7 @@ class FailFix(Command, frozen=True, kw_only=True):
     turns: int = 0
     duration_s: float = 0.0
     now: float | None = None
+    fatal: bool = False
 
 
 class RollBack(Command, frozen=True, kw_only=True):
@@ -628,6 +633,7 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 duration_s=c.duration_s,
                 cost_usd=c.cost_usd,
                 turns=c.turns,
+                candidate=c.candidate,
             )
         ]
     if isinstance(c, FailFix):
@@ -639,6 +645,7 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 duration_s=c.duration_s,
                 cost_usd=c.cost_usd,
                 turns=c.turns,
+                fatal=c.fatal,
             )
         ]
     if isinstance(c, RollBack):
@@ -721,6 +728,8 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
                 runs = f", {after.healthy_streak} full checks in a row" if lim.stability_runs > 1 else ""
                 return "succeeded", f"healthy (score {c.score:g}{runs})"
         return _timeout(before, c.now)
+    if isinstance(c, FailFix) and c.fatal:
+        return "fixer_unavailable", c.reason
     if isinstance(c, (FailFix, RollBack)):
         n = lim.max_consecutive_failures
         if n > 0 and after.consecutive_failures >= n:

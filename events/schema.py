@@ -41,6 +41,7 @@ TerminalStatus = Literal[
     "failed",
     "simulated",
     "nothing_fixable",
+    "fixer_unavailable",
 ]
 TERMINAL_STATUSES: tuple[str, ...] = TerminalStatus.__args__  # type: ignore[attr-defined]
 
@@ -185,6 +186,7 @@ class FixApplied(Event, frozen=True, kw_only=True):
     duration_s: float = 0.0
     cost_usd: float = 0.0
     turns: int = 0
+    candidate: str = ""  # the fixed tree as a commit on the run's tip, on no branch: what is verified
 
 
 class FixFailed(Event, frozen=True, kw_only=True):
@@ -194,6 +196,7 @@ class FixFailed(Event, frozen=True, kw_only=True):
     duration_s: float = 0.0
     cost_usd: float = 0.0
     turns: int = 0
+    fatal: bool = False  # no retry can cure it (not logged in, missing binary): the run ends
 
 
 class FixRolledBack(Event, frozen=True, kw_only=True):

@@ -64,6 +64,7 @@ class RunReport(msgspec.Struct, kw_only=True):
     skipped: list[dict[str, Any]] = []
     remaining: list[Remaining] = []
     tests_ran: bool = False  # did any check run the project's tests
+    checkout: str = ""  # what the user's checkout is on after the run (set by whoever finalized it)
 
 
 def build_report(events: Iterable[Event]) -> RunReport:

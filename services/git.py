@@ -1,12 +1,31 @@
-"""The few git operations a fix run needs.  airfix owns every commit; fixers only edit files."""
+"""The git operations a fix run needs.  airfix owns every commit; fixers only edit files.
+
+Fencing by construction: a run's steps never touch the user's checkout.  Each step works in a
+private worktree created at the commit the event log records (:func:`worktree`), and the run
+branch moves only by compare-and-swap (:meth:`Repo.move_ref`, ``git update-ref REF NEW OLD``)
+from the commit the log recorded before to the one it records now.  A worker that lost its turn
+(frozen past its lease, its step redone by another) can write objects nobody refers to, in a
+worktree nobody else uses; it cannot move the branch, because either its append to the log was
+refused or the branch already moved past the value it expects.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from airfix.events.errors import AirfixError
+
+ZERO = "0" * 40  # update-ref's "must not exist yet"
+#: untracked environment directories a worktree borrows from the checkout (by symlink)
+BORROWED = ("node_modules", ".dart_tool")
+#: pathspecs of the project's own files: everything but the borrowed links
+_OWN_FILES = (".", *(f":(exclude){name}" for name in BORROWED))
 
 
 class GitError(AirfixError):
@@ -27,7 +46,7 @@ class Repo:
 
     @classmethod
     def open(cls, path: str | Path) -> Repo:
-        """A repository whose tree is clean; otherwise a clear error naming the problem."""
+        """A repository with at least one commit; otherwise a clear error naming the problem."""
         p = Path(path).expanduser()
         if not p.exists():
             raise GitError(f"target {p} does not exist")
@@ -43,7 +62,7 @@ class Repo:
         return repo
 
     def dirty_files(self) -> list[str]:
-        out = self.git("status", "--porcelain", "--untracked-files=all")
+        out = self.git("status", "--porcelain", "--untracked-files=all", "--", *_OWN_FILES)
         return [line[3:] for line in out.splitlines() if line.strip()]
 
     def require_clean(self) -> None:
@@ -57,40 +76,78 @@ class Repo:
         return self.git("rev-parse", "HEAD").strip()
 
     def branch(self) -> str:
+        """The checked-out branch's name, or ``HEAD`` when detached."""
         return self.git("rev-parse", "--abbrev-ref", "HEAD").strip()
-
-    def checkout_new(self, name: str, at: str | None = None) -> None:
-        exists = self.git("rev-parse", "--verify", "-q", f"refs/heads/{name}", check=False).strip()
-        if exists:
-            self.git("checkout", "-q", name)
-        else:
-            self.git("checkout", "-q", "-b", name, *([at] if at else []))
 
     def changed_files(self) -> list[str]:
         """Files that differ from HEAD, untracked ones included."""
         return sorted(set(self.dirty_files()))
 
-    def diff(self) -> str:
-        self.git("add", "-A", "-N")  # intent-to-add, so new files show in the diff
-        return self.git("diff", "HEAD", "--unified=0")
+    def diff(self, base: str = "HEAD", head: str | None = None) -> str:
+        """``base`` against the work tree (new files included), or against commit ``head``."""
+        if head is not None:
+            return self.git("diff", base, head, "--unified=0")
+        self.git("add", "-A", "-N", "--", *_OWN_FILES)  # intent-to-add: new files show in the diff
+        return self.git("diff", base, "--unified=0")
 
     def commit_all(self, message: str, *, run_hooks: bool = True) -> str:
-        self.git("add", "-A")
-        args = ["commit", "-q", "-m", message]
+        """Commit everything in the work tree on the current HEAD; the new commit's sha."""
+        self.git("add", "-A", "--", *_OWN_FILES)
+        args = ["commit", "-q", "--allow-empty-message", "-m", message]
         if not run_hooks:
             args.append("--no-verify")
         self.git(*args, env=_identity_env())
         return self.head()
 
-    def reset_hard(self, sha: str) -> None:
-        self.git("reset", "-q", "--hard", sha)
-        self.git("clean", "-q", "-fd")
+    # -- refs, compared and swapped
+
+    def ref(self, name: str) -> str | None:
+        """The commit ``name`` points at, or None when it does not exist."""
+        out = self.git("rev-parse", "--verify", "-q", f"{name}^{{commit}}", check=False).strip()
+        return out or None
+
+    def move_ref(self, ref: str, new: str, old: str) -> bool:
+        """Move ``ref`` to ``new`` only if it is at ``old`` (:data:`ZERO`: only if it does not
+        exist); False when it was not, and then nothing changed."""
+        proc = subprocess.run(["git", "update-ref", "-m", "airfix", ref, new, old], check=False,
+                              cwd=self.path, capture_output=True, text=True)
+        return proc.returncode == 0
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        proc = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], check=False,
+                              cwd=self.path, capture_output=True)
+        return proc.returncode == 0
+
+
+@contextmanager
+def worktree(repo: Repo, sha: str, path: Path) -> Iterator[Repo]:
+    """A private, detached work tree of ``repo`` at ``sha``, removed afterwards.
+
+    A stale one at ``path`` (a step that died) is removed first.  Untracked environment
+    directories the checkout has (:data:`BORROWED`: ``node_modules``...) are linked in, so the
+    project's own tools run as they do in the checkout."""
+    _remove_worktree(repo, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    repo.git("worktree", "add", "-q", "--detach", "--force", str(path), sha)
+    try:
+        for name in BORROWED:
+            source = repo.path / name
+            if source.is_dir() and not (path / name).exists():
+                (path / name).symlink_to(source, target_is_directory=True)
+        yield Repo(path)
+    finally:
+        _remove_worktree(repo, path)
+
+
+def _remove_worktree(repo: Repo, path: Path) -> None:
+    if path.exists():
+        repo.git("worktree", "remove", "--force", "--force", str(path), check=False)
+        shutil.rmtree(path, ignore_errors=True)
+    repo.git("worktree", "prune", check=False)
 
 
 def _identity_env() -> dict[str, str]:
     """Commit as the user when git knows them, else as airfix (never fail for a missing name)."""
-    import os
-
     env = dict(os.environ)
     env.setdefault("GIT_AUTHOR_NAME", _config("user.name") or "airfix")
     env.setdefault("GIT_AUTHOR_EMAIL", _config("user.email") or "airfix@localhost")

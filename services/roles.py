@@ -9,9 +9,13 @@ drops its result), and a redelivered event finds the run moved on and does nothi
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +55,9 @@ from airfix.events.schema import (
 from airfix.events.steps import ROLE_OF, Action, Role, next_batch
 from airfix.events.store import EventStore, LogEntry
 from airfix.services import fixers as fixer_registry
-from airfix.services.git import GitError, Repo
+from airfix.services.cancel import RunWatcher
+from airfix.services.cancel import scope as cancel_scope
+from airfix.services.git import ZERO, GitError, Repo, worktree
 from airfix.services.logs import bind_event, get_logger
 from airfix.services.measure import (
     RERUN_LIMIT,
@@ -83,6 +89,19 @@ class Pipeline:
 
     def python(self, state: RunState) -> PythonEnv | None:
         return python_env_of(state.environment)
+
+    @contextmanager
+    def tree(self, state: RunState, slot: str, sha: str | None = None) -> Iterator[Repo]:
+        """A private worktree of the target at ``sha`` (default: the run's tip as the log records
+        it), at a path stable per run, step and worker (tools' caches stay warm), removed after.
+        The run branch is first brought up to the log (:func:`follow_log`)."""
+        repo = Repo.open(state.target)
+        follow_log(repo, state)
+        root = Path(self.config.git.workspace or Path(tempfile.gettempdir()) / "airfix-worktrees")
+        digest = hashlib.sha256(str(repo.path).encode()).hexdigest()[:12]
+        where = root.expanduser() / digest / state.run_id / f"{slot}-{_safe(self.worker)}"
+        with worktree(repo, sha or tip(state), where) as wt:
+            yield wt
 
     def chain(self, state: RunState) -> list[fixer_registry.Fixer]:
         return fixer_registry.chain(state.fixer or ",".join(self.config.fixer.chain))
@@ -117,6 +136,47 @@ class Pipeline:
         return [*events[:-1], msgspec.structs.replace(events[-1], remaining=left)]
 
 
+def tip(state: RunState) -> str:
+    """The commit the run's branch is at, as the log records it."""
+    return state.commits[-1] if state.commits else state.base_sha
+
+
+class BranchMoved(GitError):
+    """The run branch is somewhere the run never put it: someone moved it outside airfix."""
+
+
+def follow_log(repo: Repo, state: RunState) -> None:
+    """Bring the run branch up to the log: a verifier appends ``Committed`` first and moves the
+    branch after, so one that died in between leaves the branch one recorded commit behind.  It
+    only ever moves forward along the recorded commits, by compare-and-swap."""
+    if state.simulation or not state.branch:
+        return
+    ref, want = f"refs/heads/{state.branch}", tip(state)
+    have = repo.ref(ref)
+    if have == want:
+        return
+    recorded = [state.base_sha, *state.commits]
+    if have in recorded:
+        if not repo.move_ref(ref, want, have) and repo.ref(ref) not in recorded:
+            raise BranchMoved(f"the run branch {state.branch} moved while airfix was moving it")
+        return
+    raise BranchMoved(f"the run branch {state.branch} is at {have or 'nothing (deleted)'}, which "
+                      f"the run never recorded (its tip is {want[:12]}): it was changed outside airfix")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+@dataclass
+class Step:
+    """What an action decided, and the effect outside Redis to take once its events are in the
+    log (an effect before the append could be taken by a worker whose turn is already over)."""
+
+    events: list[Event]
+    after: Callable[[], object] | None = None
+
+
 def open_issues_of(batch: BatchPlanned, view: IterationView) -> list[IssueRecord]:
     """The batch's issues that the latest measurement still shows (as many per fingerprint as
     the batch holds, at most as many as are still open)."""
@@ -143,14 +203,18 @@ def _health(m: Measurement, scope: str = "full") -> RecordHealth:
 
 
 def act_start(p: Pipeline, state: RunState) -> list[Event]:
+    """Record where the run starts and create its branch there; the user's checkout is never
+    touched (every step works in a worktree of its own)."""
     try:
         repo = Repo.open(state.target)
         repo.require_clean()
         base, base_branch = repo.head(), repo.branch()
         environment = environment_facts(repo.path, find_python(repo.path, state.python))
-        if not p.config.git.commit_to_current_branch and not state.simulation:
-            repo.checkout_new(f"{p.config.git.branch_prefix}{state.run_id}")
-        return decide(state, StartRun(worker=p.worker, base_sha=base, branch=repo.branch(),
+        branch = "" if state.simulation else f"{p.config.git.branch_prefix}{state.run_id}"
+        if branch and not repo.move_ref(f"refs/heads/{branch}", base, ZERO) \
+                and repo.ref(f"refs/heads/{branch}") != base:
+            raise GitError(f"branch {branch} already exists in {repo.path} at another commit")
+        return decide(state, StartRun(worker=p.worker, base_sha=base, branch=branch,
                                       environment=environment, base_branch=base_branch))
     except GitError as exc:
         return decide(state, Fail(reason=str(exc)))
@@ -165,7 +229,8 @@ def _check_events(p: Pipeline, state: RunState, m: Measurement) -> list[Event]:
 
 
 def act_check(p: Pipeline, state: RunState) -> list[Event]:
-    return _check_events(p, state, p.measure(Path(state.target), p.config, python=p.python(state)))
+    with p.tree(state, "check") as wt:
+        return _check_events(p, state, p.measure(wt.path, p.config, python=p.python(state)))
 
 
 def act_close(p: Pipeline, state: RunState) -> list[Event]:
@@ -179,7 +244,8 @@ def act_close(p: Pipeline, state: RunState) -> list[Event]:
         events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(view.issues),
                                                  score=state.score, nothing_fixable=True))
         return p.finish(state, events, view.issues, history)
-    m = p.measure(Path(state.target), p.config, python=p.python(state))
+    with p.tree(state, "check") as wt:
+        m = p.measure(wt.path, p.config, python=p.python(state))
     events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(m.issues),
                                              score=m.report.score))
     closed, limit = events[:1], events[1:]  # IterationCompleted, then a limit's RunCompleted
@@ -236,44 +302,47 @@ def act_fix(p: Pipeline, state: RunState) -> list[Event]:
 
 
 def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
+    """Run the fixer chain in a private worktree at the run's tip; keep what it changed as a
+    candidate commit on no branch (objects only: nothing anyone else sees moves)."""
     history = p.events(state)
     view = iteration_view(history, state.iteration)
     batch = view.batches[state.current_batch]
     mine = open_issues_of(batch, view)
-    repo = Repo.open(state.target)
-    before = repo.head()
 
     def failed(reason: str, outcome: fixer_registry.FixOutcome | None = None) -> list[Event]:
         o = outcome or fixer_registry.FixOutcome(ok=False)
         events = decide(state, FailFix(batch_id=batch.batch_id, fixer=state.fixer, reason=reason,
                                        cost_usd=o.cost_usd, turns=o.turns, duration_s=o.duration_s,
-                                       now=time.time()))
+                                       now=time.time(), fatal=o.fatal))
         return p.finish(state, events, view.issues, history)
 
     try:
         chain = p.chain(state)
     except AirfixError as exc:
         return failed(str(exc))
-    attempt = state.attempts.get(batch.batch_id, 1)
-    marker = f"{p.store.keys.prefix}:fix_attempt:{state.run_id}:{batch.batch_id}:{attempt}"
-    if not p.store.client.set(marker, p.worker, nx=True, ex=7 * 86400):
-        # a worker started this very attempt and died before recording its outcome: the fixer
-        # may have been paid for already, so the attempt fails instead of running it again
-        previous = p.store.client.get(marker)
-        repo.reset_hard(before)
-        who = previous.decode() if isinstance(previous, bytes) else str(previous)
-        return failed(f"worker {who} died while fixing this batch (attempt {attempt}); not running "
-                      "the fixer twice")
-    request = fixer_registry.FixRequest(run_id=state.run_id, target=repo.path, batch=batch, issues=mine,
-                                        config=p.config.fixer, environment=state.environment)
-    outcome = fixer_registry.run_chain(chain, request)
-    changed = repo.changed_files()
-    if outcome.ok and changed:
-        return decide(state, ApplyFix(batch_id=batch.batch_id, fixer=state.fixer, files_changed=changed,
-                                      cost_usd=outcome.cost_usd, turns=outcome.turns,
-                                      duration_s=outcome.duration_s))
-    repo.reset_hard(before)
-    return failed(outcome.reason if not outcome.ok else "the fixer changed nothing", outcome)
+    with p.tree(state, "fix") as wt:
+        if p.store.version(state.run_id) != state.version:
+            return []  # the run moved on while we set up: this step is no longer ours to take
+        attempt = state.attempts.get(batch.batch_id, 1)
+        marker = f"{p.store.keys.prefix}:fix_attempt:{state.run_id}:{batch.batch_id}:{attempt}"
+        if not p.store.client.set(marker, p.worker, nx=True, ex=7 * 86400):
+            # a worker started this very attempt and died before recording its outcome: the
+            # fixer may have been paid for already, so the attempt fails instead of running again
+            previous = p.store.client.get(marker)
+            who = previous.decode() if isinstance(previous, bytes) else str(previous)
+            return failed(f"worker {who} died while fixing this batch (attempt {attempt}); not "
+                          "running the fixer twice")
+        request = fixer_registry.FixRequest(run_id=state.run_id, target=wt.path, batch=batch,
+                                            issues=mine, config=p.config.fixer,
+                                            environment=state.environment)
+        outcome = fixer_registry.run_chain(chain, request)
+        changed = wt.changed_files()
+        if not (outcome.ok and changed):
+            return failed(outcome.reason if not outcome.ok else "the fixer changed nothing", outcome)
+        candidate = wt.commit_all(f"airfix candidate for {batch.batch_id}", run_hooks=False)
+    return decide(state, ApplyFix(batch_id=batch.batch_id, fixer=state.fixer, files_changed=changed,
+                                  cost_usd=outcome.cost_usd, turns=outcome.turns,
+                                  duration_s=outcome.duration_s, candidate=candidate))
 
 
 def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[str]) -> str:
@@ -290,37 +359,48 @@ def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[st
     return text
 
 
-def act_verify(p: Pipeline, state: RunState) -> list[Event]:
+def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
+    """Judge the candidate in a private worktree; keep it as a commit on the run's tip (made in
+    that worktree, so the project's hooks run there), appended to the log first and only then
+    put on the run branch by compare-and-swap."""
     history = p.events(state)
     view = iteration_view(history, state.iteration)
     batch = view.batches[state.current_batch]
     mine = open_issues_of(batch, view)
-    repo = Repo.open(state.target)
-    head = repo.head()
-    if not repo.dirty_files() and f"Airfix-Batch: {batch.batch_id}" in repo.git("log", "-1", "--format=%B"):
-        # an earlier verifier committed this batch and died before recording it: record it now
-        message = repo.git("log", "-1", "--format=%B").strip()
-        files = [f for f in repo.git("show", "--name-only", "--format=", "HEAD").splitlines() if f]
-        return decide(state, Commit(batch_id=batch.batch_id, sha=head, message=message, files=files,
-                                    now=time.time()))
+    base = tip(state)
+    if not state.candidate:
+        return p.finish(state, decide(state, RollBack(
+            batch_id=batch.batch_id, reason="the fix recorded no candidate commit to verify",
+            reset_to=base, now=time.time())), view.issues, history)
     g = p.config.guards
-    problems = check_diff(repo.diff(), GuardPolicy(g.allow_suppressions, g.allow_test_deletion,
-                                                   g.allow_config_edits))
     python = p.python(state)
-    m = p.measure(repo.path, p.config, scope="batch", python=python)
-    flaky = set(view.flaky) | set(m.flaky)
-    suspects = [t for t, o in view.outcomes.items()
-                if o == "passed" and t not in flaky and m.outcomes.get(t) in ("failed", "error")]
-    newly_flaky: list[str] = []
-    if suspects and len(suspects) <= RERUN_LIMIT:  # fails after the change: again, alone
-        again = rerun_tests(repo.path, p.config, suspects, python)
-        newly_flaky = sorted(t for t in suspects if again.get(t) == "passed")
-    verdict = judge_batch(mine, view.issues, m.issues, before_tests=p.tests_before(history, state.iteration),
-                          after_tests=m.tests, before_outcomes=view.outcomes, after_outcomes=m.outcomes,
-                          flaky=flaky | set(newly_flaky), tests_may_go=g.allow_test_deletion,
-                          tool_errors=[r.tool for r in m.results if r.status == "tool_error"])
-    reasons = problems + list(verdict.reasons)
-    if not reasons:
+    with p.tree(state, "verify", sha=state.candidate) as wt:
+        problems = check_diff(wt.diff(base, state.candidate),
+                              GuardPolicy(g.allow_suppressions, g.allow_test_deletion, g.allow_config_edits))
+        m = p.measure(wt.path, p.config, scope="batch", python=python)
+        flaky = set(view.flaky) | set(m.flaky)
+        suspects = [t for t, o in view.outcomes.items()
+                    if o == "passed" and t not in flaky and m.outcomes.get(t) in ("failed", "error")]
+        newly_flaky: list[str] = []
+        if suspects and len(suspects) <= RERUN_LIMIT:  # fails after the change: again, alone
+            again = rerun_tests(wt.path, p.config, suspects, python)
+            newly_flaky = sorted(t for t in suspects if again.get(t) == "passed")
+        verdict = judge_batch(mine, view.issues, m.issues,
+                              before_tests=p.tests_before(history, state.iteration), after_tests=m.tests,
+                              before_outcomes=view.outcomes, after_outcomes=m.outcomes,
+                              flaky=flaky | set(newly_flaky), tests_may_go=g.allow_test_deletion,
+                              tool_errors=[r.tool for r in m.results if r.status == "tool_error"])
+        reasons = problems + list(verdict.reasons)
+
+        def rolled_back(reason: str, regressions: Sequence[str] = ()) -> list[Event]:
+            events = decide(state, RollBack(batch_id=batch.batch_id, reason=reason[:2000], reset_to=base,
+                                            regressions=list(regressions)[:100], flaky=newly_flaky,
+                                            now=time.time()))
+            return p.finish(state, events, view.issues, history)
+
+        if reasons:
+            new = sorted({i.fingerprint for i in m.issues} - {i.fingerprint for i in view.issues})
+            return rolled_back("; ".join(reasons), new)
         after_counts = m.counts_by_tool()
         before_counts = {t: view.counts[t] for t in after_counts if t in view.counts}
         planned = PlannedBatch(batch_id=batch.batch_id, phase=batch.phase, mode=batch.mode,
@@ -328,35 +408,30 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event]:
                                description=batch.description, files=list(batch.files) or ["."],
                                kind="mega" if batch.mode == "mega" else "location",
                                rules=sorted({i.rule for i in mine if i.rule}) or ["?"])
-        files = repo.changed_files()
+        files = [f for f in wt.git("diff", "--name-only", base, state.candidate).splitlines() if f]
         verified = _verified_by(view, m, newly_flaky)
         message = commit_message(planned, before_counts, after_counts, state.fixer, state.run_id,
-                                  files=files, fixed=verdict.fixed, verified=verified)
+                                 files=files, fixed=verdict.fixed, verified=verified)
+        wt.git("reset", "-q", "--soft", base)  # HEAD on the tip, the candidate's tree staged
         try:
-            sha = repo.commit_all(message, run_hooks=p.config.git.run_hooks)
+            sha = wt.commit_all(message, run_hooks=p.config.git.run_hooks)
         except GitError as exc:  # a hook refused it: the batch goes, the run goes on
-            repo.reset_hard(head)
-            return p.finish(state, decide(state, RollBack(
-                batch_id=batch.batch_id, reason=f"the commit was refused: {str(exc)[-1500:]}",
-                reset_to=head, flaky=newly_flaky, now=time.time())), view.issues, history)
-        tests_fixed = sorted(t for t, o in m.outcomes.items()
-                             if o == "passed" and view.outcomes.get(t) not in (None, "passed"))
-        events = decide(state, Commit(batch_id=batch.batch_id, sha=sha, message=message, files=files,
-                                      counts_before=before_counts, counts_after=after_counts,
-                                      resolved=[i.fingerprint for i in verdict.comparison.fixed]
-                                      if verdict.comparison else [],
-                                      tests_fixed=tests_fixed, flaky=newly_flaky, verified_by=verified,
-                                      now=time.time()))
-        return p.finish(state, events, m.issues, history)
-    repo.reset_hard(head)
-    new = sorted({i.fingerprint for i in m.issues} - {i.fingerprint for i in view.issues})
-    events = decide(state, RollBack(batch_id=batch.batch_id, reason="; ".join(reasons)[:2000],
-                                    reset_to=head, regressions=new[:100], flaky=newly_flaky,
-                                    now=time.time()))
-    return p.finish(state, events, view.issues, history)
+            return rolled_back(f"the commit was refused: {str(exc)[-1500:]}")
+    tests_fixed = sorted(t for t, o in m.outcomes.items()
+                         if o == "passed" and view.outcomes.get(t) not in (None, "passed"))
+    events = decide(state, Commit(batch_id=batch.batch_id, sha=sha, message=message, files=files,
+                                  counts_before=before_counts, counts_after=after_counts,
+                                  resolved=[i.fingerprint for i in verdict.comparison.fixed]
+                                  if verdict.comparison else [],
+                                  tests_fixed=tests_fixed, flaky=newly_flaky, verified_by=verified,
+                                  now=time.time()))
+    repo = Repo.open(state.target)
+    ref = f"refs/heads/{state.branch}"
+    return Step(p.finish(state, events, m.issues, history),
+                after=lambda: repo.move_ref(ref, sha, base))
 
 
-ACTIONS: dict[Action, Callable[[Pipeline, RunState], list[Event]]] = {
+ACTIONS: dict[Action, Callable[[Pipeline, RunState], list[Event] | Step]] = {
     "start": act_start,
     "check": act_check,
     "close": act_close,
@@ -414,17 +489,30 @@ class RoleHandler:
 
     def _act(self, action: Action, state: RunState, cause: Event) -> None:
         started = time.monotonic()
-        events = ACTIONS[action](self.pipeline, state)
-        if not events:
+        store = self.pipeline.store
+        turn = threading.Event()  # set when the run moves on without us: our processes stop
+        try:
+            with RunWatcher(store.client, store.keys.run_stream(state.run_id), state.version, turn), \
+                    cancel_scope(turn):
+                result = ACTIONS[action](self.pipeline, state)
+        except BranchMoved as exc:  # nothing can be verified or committed safely any more
+            result = decide(state, Fail(reason=str(exc)))
+        if turn.is_set():
+            log.info("the run moved on during this step; its result is dropped", action=action)
             return
-        stamped = stamp(events, run_id=state.run_id, expected_version=state.version,
+        step = result if isinstance(result, Step) else Step(result)
+        if not step.events:
+            return
+        stamped = stamp(step.events, run_id=state.run_id, expected_version=state.version,
                         causation_id=cause.event_id)
         try:
             self.pipeline.store.append(state.run_id, stamped, state.version)
         except ConcurrencyError as exc:
             log.warning("another worker took this step first; dropping our result", error=str(exc))
             return
-        log.info("step done", events=[type(e).__name__ for e in events],
+        if step.after is not None:
+            step.after()  # only now: the log says this step was ours
+        log.info("step done", events=[type(e).__name__ for e in step.events],
                  duration_s=round(time.monotonic() - started, 3))
 
 

@@ -10,11 +10,14 @@ from __future__ import annotations
 import getpass
 import hashlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ import redis
 from airfix.config import Config, config_to_dict
 from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.ids import new_run_id
-from airfix.events.machine import RequestRun, decide, initial_state
+from airfix.events.machine import Cancel, RequestRun, RunState, decide, fold, initial_state
 from airfix.events.schema import Limits, RunRequested, stamp
 from airfix.events.steps import ROLES
 from airfix.events.store import check_run_id
@@ -33,7 +36,7 @@ from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
 from airfix.services import fixers
 from airfix.services.app import App, build_app
-from airfix.services.git import Repo
+from airfix.services.git import ZERO, Repo
 from airfix.services.logs import get_logger
 from airfix.services.logstream import configure_service_logging
 from airfix.services.roles import Pipeline, role_handlers
@@ -44,7 +47,7 @@ log = get_logger("airfix.run")
 EXIT_CODES = {
     "succeeded": 0, "simulated": 0, "failed": 1, "partially_fixed": 3, "no_progress": 4,
     "budget_exhausted": 5, "timed_out": 6, "verify_failed": 7, "tool_error": 8, "cancelled": 9,
-    "nothing_fixable": 11,
+    "nothing_fixable": 11, "fixer_unavailable": 12,
 }
 
 
@@ -261,13 +264,15 @@ def where_the_work_is(report: RunReport) -> list[str]:
         return ["  simulation: nothing was changed"]
     branch, base = report.branch, report.base_branch or report.base_sha[:12]
     n = len(report.commits)
+    lines = [f"  {report.checkout}"] if report.checkout else []
     if not n:
-        return [f"  no commits: {base} is checked out as before"]
-    if not branch or branch == report.base_branch:
-        return [f"  {n} commit(s) on {branch or 'HEAD'}, where you were; review: git log -{n} -p"]
+        return lines or [f"  no commits: {base} is checked out as before"]
+    if "fast-forwarded" in report.checkout:
+        return [*lines, f"  review: git log --stat -{n}   git diff HEAD~{n} HEAD",
+                f"  undo:   git reset --keep {report.base_sha[:10]}"]
     return [
-        (f"  {n} commit(s) on branch {branch}, on top of {base} ({report.base_sha[:10]}); "
-         "the project has it checked out"),
+        *lines,
+        f"  {n} commit(s) on branch {branch}, on top of {base} ({report.base_sha[:10]})",
         (f"  review: git log --stat {report.base_sha[:10]}..{branch}   "
          f"git diff {report.base_sha[:10]} {branch}"),
         f"  take:   git checkout {base} && git merge --ff-only {branch}",
@@ -275,24 +280,40 @@ def where_the_work_is(report: RunReport) -> list[str]:
     ]
 
 
-def restore_branch(report: RunReport) -> bool:
-    """A finished run that made no commits leaves the user where they were: the branch they were
-    on is checked out again and the empty run branch is removed.  True when it did that."""
-    if report.state != "completed" or report.commits or report.simulation or not report.branch:
-        return False
-    if not report.base_branch or report.branch == report.base_branch:
-        return False
+def finalize(report: RunReport, config: Config) -> str:
+    """Leave the user's checkout where the run's result is, and say where that is.
+
+    The run's steps never touch the checkout (they work in worktrees of their own); once the run
+    is over: with commits, the checkout switches to the run branch (or, with
+    ``git.commit_to_current_branch``, fast-forwards the branch the user was on and removes the
+    run branch), so ``git log`` and ``git diff HEAD~N HEAD`` show the run's work; without
+    commits, the empty run branch is removed.  Only a clean checkout still where the run found
+    it is changed; otherwise the note says so and nothing moves."""
+    if report.state != "completed" or report.simulation or not report.branch:
+        return ""
     try:
-        repo = Repo(Path(report.target))
-        if repo.branch() != report.branch or repo.dirty_files() or repo.head() != report.base_sha:
-            return False
-        target = report.base_sha if report.base_branch == "HEAD" else report.base_branch
-        repo.git("checkout", "-q", target)
-        repo.git("branch", "-q", "-D", report.branch)
+        repo = Repo.open(report.target)
+        ref = f"refs/heads/{report.branch}"
+        shas = [c["sha"] for c in report.commits]
+        if shas and repo.ref(ref) != shas[-1] and repo.ref(ref) in [report.base_sha, *shas[:-1]]:
+            repo.move_ref(ref, shas[-1], repo.ref(ref) or "")  # a verifier died before moving it
+        if not shas:
+            repo.move_ref(ref, ZERO, report.base_sha)  # delete it, if it is still empty
+            return f"no commits: {report.base_branch or report.base_sha[:12]} is checked out as before"
+        untouched = (not repo.dirty_files() and repo.head() == report.base_sha
+                     and repo.branch() == (report.base_branch or "HEAD"))
+        if not untouched:
+            return (f"your checkout changed during the run, so it was left alone; the commits are on "
+                    f"{report.branch}")
+        if config.git.commit_to_current_branch and report.base_branch not in ("", "HEAD"):
+            repo.git("merge", "-q", "--ff-only", report.branch)
+            repo.move_ref(ref, ZERO, shas[-1])
+            return f"{report.base_branch} fast-forwarded to the run's commits (checked out)"
+        repo.git("checkout", "-q", report.branch)
+        return f"{report.branch} is checked out"
     except AirfixError as exc:
-        log.warning("could not restore the branch you were on", error=str(exc))
-        return False
-    return True
+        log.warning("could not leave the checkout on the run's result", error=str(exc))
+        return f"the checkout was left as it was ({exc})"
 
 
 def environment_line(environment: dict[str, str]) -> str:
@@ -352,8 +373,6 @@ def serve_embedded(port: int) -> Any:
 
 
 def _serve_until_interrupted(port: int) -> None:
-    import signal
-
     def stop(*_: Any) -> None:
         raise KeyboardInterrupt
 
@@ -365,10 +384,64 @@ def _serve_until_interrupted(port: int) -> None:
         pass
 
 
+def cancel_run(app: App, run_id: str, *, reason: str = "", requested_by: str = "") -> RunState:
+    """End a run as ``cancelled`` (RunCancelled at its newest version, retried while it moves).
+
+    Workers stop the cancelled run's in-flight step within a moment (its processes are killed,
+    its worktree removed, its result dropped: ``services/cancel.py``); the target's lock is
+    released here.  A finished run is returned as it is."""
+    for _ in range(100):
+        events = list(app.store.read_run(check_run_id(run_id)))
+        if not events:
+            raise AirfixError(f"no run {run_id} in this store")
+        state = fold(events)
+        if state.terminal:
+            return state
+        cancel = Cancel(reason=reason or "cancelled", requested_by=requested_by or _user())
+        try:
+            app.store.append(run_id, stamp(decide(state, cancel), run_id=run_id,
+                                           expected_version=state.version), state.version)
+        except ConcurrencyError:
+            time.sleep(0.05)  # a step landed meanwhile: cancel on top of it
+            continue
+        release_lock(app, state.target, run_id)
+        log.info("run cancelled", run_id=run_id, reason=reason)
+        return fold(app.store.read_run(run_id))
+    raise AirfixError(f"could not cancel run {run_id}: it kept moving; try again")
+
+
+@contextmanager
+def _termination_as_interrupt() -> Iterator[None]:
+    """SIGTERM while a run is hosted or awaited is handled like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _ask_cancel(run_id: str) -> bool:
+    """On a terminal, ask whether Ctrl-C means cancel or detach; elsewhere, detach."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    try:
+        answer = input(f"\nairfix: cancel run {run_id} [c], or detach and let the workers go on [d]? ")
+    except (EOFError, KeyboardInterrupt):
+        return True
+    return answer.strip().lower().startswith("c")
+
+
 def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
              simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
              wait_timeout_s: float | None, serve_redis: int | None = None,
-             log_level: str | None = None) -> int:
+             log_level: str | None = None, detach: bool = False) -> int:
     if serve_redis is not None and config.store.redis_url:
         raise AirfixError("--serve-redis exposes the embedded store; it cannot be used with --redis-url")
     app = build_app(config, journal=True)
@@ -388,11 +461,22 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
     if progress is not None:
         print(f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
               file=sys.stderr, flush=True)
+    hosted = inline or not config.store.redis_url
     try:
-        if inline or not config.store.redis_url:
-            run_inline(app, run_id, progress=progress)
-        else:
-            wait_for_workers(app, run_id, timeout_s=wait_timeout_s, progress=progress)
+        with _termination_as_interrupt():
+            if hosted:
+                run_inline(app, run_id, progress=progress)
+            else:
+                wait_for_workers(app, run_id, timeout_s=wait_timeout_s, progress=progress)
+    except KeyboardInterrupt:
+        if not hosted and (detach or not _ask_cancel(run_id)):
+            print(f"airfix: detached from run {run_id}; it goes on in the workers. Follow it: airfix tail "
+                  f"{run_id} --follow; cancel it: airfix cancel {run_id}", file=sys.stderr, flush=True)
+            return 130
+        cancel_run(app, run_id, reason="interrupted from the terminal (Ctrl-C)")
+        print(f"airfix: run {run_id} cancelled; commits made so far stay on its branch",
+              file=sys.stderr, flush=True)
+    try:
         if progress is not None:
             progress()
     finally:
@@ -400,7 +484,7 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
         if status is not None and status.get("state") == "completed":
             release_lock(app, status["target"], run_id)
     report = report_for(app, run_id)
-    restore_branch(report)
+    report.checkout = finalize(report, config)
     if json_out:
         print(report_json(report), flush=True)
     else:

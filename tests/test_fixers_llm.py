@@ -40,7 +40,7 @@ from airfix.services.fixers.prompts import (
     verification_commands,
 )
 from airfix.services.logs import configure_logging
-from airfix.services.run import release_lock, request_run, run_inline
+from airfix.services.run import finalize, release_lock, request_run, run_inline
 from tests.fake_claude import ENV_VARS, FAKE_CLAUDE, fake_env, read_pids, read_record, wait_dead
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
@@ -708,6 +708,7 @@ class TestPipeline:
                 release_lock(app, status["target"], run_id)
         events = list(app.store.read_run(run_id))
         report = build_report(events)
+        report.checkout = finalize(report, config)  # as airfix run does once the run is over
 
         assert report.status == "succeeded", (report.reason, report.failed, report.rolled_back)
         assert len(report.commits) == 1
@@ -717,7 +718,7 @@ class TestPipeline:
         assert applied[0].files_changed == ["ages/core.py"]
         assert report.cost_usd == pytest.approx(0.25)
         # committed by airfix on the run branch, the tree clean, the tests green
-        log_lines = git(repo, "log", "--format=%H %s", f"{base}..HEAD").strip().splitlines()
+        log_lines = git(repo, "log", "--format=%H %s", f"{base}..{report.branch}").strip().splitlines()
         assert len(log_lines) == 1 and log_lines[0].split()[0] == report.commits[0]["sha"]
         assert git(repo, "status", "--porcelain").strip() == ""
         assert "return age >= 18" in (repo / "ages/core.py").read_text()

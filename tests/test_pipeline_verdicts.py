@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from airfix.events.schema import BatchSkipped, Committed, FixRolledBack, RunCompleted
-from airfix.services.run import restore_branch
 from tests.pipeline_harness import (
     MINI_FILES,
     branch,
@@ -18,6 +17,7 @@ from tests.pipeline_harness import (
     events_of,
     git,
     head,
+    make_config,
     make_repo,
     run_to_end,
     status_porcelain,
@@ -149,8 +149,22 @@ def test_a_run_without_commits_leaves_the_user_on_their_branch(tmp_path: Path) -
     repo = make_repo(tmp_path, files)
     git(repo, "checkout", "-q", "-b", "feature")
     app = embedded_app()
-    _, report = run_to_end(app, repo, max_iterations=1)
+    _, report = run_to_end(app, repo, max_iterations=1)  # finalizes the checkout, as airfix run does
     assert report.commits == [] and report.base_branch == "feature"
-    assert restore_branch(report)
+    assert report.checkout == "no commits: feature is checked out as before"
     assert branch(repo) == "feature"
     assert f"refs/heads/{report.branch}" not in git(repo, "for-each-ref", "--format=%(refname)")
+
+
+def test_with_commits_the_checkout_ends_on_the_run_branch_or_fast_forwarded(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path)
+    base = head(repo)
+    _, report = run_to_end(embedded_app(), repo, max_iterations=1)
+    assert report.commits and branch(repo) == report.branch and head(repo) == report.commits[-1]["sha"]
+    assert report.checkout == f"{report.branch} is checked out" and status_porcelain(repo) == ""
+    assert git(repo, "rev-list", "--count", f"{base}..HEAD").strip() == str(len(report.commits))
+    other = make_repo(tmp_path, name="other")
+    _, ff = run_to_end(embedded_app(make_config(**{"git.commit_to_current_branch": True})), other,
+                       max_iterations=1)
+    assert branch(other) == "main" and head(other) == ff.commits[-1]["sha"]
+    assert f"refs/heads/{ff.branch}" not in git(other, "for-each-ref", "--format=%(refname)")

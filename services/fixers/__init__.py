@@ -29,6 +29,7 @@ class FixRequest(msgspec.Struct, frozen=True, kw_only=True):
 class FixOutcome(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
     reason: str = ""
+    fatal: bool = False  # no retry can cure it: the run ends with the reason (the fix to apply)
     cost_usd: float = 0.0
     turns: int = 0
     duration_s: float = 0.0
@@ -69,12 +70,22 @@ def supported(fixers: list[Fixer], issue: IssueRecord, config: FixerConfig) -> b
 
 
 def run_chain(fixers: list[Fixer], request: FixRequest) -> FixOutcome:
-    """Run every fixer in order; the batch fails only if every fixer failed."""
-    outcomes = [f.fix(request) for f in fixers]
-    ok = any(o.ok for o in outcomes)
+    """Run every fixer in order; the batch fails only if every fixer failed, and the chain is
+    unusable (``fatal``) as soon as one of its fixers is."""
+    outcomes: list[FixOutcome] = []
+    for f in fixers:
+        outcomes.append(f.fix(request))
+        if outcomes[-1].fatal:
+            break
+
+    def said(name: str, reason: str) -> str:
+        return reason if reason.startswith(f"{name}:") else f"{name}: {reason}"
+
+    fatal = any(o.fatal for o in outcomes)
     return FixOutcome(
-        ok=ok,
-        reason="; ".join(f"{f.name}: {o.reason}" for f, o in zip(fixers, outcomes) if o.reason),
+        ok=any(o.ok for o in outcomes) and not fatal,
+        fatal=fatal,
+        reason="; ".join(said(f.name, o.reason) for f, o in zip(fixers, outcomes) if o.reason),
         cost_usd=sum(o.cost_usd for o in outcomes),
         turns=sum(o.turns for o in outcomes),
         duration_s=sum(o.duration_s for o in outcomes),

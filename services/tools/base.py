@@ -38,6 +38,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 
 from airfix.events.schema import IssueRecord, Phase, ToolResult, ToolStatus
+from airfix.services.cancel import cancelled
 from airfix.services.tools.environment import PythonEnv, has_module, project_tool
 
 Tier = Literal["static", "dynamic"]
@@ -292,6 +293,7 @@ class ProcessResult:
     duration_s: float
     timed_out: bool = False
     launch_error: str = ""
+    cancelled: bool = False  # the step's turn ended (run cancelled or moved on): group killed
 
 
 def run_process(
@@ -322,11 +324,19 @@ def run_process(
         return ProcessResult(
             list(cmd), None, "", "", time.monotonic() - start, launch_error=str(exc)
         )
-    timed_out = False
+    timed_out = stopped = False
+    deadline = start + max(timeout_s, 0.001)
     try:
-        out, err = proc.communicate(timeout=max(timeout_s, 0.001))
+        while True:  # in slices, so a cancelled step stops its processes within a quarter second
+            try:
+                out, err = proc.communicate(timeout=max(0.001, min(0.25, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                stopped = cancelled()
+                if stopped or time.monotonic() >= deadline:
+                    raise
     except subprocess.TimeoutExpired:
-        timed_out = True
+        timed_out = not stopped
         _kill_group(proc, signal.SIGTERM)
         try:
             out, err = proc.communicate(timeout=KILL_GRACE_S)
@@ -346,6 +356,7 @@ def run_process(
         stderr=(err or b"").decode("utf-8", errors="replace"),
         duration_s=time.monotonic() - start,
         timed_out=timed_out,
+        cancelled=stopped,
     )
 
 
@@ -627,6 +638,8 @@ class BaseToolAdapter(ABC):
         ctx.procs.append(proc)
         if proc.launch_error:
             raise ToolFailure(f"{self.name}: could not start {cmd[0]}: {proc.launch_error}", proc)
+        if proc.cancelled:
+            raise ToolFailure(f"{self.name}: stopped, the run was cancelled or moved on", proc)
         if proc.timed_out:
             raise ToolFailure(
                 f"{self.name}: timed out after {proc.duration_s:.1f}s; its process group was killed",

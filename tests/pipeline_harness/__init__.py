@@ -29,7 +29,7 @@ from airfix.projections.status import load_status
 from airfix.services import fixers
 from airfix.services.app import App
 from airfix.services.ops import timeline
-from airfix.services.run import release_lock, request_run, run_inline
+from airfix.services.run import finalize, release_lock, request_run, run_inline
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
            "GIT_COMMITTER_NAME": "tester", "GIT_COMMITTER_EMAIL": "tester@localhost"}
@@ -212,7 +212,9 @@ def run_to_end(app: App, target: Path, *, fixer: str = "autofix", batching: str 
         if status is not None and status.get("state") == "completed":
             release_lock(app, status["target"], run_id)
     assert_replay_equals_status(app, run_id)
-    return run_id, build_report(app.store.read_run(run_id))
+    report = build_report(app.store.read_run(run_id))
+    report.checkout = finalize(report, app.config)  # as airfix run does once a run is over
+    return run_id, report
 
 
 def assert_replay_equals_status(app: App, run_id: str) -> None:

@@ -27,9 +27,23 @@ from airfix.events.schema import Committed
 from airfix.projections.status import load_status
 from airfix.services.run import request_run
 from tests.conftest import REAL_URL, real_client
-from tests.pipeline_harness import events_of, git, head, make_config, make_repo, registered, server_app
+from tests.pipeline_harness import (
+    events_of,
+    git,
+    head,
+    make_config,
+    make_repo,
+    registered,
+    server_app,
+)
 from tests.pipeline_harness.cheats import SlowFixer
-from tests.pipeline_harness.workers import Workers, new_prefix, slowfix_starts, wait_for, worker_pool
+from tests.pipeline_harness.workers import (
+    Workers,
+    new_prefix,
+    slowfix_starts,
+    wait_for,
+    worker_pool,
+)
 
 pytestmark = pytest.mark.fault
 

@@ -86,7 +86,6 @@ class StoreConfig(_Section, frozen=True, kw_only=True):
     redis_url: str = ""  # "" = the embedded store (fakeredis), for tests and single-process use
     prefix: Name = "autonomous_fix"
     partitions: PositiveInt = 4
-    log_maxlen: NonNegativeInt = 0  # 0 = never trim; events are the source of truth
     # the embedded store's events between commands (JSON lines); "" = keep nothing
     journal: str = "~/.local/share/airfix/journal.jsonl"
 
@@ -441,6 +440,15 @@ def _env_value(name: str, key_path: tuple[str, ...], raw: str) -> Any:
 # ---------------------------------------------------------------- explaining errors
 
 
+#: Keys that existed once, with why they are gone and what to do instead (an error, not "unknown").
+REMOVED_KEYS: dict[tuple[str | int, ...], str] = {
+    ("store", "log_maxlen"): (
+        "this key was removed: capping the partition logs by length dropped entries that consumer "
+        "groups had not read or acknowledged yet; delete the key and remove old entries with "
+        "`airfix trim --older-than DURATION`, which only removes what every group acknowledged"
+    ),
+}
+
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 
@@ -470,6 +478,8 @@ def _explain(raw: str, merged: dict[str, Any]) -> tuple[tuple[str | int, ...], s
     if unknown:
         key = unknown.group(1)
         full = (*key_path, key)
+        if full in REMOVED_KEYS:
+            return full, f"{_dotted(full)}: {REMOVED_KEYS[full]}"
         hint = _suggest(key, _fields_at(key_path)) if key_path else _suggest_section(key)
         return full, f"unknown key {_dotted(full)}{hint}"
 

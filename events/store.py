@@ -136,10 +136,9 @@ def check_run_id(run_id: str) -> str:
 class EventStore:
     """Append and read events.  Thread-safe as far as the redis client is."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None, *, log_maxlen: int = 0) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.client = client
         self.keys = keys or Keys()
-        self.log_maxlen = log_maxlen
         self._append = client.register_script(_APPEND_LUA)
         self._check_layout()
 
@@ -190,7 +189,7 @@ class EventStore:
             raise InvalidEventError(f"run {run_id!r}: expected_version must be an int >= 0")
         if not events:
             raise InvalidEventError(f"run {run_id!r}: nothing to append")
-        args: list[Any] = [expected_version, len(events), self.log_maxlen]
+        args: list[Any] = [expected_version, len(events)]
         seen: set[str] = set()
         for i, ev in enumerate(events):
             where = f"run {run_id!r}, event #{i + 1}"

@@ -77,11 +77,10 @@ def build_app(config: Config, *, redis_url: str | None = None, journal: bool = F
         from airfix.events.journal import JournaledStore
         from airfix.services.runtime import drain
 
-        store = JournaledStore(client, keys, log_maxlen=config.store.log_maxlen,
-                               journal=Path(config.store.journal).expanduser())
+        store = JournaledStore(client, keys, journal=Path(config.store.journal).expanduser())
         app = App(config, client, store)
         if store.replay_journal():
             drain(store, app.handlers(["projections"]), app.settings)
             redo_actions(app)
         return app
-    return App(config, client, EventStore(client, keys, log_maxlen=config.store.log_maxlen))
+    return App(config, client, EventStore(client, keys))

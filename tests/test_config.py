@@ -126,6 +126,20 @@ class TestErrorsNameTheKeyPath:
         assert "did you mean partitions?" in msg
         assert f"{path}, line 2" in msg
 
+    def test_removed_log_maxlen_points_at_airfix_trim(self, tmp_path):
+        """store.log_maxlen trimmed partition logs past what groups had read: it is gone, and
+        setting it (anywhere, even to 0) says why and what to use instead."""
+        path = _write(tmp_path, "store:\n  partitions: 4\n  log_maxlen: 1000\n")
+        for kwargs, where in [({"path": path}, f"(in {path}, line 3)"),
+                              ({"env": {"AIRFIX__STORE__LOG_MAXLEN": "0"}},
+                               "(from environment variable AIRFIX__STORE__LOG_MAXLEN)"),
+                              ({"overrides": {"store.log_maxlen": 5}}, "(from overrides)")]:
+            with pytest.raises(ConfigError) as ei:
+                load_config(**{"env": {}, **kwargs})
+            msg = str(ei.value)
+            assert msg.startswith("store.log_maxlen: this key was removed"), msg
+            assert "airfix trim --older-than" in msg and msg.endswith(where), msg
+
     def test_unknown_section(self, tmp_path):
         """An original-tool section that airfix does not read is an error, not silently dropped."""
         path = _write(tmp_path, "reporting:\n  slack_channel: x\n")

@@ -65,8 +65,10 @@ class LogEntry:
 
 
 def as_str(value: Any) -> str:
-    """A redis-py reply value as str (clients may or may not decode responses)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A redis-py reply value as str (clients may or may not decode responses).  Bytes that are not
+    UTF-8 (a poison entry's fields) become U+FFFD, never an exception: readers of stream entries
+    must not crash on what they exist to report."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 _s = as_str

@@ -51,6 +51,7 @@ __all__ = [
     "IssueGroupingConfig",
     "LoggingConfig",
     "ProjectionsConfig",
+    "SecretsConfig",
     "StoreConfig",
     "TargetProjectConfig",
     "config_to_dict",
@@ -212,6 +213,9 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     )
     max_budget_usd: Dollars = 0.0  # per fix task (--max-budget-usd); 0 = no limit
     command: tuple[str, ...] = ()  # the "command" fixer's argv template; () = not configured
+    # Environment variables (fnmatch) the "command" fixer gets although secrets.env_deny hides them
+    # from the target, e.g. [OPENAI_API_KEY] for an agent that needs it.
+    command_env: tuple[Name, ...] = ()
     prompts_file: str = ""  # "" = the shipped config/prompts.yaml
 
 
@@ -240,6 +244,28 @@ class GuardsConfig(_Section, frozen=True, kw_only=True):
     allow_config_edits: bool = False
 
 
+#: Key names (fnmatch, any case) whose values never reach events, exports, archives or log lines.
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "*password*", "*passwd*", "*secret*", "*token*", "*api_key*", "*apikey*", "*credential*",
+    "*private_key*", "*auth*key*",
+)
+#: Environment variables (fnmatch, any case) that the target's tools and the fixers never see.
+DEFAULT_ENV_DENY: tuple[str, ...] = (
+    "AIRFIX_REDIS_URL", "AIRFIX__*", "*REDIS_URL*", "*_API_KEY", "*APIKEY*", "*_TOKEN", "TOKEN",
+    "*_TOKEN_*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PRIVATE_KEY*", "*ACCESS_KEY*",
+    "*CREDENTIALS*",
+)
+
+
+class SecretsConfig(_Section, frozen=True, kw_only=True):
+    """What airfix keeps out of what it writes and out of the target's processes
+    (:mod:`airfix.services.secrets`)."""
+
+    redact_keys: tuple[Name, ...] = DEFAULT_REDACT_KEYS
+    env_deny: tuple[Name, ...] = DEFAULT_ENV_DENY
+    env_allow: tuple[Name, ...] = ()  # exceptions to env_deny, e.g. [PGPASSWORD] for the target's tests
+
+
 def _section(cls: type) -> Any:
     return msgspec.field(default_factory=cls)
 
@@ -260,6 +286,7 @@ class Config(_Section, frozen=True, kw_only=True):
     target_project: TargetProjectConfig = _section(TargetProjectConfig)
     git: GitConfig = _section(GitConfig)
     guards: GuardsConfig = _section(GuardsConfig)
+    secrets: SecretsConfig = _section(SecretsConfig)
 
 
 # ---------------------------------------------------------------- public helpers

@@ -68,6 +68,9 @@ def redo_actions(app: App) -> None:
 def build_app(config: Config, *, redis_url: str | None = None, journal: bool = False) -> App:
     """The store and views for ``config``.  With ``journal`` (the CLI), the embedded store is
     loaded from ``store.journal`` first and keeps writing to it, so runs outlive the process."""
+    from airfix.services import secrets
+
+    secrets.configure(config)  # what logs redact, what the target's processes do not see
     url = redis_url if redis_url is not None else config.store.redis_url
     client = connect(url or None)
     keys = Keys(prefix=config.store.prefix, partitions=config.store.partitions)

@@ -165,8 +165,11 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from airfix.services.secrets import configure, redact_config
+
     cfg = _load(args)
-    sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    configure(cfg)
+    sys.stdout.write(yaml.safe_dump(redact_config(config_to_dict(cfg)), sort_keys=False))
     return 0
 
 

@@ -91,7 +91,9 @@ def _identity_env() -> dict[str, str]:
     """Commit as the user when git knows them, else as airfix (never fail for a missing name)."""
     import os
 
-    env = dict(os.environ)
+    from airfix.services.secrets import scrubbed_env
+
+    env = scrubbed_env(os.environ)  # hooks are the target's code: none of airfix's secrets
     env.setdefault("GIT_AUTHOR_NAME", _config("user.name") or "airfix")
     env.setdefault("GIT_AUTHOR_EMAIL", _config("user.email") or "airfix@localhost")
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])

@@ -31,7 +31,7 @@ from airfix.events.store import check_run_id
 from airfix.projections.base import ProjectorHandler
 from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
-from airfix.services import fixers, target_lock
+from airfix.services import fixers, secrets, target_lock
 from airfix.services.app import App, build_app
 from airfix.services.git import Repo
 from airfix.services.logs import get_logger
@@ -101,7 +101,7 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
                           "project's interpreter, e.g. /path/to/project/.venv/bin/python")
     command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
                          simulation=simulation, limits=limits, requested_by=_user(),
-                         config=config_to_dict(config),
+                         config=secrets.redact_config(config_to_dict(config)),
                          python=str(Path(python).expanduser().absolute()) if python else "")
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
     # everything is checked: only now take the target (atomically, services/target_lock.py)

@@ -46,6 +46,7 @@ from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.logs import get_logger
+from airfix.services.secrets import scrubbed_env
 
 __all__ = [
     "KILL_GRACE_S",
@@ -339,7 +340,8 @@ class CommandFixer:
                                   "(looked next to the Python interpreter and on PATH)",
                                   commands=[argv], duration_s=time.monotonic() - started)
             argv[0] = exe
-            env = {**os.environ, "AIRFIX_PROMPT_FILE": str(prompt_file),
+            # the agent works in the target: airfix's secrets scrubbed, plus what the config names
+            env = {**scrubbed_env(os.environ, keep=cfg.command_env), "AIRFIX_PROMPT_FILE": str(prompt_file),
                    "AIRFIX_FILES_FILE": str(files_file), "AIRFIX_TARGET": str(request.target),
                    "AIRFIX_BATCH_ID": batch.batch_id, "AIRFIX_RUN_ID": request.run_id,
                    "AIRFIX_PHASE": batch.phase}

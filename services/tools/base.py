@@ -38,6 +38,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 
 from airfix.events.schema import IssueRecord, Phase, ToolResult, ToolStatus
+from airfix.services.secrets import scrubbed_env
 
 Tier = Literal["static", "dynamic"]
 
@@ -520,7 +521,7 @@ class BaseToolAdapter(ABC):
     # -- running
 
     def _environment(self, workdir: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = scrubbed_env(os.environ)  # the target's code runs here: none of airfix's secrets
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the target
         env.update(self.extra_env)
         return env

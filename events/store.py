@@ -142,17 +142,34 @@ class EventStore:
         self.client = client
         self.keys = keys or Keys()
         self._append = client.register_script(_APPEND_LUA)
-        self._check_layout()
+        self._layout_recorded = False
+        self._check_layout(record=False)
 
-    def _check_layout(self) -> None:
-        self.client.hsetnx(self.keys.meta, "partitions", self.keys.partitions)
-        stored = int(self.client.hget(self.keys.meta, "partitions") or 0)
+    def _check_layout(self, *, record: bool) -> None:
+        """Compare the store's recorded layout with ours; with ``record``, record it first if the
+        store has none.  Opening a store only reads: a command refused for bad input writes nothing
+        at all, not even ``meta``; the first write (:meth:`ensure_layout`) records it."""
+        if record:
+            self.client.hsetnx(self.keys.meta, "partitions", self.keys.partitions)
+        raw = self.client.hget(self.keys.meta, "partitions")
+        if raw is None:
+            return
+        try:
+            stored = int(as_str(raw))
+        except ValueError:
+            stored = -1
         if stored != self.keys.partitions:
             raise StoreLayoutError(
-                f"{self.keys.meta} says this store has {stored} partitions, but this process was "
+                f"{self.keys.meta} says this store has {as_str(raw)} partitions, but this process was "
                 f"configured with {self.keys.partitions} (config key store.partitions); runs would be "
                 "read from the wrong partition, so nothing was done"
             )
+        self._layout_recorded = True
+
+    def ensure_layout(self) -> None:
+        """Record the layout (once per store object) before the first write; see _check_layout."""
+        if not self._layout_recorded:
+            self._check_layout(record=True)
 
     # ------------------------------------------------------------------------------ writing
     def append(self, run_id: str, events: Sequence[Event], expected_version: int) -> AppendResult:
@@ -164,6 +181,7 @@ class EventStore:
         original positions with ``duplicate=True`` and writes nothing.
         """
         args = self._validate(run_id, events, expected_version)
+        self.ensure_layout()
         keys = [self.keys.run_stream(run_id), self.keys.run_index(run_id), self.keys.log_of(run_id)]
         reply = self._append(keys=keys, args=args)
         status = _s(reply[0])

@@ -86,7 +86,9 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
         return _existing_run(app, run_id, target)
     if max_iterations < 1:
         raise AirfixError(f"--max-iterations must be at least 1, got {max_iterations}")
-    fixers.chain(fixer)
+    chain = fixers.chain(fixer)
+    if not simulation:  # a simulation plans and reports: its fixers never run
+        fixers.preflight(chain, config.fixer)
     repo = Repo.open(target)
     repo.require_clean()
     run_id = run_id or new_run_id()

@@ -149,6 +149,7 @@ class Consumer:
 
     # ----------------------------------------------------------------------------- ownership
     def ensure_groups(self) -> None:
+        self.store.ensure_layout()  # the groups create the partition logs: a write to the store
         start = getattr(self.handler, "start_id", "0")
         for key in self.keys.logs():
             ensure_group(self.client, key, self.group, start)

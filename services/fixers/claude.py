@@ -271,6 +271,16 @@ class ClaudeFixer:
     def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
         return True  # the LLM tries anything; the verifier rejects what it gets wrong
 
+    def check(self, config: FixerConfig) -> str:
+        """What stops this fixer from starting at all ("" = nothing): a missing CLI."""
+        from airfix.services.tools.base import find_executable
+
+        if find_executable(config.claude_executable) is None:
+            return (f"fixer claude: executable {config.claude_executable!r} not found (fixer.claude_executable, "
+                    "looked next to the Python interpreter and on PATH); install Claude Code with "
+                    "`npm install -g @anthropic-ai/claude-code`, or set fixer.claude_executable to its path")
+        return ""
+
     def fix(self, request: FixRequest) -> FixOutcome:
         from airfix.services.fixers.prompts import render_request
         from airfix.services.tools.base import find_executable

@@ -305,6 +305,23 @@ class CommandFixer:
     def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
         return True  # a generic agent tries anything; what it cannot fix the verifier rejects
 
+    def check(self, config: FixerConfig) -> str:
+        """What stops this fixer from starting at all ("" = nothing): no template, a template that
+        does not expand, a program that is not there."""
+        from airfix.services.tools.base import find_executable
+
+        if not config.command:
+            return ('fixer command: fixer.command is empty; set the agent command template, e.g. '
+                    '["aider", "--yes", "--message-file", "{prompt_file}", "{files}"]')
+        try:
+            argv = expand_command(config.command, {p: p for p in PLACEHOLDERS}, ["file.py"])
+        except CommandError as exc:
+            return f"fixer command: {exc}"
+        if not argv or find_executable(argv[0]) is None:
+            return (f"fixer command: executable {(argv or [''])[0]!r} of fixer.command not found (looked "
+                    "next to the Python interpreter and on PATH); install it or give its full path")
+        return ""
+
     def fix(self, request: FixRequest) -> FixOutcome:
         from airfix.services.fixers.prompts import render_request
         from airfix.services.tools.base import find_executable

@@ -20,10 +20,10 @@ import pytest
 
 from airfix.services.cli import EXIT_REDIS_UNAVAILABLE
 from airfix.services.run import EXIT_CODES
-from tests.conftest import REAL_URL, real_client
+from tests.conftest import real_client
+from tests.helpers import run_cli
 from tests.pipeline_harness import make_repo
 from tests.redis_procs import RedisServer, free_port
-from tests.helpers import run_cli
 
 PASSWORD = "PLANTED-pw-for-errors-77"
 

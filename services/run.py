@@ -103,7 +103,7 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
                           "project's interpreter, e.g. /path/to/project/.venv/bin/python")
     command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
                          simulation=simulation, limits=limits, requested_by=_user(),
-                         config=secrets.redact_config(config_to_dict(config)),
+                         config=secrets.redact_config(config_to_dict(config), config.secrets.redact_keys),
                          python=str(Path(python).expanduser().absolute()) if python else "")
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
     # everything is checked: only now take the target (atomically, services/target_lock.py)

@@ -7,7 +7,7 @@ log line (terminal, the ``autonomous_fix:logs`` stream, ``journal.logs.jsonl``) 
 * the password of every URL (``redis://:***@host``, ``redis://user:***@host``); a user name alone
   is kept when it is short (``git@``, ``default@``) and redacted when it may be a token;
 * query parameters named like secrets (``?password=***``, ``&token=***``);
-* the values of keys named like secrets (``secrets.redact_keys``: ``*password*``, ``*token*``,
+* the text values of keys named like secrets (``secrets.redact_keys``: ``*password*``, ``*token*``,
   ``*secret*``, ``*api_key*``, ...), in the config and in log lines;
 * well-known token shapes (``sk-ant-...``, ``ghp_...``, ``github_pat_...``, ``xox?-...``, ``AKIA...``,
   ``Bearer ...``) and the values of this process's environment variables named like secrets.
@@ -127,8 +127,9 @@ def redact_config(data: Any, patterns: Iterable[str] | None = None,
 
 
 def _is_scalar_secret(key: Any, value: Any, patterns: tuple[str, ...]) -> bool:
-    return (isinstance(key, str) and value not in (None, "", 0, False)
-            and not isinstance(value, (Mapping, list, tuple)) and is_secret_name(key, patterns))
+    """A non-empty text value under a secret-like key (numbers such as ``max_tokens`` are not)."""
+    return (isinstance(key, str) and isinstance(value, (str, bytes)) and bool(value)
+            and is_secret_name(key, patterns))
 
 
 # ---------------------------------------------------------------- the policy

@@ -67,12 +67,12 @@ def test_redact_text() -> None:
 def test_redact_config() -> None:
     data = {"store": {"redis_url": f"redis://:{REDIS_PW}@h/0", "partitions": 4},
             "plugin": {"api_key": "abc", "Access_Token": "t0k", "password": "", "max_turns": 3,
-                       "nested": [{"client_secret": "x"}]},
+                       "max_tokens": 4000, "nested": [{"client_secret": "x"}]},
             "secrets": {"redact_keys": ["*token*"]}}
     out = redact_config(data, ("*password*", "*token*", "*secret*", "*api_key*"), ())
     assert {"store": {"redis_url": "redis://:***@h/0", "partitions": 4},
             "plugin": {"api_key": "***", "Access_Token": "***", "password": "", "max_turns": 3,
-                       "nested": [{"client_secret": "***"}]},
+                       "max_tokens": 4000, "nested": [{"client_secret": "***"}]},
             "secrets": {"redact_keys": ["*token*"]}} == out  # a section named like one is walked
     assert f"redis://:{REDIS_PW}@h/0" == data["store"]["redis_url"]  # a copy
 

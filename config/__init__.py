@@ -51,6 +51,7 @@ __all__ = [
     "IssueGroupingConfig",
     "LoggingConfig",
     "ProjectionsConfig",
+    "SecretsConfig",
     "StoreConfig",
     "TargetProjectConfig",
     "config_to_dict",
@@ -73,6 +74,23 @@ Fraction = Annotated[float, msgspec.Meta(ge=0, le=1)]
 Name = Annotated[str, msgspec.Meta(min_length=1)]
 
 
+# Upper bounds too: a typo of a few digits is an error at load, not a worker that stalls (a lease of
+# three billion years) or a store of 10^8 partition streams.  Floats refuse NaN and infinities.
+HOUR_MS = 3_600_000
+DAY_S = 86_400.0
+Partitions = Annotated[int, msgspec.Meta(ge=1, le=1024)]
+BlockMs = Annotated[int, msgspec.Meta(ge=1, le=60_000)]
+LeaseMs = Annotated[int, msgspec.Meta(ge=100, le=HOUR_MS)]
+IntervalMs = Annotated[int, msgspec.Meta(ge=1, le=HOUR_MS)]
+BackoffMs = Annotated[int, msgspec.Meta(ge=0, le=HOUR_MS)]
+Count = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+SmallCount = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=DAY_S)]
+SecondsOrZero = Annotated[float, msgspec.Meta(ge=0, le=DAY_S)]
+Hours = Annotated[float, msgspec.Meta(gt=0, le=24 * 366)]
+Dollars = Annotated[float, msgspec.Meta(ge=0, le=1_000_000)]
+
+
 class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Base of every section: immutable, keyword-only, and strict about unknown keys."""
 
@@ -85,8 +103,7 @@ class StoreConfig(_Section, frozen=True, kw_only=True):
 
     redis_url: str = ""  # "" = the embedded store (fakeredis), for tests and single-process use
     prefix: Name = "autonomous_fix"
-    partitions: PositiveInt = 4
-    log_maxlen: NonNegativeInt = 0  # 0 = never trim; events are the source of truth
+    partitions: Partitions = 4
     # the embedded store's events between commands (JSON lines); "" = keep nothing
     journal: str = "~/.local/share/airfix/journal.jsonl"
 
@@ -95,22 +112,22 @@ class ConsumersConfig(_Section, frozen=True, kw_only=True):
     """How consumer groups read, lease partitions, retry and stop."""
 
     # >= 1: XREADGROUP BLOCK 0 would block forever and defeat the shutdown deadline.
-    block_ms: PositiveInt = 1000
-    batch_size: PositiveInt = 200
-    lease_ttl_ms: PositiveInt = 10000
-    rebalance_interval_ms: PositiveInt = 1000
-    delivery_cap: PositiveInt = 5
-    retry_backoff_ms: NonNegativeInt = 50
-    retry_backoff_max_ms: NonNegativeInt = 2000
-    shutdown_deadline_s: NonNegativeFloat = 10.0
-    heartbeat_interval_ms: PositiveInt = 2000
+    block_ms: BlockMs = 1000
+    batch_size: SmallCount = 200
+    lease_ttl_ms: LeaseMs = 10000
+    rebalance_interval_ms: IntervalMs = 1000
+    delivery_cap: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 5
+    retry_backoff_ms: BackoffMs = 50
+    retry_backoff_max_ms: BackoffMs = 2000
+    shutdown_deadline_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    heartbeat_interval_ms: IntervalMs = 2000
 
 
 class ProjectionsConfig(_Section, frozen=True, kw_only=True):
     """Read models built from the log."""
 
-    run_history_length: PositiveInt = 10
-    wait_timeout_s: NonNegativeFloat = 10.0
+    run_history_length: SmallCount = 10
+    wait_timeout_s: SecondsOrZero = 10.0
 
 
 class LoggingConfig(_Section, frozen=True, kw_only=True):
@@ -118,7 +135,7 @@ class LoggingConfig(_Section, frozen=True, kw_only=True):
 
     level: str = "info"  # checked against LOG_LEVELS, case-insensitively
     format: Literal["console", "json"] = "console"
-    log_stream_maxlen: NonNegativeInt = 10000
+    log_stream_maxlen: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 10000
 
 
 # ---------------------------------------------------------------- fix-pipeline sections
@@ -129,45 +146,45 @@ class CompletionCriteriaConfig(_Section, frozen=True, kw_only=True):
 
     build_passes: bool = True
     min_test_pass_rate: Fraction = 0.95
-    max_lint_errors: NonNegativeInt = 0
+    max_lint_errors: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     # 1, not the original's 3: a run that was already healthy had to loop two more iterations
     # re-measuring an unchanged tree (burning the iteration cap) before it could stop.
-    stability_runs: PositiveInt = 1
+    stability_runs: Annotated[int, msgspec.Meta(ge=1, le=100)] = 1
 
 
 class CircuitBreakerConfig(_Section, frozen=True, kw_only=True):
     """Budgets that stop a run that is not converging.  Names follow the original config."""
 
-    max_consecutive_failures: PositiveInt = 5
+    max_consecutive_failures: SmallCount = 5
     # The iteration cap: one "run" of the original is one iteration here.
-    max_total_runs: PositiveInt = 20
-    max_duration_hours: PositiveFloat = 4.0
-    no_progress_iterations: PositiveInt = 3
-    max_cost_usd: NonNegativeFloat = 0.0  # 0 = no cost limit
+    max_total_runs: Count = 20
+    max_duration_hours: Hours = 4.0
+    no_progress_iterations: SmallCount = 3
+    max_cost_usd: Dollars = 0.0  # 0 = no cost limit
 
 
 class BatchSizesConfig(_Section, frozen=True, kw_only=True):
     """How many grouped fix tasks one iteration executes per phase."""
 
-    build_fixes: PositiveInt = 5
-    test_fixes: PositiveInt = 5
-    lint_fixes: PositiveInt = 5
+    build_fixes: Count = 5
+    test_fixes: Count = 5
+    lint_fixes: Count = 5
 
 
 class IssueGroupingConfig(_Section, frozen=True, kw_only=True):
     """How discovered issues are grouped into fix tasks."""
 
     mode: Literal["mega", "smart", "individual"] = "smart"
-    max_cleanup_batch_size: PositiveInt = 50
-    max_location_batch_size: PositiveInt = 20
+    max_cleanup_batch_size: Count = 50
+    max_location_batch_size: Count = 20
 
 
 class HealthCheckConfig(_Section, frozen=True, kw_only=True):
     """Measuring the target project."""
 
     static_pass_threshold: Fraction = 0.6
-    tool_timeout_s: PositiveFloat = 300.0
-    test_timeout_s: PositiveFloat = 600.0
+    tool_timeout_s: Seconds = 300.0
+    test_timeout_s: Seconds = 600.0
 
 
 class FixerConfig(_Section, frozen=True, kw_only=True):
@@ -175,9 +192,9 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
 
     name: Name = "autofix"
     chain: Annotated[tuple[Name, ...], msgspec.Meta(min_length=1)] = ("autofix",)
-    timeout_s: PositiveFloat = 900.0
-    idle_timeout_s: PositiveFloat = 300.0
-    max_turns: PositiveInt = 30
+    timeout_s: Seconds = 900.0
+    idle_timeout_s: Seconds = 300.0
+    max_turns: SmallCount = 30
     allow_unsafe_fixes: bool = False
     # LLM fixers (services/fixers/claude.py, command.py); see config/prompts.yaml for the prompts.
     claude_executable: Name = "claude"
@@ -194,8 +211,11 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
         "Bash(git commit:*)", "Bash(git push:*)", "Bash(git reset:*)", "Bash(git checkout:*)",
         "Bash(git stash:*)", "Bash(git rebase:*)", "Bash(git merge:*)", "WebFetch", "WebSearch",
     )
-    max_budget_usd: NonNegativeFloat = 0.0  # per fix task (--max-budget-usd); 0 = no limit
+    max_budget_usd: Dollars = 0.0  # per fix task (--max-budget-usd); 0 = no limit
     command: tuple[str, ...] = ()  # the "command" fixer's argv template; () = not configured
+    # Environment variables (fnmatch) the "command" fixer gets although secrets.env_deny hides them
+    # from the target, e.g. [OPENAI_API_KEY] for an agent that needs it.
+    command_env: tuple[Name, ...] = ()
     prompts_file: str = ""  # "" = the shipped config/prompts.yaml
 
 
@@ -225,6 +245,28 @@ class GuardsConfig(_Section, frozen=True, kw_only=True):
     allow_config_edits: bool = False
 
 
+#: Key names (fnmatch, any case) whose values never reach events, exports, archives or log lines.
+DEFAULT_REDACT_KEYS: tuple[str, ...] = (
+    "*password*", "*passwd*", "*secret*", "*token*", "*api_key*", "*apikey*", "*credential*",
+    "*private_key*", "*auth*key*",
+)
+#: Environment variables (fnmatch, any case) that the target's tools and the fixers never see.
+DEFAULT_ENV_DENY: tuple[str, ...] = (
+    "AIRFIX_REDIS_URL", "AIRFIX__*", "*REDIS_URL*", "*_API_KEY", "*APIKEY*", "*_TOKEN", "TOKEN",
+    "*_TOKEN_*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PRIVATE_KEY*", "*ACCESS_KEY*",
+    "*CREDENTIALS*",
+)
+
+
+class SecretsConfig(_Section, frozen=True, kw_only=True):
+    """What airfix keeps out of what it writes and out of the target's processes
+    (:mod:`airfix.services.secrets`)."""
+
+    redact_keys: tuple[Name, ...] = DEFAULT_REDACT_KEYS
+    env_deny: tuple[Name, ...] = DEFAULT_ENV_DENY
+    env_allow: tuple[Name, ...] = ()  # exceptions to env_deny, e.g. [PGPASSWORD] for the target's tests
+
+
 def _section(cls: type) -> Any:
     return msgspec.field(default_factory=cls)
 
@@ -245,6 +287,7 @@ class Config(_Section, frozen=True, kw_only=True):
     target_project: TargetProjectConfig = _section(TargetProjectConfig)
     git: GitConfig = _section(GitConfig)
     guards: GuardsConfig = _section(GuardsConfig)
+    secrets: SecretsConfig = _section(SecretsConfig)
 
 
 # ---------------------------------------------------------------- public helpers
@@ -442,6 +485,15 @@ def _env_value(name: str, key_path: tuple[str, ...], raw: str) -> Any:
 # ---------------------------------------------------------------- explaining errors
 
 
+#: Keys that existed once, with why they are gone and what to do instead (an error, not "unknown").
+REMOVED_KEYS: dict[tuple[str | int, ...], str] = {
+    ("store", "log_maxlen"): (
+        "this key was removed: capping the partition logs by length dropped entries that consumer "
+        "groups had not read or acknowledged yet; delete the key and remove old entries with "
+        "`airfix trim --older-than DURATION`, which only removes what every group acknowledged"
+    ),
+}
+
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<path>[^`]*)`)?$", re.DOTALL)
 _PATH_PART = re.compile(r"\.([^.\[\]]+)|\[(\d+)\]")
 
@@ -471,6 +523,8 @@ def _explain(raw: str, merged: dict[str, Any]) -> tuple[tuple[str | int, ...], s
     if unknown:
         key = unknown.group(1)
         full = (*key_path, key)
+        if full in REMOVED_KEYS:
+            return full, f"{_dotted(full)}: {REMOVED_KEYS[full]}"
         hint = _suggest(key, _fields_at(key_path)) if key_path else _suggest_section(key)
         return full, f"unknown key {_dotted(full)}{hint}"
 

@@ -65,8 +65,10 @@ class LogEntry:
 
 
 def as_str(value: Any) -> str:
-    """A redis-py reply value as str (clients may or may not decode responses)."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    """A redis-py reply value as str (clients may or may not decode responses).  Bytes that are not
+    UTF-8 (a poison entry's fields) become U+FFFD, never an exception: readers of stream entries
+    must not crash on what they exist to report."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 _s = as_str
@@ -136,22 +138,38 @@ def check_run_id(run_id: str) -> str:
 class EventStore:
     """Append and read events.  Thread-safe as far as the redis client is."""
 
-    def __init__(self, client: redis.Redis, keys: Keys | None = None, *, log_maxlen: int = 0) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
         self.client = client
         self.keys = keys or Keys()
-        self.log_maxlen = log_maxlen
         self._append = client.register_script(_APPEND_LUA)
-        self._check_layout()
+        self._layout_recorded = False
+        self._check_layout(record=False)
 
-    def _check_layout(self) -> None:
-        self.client.hsetnx(self.keys.meta, "partitions", self.keys.partitions)
-        stored = int(self.client.hget(self.keys.meta, "partitions") or 0)
+    def _check_layout(self, *, record: bool) -> None:
+        """Compare the store's recorded layout with ours; with ``record``, record it first if the
+        store has none.  Opening a store only reads: a command refused for bad input writes nothing
+        at all, not even ``meta``; the first write (:meth:`ensure_layout`) records it."""
+        if record:
+            self.client.hsetnx(self.keys.meta, "partitions", self.keys.partitions)
+        raw = self.client.hget(self.keys.meta, "partitions")
+        if raw is None:
+            return
+        try:
+            stored = int(as_str(raw))
+        except ValueError:
+            stored = -1
         if stored != self.keys.partitions:
             raise StoreLayoutError(
-                f"{self.keys.meta} says this store has {stored} partitions, but this process was "
+                f"{self.keys.meta} says this store has {as_str(raw)} partitions, but this process was "
                 f"configured with {self.keys.partitions} (config key store.partitions); runs would be "
                 "read from the wrong partition, so nothing was done"
             )
+        self._layout_recorded = True
+
+    def ensure_layout(self) -> None:
+        """Record the layout (once per store object) before the first write; see _check_layout."""
+        if not self._layout_recorded:
+            self._check_layout(record=True)
 
     # ------------------------------------------------------------------------------ writing
     def append(self, run_id: str, events: Sequence[Event], expected_version: int) -> AppendResult:
@@ -163,6 +181,7 @@ class EventStore:
         original positions with ``duplicate=True`` and writes nothing.
         """
         args = self._validate(run_id, events, expected_version)
+        self.ensure_layout()
         keys = [self.keys.run_stream(run_id), self.keys.run_index(run_id), self.keys.log_of(run_id)]
         reply = self._append(keys=keys, args=args)
         status = _s(reply[0])
@@ -190,7 +209,7 @@ class EventStore:
             raise InvalidEventError(f"run {run_id!r}: expected_version must be an int >= 0")
         if not events:
             raise InvalidEventError(f"run {run_id!r}: nothing to append")
-        args: list[Any] = [expected_version, len(events), self.log_maxlen]
+        args: list[Any] = [expected_version, len(events)]
         seen: set[str] = set()
         for i, ev in enumerate(events):
             where = f"run {run_id!r}, event #{i + 1}"

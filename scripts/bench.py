@@ -1508,7 +1508,7 @@ def bench_pipeline_run(res: Results, quick: bool, scratch: Path) -> None:
     config = load_config(overrides={"store.redis_url": ""}, env={})
     client = connect(fresh_embedded=True)
     keys = Keys(prefix=config.store.prefix, partitions=config.store.partitions)
-    app = App(config, client, EventStore(client, keys, log_maxlen=config.store.log_maxlen))
+    app = App(config, client, EventStore(client, keys))
     gc.collect()
     w0 = time.time()
     t0 = time.perf_counter()

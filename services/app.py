@@ -68,6 +68,9 @@ def redo_actions(app: App) -> None:
 def build_app(config: Config, *, redis_url: str | None = None, journal: bool = False) -> App:
     """The store and views for ``config``.  With ``journal`` (the CLI), the embedded store is
     loaded from ``store.journal`` first and keeps writing to it, so runs outlive the process."""
+    from airfix.services import secrets
+
+    secrets.configure(config)  # what logs redact, what the target's processes do not see
     url = redis_url if redis_url is not None else config.store.redis_url
     client = connect(url or None)
     keys = Keys(prefix=config.store.prefix, partitions=config.store.partitions)
@@ -77,11 +80,10 @@ def build_app(config: Config, *, redis_url: str | None = None, journal: bool = F
         from airfix.events.journal import JournaledStore
         from airfix.services.runtime import drain
 
-        store = JournaledStore(client, keys, log_maxlen=config.store.log_maxlen,
-                               journal=Path(config.store.journal).expanduser())
+        store = JournaledStore(client, keys, journal=Path(config.store.journal).expanduser())
         app = App(config, client, store)
         if store.replay_journal():
             drain(store, app.handlers(["projections"]), app.settings)
             redo_actions(app)
         return app
-    return App(config, client, EventStore(client, keys, log_maxlen=config.store.log_maxlen))
+    return App(config, client, EventStore(client, keys))

@@ -1,4 +1,5 @@
-"""The ``airfix`` command line.  Exit codes: 0 ok, 1 failure, 2 bad input (usage, config)."""
+"""The ``airfix`` command line.  Exit codes: 0 ok, 1 failure, 2 bad input (usage, config),
+10 the Redis server cannot be used (refused, timed out, rejected the credentials)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+import redis
 import yaml
 
 from airfix.config import config_to_dict, load_config
 from airfix.events.errors import AirfixError
 
 ROLES = ("projections", "manager", "checker", "planner", "fixer", "verifier")
+#: Exit code when the Redis server cannot be used: not reachable, too slow, wrong credentials.
+EXIT_REDIS_UNAVAILABLE = 10
 
 
 def _version() -> str:
@@ -161,12 +165,17 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         overrides["logging.level"] = args.log_level
     if getattr(args, "python", None):
         overrides["target_project.python"] = args.python
-    return load_config(args.config, overrides=overrides)
+    cfg = load_config(args.config, overrides=overrides)
+    args.store_url = cfg.store.redis_url  # what main() names when the server cannot be used
+    return cfg
 
 
 def cmd_config(args: argparse.Namespace) -> int:
+    from airfix.services.secrets import configure, redact_config
+
     cfg = _load(args)
-    sys.stdout.write(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    configure(cfg)
+    sys.stdout.write(yaml.safe_dump(redact_config(config_to_dict(cfg)), sort_keys=False))
     return 0
 
 
@@ -213,6 +222,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from airfix.services.run import main_run
 
     cfg = _load(args)
+    wait = args.wait_timeout
+    if wait is not None and not 0 < wait < float("inf"):  # NaN too; checked before anything is opened
+        raise AirfixError(f"--wait-timeout must be a number of seconds above 0, got {wait:g}")
     # people follow the run through its events (one line each); the service logs stay available
     # with --log-level info, and as JSON lines with --log-format json
     level = cfg.logging.level if (args.log_level or args.json or cfg.logging.format == "json") else "warning"
@@ -440,8 +452,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except AirfixError as exc:
-        print(f"airfix: error: {exc}", file=sys.stderr)
+        from airfix.services.secrets import redact_text
+
+        print(f"airfix: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
+    except (redis.ConnectionError, redis.TimeoutError) as exc:  # AuthenticationError is a ConnectionError
+        print(f"airfix: error: {redis_problem(exc, getattr(args, 'store_url', ''))}", file=sys.stderr)
+        return EXIT_REDIS_UNAVAILABLE
+
+
+def redis_problem(exc: BaseException, url: str) -> str:
+    """One line for a Redis server that cannot be used, naming it without its password."""
+    from airfix.services.secrets import redact_text, redact_url
+
+    where = f"the Redis server {redact_url(url)}" if url else "the Redis server"
+    detail = redact_text(str(exc).strip().rstrip(".")) or type(exc).__name__
+    if isinstance(exc, redis.AuthenticationError):
+        return (f"{where} refused the credentials ({detail}); check the user and password in "
+                "--redis-url / AIRFIX_REDIS_URL / store.redis_url")
+    if isinstance(exc, redis.TimeoutError):
+        return (f"{where} did not answer in time ({detail}); is it overloaded or behind a firewall? "
+                "(timeouts: ?socket_timeout=S&socket_connect_timeout=S in the URL)")
+    return f"cannot connect to {where} ({detail}); is it running, and is the URL right?"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,6 +34,7 @@ id, after that replay (:func:`reapply`): a discarded poison event stays discarde
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 import threading
@@ -44,11 +45,11 @@ from typing import IO, TYPE_CHECKING, Any, Self
 
 import msgspec
 
-from airfix.events.errors import AirfixError
-from airfix.events.keys import Keys
-from airfix.events.store import EventStore, LogEntry, id_key
+from airfix.events.errors import AirfixError, UndecodableEntry
+from airfix.events.keys import Keys, partition_of
+from airfix.events.store import RUN_ID_RE, EventStore, LogEntry, id_key
 from airfix.events.store import as_str as _s
-from airfix.services.runtime import Consumer, Handler, consumer_name
+from airfix.services.runtime import DEAD_LETTER_COPY_BYTES, Consumer, Handler, consumer_name
 
 if TYPE_CHECKING:
     import redis
@@ -59,9 +60,45 @@ _ID = re.compile(r"^\d+-\d+$")
 STOPPING = ("failed", "held")  # the kinds that keep an ordered group's run halted
 
 
+def _int(value: Any) -> int:
+    """A count or version field as an int >= 0; anything else (a malformed dead letter) is 0."""
+    try:
+        return max(0, int(_s(value).strip()))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _float(value: Any) -> float:
+    try:
+        out = float(_s(value).strip())
+    except (TypeError, ValueError):
+        return 0.0
+    return out if math.isfinite(out) and out >= 0 else 0.0
+
+
+def _entry_key(entry_id: str) -> tuple[float, float]:
+    """Log order of an entry id; a malformed one sorts last instead of raising."""
+    return id_key(entry_id) if _ID.match(entry_id) else (math.inf, math.inf)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` safe for a terminal: control characters (escape sequences of a poison entry) as
+    ``\\xNN``; without ``newlines`` line breaks and tabs too."""
+    pattern = _CONTROL if newlines else re.compile(r"[\x00-\x1f\x7f]")
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 @dataclass(frozen=True)
 class DeadLetter:
-    """One entry of ``dead_letters:<group>``: where the original entry was, why it was parked."""
+    """One entry of ``dead_letters:<group>``: where the original entry was, why it was parked.
+
+    Any shape reads: a field that is missing, not a number or not UTF-8 gets a neutral value
+    (``?``, 0, U+FFFD), so list, show and discard work on the malformed entries they exist for.
+    ``original`` is the bounded copy (``Consumer.dead_letter``); ``truncated`` says it was cut, and
+    :meth:`log_entry` then reads the whole original back from where it is."""
 
     group: str
     id: str
@@ -74,17 +111,24 @@ class DeadLetter:
     parked_at: float
     original: dict[bytes, bytes]
     parked: dict[str, str]  # what the handler recorded at park time (``ckpt.<view>``)
+    truncated: bool = False
+    original_bytes: int = 0
 
     @classmethod
     def from_fields(cls, group: str, dl_id: Any, fields: Any) -> DeadLetter:
-        f = {_s(k): v for k, v in (fields or {}).items()}
+        raw = {k if isinstance(k, bytes) else str(k).encode(): v for k, v in (fields or {}).items()}
+        f = {_s(k): v for k, v in raw.items()}
+        original = {k[5:]: v if isinstance(v, bytes) else str(v).encode()
+                    for k, v in raw.items() if k.startswith(b"orig.")}
         return cls(
-            group=group, id=_s(dl_id), kind=_s(f.get("kind", b"?")), stream=_s(f.get("stream", b"")),
-            entry=_s(f.get("entry", b"0-0")), error=_s(f.get("error", b"")),
-            attempts=int(f.get("attempts", 0) or 0), consumer=_s(f.get("consumer", b"")),
-            parked_at=float(f.get("parked_at", 0) or 0),
-            original={k[5:].encode(): v for k, v in f.items() if k.startswith("orig.")},
+            group=group, id=_s(dl_id), kind=_s(f.get("kind", b"?")) or "?", stream=_s(f.get("stream", b"")),
+            entry=_s(f.get("entry", b"")), error=_s(f.get("error", b"")),
+            attempts=_int(f.get("attempts", 0)), consumer=_s(f.get("consumer", b"")),
+            parked_at=_float(f.get("parked_at", 0)),
+            original=original,
             parked={k: _s(v) for k, v in f.items() if k.startswith("ckpt.")},
+            truncated=_s(f.get("truncated", b"")) == "1",
+            original_bytes=_int(f.get("orig_bytes", 0)) or sum(len(k) + len(v) for k, v in original.items()),
         )
 
     def _orig(self, name: str) -> str:
@@ -100,29 +144,53 @@ class DeadLetter:
 
     @property
     def version(self) -> int:
-        return int(self._orig("v") or 0)
+        return _int(self._orig("v"))
 
     @property
     def event_id(self) -> str:
         return self._orig("id")
 
-    def log_entry(self) -> LogEntry:
-        """The original partition-log entry, decoded (or with the reason it still cannot be)."""
-        return EventStore.entry(self.stream, self.entry, self.original)
+    def log_entry(self, store: EventStore | None = None) -> LogEntry:
+        """The original partition-log entry, decoded (or with the reason it still cannot be).
 
-    def to_dict(self, *, event: bool = False) -> dict[str, Any]:
+        A truncated copy is not the entry: with ``store`` the whole original is read back from
+        its partition log (``stream``, ``entry``), or from its run's stream by version when the
+        log entry was trimmed; without it, or when neither has it, the reason says so."""
+        if not self.truncated:
+            return EventStore.entry(self.stream, self.entry or "0-0", self.original)
+        if store is not None:
+            if _ID.match(self.entry) and self.stream:
+                rows = store.client.xrange(self.stream, self.entry, self.entry)
+                if rows:
+                    return EventStore.entry(self.stream, self.entry, rows[0][1])
+            if self.run and self.version > 0 and RUN_ID_RE.match(self.run):
+                rows = store.client.xrange(store.keys.run_stream(self.run), f"0-{self.version}",
+                                           f"0-{self.version}")
+                if rows and _s(rows[0][1].get(b"id", b"")) == self.event_id:
+                    return EventStore.entry(self.stream, self.entry or "0-0", rows[0][1])
+        where = f"entry {self.entry or '?'} of {self.stream or '?'}"
+        return LogEntry(self.stream, self.entry or "0-0", self.original, None, UndecodableEntry(
+            self.stream or "?", self.entry or "?",
+            f"the dead letter keeps only the first {DEAD_LETTER_COPY_BYTES} bytes of the original "
+            f"({self.original_bytes} bytes), and {where} is no longer there (nor its run's event "
+            f"v{self.version})" if store is not None else
+            f"the dead letter keeps only the first {DEAD_LETTER_COPY_BYTES} bytes of the original "
+            f"({self.original_bytes} bytes); the whole entry is {where}"))
+
+    def to_dict(self, *, event: bool = False, store: EventStore | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id, "group": self.group, "kind": self.kind, "run": self.run,
             "version": self.version, "type": self.event_type, "event_id": self.event_id,
             "stream": self.stream, "entry": self.entry, "error": self.error,
             "attempts": self.attempts, "consumer": self.consumer, "parked_at": self.parked_at,
+            "truncated": self.truncated, "original_bytes": self.original_bytes,
         }
         if event:
-            entry = self.log_entry()
+            entry = self.log_entry(store)
             out["checkpoints_when_parked"] = {k[5:]: v for k, v in self.parked.items()}
             out["event"] = msgspec.to_builtins(entry.event) if entry.event is not None else None
             out["undecodable"] = str(entry.error) if entry.error is not None else None
-            out["fields"] = {_s(k): _s(v) for k, v in self.original.items() if _s(k) != "data"}
+            out["fields"] = {_s(k): _s(v) for k, v in self.original.items() if k != b"data"}
         return out
 
 
@@ -166,7 +234,7 @@ def _load(client: redis.Redis, keys: Keys, group: str, dl_id: str) -> DeadLetter
 
 def find(client: redis.Redis, keys: Keys, dl_id: str, group: str | None = None) -> DeadLetter:
     """The dead letter ``dl_id`` (of ``group``, or of whichever group has it); bad input raises."""
-    if not _ID.match(dl_id):
+    if not _ID.match(dl_id) or max(id_key(dl_id)) >= 2**64:
         raise AirfixError(f"{dl_id!r} is not a dead-letter id (they look like 1732467240123-0; "
                           "see airfix dlq list)")
     groups = [group] if group else dlq_groups(client, keys)
@@ -187,7 +255,7 @@ def backlog(client: redis.Redis, keys: Keys, dl: DeadLetter) -> list[DeadLetter]
         return []
     same = [d for d in list_dead_letters(client, keys, dl.group)
             if d.run == dl.run and d.kind in STOPPING]
-    return sorted(same, key=lambda d: id_key(d.entry))
+    return sorted(same, key=lambda d: _entry_key(d.entry))
 
 
 def to_retry(client: redis.Redis, keys: Keys, dl: DeadLetter, ordered: bool) -> list[DeadLetter]:
@@ -261,7 +329,7 @@ def perform(consumer: Consumer, op: str, dl_id: str) -> Outcome:
             return out
         for d in todo:
             try:
-                out.applied += _deliver(consumer.handler, d.log_entry(), d)
+                out.applied += _deliver(consumer.handler, d.log_entry(consumer.store), d)
             except Exception as exc:  # noqa: BLE001 - the handler's failure is what retry reports
                 out.failed, out.error = d.id, f"{type(exc).__name__}: {exc}"
                 break
@@ -275,12 +343,18 @@ def perform(consumer: Consumer, op: str, dl_id: str) -> Outcome:
     return out
 
 
-def _partition(keys: Keys, stream: str) -> int:
-    try:
-        return keys.logs().index(stream)
-    except ValueError:
-        raise AirfixError(f"dead letter from {stream}, which is no partition log of this store "
-                          f"({keys.prefix}, {keys.partitions} partitions)") from None
+def _partition(keys: Keys, dl: DeadLetter, *, required: bool = True) -> int | None:
+    """The partition whose owner handles ``dl``: its stream's, else (a malformed dead letter) its
+    run's; None when it names neither, which only a discard accepts (``required=False``)."""
+    if dl.stream in keys.logs():
+        return keys.logs().index(dl.stream)
+    if dl.run and RUN_ID_RE.match(dl.run):
+        return partition_of(dl.run, keys.partitions)
+    if required:
+        raise AirfixError(f"dead letter {dl.id} comes from {printable(dl.stream or '(no stream)')}, "
+                          f"which is no partition log of this store ({keys.prefix}, {keys.partitions} "
+                          "partitions), and names no run; it can only be discarded")
+    return None
 
 
 def serve_requests(consumer: Consumer) -> int:
@@ -293,7 +367,7 @@ def serve_requests(consumer: Consumer) -> int:
         if req.get("state") != "queued":
             continue
         dl = _load(client, keys, consumer.group, dl_id)
-        if dl is not None and dl.stream in keys.logs() and keys.logs().index(dl.stream) not in consumer.owned:
+        if dl is not None and _partition(keys, dl, required=False) not in (None, *consumer.owned):
             continue  # another consumer's partition
         out = perform(consumer, req["op"], dl_id)
         client.hset(keys.dlq_requests(consumer.group), dl_id, json.dumps(asdict(out)))
@@ -330,7 +404,12 @@ def request(app: App, op: str, dl: DeadLetter, *, wait_s: float = 30.0) -> Outco
     handler = handler_for(app, dl.group) if op == "retry" else _Discarder(dl.group)
     if op == "retry":
         to_retry(app.client, app.keys, dl, handler.ordered)  # bad input: nothing written
-    partition = _partition(app.keys, dl.stream)
+    partition = _partition(app.keys, dl, required=op == "retry")
+    if partition is None:  # a malformed dead letter that no partition's run order concerns
+        app.client.xdel(app.keys.dead_letters(dl.group), dl.id)
+        _record(app, op, dl)
+        return Outcome(op=op, group=dl.group, dead_letter=dl.id, state="done", done=[dl.id],
+                       served_by="this command")
     consumer = Consumer(app.store, handler, app.settings, name=f"dlq-{consumer_name()}")
     req_key = app.keys.dlq_requests(dl.group)
     app.client.hset(req_key, dl.id, json.dumps({"op": op, "state": "queued", "by": consumer.name,
@@ -396,7 +475,11 @@ def reapply(app: App, action: Mapping[str, Any]) -> None:
         return  # not parked this time (the cause went away): nothing to do again
     handler = handler_for(app, group) if action["op"] == "retry" else _Discarder(group)
     consumer = Consumer(app.store, handler, app.settings, name=f"dlq-{consumer_name()}")
-    if not consumer.try_own(_partition(app.keys, dl.stream)):
+    partition = _partition(app.keys, dl, required=False)
+    if partition is None:
+        app.client.xdel(app.keys.dead_letters(group), dl.id)
+        return
+    if not consumer.try_own(partition):
         raise AirfixError(f"cannot redo the recorded {action['op']} of {event_id}: its partition is owned")
     with _Renewer(consumer):
         out = perform(consumer, str(action["op"]), dl.id)
@@ -408,8 +491,26 @@ def reapply(app: App, action: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------------- rendering
 
 
+def _when(ts: float) -> str:
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "?"
+    except (OverflowError, OSError, ValueError):  # a malformed parked_at far outside the calendar
+        return "?"
+
+
+SHOW_VALUE_CHARS = 2000  # per original field in the text of ``dlq show`` (--json has them whole)
+
+
+def _shown(value: bytes) -> str:
+    text = _s(value)
+    if len(text) > SHOW_VALUE_CHARS:
+        text = f"{text[:SHOW_VALUE_CHARS]}... ({len(value)} bytes in all)"
+    return text
+
+
 def render_list(dls: list[DeadLetter], out: IO[str] | None = None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=out or sys.stdout)
@@ -423,9 +524,9 @@ def render_list(dls: list[DeadLetter], out: IO[str] | None = None) -> None:
         table.add_column(col, no_wrap=True)  # ids are what people copy into show/retry/discard
     table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=60)
     for d in dls:
-        parked = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.parked_at)) if d.parked_at else "?"
-        table.add_row(d.id, d.group, d.kind, d.run, str(d.version), d.event_type, str(d.attempts),
-                      parked, d.error[:80])
+        cells = (d.id, d.group, d.kind, d.run, str(d.version), d.event_type, str(d.attempts),
+                 _when(d.parked_at), d.error[:80])
+        table.add_row(*(escape(printable(c, newlines=False)) for c in cells))
     console.print(table)
 
 
@@ -434,15 +535,19 @@ def render_show(dl: DeadLetter, out: IO[str] | None = None) -> None:
     w = out or sys.stdout
     for key in ("id", "group", "kind", "run", "version", "type", "event_id", "stream", "entry",
                 "attempts", "consumer", "error"):
-        w.write(f"{key:<9} {info[key]}\n")
+        w.write(f"{key:<9} {printable(str(info[key]))}\n")
+    if dl.truncated:
+        w.write(f"truncated the dead letter keeps the first {DEAD_LETTER_COPY_BYTES} bytes of the "
+                f"original ({dl.original_bytes} bytes): entry {printable(dl.entry)} of "
+                f"{printable(dl.stream)}\n")
     if info["checkpoints_when_parked"]:
         w.write("checkpoints when parked: "
                 + ", ".join(f"{k} {v}" for k, v in info["checkpoints_when_parked"].items()) + "\n")
     if info["event"] is not None:
         w.write("original event:\n" + json.dumps(info["event"], indent=2) + "\n")
     else:
-        w.write(f"original entry (undecodable: {info['undecodable']}):\n"
-                + json.dumps({_s(k): _s(v) for k, v in dl.original.items()}, indent=2) + "\n")
+        w.write(f"original entry (undecodable: {printable(info['undecodable'])}):\n"
+                + json.dumps({_s(k): _shown(v) for k, v in dl.original.items()}, indent=2) + "\n")
 
 
 def describe(out: Outcome) -> str:

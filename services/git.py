@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airfix.events.errors import AirfixError
+from airfix.services.secrets import scrubbed_env
 
 ZERO = "0" * 40  # update-ref's "must not exist yet"
 #: untracked environment directories a worktree borrows from the checkout (by symlink)
@@ -148,7 +149,7 @@ def _remove_worktree(repo: Repo, path: Path) -> None:
 
 def _identity_env() -> dict[str, str]:
     """Commit as the user when git knows them, else as airfix (never fail for a missing name)."""
-    env = dict(os.environ)
+    env = scrubbed_env(os.environ)  # hooks are the target's code: none of airfix's secrets
     env.setdefault("GIT_AUTHOR_NAME", _config("user.name") or "airfix")
     env.setdefault("GIT_AUTHOR_EMAIL", _config("user.email") or "airfix@localhost")
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])

@@ -7,7 +7,10 @@ so every line logged meanwhile - by the fold, a projection or a tool adapter - c
 being passed around.
 
 Tracebacks never include local variables.  Locals of a fix run hold Redis URLs with passwords,
-API tokens and file contents; a log line is the wrong place for any of them.
+API tokens and file contents; a log line is the wrong place for any of them.  And every line is
+redacted (:mod:`airfix.services.secrets`): URL passwords, values of keys named like secrets and
+token-shaped strings become ``***`` in the event dict (so in the log stream too) and, last, in the
+rendered text (exception messages included).
 """
 
 from __future__ import annotations
@@ -76,7 +79,7 @@ class _SinkProcessor:
             return event_dict
         mirrored = dict(event_dict)
         if "exc_info" in mirrored:  # the console pipeline renders it later; the sink needs data
-            mirrored = _DICT_TRACEBACKS(logger, method_name, mirrored)
+            mirrored = _redact(logger, method_name, _DICT_TRACEBACKS(logger, method_name, mirrored))
         token = _in_sink.set(True)
         try:
             self._sink(mirrored)
@@ -164,20 +167,21 @@ def configure_logging(
     ]
     if fmt == "json":
         processors.append(_DICT_TRACEBACKS)
+    processors.append(_redact)
     if redis_sink is not None:
         processors.append(_SinkProcessor(redis_sink))
     if floor != name:
         processors.append(_drop_below(name))
     if fmt == "json":
-        processors.append(structlog.processors.JSONRenderer())
+        processors.append(_redacted_text(structlog.processors.JSONRenderer()))
     else:
         isatty = getattr(out, "isatty", None)
         colors = bool(isatty and isatty())
-        processors.append(
+        processors.append(_redacted_text(
             structlog.dev.ConsoleRenderer(
                 colors=colors, exception_formatter=_console_exception_formatter(colors)
             )
-        )
+        ))
 
     structlog.configure(
         processors=processors,
@@ -187,6 +191,28 @@ def configure_logging(
         # Not cached: module-level loggers must follow a later configure_logging (CLI, tests).
         cache_logger_on_first_use=False,
     )
+
+
+def _redact(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Secrets out of the event dict (``exc_info`` is left to the renderer, see below)."""
+    from airfix.services.secrets import redact_config
+
+    exc = event_dict.pop("exc_info", None)
+    out: EventDict = redact_config(event_dict)
+    if exc is not None:
+        out["exc_info"] = exc
+    return out
+
+
+def _redacted_text(renderer: Processor) -> Processor:
+    """The renderer, whose text (tracebacks and exception messages included) is redacted too."""
+    from airfix.services.secrets import redact_text
+
+    def render(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        text = renderer(logger, method_name, event_dict)
+        return redact_text(text) if isinstance(text, str) else text
+
+    return render
 
 
 def _drop_below(level: str) -> Processor:

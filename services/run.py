@@ -34,7 +34,7 @@ from airfix.events.store import check_run_id
 from airfix.projections.base import ProjectorHandler
 from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
-from airfix.services import fixers
+from airfix.services import fixers, secrets, target_lock
 from airfix.services.app import App, build_app
 from airfix.services.git import ZERO, Repo
 from airfix.services.logs import get_logger
@@ -90,20 +90,12 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
         return _existing_run(app, run_id, target)
     if max_iterations < 1:
         raise AirfixError(f"--max-iterations must be at least 1, got {max_iterations}")
-    fixers.chain(fixer)
+    chain = fixers.chain(fixer)
+    if not simulation:  # a simulation plans and reports: its fixers never run
+        fixers.preflight(chain, config.fixer)
     repo = Repo.open(target)
     repo.require_clean()
     run_id = run_id or new_run_id()
-    lock = target_lock_key(app, repo)
-    if not app.client.set(lock, run_id, nx=True):
-        other = app.client.get(lock)
-        other_id = other.decode() if isinstance(other, bytes) else str(other)
-        if other_id != run_id:  # the same id: a concurrent request for it; the append decides
-            status = load_status(app.client, app.keys, other_id)
-            if status is None or status.get("state") != "completed":
-                raise AirfixError(f"run {other_id} is still active on {repo.path}; wait for it or cancel it "
-                                  f"(lock key {lock})")
-            app.client.set(lock, run_id)
     cb = config.circuit_breaker
     limits = Limits(max_iterations=max_iterations, max_consecutive_failures=cb.max_consecutive_failures,
                     max_duration_s=cb.max_duration_hours * 3600, no_progress_iterations=cb.no_progress_iterations,
@@ -115,13 +107,20 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
                           "project's interpreter, e.g. /path/to/project/.venv/bin/python")
     command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
                          simulation=simulation, limits=limits, requested_by=_user(),
-                         config=config_to_dict(config),
+                         config=secrets.redact_config(config_to_dict(config), config.secrets.redact_keys),
                          python=str(Path(python).expanduser().absolute()) if python else "")
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
+    # everything is checked: only now take the target (atomically, services/target_lock.py)
+    lock = target_lock_key(app, repo)
+    held_before = target_lock.acquire(app.client, app.keys, lock, run_id, target=str(repo.path))
     try:
         app.store.append(run_id, events, 0)
     except ConcurrencyError:  # the same id was requested concurrently and that request won
         return _existing_run(app, run_id, target)
+    except BaseException:
+        if held_before != run_id:  # ours alone: a failed request must not keep the target
+            target_lock.release(app.client, lock, run_id)
+        raise
     # no key named "target" (or "msg"): inside an Airflow 3.3 task, the supervisor that forwards log
     # lines passes each key as a keyword next to its own "target" argument, and the task dies
     log.info("run requested", run_id=run_id, repo=str(repo.path), batching=batching, fixer=fixer,
@@ -202,9 +201,7 @@ def release_lock(app: App, repo_path: str, run_id: str) -> None:
         lock = target_lock_key(app, Repo(Path(repo_path)))
     except AirfixError:
         return
-    current = app.client.get(lock)
-    if current is not None and (current.decode() if isinstance(current, bytes) else current) == run_id:
-        app.client.delete(lock)
+    target_lock.release(app.client, lock, run_id)  # compare-and-delete: never another run's lock
 
 
 def report_for(app: App, run_id: str) -> RunReport:

@@ -149,6 +149,7 @@ class Consumer:
 
     # ----------------------------------------------------------------------------- ownership
     def ensure_groups(self) -> None:
+        self.store.ensure_layout()  # the groups create the partition logs: a write to the store
         start = getattr(self.handler, "start_id", "0")
         for key in self.keys.logs():
             ensure_group(self.client, key, self.group, start)
@@ -446,14 +447,16 @@ class Consumer:
                 if _s(r["message_id"]) in wanted}
 
     def dead_letter(self, stream: str, e: LogEntry, error: str, attempts: int, *, kind: str) -> None:
-        """Copy the entry, verbatim, with why it failed, to the group's dead-letter stream; ack it."""
-        fields: dict[str, Any] = {
+        """Copy the entry, with why it failed, to the group's dead-letter stream; ack it.
+
+        The copy is bounded (:func:`bounded_copy`): ``stream`` and ``entry`` say where the original
+        is, so a multi-MB entry parked by several groups is not duplicated once per group."""
+        fields: dict[Any, Any] = {
             "kind": kind, "group": self.group, "stream": stream, "entry": e.entry_id,
             "error": error[:2000], "attempts": attempts, "consumer": self.name,
             "parked_at": f"{time.time():.3f}",
         }
-        for k, v in (e.fields or {}).items():
-            fields[f"orig.{_s(k)}"] = v
+        fields.update(bounded_copy(e.fields or {}))
         extra = getattr(self.handler, "dead_letter_fields", None)
         if extra is not None:  # projections: each view's checkpoint now (what a retry must skip)
             fields.update(extra(stream))
@@ -470,6 +473,39 @@ class Consumer:
     def _ack(self, stream: str, ids: list[str]) -> None:
         if ids:
             self.client.xack(stream, self.group, *ids)
+
+
+#: Most bytes of the original entry a dead letter copies (field names and values, ``orig.*``).
+DEAD_LETTER_COPY_BYTES = 64 * 1024
+
+
+def bounded_copy(original: Any, limit: int | None = None) -> dict[bytes, bytes]:
+    """The ``orig.*`` fields of a dead letter: the original entry's fields, in order, until
+    ``limit`` bytes (default :data:`DEAD_LETTER_COPY_BYTES`) are used; the field that crosses it
+    keeps its first bytes, later ones are left out.  When anything was cut, ``truncated`` is ``1``;
+    ``orig_bytes`` is always the original's size, so readers know what they have."""
+    room = DEAD_LETTER_COPY_BYTES if limit is None else limit
+    total = 0
+    out: dict[bytes, bytes] = {}
+    cut = False
+    for k, v in original.items():
+        key = k if isinstance(k, bytes) else str(k).encode()
+        value = v if isinstance(v, bytes) else str(v).encode()
+        total += len(key) + len(value)
+        if cut:
+            continue
+        room -= len(key)
+        if room < 0:
+            cut = True
+            continue
+        if len(value) > room:
+            value, cut = value[:room], True
+        room -= len(value)
+        out[b"orig." + key] = value
+    out[b"orig_bytes"] = str(total).encode()
+    if cut:
+        out[b"truncated"] = b"1"
+    return out
 
 
 # --------------------------------------------------------------------------------- the worker

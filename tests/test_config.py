@@ -126,6 +126,20 @@ class TestErrorsNameTheKeyPath:
         assert "did you mean partitions?" in msg
         assert f"{path}, line 2" in msg
 
+    def test_removed_log_maxlen_points_at_airfix_trim(self, tmp_path):
+        """store.log_maxlen trimmed partition logs past what groups had read: it is gone, and
+        setting it (anywhere, even to 0) says why and what to use instead."""
+        path = _write(tmp_path, "store:\n  partitions: 4\n  log_maxlen: 1000\n")
+        for kwargs, where in [({"path": path}, f"(in {path}, line 3)"),
+                              ({"env": {"AIRFIX__STORE__LOG_MAXLEN": "0"}},
+                               "(from environment variable AIRFIX__STORE__LOG_MAXLEN)"),
+                              ({"overrides": {"store.log_maxlen": 5}}, "(from overrides)")]:
+            with pytest.raises(ConfigError) as ei:
+                load_config(**{"env": {}, **kwargs})
+            msg = str(ei.value)
+            assert msg.startswith("store.log_maxlen: this key was removed"), msg
+            assert "airfix trim --older-than" in msg and msg.endswith(where), msg
+
     def test_unknown_section(self, tmp_path):
         """An original-tool section that airfix does not read is an error, not silently dropped."""
         path = _write(tmp_path, "reporting:\n  slack_channel: x\n")
@@ -227,6 +241,30 @@ class TestSemanticChecks:
             load_config(overrides=overrides, env={})
         assert expected in str(ei.value)
         assert "(from overrides)" in str(ei.value)
+
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("consumers:\n  lease_ttl_ms: 99999999999999999999\n",
+             "consumers.lease_ttl_ms: expected int <= 3600000, got 99999999999999999999"),
+            ("store:\n  partitions: 100000000\n", "store.partitions: expected int <= 1024, got 100000000"),
+            ("consumers:\n  lease_ttl_ms: 5\n", "consumers.lease_ttl_ms: expected int >= 100, got 5"),
+            ("consumers:\n  block_ms: 86400000\n", "consumers.block_ms: expected int <= 60000"),
+            ("fixer:\n  timeout_s: .inf\n", "fixer.timeout_s: expected float <= 86400.0, got inf"),
+            ("fixer:\n  timeout_s: .nan\n", "fixer.timeout_s: expected float > 0.0, got nan"),
+            ("health_check:\n  test_timeout_s: -1\n", "health_check.test_timeout_s: expected float > 0.0"),
+            ("circuit_breaker:\n  max_duration_hours: 1000000\n", "circuit_breaker.max_duration_hours: expected float <= 8784"),
+            ("circuit_breaker:\n  max_total_runs: 10000000000\n", "circuit_breaker.max_total_runs: expected int <= 100000"),
+            ("consumers:\n  delivery_cap: 1000000\n", "consumers.delivery_cap: expected int <= 1000"),
+        ],
+    )
+    def test_values_are_range_checked_at_load_with_the_key_path(self, tmp_path, text, expected):
+        """Values that used to be accepted and later stalled or crashed a worker."""
+        path = _write(tmp_path, text)
+        with pytest.raises(ConfigError) as ei:
+            load_config(path, env={})
+        assert expected in str(ei.value)
+        assert str(ei.value).endswith(f"(in {path}, line 2)")
 
     def test_semantic_error_from_file_names_file(self, tmp_path):
         path = _write(tmp_path, "store:\n  partitions: 0\n")

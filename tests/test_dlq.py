@@ -32,7 +32,7 @@ from airfix.projections.base import ProjectionHandler
 from airfix.projections.status import load_status
 from airfix.services import dlq, roles
 from airfix.services.app import App, build_app
-from airfix.services.runtime import Worker, drain
+from airfix.services.runtime import Consumer, Worker, drain
 from tests.fault_harness.worker import count_applies
 from tests.helpers import (
     FAST,
@@ -457,3 +457,138 @@ def test_embedded_store_keeps_retries_and_discards_across_commands(
     code, out, _ = run_cli(capsys, "status", "r1", "--json", url=None)
     assert ("completed", {}) == (json.loads(out)["state"], json.loads(out)["halted"])
     restart()
+
+
+# ------------------------------------------------------------------------------ dead letters of any shape
+
+
+def _odd_dead_letters(app: App) -> list[str]:
+    """Dead letters nobody's runtime wrote: malformed numbers and ids, missing fields, bytes that
+    are not UTF-8, terminal escapes and Rich markup; returns their ids."""
+    group = app.keys.dead_letters("projections")
+    return [_s(app.client.xadd(group, f)) for f in (
+        {"kind": "failed", "attempts": "lots", "parked_at": "yesterday", "entry": "not-an-id",
+         "stream": "nowhere", "orig.v": "seven", "orig.run": "r9", "orig.type": "Committed",
+         "error": "[/bold] unbalanced markup \x1b[31m red"},
+        {"x": "y"},  # nothing airfix writes
+        {b"\xff\xfe": b"\x00\x81\xff", b"kind": b"\xc3\x28", b"attempts": b"\xff",
+         b"orig.data": bytes(range(256)) * 4, b"orig.type": b"\xff\x1b[2J", b"orig.\x80": b"\x81",
+         b"parked_at": b"1e400", b"entry": b"99999999999999999999999-0", b"orig.run": b"r\xff"},
+        {"kind": "held", "parked_at": "1e20", "attempts": "-3", "orig.v": "NaN", "stream": "",
+         "orig.run": "bad run id{}"},
+    )]
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def test_dead_letters_of_any_shape_are_listed_shown_and_discarded(app: App) -> None:
+    import io
+
+    ids = _odd_dead_letters(app)
+    rows = dlq.list_dead_letters(app.client, app.keys)
+    assert ids == [d.id for d in rows]
+    assert ["failed", "?", "\ufffd(", "held"] == [d.kind for d in rows]
+    assert [0, 0, 0, 0] == [d.attempts for d in rows]  # "lots", missing, b"\xff", "-3"
+    assert [0, 0, 0, 0] == [d.version for d in rows]  # "seven", missing, missing, "NaN"
+    assert [0.0, 0.0, 0.0, 1e20] == [d.parked_at for d in rows]  # 1e20 is shown as "?"
+    text = io.StringIO()
+    dlq.render_list(rows, text)
+    for i in ids:
+        assert i in text.getvalue()
+    assert "\x1b" not in text.getvalue()  # a poison entry cannot drive the terminal
+    json.dumps([d.to_dict() for d in rows])
+    for d in rows:
+        shown = io.StringIO()
+        dlq.render_show(d, shown)
+        assert d.id in shown.getvalue() and "\x1b" not in shown.getvalue()
+        json.dumps(dlq.find(app.client, app.keys, d.id).to_dict(event=True))
+    out = dlq.request(app, "retry", rows[0])  # names no partition log: its run's owner does it
+    assert "failed" == out.state
+    with pytest.raises(AirfixError, match="no partition log of this store.*can only be discarded"):
+        dlq.request(app, "retry", rows[1])
+    for d in rows:
+        assert "done" == dlq.request(app, "discard", d, wait_s=5).state, d
+    assert [] == dlq.list_dead_letters(app.client, app.keys)
+
+
+def test_cli_lists_shows_and_discards_dead_letters_of_any_shape(
+        server_app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    ids = _odd_dead_letters(server_app)
+    for args in (["dlq", "list"], ["dlq", "list", "--json"], *(["dlq", "show", i] for i in ids),
+                 *(["dlq", "show", i, "--json"] for i in ids)):
+        code, out, err = run_cli(capsys, *args)
+        assert (0, "") == (code, err), (args, err)
+        assert "\x1b" not in out
+    assert ids == [row["id"] for row in json.loads(run_cli(capsys, "dlq", "list", "--json")[1])]
+    code, _, err = run_cli(capsys, "dlq", "show", "99999999999999999999999-0")
+    assert 2 == code and "is not a dead-letter id" in err and "Traceback" not in err
+    code, out, err = run_cli(capsys, "dlq", "discard", *ids)
+    assert 0 == code, err
+    assert [] == json.loads(run_cli(capsys, "dlq", "list", "--json")[1])
+
+
+class Capture:
+    """A plain group's handler that fails on ``poison`` while ``broken``; records what it got."""
+
+    ordered = False
+
+    def __init__(self, group: str) -> None:
+        self.group, self.broken, self.got = group, True, []
+
+    def handle(self, entries: Any) -> None:
+        for e in entries:
+            assert e.event is not None
+            if self.broken and e.event.run_id == "big":
+                raise RuntimeError("cannot swallow that")
+        self.got += [e.event for e in entries]
+
+
+def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_whole(app: App) -> None:
+    """A 5 MB event parked by three groups: each dead letter keeps at most 64 KiB (with the
+    original's stream, entry id and size), show stays small, and a retry hands the handler the
+    whole event, read back from the partition log, or from the run's stream once the log entry is
+    gone; with neither, the retry fails with a reason and keeps the dead letter."""
+    import io
+
+    from airfix.events.schema import RunRequested
+
+    blob = "x" * (5 * 1024 * 1024)
+    append_run(app.store, "r2")
+    app.store.append("big", stamp([RunRequested(target="/t", config={"blob": blob})], run_id="big",
+                                  expected_version=0), 0)
+    handlers = [Capture(f"g{i}") for i in range(3)]
+    drain(app.store, handlers, FAST)
+    parked = dlq.list_dead_letters(app.client, app.keys)
+    assert ["g0", "g1", "g2"] == [d.group for d in parked]
+    for d in parked:
+        raw = app.client.xrange(app.keys.dead_letters(d.group))[0][1]
+        assert sum(len(k) + len(v) for k, v in raw.items()) < 64 * 1024 + 4096  # the cap, the reasons
+        assert d.truncated and d.original_bytes > 5 * 1024 * 1024
+        assert (d.run, d.version, d.stream) == ("big", 1, app.keys.log_of("big"))
+        shown = io.StringIO()
+        dlq.render_show(d, shown)
+        assert len(shown.getvalue()) < 10_000 and f"entry {d.entry} of {d.stream}" in shown.getvalue()
+        assert d.to_dict(event=True)["event"] is None  # show never loads the 5 MB original
+    for h in handlers:
+        h.broken = False
+    g0, g1, g2 = parked
+
+    def retry(d: dlq.DeadLetter, handler: Capture) -> dlq.Outcome:
+        consumer = Consumer(app.store, handler, FAST, name="t")
+        assert consumer.try_own(app.keys.logs().index(d.stream))
+        try:
+            return dlq.perform(consumer, "retry", d.id)
+        finally:
+            consumer.release_all()
+
+    assert "done" == retry(g0, handlers[0]).state
+    assert blob == handlers[0].got[-1].config["blob"]
+    app.client.xdel(g1.stream, g1.entry)  # the log entry is gone: the run's stream has the event
+    assert "done" == retry(g1, handlers[1]).state
+    assert blob == handlers[1].got[-1].config["blob"]
+    app.client.delete(app.keys.run_stream("big"))  # neither: a clear failure, nothing lost
+    out = retry(g2, handlers[2])
+    assert "failed" == out.state and "is no longer there" in out.error
+    assert [g2.id] == [d.id for d in dlq.list_dead_letters(app.client, app.keys)]

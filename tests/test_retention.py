@@ -290,3 +290,26 @@ def test_embedded_store_keeps_the_trim_across_commands(tmp_path: Path, monkeypat
         code, out, _ = run_cli(capsys, "projections", "rebuild", "--check", url=None)
         assert 0 == code and "DIFFERS" not in out
     embedded.flushdb()
+
+
+# ------------------------------------------------------------------------------ appends never trim
+
+
+def test_appends_never_trim_entries_a_group_has_not_acknowledged(client: redis.Redis) -> None:
+    """append.lua once capped partition logs (``MAXLEN ~ store.log_maxlen``) whatever the groups had
+    read.  Now nothing but ``airfix trim`` removes log entries: a group that read nothing still
+    finds every entry after many appends, and one that read but did not ack keeps them pending."""
+    store = EventStore(client, Keys(partitions=1))
+    log = store.keys.log(0)
+    ensure_group(client, log, "slow")  # reads nothing
+    ensure_group(client, log, "reader")
+    for r in range(60):
+        store.append(f"r{r}", run_events(f"r{r}")[:5], 0)
+    client.xreadgroup("reader", "c1", {log: ">"}, count=1000)  # read, never acknowledged
+    assert 300 == client.xlen(log)
+    info = {g["name"].decode(): g for g in client.xinfo_groups(log)}
+    assert 300 == info["slow"]["lag"] and 300 == info["reader"]["pending"]
+    assert [f"r{r}" for r in range(60) for _ in range(5)] == [
+        f[b"run"].decode() for _, f in client.xrange(log)]
+    with pytest.raises(TypeError):  # no way left to ask for a capped log
+        EventStore(client, Keys(partitions=1), log_maxlen=10)  # type: ignore[call-arg]

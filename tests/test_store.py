@@ -169,9 +169,15 @@ def test_payloads_round_trip(store: EventStore) -> None:
 
 
 def test_partition_count_is_fixed_per_store(client: redis.Redis) -> None:
-    EventStore(client, Keys(partitions=4))
+    four = EventStore(client, Keys(partitions=4))
+    eight = EventStore(client, Keys(partitions=8))  # nothing recorded yet: opening only reads
+    assert [] == client.keys("*")
+    four.append("r1", _events("r1", 0, 1), 0)
     with pytest.raises(StoreLayoutError, match="4 partitions"):
         EventStore(client, Keys(partitions=8))
+    with pytest.raises(StoreLayoutError, match="4 partitions"):  # nor can one opened before write
+        eight.append("r2", _events("r2", 0, 1), 0)
+    assert 1 == len(list(four.read_run("r1"))) and 0 == four.version("r2")
 
 
 def test_racing_appenders_one_wins_each_round(store: EventStore, client: redis.Redis) -> None:

@@ -45,6 +45,9 @@ class Fixer(Protocol):
 
     def fix(self, request: FixRequest) -> FixOutcome: ...
 
+    # Optional: ``check(config: FixerConfig) -> str``, what stops the fixer from working at all
+    # ("" = ready), asked before a run is recorded (:func:`preflight`).
+
 
 REGISTRY: dict[str, Callable[[], Fixer]] = {}
 
@@ -54,15 +57,30 @@ def register(name: str, factory: Callable[[], Fixer]) -> None:
 
 
 def chain(spec: str) -> list[Fixer]:
-    """Fixers for ``"autofix"`` or ``"autofix,claude"``; unknown names are a clear error."""
+    """Fixers for ``"autofix"`` or ``"autofix,claude"``; unknown or empty names are a clear error."""
     from airfix.events.errors import AirfixError
 
-    names = [n.strip() for n in spec.split(",") if n.strip()]
+    names = [n.strip() for n in spec.split(",")]
+    empty = [str(i) for i, n in enumerate(names, 1) if not n]
+    if empty:
+        raise AirfixError(f"fixer: empty fixer name at position {', '.join(empty)} of {spec!r}; give "
+                          f"names separated by single commas, e.g. autofix,claude (known: "
+                          f"{', '.join(sorted(REGISTRY))})")
     unknown = [n for n in names if n not in REGISTRY]
-    if unknown or not names:
-        raise AirfixError(f"fixer: unknown fixer(s) {', '.join(unknown) or spec!r}; "
+    if unknown:
+        raise AirfixError(f"fixer: unknown fixer(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(REGISTRY))}")
     return [REGISTRY[n]() for n in names]
+
+
+def preflight(fixers: list[Fixer], config: FixerConfig) -> None:
+    """Refuse a chain that cannot work at all (a missing executable, no command configured) before
+    anything is written, saying how to fix it; fixers without a ``check`` are taken as ready."""
+    from airfix.events.errors import AirfixError
+
+    problems = [p for f in fixers if (p := getattr(f, "check", lambda c: "")(config))]
+    if problems:
+        raise AirfixError("; ".join(problems))
 
 
 def supported(fixers: list[Fixer], issue: IssueRecord, config: FixerConfig) -> bool:

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
+from airfix.services.secrets import scrubbed_env
 from airfix.services.tools.base import run_process, tail
 
 
@@ -62,7 +63,7 @@ def _run_commands(fixer: CommandFix, request: FixRequest, issues: list[IssueReco
     commands = fixer.commands(request.target, issues, request.config)
     if not commands:
         return f"{fixer.tool}'s fixer is not installed"
-    env = {**os.environ, "RUFF_NO_CACHE": "true"}
+    env = {**scrubbed_env(os.environ), "RUFF_NO_CACHE": "true"}  # the fixer runs the target's code
     for cmd in commands:
         ran.append(cmd)
         proc = run_process(cmd, request.target, request.config.timeout_s, env)

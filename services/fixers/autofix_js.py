@@ -40,6 +40,7 @@ business, not a lint fix).
 from __future__ import annotations
 
 import json
+import os
 import time
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,7 @@ from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome
 from airfix.services.fixers.autofix import register_deterministic
+from airfix.services.secrets import scrubbed_env
 from airfix.services.tools.base import find_executable, run_process, to_issues
 from airfix.services.tools.eslint import (
     IGNORED_PREFIXES,
@@ -99,7 +101,7 @@ def eslint_messages(
     """ESLint's messages on ``files``, each with the issue the adapter makes of it, per file."""
     cmd = [eslint, "-f", "json", "--no-warn-ignored", "--no-error-on-unmatched-pattern",
            "--", *files]  # fmt: skip
-    proc = run_process(cmd, target, timeout_s)
+    proc = run_process(cmd, target, timeout_s, scrubbed_env(os.environ))  # ESLint runs the target's config
     if proc.launch_error or proc.timed_out or proc.exit_code not in (0, 1):
         why = proc.launch_error or ("timed out" if proc.timed_out else f"exit {proc.exit_code}")
         raise EslintFailed(f"eslint failed ({why}): {error_summary(proc.stderr or proc.stdout)}")

@@ -45,6 +45,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.fixers.command import LOG_TEXT_CHARS, stream_process, tail_text
 from airfix.services.logs import get_logger
+from airfix.services.secrets import scrubbed_env
 
 __all__ = [
     "ARG_PROMPT_LIMIT",
@@ -249,6 +251,18 @@ def classify_result(result: dict[str, Any], *, rate_limited: str = "", max_turns
     return "is_error result" + (f": {detail}" if detail else " without a message")
 
 
+def claude_env(environ: Mapping[str, str]) -> tuple[str, ...]:
+    """The variables the Claude Code CLI authenticates with, kept although secrets.env_deny hides
+    them from the target: its API key or OAuth token, and the cloud credentials of Bedrock or
+    Vertex when one of those is selected."""
+    keep = ("ANTHROPIC_*", "CLAUDE_CODE_*", "CLAUDE_CONFIG_DIR")
+    if environ.get("CLAUDE_CODE_USE_BEDROCK"):
+        keep += ("AWS_*",)
+    if environ.get("CLAUDE_CODE_USE_VERTEX"):
+        keep += ("GOOGLE_*", "CLOUD_ML_REGION", "GCLOUD_*", "CLOUDSDK_*")
+    return keep
+
+
 class ClaudeFixer:
     """Claude Code in print mode; tries every issue, reports cost and turns from its result."""
 
@@ -256,6 +270,16 @@ class ClaudeFixer:
 
     def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
         return True  # the LLM tries anything; the verifier rejects what it gets wrong
+
+    def check(self, config: FixerConfig) -> str:
+        """What stops this fixer from starting at all ("" = nothing): a missing CLI."""
+        from airfix.services.tools.base import find_executable
+
+        if find_executable(config.claude_executable) is None:
+            return (f"fixer claude: executable {config.claude_executable!r} not found (fixer.claude_executable, "
+                    "looked next to the Python interpreter and on PATH); install Claude Code with "
+                    "`npm install -g @anthropic-ai/claude-code`, or set fixer.claude_executable to its path")
+        return ""
 
     def fix(self, request: FixRequest) -> FixOutcome:
         from airfix.services.fixers.prompts import render_request
@@ -280,7 +304,8 @@ class ClaudeFixer:
         shown = build_command(exe, None, cfg)
         if not on_stdin:
             shown.insert(2, f"<prompt: {len(prompt)} chars>")
-        env = {k: v for k, v in os.environ.items() if k != "CLAUDECODE"}
+        env = scrubbed_env(os.environ, keep=claude_env(os.environ))  # its auth, none of airfix's secrets
+        env.pop("CLAUDECODE", None)
         ctx = {"fixer": self.name, "batch_id": batch.batch_id}
         state = StreamState(context=ctx)
         log.info("fixer started", command=shown, cwd=str(request.target), prompt_chars=len(prompt),

@@ -46,6 +46,7 @@ from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.logs import get_logger
+from airfix.services.secrets import scrubbed_env
 
 __all__ = [
     "KILL_GRACE_S",
@@ -304,6 +305,23 @@ class CommandFixer:
     def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
         return True  # a generic agent tries anything; what it cannot fix the verifier rejects
 
+    def check(self, config: FixerConfig) -> str:
+        """What stops this fixer from starting at all ("" = nothing): no template, a template that
+        does not expand, a program that is not there."""
+        from airfix.services.tools.base import find_executable
+
+        if not config.command:
+            return ('fixer command: fixer.command is empty; set the agent command template, e.g. '
+                    '["aider", "--yes", "--message-file", "{prompt_file}", "{files}"]')
+        try:
+            argv = expand_command(config.command, {p: p for p in PLACEHOLDERS}, ["file.py"])
+        except CommandError as exc:
+            return f"fixer command: {exc}"
+        if not argv or find_executable(argv[0]) is None:
+            return (f"fixer command: executable {(argv or [''])[0]!r} of fixer.command not found (looked "
+                    "next to the Python interpreter and on PATH); install it or give its full path")
+        return ""
+
     def fix(self, request: FixRequest) -> FixOutcome:
         from airfix.services.fixers.prompts import render_request
         from airfix.services.tools.base import find_executable
@@ -339,7 +357,8 @@ class CommandFixer:
                                   "(looked next to the Python interpreter and on PATH)",
                                   commands=[argv], duration_s=time.monotonic() - started)
             argv[0] = exe
-            env = {**os.environ, "AIRFIX_PROMPT_FILE": str(prompt_file),
+            # the agent works in the target: airfix's secrets scrubbed, plus what the config names
+            env = {**scrubbed_env(os.environ, keep=cfg.command_env), "AIRFIX_PROMPT_FILE": str(prompt_file),
                    "AIRFIX_FILES_FILE": str(files_file), "AIRFIX_TARGET": str(request.target),
                    "AIRFIX_BATCH_ID": batch.batch_id, "AIRFIX_RUN_ID": request.run_id,
                    "AIRFIX_PHASE": batch.phase}

@@ -39,6 +39,7 @@ import msgspec
 
 from airfix.events.schema import IssueRecord, Phase, ToolResult, ToolStatus
 from airfix.services.cancel import cancelled
+from airfix.services.secrets import scrubbed_env
 from airfix.services.tools.environment import PythonEnv, has_module, project_tool
 
 Tier = Literal["static", "dynamic"]
@@ -575,7 +576,7 @@ class BaseToolAdapter(ABC):
     # -- running
 
     def _environment(self, workdir: Path) -> dict[str, str]:
-        env = dict(os.environ)
+        env = scrubbed_env(os.environ)  # the target's code runs here: none of airfix's secrets
         env["PYTHONDONTWRITEBYTECODE"] = "1"  # no __pycache__ in the target
         env.update(self.extra_env)
         return env

@@ -146,7 +146,9 @@ def has_module(python: str, module: str) -> bool:
 
 
 def _quiet_env() -> dict[str, str]:
-    env = dict(os.environ)
+    from airfix.services.secrets import scrubbed_env
+
+    env = scrubbed_env(os.environ)  # importing runs the project's environment's code
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 

@@ -170,14 +170,14 @@ def embedded_app(config: Config | None = None) -> App:
     cfg = config or make_config()
     client = connect(fresh_embedded=True)
     keys = Keys(prefix=cfg.store.prefix, partitions=cfg.store.partitions)
-    return App(cfg, client, EventStore(client, keys, log_maxlen=cfg.store.log_maxlen))
+    return App(cfg, client, EventStore(client, keys))
 
 
 def server_app(url: str, config: Config | None = None) -> App:
     cfg = config or make_config(**{"store.redis_url": url})
     client = connect(url)
     keys = Keys(prefix=cfg.store.prefix, partitions=cfg.store.partitions)
-    return App(cfg, client, EventStore(client, keys, log_maxlen=cfg.store.log_maxlen))
+    return App(cfg, client, EventStore(client, keys))
 
 
 class RunTimeout(AssertionError):

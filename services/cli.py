@@ -71,7 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait-timeout", type=float, metavar="S", help="give up waiting for workers after S seconds")
     run.add_argument("--serve-redis", type=int, metavar="PORT",
                      help="expose the embedded store on 127.0.0.1:PORT for redis-cli, until Ctrl-C after the run")
+    run.add_argument("--detach", action="store_true",
+                     help="on Ctrl-C while waiting for workers, leave the run going (exit 130) instead of "
+                          "asking whether to cancel it")
     run.set_defaults(func=cmd_run)
+
+    cancel = sub.add_parser("cancel", parents=[common],
+                            help="end a run as cancelled: its in-flight fixer or tool is stopped, its target freed")
+    cancel.add_argument("run_id", metavar="RUN_ID", help="the run to cancel")
+    cancel.add_argument("--reason", default="", help="why (recorded in RunCancelled)")
+    cancel.add_argument("--json", action="store_true", help="print the run's status as JSON")
+    cancel.set_defaults(func=cmd_cancel)
 
     status = sub.add_parser("status", parents=[common], help="a run's status (default: the latest run)")
     status.add_argument("run_id", nargs="?", metavar="RUN_ID")
@@ -233,7 +243,27 @@ def cmd_run(args: argparse.Namespace) -> int:
                     batching=args.batching or cfg.issue_grouping.mode,
                     fixer=args.fixer or ",".join(cfg.fixer.chain), simulation=args.simulation,
                     max_iterations=args.max_iterations, json_out=args.json, inline=args.inline,
-                    wait_timeout_s=args.wait_timeout, serve_redis=args.serve_redis, log_level=level)
+                    wait_timeout_s=args.wait_timeout, serve_redis=args.serve_redis, log_level=level,
+                    detach=args.detach)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Exit 0 when the run is now cancelled, 1 when it had already finished otherwise."""
+    import json
+
+    from airfix.services.app import build_app
+    from airfix.services.run import cancel_run
+
+    app = build_app(_load(args), journal=True)
+    state, now = cancel_run(app, args.run_id, reason=args.reason)
+    if args.json:
+        print(json.dumps({"run_id": state.run_id, "state": state.state, "status": state.status,
+                          "reason": state.reason, "cancelled_now": now}))
+    elif now:
+        print(f"airfix: run {state.run_id} cancelled ({state.reason})")
+    else:
+        print(f"airfix: run {state.run_id} had already finished: {state.status} ({state.reason})")
+    return 0 if now else 1
 
 
 def cmd_status(args: argparse.Namespace) -> int:

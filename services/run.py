@@ -381,19 +381,20 @@ def _serve_until_interrupted(port: int) -> None:
         pass
 
 
-def cancel_run(app: App, run_id: str, *, reason: str = "", requested_by: str = "") -> RunState:
-    """End a run as ``cancelled`` (RunCancelled at its newest version, retried while it moves).
+def cancel_run(app: App, run_id: str, *, reason: str = "", requested_by: str = "") -> tuple[RunState, bool]:
+    """End a run as ``cancelled`` (RunCancelled at its newest version, retried while it moves);
+    returns its state and whether this call cancelled it (False: it had already finished).
 
     Workers stop the cancelled run's in-flight step within a moment (its processes are killed,
     its worktree removed, its result dropped: ``services/cancel.py``); the target's lock is
-    released here.  A finished run is returned as it is."""
+    released here."""
     for _ in range(100):
         events = list(app.store.read_run(check_run_id(run_id)))
         if not events:
             raise AirfixError(f"no run {run_id} in this store")
         state = fold(events)
         if state.terminal:
-            return state
+            return state, False
         cancel = Cancel(reason=reason or "cancelled", requested_by=requested_by or _user())
         try:
             app.store.append(run_id, stamp(decide(state, cancel), run_id=run_id,
@@ -403,7 +404,7 @@ def cancel_run(app: App, run_id: str, *, reason: str = "", requested_by: str = "
             continue
         release_lock(app, state.target, run_id)
         log.info("run cancelled", run_id=run_id, reason=reason)
-        return fold(app.store.read_run(run_id))
+        return fold(app.store.read_run(run_id)), True
     raise AirfixError(f"could not cancel run {run_id}: it kept moving; try again")
 
 

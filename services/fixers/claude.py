@@ -125,6 +125,7 @@ class StreamState:
     session_id: str = ""
     model: str = ""
     rate_limited: str = ""
+    auth_failed: str = ""  # an assistant message's error saying the CLI cannot authenticate
     events: int = 0
     not_json: int = 0
     assistant_messages: set[str] = field(default_factory=set)
@@ -184,6 +185,8 @@ class StreamState:
             self.assistant_messages.add(str(message["id"]))
         if event.get("error") in ("rate_limit", "rate_limit_error"):
             self.rate_limited = "rate limit"
+        if event.get("error") in AUTH_ERRORS:
+            self.auth_failed = str(event["error"])
         for block in message.get("content") or []:
             if not isinstance(block, dict):
                 continue
@@ -249,6 +252,33 @@ def classify_result(result: dict[str, Any], *, rate_limited: str = "", max_turns
     if subtype and subtype != "success":
         return f"{subtype}" + (f": {detail}" if detail else "")
     return "is_error result" + (f": {detail}" if detail else " without a message")
+
+
+AUTH_ERRORS = ("authentication_failed", "invalid_api_key", "oauth_token_revoked", "billing_error")
+_AUTH_TEXT = re.compile(r"not logged in|/login|invalid api key|authentication[_ ]failed|"
+                        r"credit balance is too low", re.IGNORECASE)
+_BAD_ARGS = re.compile(r"error: (unknown option|option .* argument|too many arguments|"
+                       r"missing required argument)", re.IGNORECASE)
+LOGIN_HELP = ("log the Claude Code CLI in where airfix's workers run (`claude` then `/login`, or "
+              "`claude setup-token`), or give the workers ANTHROPIC_API_KEY")
+
+
+def incurable(state: StreamState, result: dict[str, Any] | None, stderr: str, launch_error: str) -> str:
+    """Why no retry of this fixer can work ("" when one might): it cannot authenticate, it is not
+    there, or it refused its own command line.  The run then ends at once with the fix to apply,
+    instead of failing the same way on every batch."""
+    if launch_error:
+        return (f"the Claude Code CLI could not start ({launch_error}); install it "
+                "(npm install -g @anthropic-ai/claude-code) or set fixer.claude_executable")
+    text = _result_text((result or {}).get("result")) if result else ""
+    if state.auth_failed or (result is not None and result.get("is_error") and _AUTH_TEXT.search(text)):
+        said = " ".join(text.split()) or state.auth_failed
+        return f"the Claude Code CLI cannot authenticate ({said}): {LOGIN_HELP}"
+    refused = [line.strip() for line in stderr.splitlines() if _BAD_ARGS.match(line.strip())]
+    if result is None and refused:
+        return (f"the Claude Code CLI refused its command line ({refused[0]}): check the fixer.* "
+                "options (model, allowed_tools, ...) against `claude --help` for this CLI version")
+    return ""
 
 
 def claude_env(environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -333,8 +363,11 @@ class ClaudeFixer:
             reason = f"claude: no result event; {how}" + (f"; stderr: {stderr}" if stderr else "")
             if state.rate_limited:
                 reason += f"; {state.rate_limited}"
+        fatal = incurable(state, result, res.stderr_tail, res.launch_error)
+        if fatal:
+            reason = f"claude: {fatal}"
         outcome = FixOutcome(ok=not reason, reason=reason, cost_usd=cost, turns=turns,
-                             duration_s=duration, commands=[shown])
+                             duration_s=duration, commands=[shown], fatal=bool(fatal))
         log.info("fixer finished", ok=outcome.ok, reason=reason[:LOG_TEXT_CHARS],
                  subtype=(result or {}).get("subtype", ""), cost_usd=cost, turns=turns,
                  exit_code=res.exit_code, lingered=res.lingered, session_id=state.session_id,

@@ -44,6 +44,7 @@ from pathlib import Path
 
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
+from airfix.services.cancel import cancelled
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.logs import get_logger
 from airfix.services.secrets import scrubbed_env
@@ -200,8 +201,11 @@ def stream_process(
             if idle_left <= 0:
                 killed = f"no output for {idle_timeout_s:g}s (fixer.idle_timeout_s)"
                 break
+            if cancelled():
+                killed = "stopped: the run was cancelled or moved on"
+                break
             try:
-                item = lines.get(timeout=max(0.01, min(overall_left, idle_left)))
+                item = lines.get(timeout=max(0.01, min(overall_left, idle_left, 0.25)))
             except queue.Empty:
                 continue
             if item is _EOF:

@@ -233,19 +233,36 @@ def check_commit_claims(key: str, judge: Judge, parent: str, sha: str, problems:
     offences.extend(diffcheck.check_commit(sha, diff, before, rules, judge.imports(parent, changed)))
 
 
+def dependency_error(project: Project, text: str) -> bool:
+    """Whether ``text`` says one of the project's venv-only dependencies is missing."""
+    named = DEPENDENCY_ERROR.search(text) and any(m in text for m in project.venv_only_modules)
+    return bool(named) or any(marker in text for marker in project.dependency_error_markers)
+
+
 def check_dependency_issues(key: str, project: Project, events: list[dict[str, Any]],
                             problems: list[str]) -> None:
-    hits = []
+    """No issue of the run (and no tool error) is a dependency the project's venv has.
+
+    A run that never recorded its issues (no ``IssuesDiscovered``) cannot pass this vacuously.
+    """
+    if not any(e.get("type") == "IssuesDiscovered" for e in events):
+        problems.append(f"{key}: the run recorded no IssuesDiscovered event: its issues cannot be "
+                        "checked for dependency errors")  # fmt: skip
+    hits = set()
     for event in events:
         for issue in issues_in(event):
             text = str(issue.get("message"))
-            if DEPENDENCY_ERROR.search(text) and any(m in text for m in project.venv_only_modules):
-                hits.append(f"{event.get('type')}: [{issue.get('tool')} {issue.get('rule')}] "
-                            f"{text.splitlines()[0][:200]}")  # fmt: skip
+            if dependency_error(project, text):
+                hits.add(f"{event.get('type')}: [{issue.get('tool')} {issue.get('rule')}] "
+                         f"{text.splitlines()[0][:200]}")  # fmt: skip
+        for result in event.get("tools") or []:
+            error = str(result.get("error") or "") if isinstance(result, dict) else ""
+            if dependency_error(project, error):
+                last = [line for line in error.splitlines() if line.strip()][-1][:200]
+                hits.add(f"{event.get('type')}: {result.get('tool')} {result.get('status')}: {last}")
     if hits:
-        shown = sorted(set(hits))
-        problems.append(f"{key}: {len(hits)} issue record(s) in the run's events are dependency errors "
-                        f"for {', '.join(project.venv_only_modules)}: " + "; ".join(shown[:6]))  # fmt: skip
+        problems.append(f"{key}: the run reports dependencies of the project's venv as missing "
+                        f"({len(hits)} distinct): " + "; ".join(sorted(hits)[:8]))  # fmt: skip
 
 
 def venv_named(summary: dict[str, Any], python: Path) -> bool:
@@ -343,7 +360,6 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     for sha in shas:
         check_commit_claims(key, judge, parent, sha, problems, offences)
         parent = sha
-    problems.extend(f"{key}: offending hunk {o}" for o in offences)
 
     # the project's own environment
     if project.venv == "in-repo" and not venv_named(summary, python):
@@ -366,8 +382,14 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
         Path(report_dir).mkdir(parents=True, exist_ok=True)
         (Path(report_dir) / f"{key}.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(json.dumps({k: v for k, v in figures.items() if k != "problems"}))
+    if offences:
+        per_commit = Counter(o.commit[:10] for o in offences)
+        problems.append(f"{key}: {len(offences)} offending hunk(s) (per commit: "
+                        + ", ".join(f"{c} {n}" for c, n in per_commit.items()) + "), each below")
     if problems:
-        pytest.fail(f"{context}\n{len(problems)} problem(s):\n" + "\n".join(problems), pytrace=False)
+        detail = [f"{key}: offending hunk {o}" for o in offences]
+        pytest.fail(f"{context}\n{len(problems)} problem(s):\n" + "\n".join(problems + detail),
+                    pytrace=False)  # fmt: skip
 
 
 @pytest.mark.slow

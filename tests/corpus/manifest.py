@@ -15,7 +15,10 @@ Fields of a project:
   ``pytest_base`` into the project's own venv; transitive dependencies are listed explicitly.
 * ``venv``: ``outside`` (a cached venv outside the repository, given to airfix with ``--python``)
   or ``in-repo`` (``.venv`` inside the repository, which airfix must detect by itself).
-* ``venv_only_modules``: modules the tests import that must not exist in airfix's environment.
+* ``venv_only_modules``: modules the tests (or their tools' configuration) import that must not
+  exist in airfix's environment.
+* ``dependency_error_markers``: other texts that, in an issue, betray a missing dependency
+  (pytest says "fixture 'mocker' not found" without naming pytest-mock).
 * ``ruff_fix_breaks``: node ids of tests that pass on the release and fail after a plain
   ``ruff check --fix`` (proved by ``tests.corpus.hand``).
 """
@@ -44,6 +47,7 @@ class Project:
     requirements: tuple[str, ...]  # pytest_base + test_requirements, all pinned
     venv: VenvKind
     venv_only_modules: tuple[str, ...]
+    dependency_error_markers: tuple[str, ...]
     ruff_config: str
     ruff_fix_breaks: tuple[str, ...]
     why: str
@@ -67,6 +71,9 @@ def load(path: Path = MANIFEST) -> list[Project]:
         unpinned = [r for r in reqs if "==" not in r]
         if unpinned:
             raise ValueError(f"{entry['name']}: requirements must be pinned with ==: {unpinned}")
+        names = [r.split("==")[0].lower() for r in reqs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{entry['name']}: a requirement is listed twice: {sorted(names)}")
         if venv == "outside" and entry["import_paths"]:
             raise ValueError(
                 f"{entry['name']}: import_paths need a venv made for the repository (in-repo): "
@@ -84,6 +91,7 @@ def load(path: Path = MANIFEST) -> list[Project]:
                 requirements=reqs,
                 venv=venv,
                 venv_only_modules=tuple(entry["venv_only_modules"]),
+                dependency_error_markers=tuple(entry["dependency_error_markers"]),
                 ruff_config=entry["ruff_config"],
                 ruff_fix_breaks=tuple(entry["ruff_fix_breaks"]),
                 why=entry["why"],

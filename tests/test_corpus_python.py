@@ -303,6 +303,10 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     for module in project.venv_only_modules:
         assert not module_importable(sys.executable, module), f"{key}: airfix's env has {module}"
         assert module_importable(python, module), f"{key}: the project's venv lacks {module}"
+    with git.worktree_at(repo, base) as tree:
+        assert not measure.uses_ruff_format(tree), (
+            f"{key} uses ruff's formatter: the diff check would need the exemption issue 9 gives it"
+        )
     baseline = judge.at(base)
     assert baseline.safe_total > 0, f"{key}: no safely fixable ruff issue at the baseline"
     assert baseline.passed(), f"{key}: no test passes at the baseline:\n{baseline.pytest_tail}"
@@ -375,7 +379,10 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
         "safe_before": baseline.safe_total, "safe_gone": gone,
         "safe_after": after.safe_total, "broken_tests": broken,
         "counts_before": baseline.counts(), "counts_after": after.counts(),
-        "offending_hunks": len(offences), "problems": problems,
+        "offending_hunks": len(offences), "summary_tools": summary.get("tools"),
+        "rolled_back": [str(r.get("reason"))[:300] for r in summary.get("rolled_back") or []],
+        "failed": [str(r.get("reason"))[:300] for r in summary.get("failed") or []],
+        "problems": problems,
     }  # fmt: skip
     report_dir = os.environ.get("AIRFIX_CORPUS_REPORT")
     if report_dir:

@@ -325,12 +325,12 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     branch = summary.get("branch") or ""
     if summary.get("base_sha") != base:
         problems.append(f"{key}: summary base_sha {summary.get('base_sha')} is not the repository's {base}")
-    if branch not in git.branches(repo):
-        problems.append(f"{key}: the summary's branch {branch!r} does not exist (branches: {git.branches(repo)})")
-        shas: list[str] = []
-    else:
-        shas = git.commits_since(repo, base, branch)
     claimed = [c.get("sha") for c in summary.get("commits") or []]
+    shas: list[str] = []
+    if branch in git.branches(repo):
+        shas = git.commits_since(repo, base, branch)
+    elif claimed:  # a run without commits may remove its empty branch (issue 9, item 8)
+        problems.append(f"{key}: the summary's branch {branch!r} does not exist (branches: {git.branches(repo)})")
     if sorted(claimed) != sorted(shas):
         problems.append(f"{key}: the summary lists commits {[str(c)[:10] for c in claimed]}, "
                         f"branch {branch} has {[s[:10] for s in shas]}")  # fmt: skip
@@ -371,6 +371,11 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     if project.venv_only_modules:
         check_dependency_issues(key, project, export_events(summary["run_id"], tmp_path), problems)
 
+    if offences:
+        per_commit = Counter(o.commit[:10] for o in offences)
+        problems.append(f"{key}: {len(offences)} offending hunk(s) (per commit: "
+                        + ", ".join(f"{c} {n}" for c, n in per_commit.items()) + "), each below")
+
     figures = {
         "project": key, "status": summary.get("status"), "reason": summary.get("reason"),
         "airfix_exit": run.exit_code, "airfix_s": round(run.seconds, 1),
@@ -379,7 +384,7 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
         "safe_before": baseline.safe_total, "safe_gone": gone,
         "safe_after": after.safe_total, "broken_tests": broken,
         "counts_before": baseline.counts(), "counts_after": after.counts(),
-        "offending_hunks": len(offences), "summary_tools": summary.get("tools"),
+        "offending_hunks": [str(o) for o in offences], "summary_tools": summary.get("tools"),
         "rolled_back": [str(r.get("reason"))[:300] for r in summary.get("rolled_back") or []],
         "failed": [str(r.get("reason"))[:300] for r in summary.get("failed") or []],
         "problems": problems,
@@ -388,11 +393,8 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     if report_dir:
         Path(report_dir).mkdir(parents=True, exist_ok=True)
         (Path(report_dir) / f"{key}.json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figures.items() if k != "problems"}))
-    if offences:
-        per_commit = Counter(o.commit[:10] for o in offences)
-        problems.append(f"{key}: {len(offences)} offending hunk(s) (per commit: "
-                        + ", ".join(f"{c} {n}" for c, n in per_commit.items()) + "), each below")
+    shown = {k: v for k, v in figures.items() if k not in ("problems", "summary_tools")}
+    print(json.dumps({**shown, "offending_hunks": len(offences)}))
     if problems:
         detail = [f"{key}: offending hunk {o}" for o in offences]
         pytest.fail(f"{context}\n{len(problems)} problem(s):\n" + "\n".join(problems + detail),

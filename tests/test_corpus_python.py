@@ -439,6 +439,7 @@ def test_diff_checker_flags_hunks_off_the_issues_lines() -> None:
         "@@ -2 +1,0 @@", "-import os",                              # an import line: fine
         "@@ -40,2 +40,2 @@", "-y=1", "-z=2", "+y = 1", "+z = 2",    # reformatting: offence
         "@@ -50,0 +51 @@", "+# added",                              # added after line 50: offence
+        "@@ -9,0 +10 @@", "+import bisect",                         # inserted at the span's top: fine
         "diff --git a/b.py b/b.py", "--- a/b.py", "+++ b/b.py",
         "@@ -3 +3 @@", "-class B(object):", "+class B:",            # a rule the commit does not name
         "diff --git a/c.py b/c.py", "new file mode 100644", "--- /dev/null", "+++ b/c.py",

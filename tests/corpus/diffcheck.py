@@ -11,7 +11,10 @@ is per hunk of ``git diff -U0 parent commit``:
   the first line of a multi-line string, I001 also rewrites the blank lines after the block);
 * or all of them must be lines of an import statement in that file at the parent (removing an
   import that a rule's fix orphaned is what the rule needs);
-* a pure addition is judged by the line it follows (0 = the top of the file).
+* a pure addition is judged by the line it follows (0 = the top of the file), and is also fine
+  right before the first line of an issue's lines: git shows an import that I001 moves to the top
+  of a block as an insertion after the line *before* the block, which is inside the span ruff
+  rewrites.
 
 Issue 9 exempts a formatter the project already uses (as a separate, labelled step).  No corpus
 project uses ruff's formatter (none configures it, none is clean under it at the release), and
@@ -40,9 +43,10 @@ class Hunk:
     added: tuple[str, ...]
 
     def judged_lines(self) -> range:
-        """Parent lines this hunk is judged by: the removed ones, or the one an addition follows."""
+        """Parent lines this hunk is judged by: the removed ones; for an addition, the line it
+        follows and the next one (an insertion between them touches a span that starts there)."""
         if self.old_count == 0:
-            return range(self.old_start, self.old_start + 1)
+            return range(self.old_start, self.old_start + 2)
         return range(self.old_start, self.old_start + self.old_count)
 
 

@@ -193,6 +193,7 @@ class Comparison(msgspec.Struct, frozen=True, kw_only=True):
     fixed: list[IssueRecord]  # in before, not after (records from before)
     new: list[IssueRecord]  # in after, not before (records from after)
     remaining: list[IssueRecord]  # in both (records from after, so current lines)
+    rewritten: list[IssueRecord] = []  # before records whose message an edit changed (still there)
 
     @property
     def fixed_fingerprints(self) -> list[str]:
@@ -408,6 +409,11 @@ def compare(
     A fingerprint seen b times before and a times after has min(a, b) remaining, b - a fixed
     (when b > a) or a - b new (when a > b); within a fingerprint the first ones in
     (file, line, column, issue_id) order are the ones matched.  Line numbers play no part.
+
+    Then, as code-review tools match issues whose text changed: an unmatched new issue of the
+    same tool, rule and file as an unmatched fixed one is that issue, rewritten (merging
+    ``from typing import A`` with ``... import B`` changes the message of the deprecated-import
+    issue on that statement); it is neither new nor fixed.
     """
     before = _by_fingerprint(before_issues)
     after = _by_fingerprint(after_issues)
@@ -421,7 +427,21 @@ def compare(
         remaining.extend(a[:common])
         fixed.extend(b[common:])
         new.extend(a[common:])
-    return Comparison(fixed=fixed, new=new, remaining=remaining)
+    gone: dict[tuple[str, str, str], list[IssueRecord]] = {}
+    for issue in fixed:
+        gone.setdefault((issue.tool, issue.rule, issue.file), []).append(issue)
+    still_new: list[IssueRecord] = []
+    rewritten: list[IssueRecord] = []
+    for issue in new:
+        pool = gone.get((issue.tool, issue.rule, issue.file))
+        if pool:
+            rewritten.append(pool.pop(0))
+            remaining.append(issue)
+        else:
+            still_new.append(issue)
+    kept = {id(i) for i in rewritten}
+    return Comparison(fixed=[i for i in fixed if id(i) not in kept], new=still_new,
+                      remaining=remaining, rewritten=rewritten)
 
 
 def regressed(before_tests: TestCounts | None, after_tests: TestCounts | None) -> list[str]:
@@ -532,7 +552,9 @@ def judge_batch(
     for fp, k in own.items():
         allowed = max(0, before_n.get(fp, 0) - k)
         unfixed += min(k, max(0, after_n.get(fp, 0) - allowed))
+    rewritten_own = Counter(i.fingerprint for i in comparison.rewritten if i.fingerprint in own)
     total = sum(own.values())
+    unfixed = min(total, unfixed + sum(rewritten_own.values()))  # changed, not gone
     fixed = total - unfixed
 
     reasons: list[str] = []

@@ -38,7 +38,8 @@ Policy in ``decide`` (it appends one ``RunCompleted`` after the command's own ev
 * RecordHealth, scope "full": a tool with status "tool_error" -> "tool_error" (a tool that cannot
   measure never passes); else ``healthy`` for ``limits.stability_runs`` full checks in a row ->
   "succeeded".  Other scopes never end the run.
-* FailFix / RollBack: ``consecutive_failures`` reaches ``max_consecutive_failures`` ->
+* FailFix / RollBack (of a batch that is not a bisecting half: ``BatchPlanned.split_of``):
+  ``consecutive_failures`` reaches ``max_consecutive_failures`` ->
   "partially_fixed" when the run has commits, else "verify_failed" (last failure a rollback) or
   "failed" (last failure the fixer's).  Commit resets the streak.
 * FailFix / RollBack / Commit (back in planning, nothing in flight) and CompleteIteration:
@@ -162,6 +163,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     issues_open: int = 0
     # batches of the current iteration
     planned: list[str] = []
+    bisecting: list[str] = []  # halves of rolled-back batches: their failures break no streak
     pending: list[str] = []  # planned, never started
     retryable: list[str] = []  # failed or rolled back in this iteration; may start again
     attempts: dict[str, int] = {}
@@ -305,6 +307,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "planned": [*s.planned, ev.batch_id],
             "pending": [*s.pending, ev.batch_id],
             "batches_planned": s.batches_planned + 1,
+            **({"bisecting": [*s.bisecting, ev.batch_id]} if ev.split_of else {}),
         }
     if isinstance(ev, FixStarted):
         return {
@@ -325,7 +328,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "retryable": [*s.retryable, ev.batch_id],
             "fix_failed": s.fix_failed + 1,
             "failed_this_iteration": s.failed_this_iteration + 1,
-            "consecutive_failures": s.consecutive_failures + 1,
+            "consecutive_failures": s.consecutive_failures + (ev.batch_id not in s.bisecting),
             "last_failure": "fix_failed",
         }
     if isinstance(ev, FixRolledBack):
@@ -334,7 +337,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "retryable": [*s.retryable, ev.batch_id],
             "rolled_back": s.rolled_back + 1,
             "rolled_back_this_iteration": s.rolled_back_this_iteration + 1,
-            "consecutive_failures": s.consecutive_failures + 1,
+            "consecutive_failures": s.consecutive_failures + (ev.batch_id not in s.bisecting),
             "last_failure": "rolled_back",
         }
     if isinstance(ev, Committed):
@@ -354,6 +357,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "issues_open": ev.issues_remaining,
             "batches_dropped": s.batches_dropped + len(s.pending) + len(s.retryable),
             "planned": [],
+            "bisecting": [],
             "pending": [],
             "retryable": [],
             "attempts": {},
@@ -461,6 +465,7 @@ class PlanBatch(Command, frozen=True, kw_only=True):
     priority: int = 5
     description: str = ""
     files: list[str] = []
+    split_of: str = ""
 
 
 class SkipBatch(Command, frozen=True, kw_only=True):
@@ -611,6 +616,7 @@ def _events_for(s: RunState, c: Command) -> list[Event]:
                 priority=c.priority,
                 description=c.description,
                 files=c.files,
+                split_of=c.split_of,
             )
         ]
     if isinstance(c, SkipBatch):

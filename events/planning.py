@@ -53,7 +53,7 @@ from typing import Literal
 import msgspec
 
 from airfix.events.machine import PlanBatch
-from airfix.events.schema import BatchingMode, IssueRecord, Phase
+from airfix.events.schema import BatchingMode, BatchPlanned, IssueRecord, Phase
 
 __all__ = [
     "CLEANUP_MIN_ISSUES",
@@ -67,6 +67,7 @@ __all__ = [
     "is_cleanup_rule",
     "phase_caps",
     "plan_batches",
+    "split_batch",
 ]
 
 PHASES: tuple[Phase, ...] = ("build", "test", "lint")
@@ -430,6 +431,28 @@ def _single(issue: IssueRecord, n: int, phase: Phase, iteration: int, run_id: st
         rules=[issue.rule] if issue.rule else [],
         scope=where,
     )
+
+
+def split_batch(batch: BatchPlanned, issues: Sequence[IssueRecord]) -> list[PlanBatch]:
+    """The two halves of a rolled-back batch, to find the issues to blame by bisection (as a
+    merge queue bisects a failed stack): by files while it spans several, else by issues.  A
+    batch of one issue is not split: its issue is then set aside (``ledger.lessons``)."""
+    if len(issues) < 2:
+        return []
+    files = sorted({i.file for i in issues})
+    if len(files) > 1:
+        first = set(files[: len(files) // 2])
+        halves = [[i for i in issues if i.file in first], [i for i in issues if i.file not in first]]
+    else:
+        ordered = sorted(issues, key=_sort_key)
+        halves = [ordered[: len(ordered) // 2], ordered[len(ordered) // 2:]]
+    return [
+        PlanBatch(batch_id=f"{batch.batch_id}.{k}", phase=batch.phase, mode=batch.mode,
+                  issue_ids=[i.issue_id for i in half], priority=batch.priority,
+                  description=batch.description, files=sorted({i.file for i in half} - {""}),
+                  split_of=batch.batch_id)
+        for k, half in enumerate(halves, 1)
+    ]
 
 
 # ---------------------------------------------------------------- descriptions and commits

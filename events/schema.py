@@ -170,6 +170,7 @@ class BatchPlanned(Event, frozen=True, kw_only=True):
     priority: int = 5
     description: str = ""
     files: list[str] = []
+    split_of: str = ""  # half of this rolled-back batch: bisecting for the issue to blame
 
 
 class FixStarted(Event, frozen=True, kw_only=True):

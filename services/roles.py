@@ -43,7 +43,13 @@ from airfix.events.machine import (
     evolve,
     fold,
 )
-from airfix.events.planning import PlannedBatch, commit_message, phase_caps, plan_batches
+from airfix.events.planning import (
+    PlannedBatch,
+    commit_message,
+    phase_caps,
+    plan_batches,
+    split_batch,
+)
 from airfix.events.schema import (
     BatchPlanned,
     Event,
@@ -180,10 +186,16 @@ class Step:
 def open_issues_of(batch: BatchPlanned, view: IterationView) -> list[IssueRecord]:
     """The batch's issues that the latest measurement still shows (as many per fingerprint as
     the batch holds, at most as many as are still open)."""
-    wanted = Counter(view.discovered[i].fingerprint for i in batch.issue_ids if i in view.discovered)
-    out: list[IssueRecord] = []
+    open_by_id = {i.issue_id: i for i in view.issues}
+    out = [open_by_id[i] for i in batch.issue_ids if i in open_by_id]  # the very issues planned
+    taken = {i.issue_id for i in out}
+    # an id an earlier commit resolved may stand for a same-fingerprint issue still open (which
+    # occurrence a fix removed is not knowable): fill up to the batch's count per fingerprint
+    wanted = Counter(view.discovered[i].fingerprint for i in batch.issue_ids
+                     if i in view.discovered and i not in open_by_id)
     for issue in view.issues:
-        if wanted[issue.fingerprint] > 0:
+        if issue.issue_id not in taken and wanted[issue.fingerprint] > 0 \
+                and issue.issue_id not in batch.issue_ids:
             wanted[issue.fingerprint] -= 1
             out.append(issue)
     return out
@@ -396,6 +408,11 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             events = decide(state, RollBack(batch_id=batch.batch_id, reason=reason[:2000], reset_to=base,
                                             regressions=list(regressions)[:100], flaky=newly_flaky,
                                             now=time.time()))
+            after = p.advance(state, events)
+            for half in [] if after.terminal else split_batch(batch, mine):  # bisect for the culprit
+                new = decide(after, half)
+                after = p.advance(after, new)
+                events += new
             return p.finish(state, events, view.issues, history)
 
         if reasons:

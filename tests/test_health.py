@@ -249,11 +249,23 @@ def test_lint_scale_constant():
 
 def test_compare_ignores_shifted_lines():
     before = [rec("a", line=3), rec("b", line=10), rec("c", line=20)]
-    after = [rec("b", line=13), rec("c", line=23), rec("d", line=30)]
+    after = [rec("b", line=13), rec("c", line=23), rec("d", line=30, rule="E711")]
     c = compare(before, after)
     assert c.fixed_fingerprints == ["a"]
     assert c.new_fingerprints == ["d"]
     assert [(i.fingerprint, i.line) for i in c.remaining] == [("b", 13), ("c", 23)]
+
+
+def test_an_issue_whose_message_an_edit_rewrote_is_neither_new_nor_fixed():
+    """Merging two typing imports rewrites the deprecated-import issue's message on that line."""
+    before = [rec("up035-List", rule="UP035"), rec("i001", rule="I001")]
+    after = [rec("up035-List-Dict", rule="UP035")]
+    c = compare(before, after)
+    assert c.new == [] and c.fixed_fingerprints == ["i001"]
+    assert [i.fingerprint for i in c.rewritten] == ["up035-List"]
+    own_rewritten = judge_batch([before[0]], before, after)
+    assert not own_rewritten.keep and own_rewritten.unfixed == 1  # changed is not fixed
+    assert judge_batch([before[1]], before, after).keep
 
 
 def test_compare_counts_duplicate_fingerprints():

@@ -673,6 +673,7 @@ def test_every_decided_terminal_status_is_known():
         "failed",
         "simulated",
         "nothing_fixable",
+        "fixer_unavailable",
     } == set(TERMINAL_STATUSES)
 
 
@@ -865,3 +866,26 @@ def test_nothing_fixable_after_commits_is_partially_fixed():
     s, _ = fix_cycle(planning(), "b1", "commit")
     s, _ = apply(s, CompleteIteration(now=T0, nothing_fixable=True))
     assert s.status == "partially_fixed" and "nothing left is fixable" in s.reason
+
+
+def test_a_fatal_fixer_failure_ends_the_run_at_once():
+    s, ev = apply(fixing(Limits(max_consecutive_failures=5)),
+                  FailFix(batch_id="b1", reason="claude: not logged in", fatal=True))
+    assert types(ev) == ["FixFailed", "RunCompleted"] and ev[0].fatal
+    assert (s.status, s.reason) == ("fixer_unavailable", "claude: not logged in")
+
+
+def test_the_failures_of_bisecting_halves_break_no_streak():
+    s = planning(Limits(max_consecutive_failures=1))
+    s, _ = apply(s, PlanBatch(batch_id="b1", phase="lint", issue_ids=["i0", "i1"]))
+    s, _ = apply(s, StartFix(batch_id="b1"))
+    s, _ = apply(s, ApplyFix(batch_id="b1"))
+    rolled = decide(s, RollBack(batch_id="b1", reason="a test broke"))
+    assert types(rolled) == ["FixRolledBack", "RunCompleted"]  # a planned batch: the streak counts
+    s = planning(Limits(max_consecutive_failures=1))
+    for k in (1, 2):
+        s, _ = apply(s, PlanBatch(batch_id=f"b1.{k}", phase="lint", issue_ids=[f"i{k}"], split_of="b1"))
+    assert s.bisecting == ["b1.1", "b1.2"]
+    s, _ = fix_cycle(s, "b1.1", "rollback")
+    s, _ = fix_cycle(s, "b1.2", "fail")
+    assert not s.terminal and s.consecutive_failures == 0 and s.rolled_back == 1

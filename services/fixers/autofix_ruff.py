@@ -10,13 +10,16 @@ one fix or none, skipping a fix that overlaps one already taken, then asks ruff 
 enable the next, as in ruff's own loop), up to :data:`ROUNDS` times.
 
 What a batch's fix makes necessary is part of the batch: an import it left unused (UP006 turns
-``List[int]`` into ``list[int]``, orphaning ``from typing import List``) or left unsorted.  New
-:data:`FOLLOW_UP` diagnostics that were not there before the batch are fixed too; old ones are
-left alone.  No formatter runs here: formatting is the project's business.
+``List[int]`` into ``list[int]``, orphaning ``from typing import List``) or left unsorted
+(:data:`FOLLOW_UP`, anywhere in the file), and any new diagnostic on a line the batch's own edits
+changed (UP032 turns ``"{}".format(str(x))`` into ``f"{str(x)}"``, which RUF010 then reports), as
+ruff's own next pass would.  Diagnostics that were there before the batch are left alone.  No
+formatter runs here: formatting is the project's business.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import time
 from collections import Counter
@@ -105,7 +108,10 @@ class RuffFix:
             return FixOutcome(ok=False, reason=ruff.missing())
         cmd = [exe, "check", "--output-format", "json", "--no-cache", "--force-exclude", "--", *files]
         wanted = Counter(i.fingerprint for i in issues)
+        exact = {i.issue_id for i in issues}  # fp:occurrence, as the check numbered them
         baseline: Counter[str] | None = None
+        originals = {f: _read(target / f) for f in files if (target / f).is_file()}
+        changed: dict[str, set[int]] = {}
         applied = 0
         for _ in range(ROUNDS):
             proc = run_process(cmd, target, config.timeout_s)
@@ -116,19 +122,19 @@ class RuffFix:
             found = diagnostics(parse_ruff_json(proc.stdout, target))
             now = Counter(d.issue.fingerprint for d in found)
             baseline = baseline if baseline is not None else now
-            chosen = self._choose(found, wanted, baseline, now, config)
+            chosen = self._choose(found, wanted, baseline, now, config, changed,
+                                  exact if applied == 0 else set())
             if not chosen:
                 break
             round_applied = 0
             for file, fixes in chosen.items():
                 path = target / file
-                with path.open(encoding="utf-8", newline="") as fh:  # keep the file's line endings
-                    text = fh.read()
-                new, n = apply_fixes(text, fixes)
+                new, n = apply_fixes(_read(path), fixes)
                 if n:
-                    with path.open("w", encoding="utf-8", newline="") as fh:
+                    with path.open("w", encoding="utf-8", newline="") as fh:  # its line endings kept
                         fh.write(new)
                     round_applied += n
+                    changed[file] = changed_rows(originals.get(file, ""), new)
             applied += round_applied
             if not round_applied:
                 break
@@ -136,21 +142,43 @@ class RuffFix:
                           "for the batch's issues", commands=[cmd], duration_s=time.monotonic() - started)
 
     def _choose(self, found: list[Diagnostic], wanted: Counter[str], baseline: Counter[str],
-                now: Counter[str], config: FixerConfig) -> dict[str, list[dict[str, Any]]]:
+                now: Counter[str], config: FixerConfig, changed: dict[str, set[int]],
+                exact: set[str]) -> dict[str, list[dict[str, Any]]]:
         """Per file, the fixes to apply this round: the batch's issues still present, and
-        follow-up diagnostics that the batch's own edits created."""
+        follow-up diagnostics that the batch's own edits created (see the module docstring).
+
+        Several occurrences can share a fingerprint (one annotation of a signature in the batch,
+        the other not): before any edit the batch's own occurrences (``exact`` ids) go first."""
         todo = Counter({fp: k - max(0, baseline[fp] - now[fp]) for fp, k in wanted.items()})
         extra = Counter({fp: n - baseline[fp] for fp, n in now.items() if n > baseline[fp]})
         chosen: dict[str, list[dict[str, Any]]] = {}
-        for d in found:
+        own = sorted(found, key=lambda d: d.issue.issue_id not in exact)  # exact ids first
+        for d in own:
             fp = d.issue.fingerprint
             if not self._applicable(d, config) or d.fix is None:
                 continue
-            if todo[fp] > 0:
+            if todo[fp] > 0 and (not exact or d.issue.issue_id in exact or
+                                 not any(x.startswith(f"{fp}:") for x in exact)):
                 todo[fp] -= 1
-            elif d.issue.rule in FOLLOW_UP and extra[fp] > 0 and fp not in wanted:
+            elif extra[fp] > 0 and fp not in wanted and (
+                    d.issue.rule in FOLLOW_UP or d.issue.line in changed.get(d.issue.file, ())):
                 extra[fp] -= 1
             else:
                 continue
             chosen.setdefault(d.issue.file, []).append(d.fix)
         return chosen
+
+
+def _read(path: Path) -> str:
+    with path.open(encoding="utf-8", newline="") as fh:  # keep the file's line endings
+        return fh.read()
+
+
+def changed_rows(before: str, after: str) -> set[int]:
+    """1-based rows of ``after`` that the edits wrote (replaced or inserted lines)."""
+    rows: set[int] = set()
+    matcher = difflib.SequenceMatcher(a=before.splitlines(), b=after.splitlines(), autojunk=False)
+    for op, _, _, j1, j2 in matcher.get_opcodes():
+        if op in ("replace", "insert"):
+            rows.update(range(j1 + 1, j2 + 1))
+    return rows

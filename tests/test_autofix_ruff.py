@@ -1,0 +1,80 @@
+"""ruff's fixes applied to exactly a batch's issues (and what their own edits make necessary),
+with the real ruff: lines no issue of the batch is on stay byte for byte."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from airfix.config import FixerConfig
+from airfix.services.fixers.autofix_ruff import RuffFix, apply_fixes, changed_rows
+from airfix.services.tools import RuffAdapter
+
+PYPROJECT = '[tool.ruff.lint]\nselect = ["F", "UP", "RUF", "I"]\n'
+
+SOURCE = '''\
+from typing import List
+import os
+
+
+def pad(x):
+    return "{}".format(str(x))
+
+
+def keep(x):
+    return f"{str(x)}"
+
+
+def ids(items: List[int]) -> List[int]:
+    return items
+'''
+
+
+def project(tmp_path: Path, source: str = SOURCE, newline: str = "\n") -> Path:
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    with (tmp_path / "mod.py").open("w", newline=newline) as fh:
+        fh.write(source)
+    return tmp_path
+
+
+def rules(root: Path) -> list[str]:
+    return sorted(i.rule for i in RuffAdapter().run(root).issues)
+
+
+def test_only_the_batch_and_what_its_edits_need_are_fixed(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    before = RuffAdapter().run(root).issues
+    assert sorted(i.rule for i in before) == ["F401", "I001", "RUF010", "UP006", "UP006", "UP032", "UP035"]
+    batch = [i for i in before if i.rule == "UP032"]
+    outcome = RuffFix().apply(root, batch, FixerConfig())
+    assert outcome.ok, outcome.reason
+    text = (root / "mod.py").read_text()
+    # UP032's own line, then RUF010 on that same changed line; the old RUF010 elsewhere stays
+    assert '    return f"{x!s}"\n' in text and '    return f"{str(x)}"\n' in text
+    assert text.replace('    return f"{x!s}"\n', '    return "{}".format(str(x))\n') == SOURCE
+    assert rules(root) == ["F401", "I001", "RUF010", "UP006", "UP006", "UP035"]
+
+
+def test_an_import_the_batch_orphaned_goes_with_it_and_nothing_else_moves(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    batch = [i for i in RuffAdapter().run(root).issues if i.rule == "UP006"]
+    assert RuffFix().apply(root, batch, FixerConfig()).ok
+    text = (root / "mod.py").read_text()
+    assert "from typing import List" not in text and "def ids(items: list[int]) -> list[int]:" in text
+    assert "import os\n" in text and '"{}".format(str(x))' in text  # F401 os and UP032: not the batch's
+    assert rules(root) == ["F401", "RUF010", "UP032"]
+
+
+def test_line_endings_survive_and_rows_report_what_changed(tmp_path: Path) -> None:
+    root = project(tmp_path, newline="\r\n")
+    batch = [i for i in RuffAdapter().run(root).issues if i.rule == "F401"]
+    assert RuffFix().apply(root, batch, FixerConfig()).ok
+    raw = (root / "mod.py").read_bytes()
+    assert b"import os" not in raw and raw.count(b"\r\n") == raw.count(b"\n")
+    assert changed_rows("a\nb\nc\n", "a\nB\nc\nd\n") == {2, 4}
+
+
+def test_overlapping_fixes_wait_for_the_next_round() -> None:
+    fix = {"edits": [{"content": "", "location": {"row": 1, "column": 1}, "end_location": {"row": 2, "column": 1}}]}
+    same = {"edits": [{"content": "", "location": {"row": 1, "column": 1}, "end_location": {"row": 2, "column": 1}}]}
+    text, applied = apply_fixes("import os, sys\nx = 1\n", [fix, same])
+    assert (text, applied) == ("x = 1\n", 1)

@@ -18,15 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from airfix.config import Config, load_config
+from airfix.events.core.steps import ROLES
 from airfix.events.errors import AirfixError
 from airfix.events.schema import TERMINAL_EVENTS, Event, HealthChecked, RunCancelled
-from airfix.events.steps import ROLES
 from airfix.projections.describe import describe
 from airfix.projections.report import RunReport
-from airfix.services.app import App, build_app
-from airfix.services.git import Repo
-from airfix.services.measure import measure
-from airfix.services.run import (
+from airfix.services.pipeline.git import Repo
+from airfix.services.pipeline.measure import measure
+from airfix.services.pipeline.requests import (
     cancel_run,
     finalize,
     release_lock,
@@ -34,6 +33,7 @@ from airfix.services.run import (
     request_run,
     run_inline,
 )
+from airfix.services.runtime.app import App, build_app
 
 #: Terminal statuses that end a task successfully unless the DAG run's ``ok_statuses`` say otherwise:
 #: a partially fixed run made verified commits, which is what a fix run is for; a run that found
@@ -48,7 +48,7 @@ Log = Callable[[str], None]
 def fix_run_id(dag_id: str, dag_run_id: str) -> str:
     """The airfix run id of one DAG run: the same for every try of every task of that DAG run (a
     retried or cleared task finds its run again), different for every other DAG run, and valid in
-    a Redis key (``events/store.py`` ``RUN_ID_RE``).  Airflow's run ids hold ``+`` and ``:``
+    a Redis key (``events/storage/store.py`` ``RUN_ID_RE``).  Airflow's run ids hold ``+`` and ``:``
     (``manual__2026-11-24T20:02:08.882142+00:00``), so the readable part keeps letters and digits
     only and a digest of the exact pair keeps ids that read alike apart."""
     digest = hashlib.sha256(f"{dag_id}\0{dag_run_id}".encode()).hexdigest()[:8]
@@ -115,7 +115,7 @@ def open_app(config_path: str | None, *, inline: bool) -> App:
 def roles_without_workers(app: App) -> list[str]:
     """The roles no live ``airfix worker`` hosts (heartbeat within the lease TTL), in order."""
     since = int(time.time() * 1000) - app.settings.lease_ttl_ms
-    # the group of a role is "role:<role>" (services/roles.py RoleHandler)
+    # the group of a role is "role:<role>" (services/pipeline/roles.py RoleHandler)
     return [r for r in ROLES if not app.client.zcount(app.keys.members(f"role:{r}"), since, "+inf")]
 
 

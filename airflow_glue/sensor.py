@@ -19,9 +19,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from airfix.airflow_glue.runs import DEFAULT_OK_STATUSES, finished, last_event, open_app
 from airfix.airflow_glue.tasks import finish, user_errors_fail
 from airfix.airflow_glue.trigger import RunFinishedTrigger
-from airfix.events.backend import is_embedded
-from airfix.services.app import App
-from airfix.services.run import release_lock, report_for
+from airfix.events.storage.backend import is_embedded
+from airfix.services.pipeline.requests import release_lock, report_for
+from airfix.services.runtime.app import App
 
 
 class RunFinishedSensor(BaseSensorOperator):

@@ -27,8 +27,8 @@ from airfix.airflow_glue.runs import (
 )
 from airfix.events.errors import AirfixError
 from airfix.projections.report import RunReport
-from airfix.services.app import App
-from airfix.services.run import cancel_run
+from airfix.services.pipeline.requests import cancel_run
+from airfix.services.runtime.app import App
 
 RULE = "=" * 80
 

@@ -22,7 +22,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airfix.airflow_glue.runs import event_lines, finished
 from airfix.events import codec
-from airfix.events.store import as_str, id_key
+from airfix.events.storage.store import as_str, id_key
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
 

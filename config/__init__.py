@@ -131,7 +131,7 @@ class ProjectionsConfig(_Section, frozen=True, kw_only=True):
 
 
 class LoggingConfig(_Section, frozen=True, kw_only=True):
-    """structlog output (see :mod:`airfix.services.logs`)."""
+    """structlog output (see :mod:`airfix.services.runtime.logs`)."""
 
     level: str = "info"  # checked against LOG_LEVELS, case-insensitively
     format: Literal["console", "json"] = "console"

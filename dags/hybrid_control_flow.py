@@ -27,7 +27,7 @@ from airfix.airflow_glue.runs import (
 from airfix.airflow_glue.sensor import RunFinishedSensor
 from airfix.airflow_glue.tasks import host_if_inline, request, user_errors_fail
 from airfix.config import load_config
-from airfix.services.run import report_for
+from airfix.services.pipeline.requests import report_for
 
 
 @dag(dag_id="hybrid_control_flow", schedule=None, catchup=False, tags=["airfix", "example"],

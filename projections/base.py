@@ -23,8 +23,8 @@ import redis
 
 from airfix.events.keys import Keys
 from airfix.events.schema import Event
-from airfix.events.store import STREAM_IDS_LUA, EventStore, LogEntry, id_key
-from airfix.events.store import as_str as _s
+from airfix.events.storage.store import STREAM_IDS_LUA, EventStore, LogEntry, id_key
+from airfix.events.storage.store import as_str as _s
 
 _APPLY_LUA = STREAM_IDS_LUA + resources.files("airfix.projections").joinpath("apply.lua").read_text()
 _ENC = msgspec.json.Encoder()

@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from airfix.events.ledger import iteration_view
-from airfix.events.machine import RunState, fold
+from airfix.events.core.ledger import iteration_view
+from airfix.events.core.machine import RunState, fold
 from airfix.events.schema import (
     BatchPlanned,
     BatchSkipped,

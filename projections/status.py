@@ -1,9 +1,9 @@
-"""Per-run status: the run's :class:`~airfix.events.machine.RunState`, folded by ``evolve``.
+"""Per-run status: the run's :class:`~airfix.events.core.machine.RunState`, folded by ``evolve``.
 
 ``HGET autonomous_fix:status <run_id>`` is the JSON of the state after the run's last event, so
 the status a user sees is, by construction, what a replay of the run's events gives.  An event the
 machine rejects fails this projection's handler; after the delivery cap the run is halted (see
-``services/runtime.py``) and :func:`load_status` reports the halt next to the last good state.
+``services/runtime/consumers.py``) and :func:`load_status` reports the halt next to the last good state.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 import msgspec
 import redis
 
+from airfix.events.core.machine import RunState, evolve
 from airfix.events.keys import Keys
-from airfix.events.machine import RunState, evolve
 from airfix.events.schema import Event, RunRequested
 from airfix.projections.base import Op, Projection, RunCache, _s, dumps
 

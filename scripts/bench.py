@@ -77,7 +77,6 @@ from rich.table import Table
 
 from airfix.config import load_config
 from airfix.events import stamp
-from airfix.events.backend import connect
 from airfix.events.keys import Keys
 from airfix.events.schema import (
     BatchPlanned,
@@ -98,10 +97,11 @@ from airfix.events.schema import (
     RunStarted,
     ToolResult,
 )
-from airfix.events.store import EventStore
+from airfix.events.storage.backend import connect
+from airfix.events.storage.store import EventStore
 from airfix.projections.base import ProjectionHandler, ProjectorHandler
-from airfix.services.app import App, build_app
-from airfix.services.runtime import RuntimeSettings, Worker, drain
+from airfix.services.runtime.app import App, build_app
+from airfix.services.runtime.consumers import RuntimeSettings, Worker, drain
 from airfix.services.tools.base import find_executable
 
 console = Console(stderr=True)
@@ -114,12 +114,12 @@ NOISE_CAVEAT = (
 # ----------------------------------------------------------------------------- the fold to time
 
 try:  # the pure state machine, when it is there and importable
-    from airfix.events.machine import fold as _machine_fold
+    from airfix.events.core.machine import fold as _machine_fold
 
-    FOLD_NAME = "airfix.events.machine.fold (strict evolve of RunState)"
+    FOLD_NAME = "airfix.events.core.machine.fold (strict evolve of RunState)"
 except Exception as _exc:  # noqa: BLE001 - any import problem means "not available"
     _machine_fold = None
-    FOLD_NAME = f"per-type Counter (airfix.events.machine not usable: {_exc!r})"
+    FOLD_NAME = f"per-type Counter (airfix.events.core.machine not usable: {_exc!r})"
 
 
 def fold_events(events: Iterable[Event]) -> Any:
@@ -864,7 +864,7 @@ def _airfix_cli(url: str, prefix: str, *args: str) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
     env.update({"AIRFIX_REDIS_URL": url, "AIRFIX__STORE__PREFIX": prefix})
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], env=env,
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -1478,8 +1478,8 @@ def bench_pipeline_run(res: Results, quick: bool, scratch: Path) -> None:
         f"6a. fix pipeline: airfix autofix vs a hand script ({modules} modules, "
         f"{26 * modules} ruff issues)"
     )
-    from airfix.services.measure import measure
-    from airfix.services.run import report_for, request_run, run_inline
+    from airfix.services.pipeline.measure import measure
+    from airfix.services.pipeline.requests import report_for, request_run, run_inline
 
     hand_runs = 3
     hand_roots = [make_sample(scratch / f"hand{i}", modules) for i in range(hand_runs)]
@@ -1751,7 +1751,7 @@ def synthetic_issues(n: int, seed: int) -> list[IssueRecord]:
 
 
 def bench_planning(res: Results, quick: bool) -> None:
-    from airfix.events.planning import phase_caps, plan_batches
+    from airfix.events.core.planning import phase_caps, plan_batches
 
     n = 100_000
     reps = 3
@@ -1803,7 +1803,7 @@ def bench_static_tier(res: Results, quick: bool, scratch: Path) -> None:
     modules = 12 if quick else 24
     reps = 3
     console.rule(f"6c. static tier: wall vs sum of its tools ({modules}-module sample, {reps}x)")
-    from airfix.services.measure import measure
+    from airfix.services.pipeline.measure import measure
 
     root = make_sample(scratch / "static", modules)
     # threshold 1.0: the dynamic tier (tests) is skipped; it runs after the static tier anyway
@@ -1893,7 +1893,7 @@ PIPELINE_NOTES = [
 
 
 def bench_fix_pipeline(res: Results, quick: bool) -> None:
-    from airfix.services.measure import mypy_cache_dir
+    from airfix.services.pipeline.measure import mypy_cache_dir
 
     scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-pipeline-"))
     try:
@@ -1958,7 +1958,7 @@ def main(argv: list[str] | None = None) -> int:
     core = args.only in (None, "core", "ops")
     pipeline = args.only in (None, "pipeline")
 
-    from airfix.services.logs import configure_logging
+    from airfix.services.runtime.logs import configure_logging
 
     configure_logging("warning")
     server: PrivateRedis | None = None

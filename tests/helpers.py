@@ -21,10 +21,10 @@ import redis
 from airfix.config import load_config
 from airfix.events import Keys, stamp
 from airfix.events.schema import RunRequested, RunStarted
-from airfix.events.store import EventStore, LogEntry
+from airfix.events.storage.store import EventStore, LogEntry
 from airfix.projections.base import rebuild
-from airfix.services.app import App
-from airfix.services.runtime import RuntimeSettings
+from airfix.services.runtime.app import App
+from airfix.services.runtime.consumers import RuntimeSettings
 from tests.conftest import REAL_URL, real_client
 from tests.fault_harness.worker import counter_key
 
@@ -134,7 +134,7 @@ def flushed_server_app() -> Iterator[App]:
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str,
             url: str | None = REAL_URL) -> tuple[int, str, str]:
     """``airfix ARGS [--redis-url URL]`` in this process: exit code, stdout, stderr."""
-    from airfix.services.cli import main
+    from airfix.services.commands.cli import main
 
     code = main([*args, "--redis-url", url] if url else list(args))
     out = capsys.readouterr()

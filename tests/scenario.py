@@ -19,7 +19,7 @@ from airfix.events.schema import (
     RunStarted,
     ToolResult,
 )
-from airfix.events.store import EventStore
+from airfix.events.storage.store import EventStore
 
 
 def run_events(run_id: str, *, finish: bool = True) -> list[Event]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from airfix.services.run import fresh_sample_repo
+from airfix.services.pipeline.requests import fresh_sample_repo
 from tests.airflow_harness import (
     DAGS,
     OUR_DAGS,

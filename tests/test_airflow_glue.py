@@ -29,13 +29,13 @@ from airfix.airflow_glue.runs import (
     summary,
 )
 from airfix.events import stamp
+from airfix.events.core.steps import ROLES
 from airfix.events.errors import AirfixError
 from airfix.events.keys import Keys
 from airfix.events.schema import RunFailed, RunRequested
-from airfix.events.steps import ROLES
-from airfix.events.store import RUN_ID_RE, EventStore
-from airfix.services.app import App
-from airfix.services.run import request_run
+from airfix.events.storage.store import RUN_ID_RE, EventStore
+from airfix.services.pipeline.requests import request_run
+from airfix.services.runtime.app import App
 from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import (
     commits_since,
@@ -224,7 +224,7 @@ def test_workers_must_be_alive_for_every_role(prefixed: App, tmp_path: Path) -> 
         submit(app, fp, "af-nobody")
     now_ms = int(time.time() * 1000)
     stale = now_ms - app.settings.lease_ttl_ms - 1000
-    for role in ROLES:  # how a worker registers (services/runtime.py Consumer.heartbeat)
+    for role in ROLES:  # how a worker registers (services/runtime/consumers.py Consumer.heartbeat)
         app.client.zadd(app.keys.members(f"role:{role}"), {"w1": now_ms if role != "fixer" else stale})
     assert roles_without_workers(app) == ["fixer"]
     app.client.zadd(app.keys.members("role:fixer"), {"w2": now_ms})

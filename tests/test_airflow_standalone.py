@@ -26,8 +26,8 @@ import psutil
 import pytest
 
 from airfix.events.keys import Keys
-from airfix.events.store import EventStore
-from airfix.services.run import fresh_sample_repo
+from airfix.events.storage.store import EventStore
+from airfix.services.pipeline.requests import fresh_sample_repo
 from tests.airflow_harness import ROOT, AirflowHome, Workers, airfix_status, airflow_bin, make_home
 from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import commits_since, head

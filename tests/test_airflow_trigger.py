@@ -32,7 +32,7 @@ with process_logging_kept():
 from airfix.events import stamp
 from airfix.events.keys import Keys
 from airfix.events.schema import Event, RunCancelled, RunFailed
-from airfix.events.store import EventStore
+from airfix.events.storage.store import EventStore
 from tests.conftest import BACKENDS, REAL_URL, real_client
 from tests.redis_procs import RedisServer
 from tests.scenario import run_events

@@ -18,7 +18,7 @@ import pytest
 
 from airfix.events.schema import FixFailed, FixStarted, RunCancelled
 from airfix.projections.status import load_status
-from airfix.services.run import cancel_run, request_run
+from airfix.services.pipeline.requests import cancel_run, request_run
 from tests.conftest import REAL_URL
 from tests.fake_claude import FAKE_CLAUDE
 from tests.pipeline_harness import (
@@ -81,14 +81,14 @@ def test_airfix_cancel_stops_the_agent_and_the_waiting_run_exits_9(tmp_path: Pat
     script, pidfile = sleeping_agent(tmp_path)
     workers.start("w1", **agent_env(script))
     env = worker_env(prefix, **agent_env(script))
-    waiting = subprocess.Popen([sys.executable, "-m", "airfix.services.cli", "run", "--redis-url", REAL_URL,
+    waiting = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "run", "--redis-url", REAL_URL,
                                 "--target", str(repo), "--max-iterations", "1", "--fixer", "command"],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for("the agent to start", pidfile.exists, 120, workers)
     agent = int(pidfile.read_text())
     app = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix}))
     run_id = load_runs(app)[0]
-    cancel = subprocess.run([sys.executable, "-m", "airfix.services.cli", "cancel", run_id, "--reason",
+    cancel = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "cancel", run_id, "--reason",
                              "changed my mind", "--redis-url", REAL_URL], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=60, check=False)
     assert cancel.returncode == 0 and "cancelled (changed my mind)" in cancel.stdout, cancel.stderr
@@ -100,7 +100,7 @@ def test_airfix_cancel_stops_the_agent_and_the_waiting_run_exits_9(tmp_path: Pat
     assert git(repo, "status", "--porcelain") == "" and head(repo) == base
     wait_for("the worker to drop its worktree",
              lambda: len(git(repo, "worktree", "list").splitlines()) == 1, 30, workers)
-    again = subprocess.run([sys.executable, "-m", "airfix.services.cli", "cancel", run_id, "--redis-url",
+    again = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "cancel", run_id, "--redis-url",
                             REAL_URL], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert again.returncode == 1 and "already finished: cancelled" in again.stdout
     with_lock_free = request_run(app, app.config, repo, batching="smart", fixer="autofix",
@@ -120,7 +120,7 @@ def test_ctrl_c_in_an_inline_run_cancels_it_in_one_line(tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
     env.update(agent_env(script), AIRFIX__STORE__JOURNAL=str(journal), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "airfix.services.cli", "run", "--target", str(repo),
+    proc = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(repo),
                              "--fixer", "command", "--max-iterations", "1"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -133,7 +133,7 @@ def test_ctrl_c_in_an_inline_run_cancels_it_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 9, err
     assert "Traceback" not in err and "cancelled; commits made so far stay on its branch" in err
     assert not alive(agent)
-    status = json.loads(subprocess.run([sys.executable, "-m", "airfix.services.cli", "status", "--json"], cwd=ROOT,
+    status = json.loads(subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "status", "--json"], cwd=ROOT,
                                        env=env, capture_output=True, text=True, timeout=60, check=True).stdout)
     assert status["status"] == "cancelled" and "Ctrl-C" in status["reason"]
     assert git(repo, "status", "--porcelain") == ""
@@ -145,7 +145,7 @@ def test_ctrl_c_while_waiting_off_a_terminal_detaches_and_says_how_to_follow(
     script, pidfile = sleeping_agent(tmp_path)
     workers.start("w1", **agent_env(script))
     env = worker_env(prefix, **agent_env(script))
-    proc = subprocess.Popen([sys.executable, "-m", "airfix.services.cli", "run", "--redis-url", REAL_URL,
+    proc = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "run", "--redis-url", REAL_URL,
                              "--target", str(repo), "--max-iterations", "1", "--fixer", "command"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)

@@ -211,7 +211,7 @@ def airfix_run(repo: Path) -> tuple[dict[str, object], str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "airfix.services.cli", "run", "--target", str(repo),
+        [sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(repo),
          "--fixer", "autofix", "--max-iterations", "3", "--json"],
         cwd=repo, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S, check=False,
     )  # fmt: skip

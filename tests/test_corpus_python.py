@@ -117,7 +117,7 @@ class Judge:
 
 def airfix_command() -> list[str]:
     script = Path(sys.executable).parent / "airfix"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "airfix.services.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "airfix.services.commands.cli"]
 
 
 @dataclass

@@ -17,9 +17,8 @@ import redis
 
 from airfix.config import load_config
 from airfix.events import Keys, stamp
-from airfix.events.backend import connect
+from airfix.events.core.machine import fold
 from airfix.events.errors import AirfixError
-from airfix.events.machine import fold
 from airfix.events.schema import (
     Committed,
     Event,
@@ -28,11 +27,13 @@ from airfix.events.schema import (
     IterationCompleted,
     RunCompleted,
 )
+from airfix.events.storage.backend import connect
 from airfix.projections.base import ProjectionHandler
 from airfix.projections.status import load_status
-from airfix.services import dlq, roles
-from airfix.services.app import App, build_app
-from airfix.services.runtime import Consumer, Worker, drain
+from airfix.services.commands import dlq
+from airfix.services.pipeline import roles
+from airfix.services.runtime.app import App, build_app
+from airfix.services.runtime.consumers import Consumer, Worker, drain
 from tests.fault_harness.worker import count_applies
 from tests.helpers import (
     FAST,

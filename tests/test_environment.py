@@ -115,14 +115,14 @@ def test_a_run_uses_the_in_repository_venv_and_says_so(tmp_path: Path) -> None:
     git(root, "add", "-A")
     git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(tmp_path / "journal.jsonl")}
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", "run", "--target", str(root),
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(root),
                            "--max-iterations", "1"], capture_output=True, text=True, timeout=600, env=env,
                           check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # healthy: succeeded
     python = str(root / ".venv" / "bin" / "python")
     assert "started from main" in proc.stderr and f"checks run with python {python}" in proc.stderr
     assert f"python {python}" in proc.stdout and "from .venv" in proc.stdout
-    status = subprocess.run([sys.executable, "-m", "airfix.services.cli", "status", "--json"],
+    status = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "status", "--json"],
                             capture_output=True, text=True, timeout=60, env=env, check=True)
     import json
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from airfix.services.cli import EXIT_REDIS_UNAVAILABLE
-from airfix.services.run import EXIT_CODES
+from airfix.services.commands.cli import EXIT_REDIS_UNAVAILABLE
+from airfix.services.commands.run import EXIT_CODES
 from tests.conftest import real_client
 from tests.helpers import run_cli
 from tests.pipeline_harness import make_repo

@@ -18,15 +18,14 @@ import pytest
 import structlog
 
 from airfix.config import FixerConfig, load_config
-from airfix.events.backend import connect
 from airfix.events.errors import ConfigError
 from airfix.events.keys import Keys
 from airfix.events.schema import BatchPlanned, FixApplied, IssueRecord
-from airfix.events.store import EventStore
+from airfix.events.storage.backend import connect
+from airfix.events.storage.store import EventStore
 from airfix.projections.report import build_report
 from airfix.projections.status import load_status
 from airfix.services import fixers
-from airfix.services.app import App
 from airfix.services.fixers import FixRequest, claude
 from airfix.services.fixers.claude import ClaudeFixer, StreamState, build_command, classify_result
 from airfix.services.fixers.command import CommandFixer, expand_command, stream_process
@@ -39,8 +38,9 @@ from airfix.services.fixers.prompts import (
     render_prompt,
     verification_commands,
 )
-from airfix.services.logs import configure_logging
-from airfix.services.run import finalize, release_lock, request_run, run_inline
+from airfix.services.pipeline.requests import finalize, release_lock, request_run, run_inline
+from airfix.services.runtime.app import App
+from airfix.services.runtime.logs import configure_logging
 from tests.fake_claude import ENV_VARS, FAKE_CLAUDE, fake_env, read_pids, read_record, wait_dead
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",

@@ -1,4 +1,4 @@
-"""Unit and property tests of health scoring and verification (``airfix.events.health``)."""
+"""Unit and property tests of health scoring and verification (``airfix.events.core.health``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airfix.config import CompletionCriteriaConfig
-from airfix.events.health import (
+from airfix.events.core.health import (
     BUILD_SCALE,
     LINT_SCALE,
     Comparison,
@@ -368,7 +368,7 @@ def test_judge_with_no_issues_fixed_at_all():
 
 def test_scores_read_the_counts_the_adapters_really_report() -> None:
     """ruff/mypy report ``issues``, ESLint ``errors`` (warnings apart): fewer of them, higher score."""
-    from airfix.events.health import health_score
+    from airfix.events.core.health import health_score
     from airfix.events.schema import ToolResult
 
     def lint(n: int, key: str = "issues") -> float:

@@ -16,7 +16,7 @@ from tests.pipeline_harness import make_repo
 def airfix(journal: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(journal)}
     env.pop("AIRFIX_REDIS_URL", None)
-    return subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env,
                           capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -78,7 +78,7 @@ def test_serve_redis_lets_redis_cli_look_at_an_embedded_run(journal: Path, tmp_p
     env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(journal)}
     env.pop("AIRFIX_REDIS_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airfix.services.cli", "run", "--target", str(make_repo(tmp_path / "a")),
+        [sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(make_repo(tmp_path / "a")),
          "--simulation", "--max-iterations", "1", "--json", "--serve-redis", str(port)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

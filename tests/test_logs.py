@@ -1,4 +1,4 @@
-"""airfix.services.logs: event context on every line, no locals in tracebacks, a safe sink."""
+"""airfix.services.runtime.logs: event context on every line, no locals in tracebacks, a safe sink."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import structlog
 
 from airfix.events.errors import ConfigError
 from airfix.events.schema import RunStarted
-from airfix.services import logs
-from airfix.services.logs import bind_event, configure_logging, event_context, get_logger
+from airfix.services.runtime import logs
+from airfix.services.runtime.logs import bind_event, configure_logging, event_context, get_logger
 
 # Module level, not a literal in the raising function: Rich tracebacks print the source lines
 # around the raise, and the test is about rendered *values*, not about source code.

@@ -1,4 +1,4 @@
-"""Unit and property tests of the pure run state machine (``airfix.events.machine``)."""
+"""Unit and property tests of the pure run state machine (``airfix.events.core.machine``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airfix.events import machine as m
-from airfix.events.errors import AirfixError, InvalidTransition
-from airfix.events.machine import (
+from airfix.events.core import machine as m
+from airfix.events.core.machine import (
     ApplyFix,
     Cancel,
     Commit,
@@ -34,6 +33,7 @@ from airfix.events.machine import (
     fold,
     initial_state,
 )
+from airfix.events.errors import AirfixError, InvalidTransition
 from airfix.events.schema import (
     TERMINAL_STATUSES,
     Committed,

@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from airfix.events.errors import InvalidTransition
-from airfix.events.machine import (
+from airfix.events.core.machine import (
     ApplyFix,
     Cancel,
     Command,
@@ -34,6 +33,7 @@ from airfix.events.machine import (
     fold,
     initial_state,
 )
+from airfix.events.errors import InvalidTransition
 from airfix.events.schema import TERMINAL_STATUSES, Limits, ToolResult, stamp
 
 RUN = "run-stateful"

@@ -33,7 +33,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _airfix(*args: str, env: dict[str, str], **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "airfix.services.cli", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
 
 
@@ -96,7 +96,7 @@ def server_run() -> Iterator[Followed]:
     client = real_client()
     client.flushdb()
     env = _env(AIRFIX_REDIS_URL=REAL_URL)
-    worker = subprocess.Popen([sys.executable, "-m", "airfix.services.cli", "worker", "--roles", "all",
+    worker = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "worker", "--roles", "all",
                                "--log-format", "json"], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -186,7 +186,7 @@ def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(se
 
 
 def test_replay_after_the_run_equals_its_status(server_run: Followed) -> None:
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", "replay", server_run.run_id,
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "replay", server_run.run_id,
                            "--redis-url", REAL_URL, "--json"], env=_env(), capture_output=True,
                           text=True, timeout=60, check=False)
     assert 0 == proc.returncode, proc.stderr
@@ -208,7 +208,7 @@ def test_on_the_embedded_store_tail_follows_the_run_from_another_process_and_the
     assert (tmp_path / "journal.logs.jsonl").stat().st_size > 0
 
     def airfix(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], env=env,
+        proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env,
                               capture_output=True, text=True, timeout=120, check=False)
         assert 0 == proc.returncode, proc.stderr
         return proc.stdout

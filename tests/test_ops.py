@@ -12,11 +12,11 @@ import msgspec
 import pytest
 
 from airfix.config import load_config
-from airfix.events.machine import fold
+from airfix.events.core.machine import fold
 from airfix.projections.status import load_status
-from airfix.services.app import build_app
-from airfix.services.cli import main
-from airfix.services.runtime import drain
+from airfix.services.commands.cli import main
+from airfix.services.runtime.app import build_app
+from airfix.services.runtime.consumers import drain
 from tests.conftest import REAL_URL, real_client
 from tests.scenario import append_run
 
@@ -30,7 +30,7 @@ def cli(*args: str, env: dict[str, str] | None = None, url: str | None = REAL_UR
         cmd_args = [cmd, rest[0], *extra, *rest[1:]]
     else:
         cmd_args = [cmd, *extra, *rest]
-    return subprocess.run([sys.executable, "-m", "airfix.services.cli", *cmd_args], env=full,
+    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *cmd_args], env=full,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -110,10 +110,10 @@ def test_projections_rebuild_check_finds_and_repairs_a_difference(server_app) ->
 
 def test_replay_has_no_side_effects(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Replay starts no process, touches no repository and writes nothing to the store."""
-    import airfix.events.store as store_mod
-    import airfix.services.git as git_mod
+    import airfix.events.storage.store as store_mod
+    import airfix.services.pipeline.git as git_mod
     import airfix.services.tools.base as tools_base
-    from airfix.events.backend import connect, embedded_server
+    from airfix.events.storage.backend import connect, embedded_server
 
     client = connect()  # the process-wide embedded store the CLI uses
     client.flushdb()

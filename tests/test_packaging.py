@@ -33,7 +33,7 @@ def _check_installed(bin_dir: Path, tmp: Path) -> None:
     clashes = [n for n in TOP_LEVEL_NAMES if (site_dir / n).exists()]
     assert [] == clashes, f"top-level names in site-packages: {clashes}"
     _run(bin_dir / "python", "-c",
-         "import airfix.events, airfix.projections, airfix.services.runtime, airfix.config as c; "
+         "import airfix.events, airfix.projections, airfix.services.runtime.consumers, airfix.config as c; "
          "c.load_config(c.default_yaml_path())", cwd=tmp)
 
 

@@ -24,11 +24,12 @@ import pytest
 
 from airfix.events.schema import Committed, FixRolledBack, FixStarted, RunCompleted
 from airfix.projections.report import RunReport
-from airfix.services.app import App
+from airfix.services.commands.run import EXIT_CODES
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.fixers.autofix import AutoFixer
-from airfix.services.git import Repo
-from airfix.services.run import EXIT_CODES, fresh_sample_repo
+from airfix.services.pipeline.git import Repo
+from airfix.services.pipeline.requests import fresh_sample_repo
+from airfix.services.runtime.app import App
 from airfix.services.tools import MypyAdapter
 from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import (
@@ -387,7 +388,7 @@ def _cli_env(**extra: str) -> dict[str, str]:
 
 
 def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], check=False, env=env,
+    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], check=False, env=env,
                           cwd=cwd,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -489,7 +490,7 @@ def test_run_json_prints_one_object_and_exits_with_the_status_code(tmp_path: Pat
 def test_one_active_run_per_target(tmp_path: Path) -> None:
     """A second request on a target with an unfinished run is refused and writes nothing."""
     from airfix.events.errors import AirfixError
-    from airfix.services.run import request_run, run_inline
+    from airfix.services.pipeline.requests import request_run, run_inline
 
     repo = make_repo(tmp_path)
     app = embedded_app()

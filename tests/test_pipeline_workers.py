@@ -17,7 +17,7 @@ import pytest
 
 from airfix.events.schema import Committed, FixFailed, FixStarted, RunStarted
 from airfix.projections.status import load_status
-from airfix.services.run import request_run
+from airfix.services.pipeline.requests import request_run
 from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import (
     branch,

@@ -1,4 +1,4 @@
-"""Unit and property tests of batch planning and commit messages (``airfix.events.planning``)."""
+"""Unit and property tests of batch planning and commit messages (``airfix.events.core.planning``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airfix.config import BatchSizesConfig, IssueGroupingConfig
-from airfix.events.machine import PlanBatch
-from airfix.events.planning import (
+from airfix.events.core.machine import PlanBatch
+from airfix.events.core.planning import (
     CLEANUP_MIN_ISSUES,
     PHASES,
     Plan,

@@ -8,11 +8,11 @@ import pytest
 import redis
 
 from airfix.events import Keys
-from airfix.events.store import EventStore
+from airfix.events.storage.store import EventStore
 from airfix.projections.base import ProjectionHandler, rebuild, wait_for
 from airfix.projections.status import RunStatus, load_status
 from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
-from airfix.services.runtime import drain
+from airfix.services.runtime.consumers import drain
 from tests.scenario import append_run
 
 
@@ -104,7 +104,7 @@ def test_wait_for_read_your_writes(store: EventStore, client: redis.Redis) -> No
 
 def test_status_is_the_folded_run_state(store: EventStore, client: redis.Redis) -> None:
     """The status view equals fold() of the run's events: replay and live agree."""
-    from airfix.events.machine import fold
+    from airfix.events.core.machine import fold
 
     done = append_run(store, "done-1")
     append_run(store, "open-1", finish=False)
@@ -122,7 +122,7 @@ def test_an_illegal_event_halts_the_run_visibly(store: EventStore, client: redis
     """An event the state machine rejects halts status for that run only, and status says so."""
     from airfix.events import stamp
     from airfix.events.schema import Committed
-    from airfix.services.runtime import RuntimeSettings
+    from airfix.services.runtime.consumers import RuntimeSettings
 
     append_run(store, "bad", finish=False)
     v = store.version("bad")

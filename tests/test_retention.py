@@ -18,14 +18,13 @@ import redis
 
 from airfix.config import load_config
 from airfix.events import Keys, partition_of
-from airfix.events.backend import connect
 from airfix.events.errors import AirfixError, StoreError
-from airfix.events.store import EventStore
+from airfix.events.storage.backend import connect
+from airfix.events.storage.store import EventStore
 from airfix.projections.status import load_status
-from airfix.services.app import App, build_app
-from airfix.services.cli import main
-from airfix.services.ops import import_events, read_jsonl, rebuild_all
-from airfix.services.retention import (
+from airfix.services.commands.cli import main
+from airfix.services.commands.ops import import_events, read_jsonl, rebuild_all
+from airfix.services.commands.retention import (
     GroupPosition,
     RunFacts,
     judge,
@@ -34,7 +33,8 @@ from airfix.services.retention import (
     trim_run,
     unacknowledged_by,
 )
-from airfix.services.runtime import drain, ensure_group
+from airfix.services.runtime.app import App, build_app
+from airfix.services.runtime.consumers import drain, ensure_group
 from tests.helpers import FAST, Recorder, app_on, flushed_server_app, run_cli
 from tests.scenario import run_events
 

@@ -11,8 +11,14 @@ import redis
 
 from airfix.events import Keys, stamp
 from airfix.events.schema import RunRequested, RunStarted
-from airfix.events.store import EventStore
-from airfix.services.runtime import Consumer, RuntimeSettings, Worker, drain, group_metrics
+from airfix.events.storage.store import EventStore
+from airfix.services.runtime.consumers import (
+    Consumer,
+    RuntimeSettings,
+    Worker,
+    drain,
+    group_metrics,
+)
 from tests.helpers import FAST, Recorder, append_runs
 
 

@@ -28,7 +28,7 @@ import structlog
 
 from airfix.config import load_config
 from airfix.services import secrets
-from airfix.services.logs import configure_logging
+from airfix.services.runtime.logs import configure_logging
 from airfix.services.secrets import Policy, redact_config, redact_text, redact_url, scrubbed_env
 from tests.fake_claude import FAKE_CLAUDE
 from tests.pipeline_harness import make_repo
@@ -126,7 +126,7 @@ def test_log_lines_are_redacted_in_the_sink_and_on_the_terminal(monkeypatch: pyt
 
 
 def test_airfix_config_prints_no_password(capsys: pytest.CaptureFixture[str]) -> None:
-    from airfix.services.cli import main
+    from airfix.services.commands.cli import main
 
     assert 0 == main(["config", "--redis-url", f"redis://:{REDIS_PW}@127.0.0.1:1/0"])
     out = capsys.readouterr().out
@@ -220,7 +220,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _airfix(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env, capture_output=True,
                           text=True, timeout=600, check=False)
     assert proc.returncode in ok, (args, proc.returncode, proc.stderr[-3000:])
     return proc

@@ -24,7 +24,7 @@ from airfix.events.schema import (
     RunStarted,
     ToolResult,
 )
-from airfix.events.store import EventStore
+from airfix.events.storage.store import EventStore
 
 
 def _events(run_id: str, expected: int, n: int = 2):
@@ -208,7 +208,7 @@ def test_capabilities_follow_the_server_version(backend: str, client: redis.Redi
     """8.x stream commands are only ever enabled by detection; Redis 7.0 gets none of them."""
     import fakeredis
 
-    from airfix.events.backend import capabilities
+    from airfix.events.storage.backend import capabilities
 
     caps = capabilities(client)
     assert caps.version[:2] == (7, 0)

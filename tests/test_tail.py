@@ -19,10 +19,17 @@ import redis
 from airfix.events.codec import encode
 from airfix.events.errors import AirfixError
 from airfix.events.keys import Keys
-from airfix.events.store import EventStore
-from airfix.services.logs import configure_logging, get_logger
-from airfix.services.logstream import FileLogSink, RedisLogSink
-from airfix.services.tail import Filter, JournalFeed, RedisFeed, Tail, log_item, parse_filter
+from airfix.events.storage.store import EventStore
+from airfix.services.commands.tail import (
+    Filter,
+    JournalFeed,
+    RedisFeed,
+    Tail,
+    log_item,
+    parse_filter,
+)
+from airfix.services.runtime.logs import configure_logging, get_logger
+from airfix.services.runtime.logstream import FileLogSink, RedisLogSink
 from tests.conftest import REAL_URL, real_client
 from tests.scenario import append_run, run_events
 
@@ -50,7 +57,7 @@ def test_filter_by_type_is_case_insensitive_and_log_names_log_lines() -> None:
     flt = parse_filter("r1", "committed,LOG", "info")
     assert flt == Filter("r1", frozenset({"Committed", "log"}), "info")
     events = {type(e).__name__: e for e in run_events("r1")}
-    from airfix.services.tail import event_item
+    from airfix.services.commands.tail import event_item
 
     assert flt.keeps(event_item(events["Committed"]))
     assert not flt.keeps(event_item(events["RunStarted"]))
@@ -111,7 +118,7 @@ def test_tail_of_every_run_from_now_shows_only_new_events_with_the_state_folded_
     lines = _lines(out)
     assert [6, 7] == [x["version"] for x in lines]
     # the state comes from folding versions 1..5, which this tail never showed
-    from airfix.events.machine import fold
+    from airfix.events.core.machine import fold
 
     assert fold(events[:7]).state == lines[-1]["state"]
 
@@ -215,7 +222,7 @@ def test_the_mirror_gets_info_lines_the_terminal_does_not_show(client: redis.Red
 
 def _cli(*args: str, **kw: object) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "AIRFIX_REDIS_URL"}
-    return subprocess.Popen([sys.executable, "-m", "airfix.services.cli", *args], env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
 
 
@@ -256,7 +263,7 @@ def test_cli_tail_of_an_unknown_run_or_with_a_bad_option_exits_2_and_names_it() 
 
 
 def test_latest_on_the_journal_is_the_run_requested_last_and_only_its_events_are_shown(tmp_path: Path) -> None:
-    from airfix.services.tail import open_feed
+    from airfix.services.commands.tail import open_feed
 
     journal, logs = tmp_path / "journal.jsonl", tmp_path / "journal.logs.jsonl"
     journal.write_bytes(b"".join(encode(e) + b"\n" for run in ("r1", "r2") for e in run_events(run)))

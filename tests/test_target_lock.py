@@ -1,4 +1,4 @@
-"""One run per target, atomically (``services/target_lock.py``): of N requests released together by
+"""One run per target, atomically (``services/pipeline/target_lock.py``): of N requests released together by
 a barrier, exactly one is accepted, whether the lock was free, held by a finished run, or held by a
 stale claim (a requester that died before recording its run); an active run, recorded or freshly
 claimed, is never taken over; a request that fails after taking the lock gives it back.  On
@@ -15,10 +15,10 @@ import pytest
 import redis
 
 from airfix.events.errors import AirfixError
-from airfix.services import target_lock
-from airfix.services.app import App
-from airfix.services.git import Repo
-from airfix.services.run import request_run, target_lock_key
+from airfix.services.pipeline import target_lock
+from airfix.services.pipeline.git import Repo
+from airfix.services.pipeline.requests import request_run, target_lock_key
+from airfix.services.runtime.app import App
 from tests.helpers import app_on
 from tests.pipeline_harness import make_repo
 

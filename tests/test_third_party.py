@@ -14,7 +14,7 @@ entries of a blocking multi-stream ``XREADGROUP`` delivered without returning th
 both, and the canary for it flipped.  The runtime keeps fetching with a non-blocking
 ``XREADGROUP`` and waiting with ``XREAD BLOCK`` on both backends anyway, for a reason of its own:
 a blocking group read can deliver entries of a partition whose lease was lost while it waited,
-whereas the wake-up read delivers nothing (services/runtime.py).  One path, tested on both.
+whereas the wake-up read delivers nothing (services/runtime/consumers.py).  One path, tested on both.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def test_plain_xread_block_wakes_up_on_append(c: redis.Redis) -> None:
 def test_canary_fakeredis_has_no_info_command() -> None:
     """Canary: fakeredis answers ``INFO`` with "unknown command".
 
-    Worked around in ``events/backend.py capabilities()``, which reads the embedded server's
+    Worked around in ``events/storage/backend.py capabilities()``, which reads the embedded server's
     version from its ``FakeServer`` instead of ``INFO server``.  When this flips, let
     ``capabilities()`` use ``INFO`` on both backends (one path), then make this a parity test.
     """

@@ -13,10 +13,10 @@ import redis
 
 from airfix.config import load_config
 from airfix.events import Keys
-from airfix.events.store import EventStore
+from airfix.events.storage.store import EventStore
 from airfix.projections.base import rebuild
-from airfix.services.app import build_app
-from airfix.services.runtime import group_metrics
+from airfix.services.runtime.app import build_app
+from airfix.services.runtime.consumers import group_metrics
 from tests.conftest import REAL_URL, real_client
 from tests.scenario import append_run
 
@@ -26,7 +26,7 @@ def _worker(*extra: str) -> subprocess.Popen[str]:
            "AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "100", "AIRFIX__CONSUMERS__BLOCK_MS": "100",
            "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "200"}
     return subprocess.Popen(
-        [sys.executable, "-m", "airfix.services.cli", "worker", "--redis-url", REAL_URL,
+        [sys.executable, "-m", "airfix.services.commands.cli", "worker", "--redis-url", REAL_URL,
          "--roles", "projections", "--log-format", "json", *extra],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -53,7 +53,7 @@ from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.fixers.command import LOG_TEXT_CHARS, stream_process, tail_text
-from airfix.services.logs import get_logger
+from airfix.services.runtime.logs import get_logger
 from airfix.services.secrets import scrubbed_env
 
 __all__ = [

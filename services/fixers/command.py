@@ -44,9 +44,9 @@ from pathlib import Path
 
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
-from airfix.services.cancel import cancelled
 from airfix.services.fixers import FixOutcome, FixRequest
-from airfix.services.logs import get_logger
+from airfix.services.runtime.cancel import cancelled
+from airfix.services.runtime.logs import get_logger
 from airfix.services.secrets import scrubbed_env
 
 __all__ = [

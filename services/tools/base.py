@@ -38,7 +38,7 @@ from typing import ClassVar, Literal, Protocol, runtime_checkable
 import msgspec
 
 from airfix.events.schema import IssueRecord, Phase, ToolResult, ToolStatus
-from airfix.services.cancel import cancelled
+from airfix.services.runtime.cancel import cancelled
 from airfix.services.secrets import scrubbed_env
 from airfix.services.tools.environment import PythonEnv, has_module, project_tool
 

@@ -94,7 +94,7 @@ def make_home(root: Path, dags_folder: Path = DAGS) -> AirflowHome:
 def airfix_status(run_id: str, env: dict[str, str]) -> dict[str, Any]:
     """``airfix status RUN_ID --json`` with the environment Airflow's tasks had."""
     url = ["--redis-url", env["AIRFIX_REDIS_URL"]] if "AIRFIX_REDIS_URL" in env else []
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.cli", "status", run_id, "--json", *url], env=env,
+    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "status", run_id, "--json", *url], env=env,
                           cwd=ROOT, text=True, capture_output=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout))
@@ -158,7 +158,7 @@ class Workers:
         for i in range(n):
             log = open(self.tmp_path / f"worker-{i}.log", "wb")  # noqa: SIM115 - closed with the process
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "airfix.services.cli", "worker", "--redis-url", REAL_URL, "--roles", "all",
+                [sys.executable, "-m", "airfix.services.commands.cli", "worker", "--redis-url", REAL_URL, "--roles", "all",
                  "--name", f"w{i}-{self.prefix}", "--log-format", "json"],
                 cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT))
             log.close()

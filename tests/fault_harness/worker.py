@@ -45,11 +45,11 @@ import yaml
 
 from airfix.config import load_config
 from airfix.events.schema import Event
-from airfix.events.store import LogEntry
+from airfix.events.storage.store import LogEntry
 from airfix.projections.base import Op, Projection
-from airfix.services.app import build_app
-from airfix.services.logs import configure_logging
-from airfix.services.runtime import Worker
+from airfix.services.runtime.app import build_app
+from airfix.services.runtime.consumers import Worker
+from airfix.services.runtime.logs import configure_logging
 
 
 def fkey(prefix: str, name: str) -> str:

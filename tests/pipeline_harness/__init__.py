@@ -21,15 +21,15 @@ from typing import Any
 import msgspec
 
 from airfix.config import Config, load_config
-from airfix.events.backend import connect
 from airfix.events.keys import Keys
-from airfix.events.store import EventStore
+from airfix.events.storage.backend import connect
+from airfix.events.storage.store import EventStore
 from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
 from airfix.services import fixers
-from airfix.services.app import App
-from airfix.services.ops import timeline
-from airfix.services.run import finalize, release_lock, request_run, run_inline
+from airfix.services.commands.ops import timeline
+from airfix.services.pipeline.requests import finalize, release_lock, request_run, run_inline
+from airfix.services.runtime.app import App
 
 GIT_ENV = {"GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
            "GIT_COMMITTER_NAME": "tester", "GIT_COMMITTER_EMAIL": "tester@localhost"}

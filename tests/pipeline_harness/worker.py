@@ -1,7 +1,7 @@
 """``airfix worker`` with one extra fixer, ``slowfix``: autofix after a pause, announced in Redis.
 
 Run from the repository root: ``python -m tests.pipeline_harness.worker [worker args ...]``; every
-argument is passed to ``airfix worker`` (``airfix.services.cli.main(["worker", ...])``).
+argument is passed to ``airfix worker`` (``airfix.services.commands.cli.main(["worker", ...])``).
 
 Environment:
 
@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 import redis
 
-from airfix.services import cli, fixers
+from airfix.services import fixers
+from airfix.services.commands import cli
 from airfix.services.fixers import FixRequest
 from tests.pipeline_harness.cheats import SlowFixer
 

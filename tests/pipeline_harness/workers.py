@@ -54,7 +54,7 @@ class Workers:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
     def start(self, name: str, *, harness: bool = False, **env: str) -> subprocess.Popen[bytes]:
-        module = "tests.pipeline_harness.worker" if harness else "airfix.services.cli"
+        module = "tests.pipeline_harness.worker" if harness else "airfix.services.commands.cli"
         args = ([] if harness else ["worker"]) + ["--redis-url", REAL_URL, "--roles", "all",
                                                   "--name", name, "--log-format", "json"]
         with open(self.log(name), "wb") as log:
@@ -97,7 +97,7 @@ def worker_pool(tmp_path: Path, prefix: str) -> Iterator[Workers]:
 
 
 def cli(args: list[str], prefix: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airfix.services.cli", *args], check=False,
+    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], check=False,
                           env=worker_env(prefix), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 

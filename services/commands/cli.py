@@ -190,10 +190,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from airfix.services.app import build_app
-    from airfix.services.logs import configure_logging, get_logger
-    from airfix.services.logstream import configure_service_logging
-    from airfix.services.runtime import Worker
+    from airfix.services.runtime.app import build_app
+    from airfix.services.runtime.consumers import Worker
+    from airfix.services.runtime.logs import configure_logging, get_logger
+    from airfix.services.runtime.logstream import configure_service_logging
 
     cfg = _load(args)
     configure_logging(cfg.logging.level, cfg.logging.format)  # errors before the store opens
@@ -213,8 +213,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     handlers = app.handlers([r for r in roles if r == "projections"])
     pipeline_roles = [r for r in roles if r != "projections"]
     if pipeline_roles:
-        from airfix.services.roles import Pipeline, role_handlers
-        from airfix.services.runtime import consumer_name
+        from airfix.services.pipeline.roles import Pipeline, role_handlers
+        from airfix.services.runtime.consumers import consumer_name
 
         worker_name = worker_name or consumer_name()
         kwargs["name"] = worker_name
@@ -228,8 +228,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from airfix.services.logs import configure_logging
-    from airfix.services.run import main_run
+    from airfix.services.commands.run import main_run
+    from airfix.services.runtime.logs import configure_logging
 
     cfg = _load(args)
     wait = args.wait_timeout
@@ -251,8 +251,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     """Exit 0 when the run is now cancelled, 1 when it had already finished otherwise."""
     import json
 
-    from airfix.services.app import build_app
-    from airfix.services.run import cancel_run
+    from airfix.services.pipeline.requests import cancel_run
+    from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     state, now = cancel_run(app, args.run_id, reason=args.reason)
@@ -270,7 +270,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import json
 
     from airfix.projections.status import load_status, newest_runs
-    from airfix.services.app import build_app
+    from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     run_id = args.run_id
@@ -298,7 +298,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     import json
 
     from airfix.projections.status import load_status, newest_runs
-    from airfix.services.app import build_app
+    from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     ids = newest_runs(app.client, app.keys, args.limit)
@@ -317,7 +317,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from airfix.events.schema import Event
-    from airfix.services.ops import iter_timeline, read_jsonl, write_timeline
+    from airfix.services.commands.ops import iter_timeline, read_jsonl, write_timeline
 
     source = Path(args.source)
     events: Iterable[Event]
@@ -329,7 +329,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if len(runs) != 1:
             raise AirfixError(f"{source} holds {len(runs)} runs; replay takes one")
     else:
-        from airfix.services.app import build_app
+        from airfix.services.runtime.app import build_app
 
         app = build_app(_load(args), journal=True)
         if app.store.version(args.source) == 0:
@@ -344,8 +344,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from airfix.services.app import build_app
-    from airfix.services.ops import inspect_store, render_inspect
+    from airfix.services.commands.ops import inspect_store, render_inspect
+    from airfix.services.runtime.app import build_app
 
     info = inspect_store(build_app(_load(args), journal=True))
     if args.json:
@@ -359,14 +359,14 @@ def cmd_tail(args: argparse.Namespace) -> int:
     from dataclasses import replace
     from pathlib import Path
 
-    from airfix.services.logstream import journal_log_path
-    from airfix.services.tail import Tail, open_feed, parse_filter
+    from airfix.services.commands.tail import Tail, open_feed, parse_filter
+    from airfix.services.runtime.logstream import journal_log_path
 
     cfg = _load(args)
     flt = parse_filter(None, args.type, args.level)  # bad options fail before anything is opened
     from_start = (args.start or ("start" if args.run_id else "now")) == "start"
     if cfg.store.redis_url:
-        from airfix.services.app import build_app
+        from airfix.services.runtime.app import build_app
 
         feed, run_id = open_feed(build_app(cfg), journal=None, logs=None, run_id=args.run_id,
                                  from_start=from_start)
@@ -385,8 +385,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from airfix.services.app import build_app
-    from airfix.services.ops import write_jsonl
+    from airfix.services.commands.ops import write_jsonl
+    from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     if app.store.version(args.run_id) == 0:
@@ -398,8 +398,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from airfix.services.app import build_app
-    from airfix.services.ops import import_events, read_jsonl
+    from airfix.services.commands.ops import import_events, read_jsonl
+    from airfix.services.runtime.app import build_app
 
     events = list(read_jsonl(Path(args.file)))  # every line is checked before anything is written
     app = build_app(_load(args), journal=True)
@@ -410,8 +410,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_projections_rebuild(args: argparse.Namespace) -> int:
     from airfix.events.keys import Keys
-    from airfix.services.app import build_app
-    from airfix.services.ops import rebuild_all
+    from airfix.services.commands.ops import rebuild_all
+    from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     scratch = Keys(prefix=f"scratch:{app.keys.prefix}", partitions=app.keys.partitions)
@@ -425,8 +425,8 @@ def cmd_projections_rebuild(args: argparse.Namespace) -> int:
 def cmd_dlq(args: argparse.Namespace) -> int:
     import json
 
-    from airfix.services import dlq
-    from airfix.services.app import build_app
+    from airfix.services.commands import dlq
+    from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     if args.dlq_command == "list":
@@ -456,8 +456,8 @@ def cmd_trim(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from airfix.services.app import build_app
-    from airfix.services.retention import parse_duration, render, trim
+    from airfix.services.commands.retention import parse_duration, render, trim
+    from airfix.services.runtime.app import build_app
 
     older_than = parse_duration(args.older_than)  # bad input fails before anything is opened
     app = build_app(_load(args), journal=True)
@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from airfix.services.logs import configure_logging
+    from airfix.services.runtime.logs import configure_logging
 
     configure_logging("warning", "console")  # stdout is for results; run/worker set their own level
     try:

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import redis
 
 from airfix.config import Config
-from airfix.events.backend import connect
 from airfix.events.keys import Keys
-from airfix.events.store import EventStore
+from airfix.events.storage.backend import connect
+from airfix.events.storage.store import EventStore
 from airfix.projections.base import Projection, ProjectionHandler, ProjectorHandler
 from airfix.projections.status import RunStatus
 from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
-from airfix.services.runtime import Handler, RuntimeSettings
+from airfix.services.runtime.consumers import Handler, RuntimeSettings
 
 PHASES = ("build", "test", "lint")
 
@@ -56,9 +56,9 @@ class App:
 
 def redo_actions(app: App) -> None:
     """After a journal replay: the operator's recorded trims and dead-letter retries/discards,
-    in order, so the replay does not undo them (``events/journal.py: record_action``)."""
-    from airfix.events.journal import JournaledStore, load_actions
-    from airfix.services import dlq, retention
+    in order, so the replay does not undo them (``events/storage/journal.py: record_action``)."""
+    from airfix.events.storage.journal import JournaledStore, load_actions
+    from airfix.services.commands import dlq, retention
 
     assert isinstance(app.store, JournaledStore)
     for action in load_actions(app.store.journal):
@@ -77,8 +77,8 @@ def build_app(config: Config, *, redis_url: str | None = None, journal: bool = F
     if journal and not url and config.store.journal:
         from pathlib import Path
 
-        from airfix.events.journal import JournaledStore
-        from airfix.services.runtime import drain
+        from airfix.events.storage.journal import JournaledStore
+        from airfix.services.runtime.consumers import drain
 
         store = JournaledStore(client, keys, journal=Path(config.store.journal).expanduser())
         app = App(config, client, store)

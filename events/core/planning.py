@@ -52,7 +52,7 @@ from typing import Literal
 
 import msgspec
 
-from airfix.events.machine import PlanBatch
+from airfix.events.core.machine import PlanBatch
 from airfix.events.schema import BatchingMode, BatchPlanned, IssueRecord, Phase
 
 __all__ = [

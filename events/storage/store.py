@@ -32,9 +32,9 @@ from airfix.events.keys import Keys, partition_of
 from airfix.events.schema import EVENT_TYPES, Event
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_APPEND_LUA = resources.files("airfix.events").joinpath("append.lua").read_text()
+_APPEND_LUA = resources.files("airfix.events.storage").joinpath("append.lua").read_text()
 #: Lua helpers comparing stream ids; prepended to the scripts that need them.
-STREAM_IDS_LUA = resources.files("airfix.events").joinpath("stream_ids.lua").read_text()
+STREAM_IDS_LUA = resources.files("airfix.events.storage").joinpath("stream_ids.lua").read_text()
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import redis
 
 from airfix.events.errors import AirfixError
 from airfix.events.keys import Keys
-from airfix.events.store import as_str
+from airfix.events.storage.store import as_str
 
 #: How long a fresh claim protects a lock whose run has not been recorded yet (ms).
 CLAIM_WINDOW_MS = 120_000

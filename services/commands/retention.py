@@ -5,7 +5,7 @@ state is ``completed``), finished more than DURATION ago, halted in no group, ha
 any group, and every consumer group on its log has acknowledged every one of its entries: the
 group read it (it is at or before the group's last-delivered id) and it is not pending.  Role
 groups, the projector group and per-view groups are all just groups on the log, so all count; a
-log nobody reads yet is not trimmed at all.  ``events/trim.lua`` checks the groups again and
+log nobody reads yet is not trimmed at all.  ``events/storage/trim.lua`` checks the groups again and
 deletes in one atomic step, so a group that lags or appears meanwhile is never skipped over.
 
 **What stays.**  The run's stream (its events, entry ``0-<version>``), its ledger (versions, event
@@ -41,13 +41,13 @@ import msgspec
 
 from airfix.events.errors import AirfixError
 from airfix.events.keys import partition_of
-from airfix.events.store import STREAM_IDS_LUA, id_key
-from airfix.events.store import as_str as _s
+from airfix.events.storage.store import STREAM_IDS_LUA, id_key
+from airfix.events.storage.store import as_str as _s
 
 if TYPE_CHECKING:
-    from airfix.services.app import App
+    from airfix.services.runtime.app import App
 
-_TRIM_LUA = STREAM_IDS_LUA + resources.files("airfix.events").joinpath("trim.lua").read_text()
+_TRIM_LUA = STREAM_IDS_LUA + resources.files("airfix.events.storage").joinpath("trim.lua").read_text()
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhdw])+$")
 
@@ -161,7 +161,7 @@ def group_positions(app: App, stream: str) -> list[GroupPosition]:
 
 def _runs_by_group(app: App) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """run -> groups that halted it; run -> groups holding a dead letter of it."""
-    from airfix.services.dlq import list_dead_letters
+    from airfix.services.commands.dlq import list_dead_letters
 
     halted: dict[str, set[str]] = {}
     head = app.keys.halted("")
@@ -217,7 +217,7 @@ class TrimReport:
 
 def write_archive(app: App, run_id: str, directory: Path) -> Path:
     """The run's events as ``directory/<run_id>.jsonl``, complete and on disk before it returns."""
-    from airfix.services.ops import write_jsonl
+    from airfix.services.commands.ops import write_jsonl
 
     directory.mkdir(parents=True, exist_ok=True)
     path = (directory / f"{run_id}.jsonl").resolve()
@@ -290,7 +290,7 @@ def trim(app: App, *, older_than: float, archive: Path | None = None, dry_run: b
 
 
 def _record(app: App, run_id: str, archive: Path | None) -> None:
-    from airfix.events.journal import JournaledStore, record_action
+    from airfix.events.storage.journal import JournaledStore, record_action
 
     if isinstance(app.store, JournaledStore):
         record_action(app.store.journal, {"op": "trim", "run": run_id,

@@ -27,10 +27,10 @@ import msgspec
 import redis
 
 from airfix.events import codec
+from airfix.events.core.machine import RunState, evolve, fold, initial_state
 from airfix.events.errors import AirfixError, InvalidTransition, UndecodableEntry
-from airfix.events.machine import RunState, evolve, fold, initial_state
 from airfix.events.schema import EVENT_TYPES, Event
-from airfix.events.store import EventStore, as_str, check_run_id
+from airfix.events.storage.store import EventStore, as_str, check_run_id
 from airfix.projections.describe import describe
 from airfix.projections.status import newest_runs
 

@@ -2,7 +2,7 @@
 
 Each role is an ordered handler (group ``role:<name>``).  For every event it folds the run's state
 and acts only when the event is the run's newest (``store.version``) and ``next_action(state)``
-(``events/steps.py``) is one of its actions.  What it does becomes events appended at the version
+(``events/core/steps.py``) is one of its actions.  What it does becomes events appended at the version
 it read, so two workers racing on one run cannot both win (the loser gets a ConcurrencyError and
 drops its result), and a redelivered event finds the run moved on and does nothing.
 """
@@ -22,11 +22,10 @@ from pathlib import Path
 import msgspec
 
 from airfix.config import Config
-from airfix.events.errors import AirfixError, ConcurrencyError
-from airfix.events.guards import GuardPolicy, check_diff
-from airfix.events.health import TestCounts, judge_batch
-from airfix.events.ledger import IterationView, explain_remaining, iteration_view, lessons
-from airfix.events.machine import (
+from airfix.events.core.anticheat import GuardPolicy, check_diff
+from airfix.events.core.health import TestCounts, judge_batch
+from airfix.events.core.ledger import IterationView, explain_remaining, iteration_view, lessons
+from airfix.events.core.machine import (
     ApplyFix,
     Commit,
     CompleteIteration,
@@ -43,13 +42,15 @@ from airfix.events.machine import (
     evolve,
     fold,
 )
-from airfix.events.planning import (
+from airfix.events.core.planning import (
     PlannedBatch,
     commit_message,
     phase_caps,
     plan_batches,
     split_batch,
 )
+from airfix.events.core.steps import ROLE_OF, Action, Role, next_batch
+from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.schema import (
     BatchPlanned,
     Event,
@@ -58,20 +59,19 @@ from airfix.events.schema import (
     RunCompleted,
     stamp,
 )
-from airfix.events.steps import ROLE_OF, Action, Role, next_batch
-from airfix.events.store import EventStore, LogEntry
+from airfix.events.storage.store import EventStore, LogEntry
 from airfix.services import fixers as fixer_registry
-from airfix.services.cancel import RunWatcher
-from airfix.services.cancel import scope as cancel_scope
-from airfix.services.git import ZERO, GitError, Repo, worktree
-from airfix.services.logs import bind_event, get_logger
-from airfix.services.measure import (
+from airfix.services.pipeline.git import ZERO, GitError, Repo, worktree
+from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
     Measurement,
     environment_facts,
     measure,
     rerun_tests,
 )
+from airfix.services.runtime.cancel import RunWatcher
+from airfix.services.runtime.cancel import scope as cancel_scope
+from airfix.services.runtime.logs import bind_event, get_logger
 from airfix.services.tools.environment import PythonEnv, find_python, python_env_of
 
 log = get_logger("airfix.roles")
@@ -534,7 +534,7 @@ class RoleHandler:
 
 
 def _action(state: RunState) -> Action:
-    from airfix.events.steps import next_action
+    from airfix.events.core.steps import next_action
 
     return next_action(state)
 

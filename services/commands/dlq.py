@@ -27,7 +27,7 @@ serves it itself.  Discard goes the same way, since discarding a run's last park
 
 On the embedded store (journal) every dead letter is re-derived when a command starts: the journal
 is replayed and the projections fold it again.  So each successful retry or discard is also
-recorded next to the journal (:func:`airfix.events.journal.record_action`) and done again, by event
+recorded next to the journal (:func:`airfix.events.storage.journal.record_action`) and done again, by event
 id, after that replay (:func:`reapply`): a discarded poison event stays discarded.
 """
 
@@ -47,14 +47,19 @@ import msgspec
 
 from airfix.events.errors import AirfixError, UndecodableEntry
 from airfix.events.keys import Keys, partition_of
-from airfix.events.store import RUN_ID_RE, EventStore, LogEntry, id_key
-from airfix.events.store import as_str as _s
-from airfix.services.runtime import DEAD_LETTER_COPY_BYTES, Consumer, Handler, consumer_name
+from airfix.events.storage.store import RUN_ID_RE, EventStore, LogEntry, id_key
+from airfix.events.storage.store import as_str as _s
+from airfix.services.runtime.consumers import (
+    DEAD_LETTER_COPY_BYTES,
+    Consumer,
+    Handler,
+    consumer_name,
+)
 
 if TYPE_CHECKING:
     import redis
 
-    from airfix.services.app import App
+    from airfix.services.runtime.app import App
 
 _ID = re.compile(r"^\d+-\d+$")
 STOPPING = ("failed", "held")  # the kinds that keep an ordered group's run halted
@@ -289,8 +294,8 @@ def handler_for(app: App, group: str) -> Handler:
             if group == f"projection:{p.name}":
                 return ProjectionHandler(p)
     if group.startswith("role:"):
-        from airfix.events.steps import ROLE_OF
-        from airfix.services.roles import Pipeline, RoleHandler
+        from airfix.events.core.steps import ROLE_OF
+        from airfix.services.pipeline.roles import Pipeline, RoleHandler
 
         role = group.split(":", 1)[1]
         if role in set(ROLE_OF.values()):
@@ -459,7 +464,7 @@ class _Discarder:
 
 
 def _record(app: App, op: str, dl: DeadLetter) -> None:
-    from airfix.events.journal import JournaledStore, record_action
+    from airfix.events.storage.journal import JournaledStore, record_action
 
     if isinstance(app.store, JournaledStore) and dl.event_id:
         record_action(app.store.journal, {"op": op, "group": dl.group, "event": dl.event_id,

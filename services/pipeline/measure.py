@@ -25,9 +25,9 @@ from pathlib import Path
 import msgspec
 
 from airfix.config import Config
-from airfix.events.health import HealthReport, TestCounts, health_score
+from airfix.events.core.health import HealthReport, TestCounts, health_score
 from airfix.events.schema import IssueRecord, ToolResult
-from airfix.services.logs import get_logger
+from airfix.services.runtime.logs import get_logger
 from airfix.services.tools import MypyAdapter, ToolAdapter, ToolRun, adapters_for_target
 from airfix.services.tools.base import BaseToolAdapter
 from airfix.services.tools.environment import PythonEnv

@@ -19,7 +19,7 @@ from typing import Self
 
 import redis
 
-from airfix.services.logs import get_logger
+from airfix.services.runtime.logs import get_logger
 
 log = get_logger("airfix.cancel")
 

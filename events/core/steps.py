@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from airfix.events.machine import RunState
+from airfix.events.core.machine import RunState
 
 Action = Literal["start", "check", "plan", "fix", "run_fix", "verify", "close", "none"]
 Role = Literal["manager", "checker", "planner", "fixer", "verifier"]

@@ -52,10 +52,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Protocol
 
 import msgspec
 
-from airfix.config import CompletionCriteriaConfig
 from airfix.events.schema import IssueRecord, Phase, ToolResult
 
 __all__ = [
@@ -126,6 +126,27 @@ DEFAULT_TOOL_PHASES: dict[str, Phase] = {
     "staticcheck": "lint",
     "clippy": "lint",
 }
+
+
+class Criteria(Protocol):
+    """When a check counts as healthy (``completion_criteria`` in the config has this shape)."""
+
+    @property
+    def build_passes(self) -> bool: ...
+
+    @property
+    def min_test_pass_rate(self) -> float: ...
+
+    @property
+    def max_lint_errors(self) -> int: ...
+
+
+class DefaultCriteria(msgspec.Struct, frozen=True, kw_only=True):
+    """The criteria of the shipped configuration, for callers that give none."""
+
+    build_passes: bool = True
+    min_test_pass_rate: float = 0.95
+    max_lint_errors: int = 0
 
 
 class TestCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -253,7 +274,7 @@ def health_score(
     *,
     tests: TestCounts | None = None,
     coverage: float | None = None,
-    criteria: CompletionCriteriaConfig | None = None,
+    criteria: Criteria | None = None,
     static_pass_threshold: float = 0.6,
     tool_phases: Mapping[str, Phase] | None = None,
 ) -> HealthReport:
@@ -272,7 +293,7 @@ def health_score(
     """
     if coverage is not None and not (isinstance(coverage, (int, float)) and 0.0 <= coverage <= 1.0):
         raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
-    criteria = criteria or CompletionCriteriaConfig()
+    criteria = criteria or DefaultCriteria()
 
     ran: dict[str, bool] = {"build": False, "lint": False, "test": False}
     broken: set[str] = set()
@@ -341,7 +362,7 @@ def health_score(
 
 def unhealthy_reasons(
     report: HealthReport,
-    criteria: CompletionCriteriaConfig,
+    criteria: Criteria,
     *,
     static_pass_threshold: float | None = None,
 ) -> list[str]:
@@ -373,9 +394,9 @@ def unhealthy_reasons(
     return reasons
 
 
-def is_healthy(report: HealthReport, criteria: CompletionCriteriaConfig | None = None) -> bool:
+def is_healthy(report: HealthReport, criteria: Criteria | None = None) -> bool:
     """Whether ``report`` meets the completion criteria; a tool error anywhere is never healthy."""
-    return not unhealthy_reasons(report, criteria or CompletionCriteriaConfig())
+    return not unhealthy_reasons(report, criteria or DefaultCriteria())
 
 
 def should_run_dynamic(

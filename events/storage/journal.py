@@ -21,7 +21,7 @@ from typing import Any
 from airfix.events.codec import decode_data, encode
 from airfix.events.errors import AirfixError, UndecodableEntry
 from airfix.events.schema import Event
-from airfix.events.store import AppendResult, EventStore
+from airfix.events.storage.store import AppendResult, EventStore
 
 
 class JournalError(AirfixError):

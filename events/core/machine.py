@@ -8,7 +8,7 @@ read model, so it stays msgspec-encodable (lists and dicts, never sets).
 Transitions (``TRANSITIONS`` is the machine-readable copy; ``evolve`` rejects everything else):
 
 =========== ===================== =========== ===================================================
-state       event                 next        guard (checked by ``evolve`` and so by ``decide``)
+state       event                 next        legal when (``_illegal``)
 =========== ===================== =========== ===================================================
 new         RunRequested          requested   target is not empty
 requested   RunStarted            checking    iteration becomes 1; the wall clock starts here
@@ -209,7 +209,7 @@ def _epoch(at: _dt.datetime) -> float:
     return at.timestamp()
 
 
-def _guard(s: RunState, ev: Event) -> str | None:
+def _illegal(s: RunState, ev: Event) -> str | None:
     """Why ``ev`` is illegal on ``s`` (None when legal); shared by evolve and decide."""
     name = type(ev).__name__
     if s.terminal:
@@ -391,7 +391,7 @@ def evolve(state: RunState, event: Event) -> RunState:
     elif event.version != state.version + 1:
         why = f"event has version {event.version}, expected {state.version + 1}"
     else:
-        why = _guard(state, event)
+        why = _illegal(state, event)
     if why is not None:  # the message is built only here: evolve runs per event of every replay
         raise InvalidTransition(state.state, name, f"run {state.run_id!r} at version {state.version}: {why}")
     return msgspec.structs.replace(
@@ -770,7 +770,7 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
 def decide(state: RunState, command: Command) -> list[Event]:
     """The payload-only events ``command`` produces on ``state``; raises InvalidTransition if illegal.
 
-    The command's own events are checked with the same guard ``evolve`` uses and the policy reads
+    The command's own events are checked with the same legality rules ``evolve`` uses and the policy reads
     the state *after* them, so ``fold(stamp(decide(s, c)))`` can never disagree with ``decide``.
     """
     cname = type(command).__name__
@@ -787,7 +787,7 @@ def decide(state: RunState, command: Command) -> list[Event]:
     events = _events_for(state, command)
     after = state
     for ev in events:
-        why = _guard(after, ev)
+        why = _illegal(after, ev)
         if why is not None:
             raise InvalidTransition(state.state, cname, why)
         after = evolve(

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import redis
 
-from airfix.services.logs import LogSink, configure_logging
+from airfix.services.runtime.logs import LogSink, configure_logging
 
 MIRROR_LEVEL = "info"
 _encoder = msgspec.json.Encoder(enc_hook=repr)  # a log line must never fail on an odd value

@@ -14,10 +14,10 @@ from typing import IO, Any
 import msgspec
 
 from airfix.events.codec import decode_data, encode
+from airfix.events.core.machine import RunState, evolve, initial_state
 from airfix.events.errors import AirfixError, UndecodableEntry
-from airfix.events.machine import RunState, evolve, initial_state
 from airfix.events.schema import Event
-from airfix.events.store import EventStore
+from airfix.events.storage.store import EventStore
 from airfix.projections.base import Projection, rebuild
 from airfix.projections.describe import describe
 
@@ -160,7 +160,7 @@ def inspect_store(app: Any) -> dict[str, Any]:
     """Streams and their lengths, consumer groups with lag/pending/oldest idle, dead letters,
     projection checkpoints and how far behind the log each one is."""
     from airfix.projections.base import id_key
-    from airfix.services.runtime import group_metrics
+    from airfix.services.runtime.consumers import group_metrics
 
     client, keys = app.client, app.keys
     logs = {k: int(client.xlen(k)) if client.exists(k) else 0 for k in keys.logs()}

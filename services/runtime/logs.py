@@ -90,7 +90,7 @@ class _SinkProcessor:
             if first:
                 sys.stderr.write(
                     f"airfix.logs: log sink failed ({type(exc).__name__}: {exc}); "
-                    "further failures are only counted (airfix.services.logs.sink_failures())\n"
+                    "further failures are only counted (airfix.services.runtime.logs.sink_failures())\n"
                 )
                 sys.stderr.flush()
         finally:

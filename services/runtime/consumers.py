@@ -42,9 +42,9 @@ import redis
 import structlog
 
 from airfix.events.keys import Keys
-from airfix.events.store import EventStore, LogEntry, id_key
-from airfix.events.store import as_str as _s
-from airfix.services.logs import bind_event
+from airfix.events.storage.store import EventStore, LogEntry, id_key
+from airfix.events.storage.store import as_str as _s
+from airfix.services.runtime.logs import bind_event
 
 log = structlog.get_logger("airfix.runtime")
 
@@ -315,7 +315,7 @@ class Consumer:
         (the retry wrote to the views) and the halted runs are re-read."""
         if not self.client.hlen(self.keys.dlq_requests(self.group)):
             return
-        from airfix.services.dlq import serve_requests
+        from airfix.services.commands.dlq import serve_requests
 
         if serve_requests(self):
             self._halted = None

@@ -11,7 +11,8 @@ An entry looks like this in ``redis-cli XRANGE``::
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import IO
 
 import msgspec
 
@@ -107,3 +108,12 @@ def event_type_of(fields: Mapping[bytes | str, bytes | str] | None) -> str:
     if value is None:
         return "?"
     return value.decode() if isinstance(value, bytes) else value
+
+
+def write_jsonl(events: Iterable[Event], out: IO[bytes]) -> int:
+    """Events as JSON lines (the export and archive format); how many were written."""
+    n = 0
+    for ev in events:
+        out.write(encode(ev) + b"\n")
+        n += 1
+    return n

@@ -32,6 +32,7 @@ from airfix.projections.base import ProjectionHandler
 from airfix.projections.status import load_status
 from airfix.services.commands import dlq
 from airfix.services.pipeline import roles
+from airfix.services.runtime import deadletters
 from airfix.services.runtime.app import App, build_app
 from airfix.services.runtime.consumers import Consumer, Worker, drain
 from tests.fault_harness.worker import count_applies
@@ -90,13 +91,13 @@ def app(client: redis.Redis) -> App:
     return app_on(client)
 
 
-def park(app: App, *, finish_r1: bool = False) -> list[dlq.DeadLetter]:
+def park(app: App, *, finish_r1: bool = False) -> list[deadletters.DeadLetter]:
     """Three runs through the projector with the poison armed; r1's v5 fails at the cap."""
     append_run(app.store, "r1", finish=finish_r1)
     append_run(app.store, "r2")
     append_run(app.store, "r3")
     drain(app.store, app.handlers(["projections"]), FAST)
-    return dlq.list_dead_letters(app.client, app.keys)
+    return deadletters.list_dead_letters(app.client, app.keys)
 
 
 def more_of_r1(at: int) -> list[Event]:
@@ -113,7 +114,7 @@ def more_of_r1(at: int) -> list[Event]:
 
 def settled_clean(app: App) -> None:
     """Nothing parked, halted or requested anywhere; every view equals a clean rebuild."""
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
     assert {} == app.client.hgetall(app.keys.halted("projections"))
     assert {} == app.client.hgetall(app.keys.dlq_requests("projections"))
     assert_views_equal_clean_pass(app)
@@ -141,7 +142,7 @@ def test_dead_letter_round_trip(app: App, backend: str, monkeypatch: pytest.Monk
         code, out, err = run_cli(capsys, "dlq", "retry", parked[0].id)
         assert 0 == code, err
     else:
-        out = dlq.describe(dlq.request(app, "retry", parked[0]))
+        out = dlq.describe(deadletters.request(app, "retry", parked[0]))
     assert f"retried 8 dead letter(s) of group projections: {parked[0].id}" in out
     assert "run r1 is no longer halted in projections" in out
     assert list(range(5, 13)) == views.folded("status", "r1")  # the poison event first, then in order
@@ -154,10 +155,10 @@ def test_dead_letter_round_trip(app: App, backend: str, monkeypatch: pytest.Monk
     app.store.append("r1", more_of_r1(13)[:1], 12)
     drain(app.store, app.handlers(["projections"]), FAST)
     assert 13 == load_status(app.client, app.keys, "r1")["version"]
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
     # the dead letter is gone: retrying it again is bad input that names the id and the group
     with pytest.raises(AirfixError, match=f"no dead letter {parked[0].id} in group projections"):
-        dlq.find(app.client, app.keys, parked[0].id, "projections")
+        deadletters.find(app.client, app.keys, parked[0].id, "projections")
 
 
 def test_a_retry_that_crashed_midway_applies_nothing_twice(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,10 +179,10 @@ def test_a_retry_that_crashed_midway_applies_nothing_twice(app: App, monkeypatch
 
     monkeypatch.setattr(ProjectionHandler, "redeliver", dying)
     with pytest.raises(KeyboardInterrupt):
-        dlq.request(app, "retry", parked[0])
-    assert 8 == len(dlq.list_dead_letters(app.client, app.keys))  # nothing deleted
+        deadletters.request(app, "retry", parked[0])
+    assert 8 == len(deadletters.list_dead_letters(app.client, app.keys))  # nothing deleted
     assert [] == app.client.keys(f"{app.keys.prefix}:*lease*")  # the borrowed lease went back
-    out = dlq.request(app, "retry", parked[0])
+    out = deadletters.request(app, "retry", parked[0])
     assert ("done", 8) == (out.state, len(out.done))
     assert 6 * 8 - 2 == out.applied  # 6 views x 8 entries, less the two the dead retry applied
     assert_applied_exactly_once(app, RUNS)
@@ -205,11 +206,11 @@ def test_an_entry_applied_before_it_was_parked_is_not_applied_again(app: App,
 
     handler.handle = killed_after_apply  # type: ignore[method-assign]
     drain(app.store, [handler], FAST)
-    parked = dlq.list_dead_letters(app.client, app.keys)
+    parked = deadletters.list_dead_letters(app.client, app.keys)
     assert ["failed"] + ["held"] * 7 == [d.kind for d in parked]
     assert {"ckpt.status", "ckpt.task_queue", "ckpt.run_history", "ckpt.summary:build",
             "ckpt.summary:test", "ckpt.summary:lint"} == set(parked[0].parked)
-    out = dlq.request(app, "retry", parked[0])
+    out = deadletters.request(app, "retry", parked[0])
     assert ("done", 8, 0, True) == (out.state, len(out.done), out.applied, out.resumed)
     assert_applied_exactly_once(app, ["r1", "r2"])
     settled_clean(app)
@@ -220,15 +221,15 @@ def test_retry_goes_oldest_first_and_bad_ids_change_nothing(app: App, monkeypatc
     parked = park(app)
     before = app.client.xrange(app.keys.dead_letters("projections"))
     with pytest.raises(AirfixError, match=f"waits behind {parked[0].id}"):
-        dlq.request(app, "retry", parked[3])
+        deadletters.request(app, "retry", parked[3])
     with pytest.raises(AirfixError, match="no dead letter 1-0 in group projections"):
-        dlq.find(app.client, app.keys, "1-0", "projections")
+        deadletters.find(app.client, app.keys, "1-0", "projections")
     with pytest.raises(AirfixError, match=r"no dead letter 1-0 in any group \(projections\)"):
-        dlq.find(app.client, app.keys, "1-0")
+        deadletters.find(app.client, app.keys, "1-0")
     with pytest.raises(AirfixError, match="not a dead-letter id"):
-        dlq.find(app.client, app.keys, "r1")
+        deadletters.find(app.client, app.keys, "r1")
     with pytest.raises(AirfixError, match="no dead letter 1-0 in group role:fixer"):
-        dlq.find(app.client, app.keys, "1-0", "role:fixer")
+        deadletters.find(app.client, app.keys, "1-0", "role:fixer")
     assert before == app.client.xrange(app.keys.dead_letters("projections"))
     assert {} == app.client.hgetall(app.keys.dlq_requests("projections"))
 
@@ -237,10 +238,10 @@ def test_a_retry_that_fails_again_keeps_the_dead_letters_and_the_halt(app: App,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     views = Views(monkeypatch)
     parked = park(app)
-    out = dlq.request(app, "retry", parked[0])  # the cause is not fixed
+    out = deadletters.request(app, "retry", parked[0])  # the cause is not fixed
     assert ("failed", parked[0].id, []) == (out.state, out.failed, out.done)
     assert "poison: status cannot fold r1 v5" in out.error and "failed again" in dlq.describe(out)
-    assert [d.id for d in parked] == [d.id for d in dlq.list_dead_letters(app.client, app.keys)]
+    assert [d.id for d in parked] == [d.id for d in deadletters.list_dead_letters(app.client, app.keys)]
     assert app.client.hexists(app.keys.halted("projections"), "r1")
     assert 4 == max(views.folded("status", "r1"))  # v5 never folded, so nothing after it either
     assert_applied_exactly_once(app, RUNS, upto={"r1": 4})
@@ -250,16 +251,16 @@ def test_discarding_the_failed_entry_leaves_the_run_halted_until_its_backlog_is_
         app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     Views(monkeypatch)
     parked = park(app)
-    out = dlq.request(app, "discard", parked[0])
+    out = deadletters.request(app, "discard", parked[0])
     assert ("done", [parked[0].id], False, 7) == (out.state, out.done, out.resumed, out.still_parked)
     assert "run r1 stays halted in projections: 7 parked entries left" in dlq.describe(out)
     assert app.client.hexists(app.keys.halted("projections"), "r1")
     for d in parked[1:-1]:
-        dlq.request(app, "discard", d)
-    last = dlq.request(app, "discard", parked[-1])
+        deadletters.request(app, "discard", d)
+    last = deadletters.request(app, "discard", parked[-1])
     assert (True, 0) == (last.resumed, last.still_parked)
     assert not app.client.hexists(app.keys.halted("projections"), "r1")
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
 
 
 def test_an_undecodable_entry_is_parked_cannot_be_retried_and_can_be_discarded(app: App) -> None:
@@ -267,12 +268,12 @@ def test_an_undecodable_entry_is_parked_cannot_be_retried_and_can_be_discarded(a
     app.client.xadd(app.keys.log_of("r2"), {"type": "FromTheFuture", "v": "15", "id": "x", "run": "r2",
                                             "data": b'{"type":"FromTheFuture"}'})
     drain(app.store, app.handlers(["projections"]), FAST)
-    [parked] = dlq.list_dead_letters(app.client, app.keys)
+    [parked] = deadletters.list_dead_letters(app.client, app.keys)
     assert ("undecodable", "FromTheFuture") == (parked.kind, parked.event_type)
-    out = dlq.request(app, "retry", parked)
+    out = deadletters.request(app, "retry", parked)
     assert "failed" == out.state and "FromTheFuture" in out.error
-    assert "done" == dlq.request(app, "discard", parked).state
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+    assert "done" == deadletters.request(app, "discard", parked).state
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
 
 
 # ------------------------------------------------------------------------------ roles
@@ -293,20 +294,20 @@ def test_a_role_retry_hands_the_entry_to_the_role_again(app: App, monkeypatch: p
     monkeypatch.setitem(roles.ACTIONS, "fix", fix)
     pipeline = roles.Pipeline(app.store, app.config, worker="w1")
     drain(app.store, roles.role_handlers(pipeline, ["fixer"]), FAST)
-    [parked] = dlq.list_dead_letters(app.client, app.keys)
+    [parked] = deadletters.list_dead_letters(app.client, app.keys)
     assert ("role:fixer", "failed", 7) == (parked.group, parked.kind, parked.version)
     assert app.client.hexists(app.keys.halted("role:fixer"), "r1")
     assert 7 == app.store.version("r1")
 
     broken["on"] = False
-    out = dlq.request(app, "retry", parked)
+    out = deadletters.request(app, "retry", parked)
     assert ("done", True) == (out.state, out.resumed)
     events = list(app.store.read_run("r1"))
     assert ["FixStarted"] == [type(e).__name__ for e in events[7:]]
     # handing an event the run has moved past to the role again is a no-op (idempotent by version)
-    dlq.handler_for(app, "role:fixer").handle([parked.log_entry()])
+    app.handler_for("role:fixer").handle([parked.log_entry()])
     assert 8 == app.store.version("r1")
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
 
 
 # ------------------------------------------------------------------------------ a live worker
@@ -322,12 +323,12 @@ def test_a_live_worker_serves_the_retry_while_the_run_goes_on(app: App, monkeypa
     try:
         append_run(app.store, "r1", finish=False)
         append_run(app.store, "r2")
-        poll(lambda: len(dlq.list_dead_letters(app.client, app.keys)) == 8, 20, "r1's entries parked")
+        poll(lambda: len(deadletters.list_dead_letters(app.client, app.keys)) == 8, 20, "r1's entries parked")
         app.store.append("r1", more_of_r1(13)[:2], 12)  # still halted: held
-        poll(lambda: len(dlq.list_dead_letters(app.client, app.keys)) == 10, 20, "v13, v14 held")
+        poll(lambda: len(deadletters.list_dead_letters(app.client, app.keys)) == 10, 20, "v13, v14 held")
         views.poisoned = False
         views.calls.clear()
-        head = dlq.list_dead_letters(app.client, app.keys)[0]
+        head = deadletters.list_dead_letters(app.client, app.keys)[0]
 
         def keep_appending() -> None:
             for i, ev in enumerate(more_of_r1(15)):
@@ -336,7 +337,7 @@ def test_a_live_worker_serves_the_retry_while_the_run_goes_on(app: App, monkeypa
 
         appender = threading.Thread(target=keep_appending)
         appender.start()
-        out = dlq.request(app, "retry", head, wait_s=20)
+        out = deadletters.request(app, "retry", head, wait_s=20)
         appender.join(10)
         assert ("done", "live-worker") == (out.state, out.served_by)
         poll(lambda: (load_status(app.client, app.keys, "r1") or {}).get("version") == 17, 20,
@@ -344,7 +345,7 @@ def test_a_live_worker_serves_the_retry_while_the_run_goes_on(app: App, monkeypa
     finally:
         worker.stop()
         thread.join(10)
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
     assert list(range(5, 18)) == views.folded("status", "r1")
     assert_applied_exactly_once(app, ["r1", "r2"])
     settled_clean(app)
@@ -385,7 +386,7 @@ def test_cli_list_show_discard_on_the_real_server(server_app: App, monkeypatch: 
     assert 2 == code and "no dead letter 1-0 in any group (projections)" in err
     code, _, err = run_cli(capsys, "dlq", "discard", row["id"], "2-0", "--group", "projections")
     assert 2 == code and "no dead letter 2-0 in group projections" in err
-    assert 1 == len(dlq.list_dead_letters(server_app.client, server_app.keys))  # nothing discarded
+    assert 1 == len(deadletters.list_dead_letters(server_app.client, server_app.keys))  # nothing discarded
 
     code, out, err = run_cli(capsys, "dlq", "discard", row["id"])
     assert 0 == code, err
@@ -406,7 +407,7 @@ def test_cli_retry_that_fails_again_exits_1(server_app: App, monkeypatch: pytest
     assert 1 == code and "failed" in out and "poison" in out
     code, _, err = run_cli(capsys, "dlq", "retry", parked[2].id)
     assert 2 == code and f"waits behind {parked[0].id}" in err
-    assert 8 == len(dlq.list_dead_letters(server_app.client, server_app.keys))
+    assert 8 == len(deadletters.list_dead_letters(server_app.client, server_app.keys))
 
 
 # ------------------------------------------------------------------------------ the embedded store
@@ -488,7 +489,7 @@ def test_dead_letters_of_any_shape_are_listed_shown_and_discarded(app: App) -> N
     import io
 
     ids = _odd_dead_letters(app)
-    rows = dlq.list_dead_letters(app.client, app.keys)
+    rows = deadletters.list_dead_letters(app.client, app.keys)
     assert ids == [d.id for d in rows]
     assert ["failed", "?", "\ufffd(", "held"] == [d.kind for d in rows]
     assert [0, 0, 0, 0] == [d.attempts for d in rows]  # "lots", missing, b"\xff", "-3"
@@ -504,14 +505,14 @@ def test_dead_letters_of_any_shape_are_listed_shown_and_discarded(app: App) -> N
         shown = io.StringIO()
         dlq.render_show(d, shown)
         assert d.id in shown.getvalue() and "\x1b" not in shown.getvalue()
-        json.dumps(dlq.find(app.client, app.keys, d.id).to_dict(event=True))
-    out = dlq.request(app, "retry", rows[0])  # names no partition log: its run's owner does it
+        json.dumps(deadletters.find(app.client, app.keys, d.id).to_dict(event=True))
+    out = deadletters.request(app, "retry", rows[0])  # names no partition log: its run's owner does it
     assert "failed" == out.state
     with pytest.raises(AirfixError, match="no partition log of this store.*can only be discarded"):
-        dlq.request(app, "retry", rows[1])
+        deadletters.request(app, "retry", rows[1])
     for d in rows:
-        assert "done" == dlq.request(app, "discard", d, wait_s=5).state, d
-    assert [] == dlq.list_dead_letters(app.client, app.keys)
+        assert "done" == deadletters.request(app, "discard", d, wait_s=5).state, d
+    assert [] == deadletters.list_dead_letters(app.client, app.keys)
 
 
 def test_cli_lists_shows_and_discards_dead_letters_of_any_shape(
@@ -561,7 +562,7 @@ def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_who
                                   expected_version=0), 0)
     handlers = [Capture(f"g{i}") for i in range(3)]
     drain(app.store, handlers, FAST)
-    parked = dlq.list_dead_letters(app.client, app.keys)
+    parked = deadletters.list_dead_letters(app.client, app.keys)
     assert ["g0", "g1", "g2"] == [d.group for d in parked]
     for d in parked:
         raw = app.client.xrange(app.keys.dead_letters(d.group))[0][1]
@@ -576,11 +577,11 @@ def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_who
         h.broken = False
     g0, g1, g2 = parked
 
-    def retry(d: dlq.DeadLetter, handler: Capture) -> dlq.Outcome:
+    def retry(d: deadletters.DeadLetter, handler: Capture) -> deadletters.Outcome:
         consumer = Consumer(app.store, handler, FAST, name="t")
         assert consumer.try_own(app.keys.logs().index(d.stream))
         try:
-            return dlq.perform(consumer, "retry", d.id)
+            return deadletters.perform(consumer, "retry", d.id)
         finally:
             consumer.release_all()
 
@@ -592,4 +593,4 @@ def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_who
     app.client.delete(app.keys.run_stream("big"))  # neither: a clear failure, nothing lost
     out = retry(g2, handlers[2])
     assert "failed" == out.state and "is no longer there" in out.error
-    assert [g2.id] == [d.id for d in dlq.list_dead_letters(app.client, app.keys)]
+    assert [g2.id] == [d.id for d in deadletters.list_dead_letters(app.client, app.keys)]

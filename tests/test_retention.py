@@ -24,7 +24,9 @@ from airfix.events.storage.store import EventStore
 from airfix.projections.status import load_status
 from airfix.services.commands.cli import main
 from airfix.services.commands.ops import import_events, read_jsonl, rebuild_all
-from airfix.services.commands.retention import (
+from airfix.services.runtime.app import App, build_app
+from airfix.services.runtime.consumers import drain, ensure_group
+from airfix.services.runtime.retention import (
     GroupPosition,
     RunFacts,
     judge,
@@ -33,8 +35,6 @@ from airfix.services.commands.retention import (
     trim_run,
     unacknowledged_by,
 )
-from airfix.services.runtime.app import App, build_app
-from airfix.services.runtime.consumers import drain, ensure_group
 from tests.helpers import FAST, Recorder, app_on, flushed_server_app, run_cli
 from tests.scenario import run_events
 

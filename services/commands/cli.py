@@ -385,7 +385,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from airfix.services.commands.ops import write_jsonl
+    from airfix.events.codec import write_jsonl
     from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
@@ -426,17 +426,18 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     import json
 
     from airfix.services.commands import dlq
+    from airfix.services.runtime import deadletters
     from airfix.services.runtime.app import build_app
 
     app = build_app(_load(args), journal=True)
     if args.dlq_command == "list":
-        rows = dlq.list_dead_letters(app.client, app.keys, args.group)
+        rows = deadletters.list_dead_letters(app.client, app.keys, args.group)
         if args.json:
             print(json.dumps([d.to_dict() for d in rows]))
         else:
             dlq.render_list(rows)
         return 0
-    found = [dlq.find(app.client, app.keys, i, args.group) for i in args.ids]  # all, before any write
+    found = [deadletters.find(app.client, app.keys, i, args.group) for i in args.ids]  # all, before any write
     if args.dlq_command == "show":
         if args.json:
             print(json.dumps(found[0].to_dict(event=True)))
@@ -445,7 +446,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return 0
     failed = False
     for d in found:
-        out = dlq.request(app, args.dlq_command, d, wait_s=args.wait)
+        out = deadletters.request(app, args.dlq_command, d, wait_s=args.wait)
         print(dlq.describe(out))
         failed = failed or out.state != "done"
     return 1 if failed else 0
@@ -456,8 +457,9 @@ def cmd_trim(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from airfix.services.commands.retention import parse_duration, render, trim
+    from airfix.services.commands.trim import render
     from airfix.services.runtime.app import build_app
+    from airfix.services.runtime.retention import parse_duration, trim
 
     older_than = parse_duration(args.older_than)  # bad input fails before anything is opened
     app = build_app(_load(args), journal=True)

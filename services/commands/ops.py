@@ -13,7 +13,7 @@ from typing import IO, Any
 
 import msgspec
 
-from airfix.events.codec import decode_data, encode
+from airfix.events.codec import decode_data
 from airfix.events.core.machine import RunState, evolve, initial_state
 from airfix.events.errors import AirfixError, UndecodableEntry
 from airfix.events.schema import Event
@@ -46,14 +46,6 @@ def read_jsonl(path: Path) -> Iterator[Event]:
                 yield decode_data(raw, where=str(path), entry_id=f"line {n}")
             except UndecodableEntry as exc:
                 raise AirfixError(f"{path}, line {n}: {exc.reason}") from None
-
-
-def write_jsonl(events: Iterable[Event], out: IO[bytes]) -> int:
-    n = 0
-    for ev in events:
-        out.write(encode(ev) + b"\n")
-        n += 1
-    return n
 
 
 def iter_timeline(events: Iterable[Event], *, at: int | None = None) -> Iterator[Step]:

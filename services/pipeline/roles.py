@@ -49,7 +49,7 @@ from airfix.events.core.planning import (
     plan_batches,
     split_batch,
 )
-from airfix.events.core.steps import ROLE_OF, Action, Role, next_batch
+from airfix.events.core.steps import ROLE_OF, ROLES, Action, Role, next_batch
 from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.schema import (
     BatchPlanned,
@@ -69,8 +69,10 @@ from airfix.services.pipeline.measure import (
     measure,
     rerun_tests,
 )
+from airfix.services.runtime.app import App, register_group_handler
 from airfix.services.runtime.cancel import RunWatcher
 from airfix.services.runtime.cancel import scope as cancel_scope
+from airfix.services.runtime.consumers import consumer_name
 from airfix.services.runtime.logs import bind_event, get_logger
 from airfix.services.tools.environment import PythonEnv, find_python, python_env_of
 
@@ -542,3 +544,14 @@ def _action(state: RunState) -> Action:
 def role_handlers(pipeline: Pipeline, roles: Sequence[Role], *,
                   only_run: str | None = None) -> list[RoleHandler]:
     return [RoleHandler(pipeline, r, only_run=only_run) for r in roles]
+
+
+def role_handler_for(app: App, group: str) -> RoleHandler | None:
+    """The handler of ``role:<name>`` (what retrying a role's dead letter hands its entry to)."""
+    role = group.removeprefix("role:")
+    if not group.startswith("role:") or role not in ROLES:
+        return None
+    return RoleHandler(Pipeline(app.store, app.config, worker=consumer_name()), role)  # type: ignore[arg-type]
+
+
+register_group_handler(role_handler_for)

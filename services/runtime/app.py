@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
 from airfix.config import Config
+from airfix.events.errors import AirfixError
 from airfix.events.keys import Keys
 from airfix.events.storage.backend import connect
 from airfix.events.storage.store import EventStore
@@ -16,6 +18,15 @@ from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
 from airfix.services.runtime.consumers import Handler, RuntimeSettings
 
 PHASES = ("build", "test", "lint")
+
+#: handlers of consumer groups that live above the runtime, by group name (``role:<name>``)
+GROUP_HANDLERS: list[Callable[[App, str], Handler | None]] = []
+
+
+def register_group_handler(factory: Callable[[App, str], Handler | None]) -> None:
+    """Let ``factory(app, group)`` build the handler of the groups it knows (None for others)."""
+    if factory not in GROUP_HANDLERS:
+        GROUP_HANDLERS.append(factory)
 
 
 @dataclass
@@ -42,6 +53,23 @@ class App:
         ]
         return [RunStatus(self.client, k), *views]
 
+    def handler_for(self, group: str) -> Handler:
+        """The handler this airfix runs for consumer group ``group`` (what a dead letter's retry
+        hands its entry to): the projections', or one a service package registered
+        (:func:`register_group_handler`: the pipeline's roles register theirs)."""
+        if group == "projections":
+            return ProjectorHandler(self.projections())
+        if group.startswith("projection:"):
+            for p in self.projections():
+                if group == f"projection:{p.name}":
+                    return ProjectionHandler(p)
+        for factory in GROUP_HANDLERS:
+            handler = factory(self, group)
+            if handler is not None:
+                return handler
+        raise AirfixError(f"group {group} has no handler in this airfix (known: projections, "
+                          "projection:<view>, role:<role>); its dead letters can only be discarded")
+
     def handlers(self, roles: list[str]) -> list[Handler]:
         out: list[Handler] = []
         for role in roles:
@@ -58,11 +86,11 @@ def redo_actions(app: App) -> None:
     """After a journal replay: the operator's recorded trims and dead-letter retries/discards,
     in order, so the replay does not undo them (``events/storage/journal.py: record_action``)."""
     from airfix.events.storage.journal import JournaledStore, load_actions
-    from airfix.services.commands import dlq, retention
+    from airfix.services.runtime import deadletters, retention
 
     assert isinstance(app.store, JournaledStore)
     for action in load_actions(app.store.journal):
-        (retention.reapply if action.get("op") == "trim" else dlq.reapply)(app, action)
+        (retention.reapply if action.get("op") == "trim" else deadletters.reapply)(app, action)
 
 
 def build_app(config: Config, *, redis_url: str | None = None, journal: bool = False) -> App:

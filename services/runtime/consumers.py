@@ -315,7 +315,7 @@ class Consumer:
         (the retry wrote to the views) and the halted runs are re-read."""
         if not self.client.hlen(self.keys.dlq_requests(self.group)):
             return
-        from airfix.services.commands.dlq import serve_requests
+        from airfix.services.runtime.deadletters import serve_requests
 
         if serve_requests(self):
             self._halted = None

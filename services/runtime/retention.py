@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -161,7 +161,7 @@ def group_positions(app: App, stream: str) -> list[GroupPosition]:
 
 def _runs_by_group(app: App) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """run -> groups that halted it; run -> groups holding a dead letter of it."""
-    from airfix.services.commands.dlq import list_dead_letters
+    from airfix.services.runtime.deadletters import list_dead_letters
 
     halted: dict[str, set[str]] = {}
     head = app.keys.halted("")
@@ -217,7 +217,7 @@ class TrimReport:
 
 def write_archive(app: App, run_id: str, directory: Path) -> Path:
     """The run's events as ``directory/<run_id>.jsonl``, complete and on disk before it returns."""
-    from airfix.services.commands.ops import write_jsonl
+    from airfix.events.codec import write_jsonl
 
     directory.mkdir(parents=True, exist_ok=True)
     path = (directory / f"{run_id}.jsonl").resolve()
@@ -316,29 +316,3 @@ def reapply(app: App, action: Mapping[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------------- rendering
-
-
-def render(report: TrimReport, out: IO[str] | None = None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
-    verb = "would remove" if report.dry_run else "removed"
-    total = sum(report.removed.values())
-    console.print(f"{'dry run: ' if report.dry_run else ''}{verb} {total} log entr"
-                  f"{'y' if total == 1 else 'ies'} of {len(report.runs)} finished run(s)")
-    if report.removed:
-        table = Table()
-        table.add_column("stream")
-        table.add_column("entries " + verb)
-        for stream, n in sorted(report.removed.items()):
-            table.add_row(stream, str(n))
-        console.print(table)
-    if report.archived:
-        console.print(f"{'would archive' if report.dry_run else 'archived'} {len(report.archived)} "
-                      f"run(s) to {Path(next(iter(report.archived.values()))).parent} and "
-                      f"{'would remove' if report.dry_run else 'removed'} their run streams")
-    for run, why in sorted(report.refused.items()):
-        console.print(f"kept {run}: {why}")
-    if report.kept:
-        console.print("kept: " + ", ".join(f"{n} {c}" for c, n in sorted(report.kept.items())))

@@ -1,0 +1,142 @@
+"""The layout's rules, checked on the source: what each package may import, no package cycles,
+and no module over about 400 lines without a written reason.
+
+A static check of every ``import`` statement (module level and inside functions alike, since a
+lazy import is a dependency too), read with ``ast`` from the files themselves: the
+``package-dir`` mapping that installs ``events/`` as ``airfix.events`` hides the tree from
+import-graph tools that walk an installed package.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLDERS = {"events": "airfix.events", "projections": "airfix.projections", "services": "airfix.services",
+           "config": "airfix.config", "airflow_glue": "airfix.airflow_glue"}
+
+# the pure core: no Redis, no processes, no files, no clock, no config, no services
+CORE_MAY_IMPORT = ("__future__", "typing", "collections", "dataclasses", "msgspec", "re", "math",
+                   "operator", "datetime", "enum", "itertools", "functools", "abc",
+                   "airfix.events.schema", "airfix.events.errors", "airfix.events.core")
+# the wire contract: data and its encoding only
+CONTRACT_MAY_IMPORT = (*CORE_MAY_IMPORT, "hashlib", "os", "threading", "time", "zlib", "json",
+                       "airfix.events")
+CONTRACT_MODULES = ("airfix.events.schema", "airfix.events.codec", "airfix.events.ids",
+                    "airfix.events.errors", "airfix.events.keys", "airfix.events")
+
+#: modules over about 400 lines, and why they may be
+LONG_MODULES: dict[str, str] = {}
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for folder, package in FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT / folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            out[".".join([package, *parts])] = path
+    return out
+
+
+def imports(path: Path, module: str) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: resolve against the importing module's package
+                package = module.rsplit(".", node.level - (path.name == "__init__.py"))[0]
+                base = f"{package}.{base}" if base else package
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def within(name: str, allowed: tuple[str, ...]) -> bool:
+    return any(name == a or name.startswith(a + ".") for a in allowed)
+
+
+def violations(source: str, allowed: tuple[str, ...]) -> list[str]:
+    bad = []
+    for module, path in modules().items():
+        if not within(module, (source,)):
+            continue
+        for name in sorted(imports(path, module)):
+            top = name.split(".")[0]
+            known = top != "airfix" or name in modules()  # not a name imported from a module
+            if known and not within(name, allowed):
+                bad.append(f"{module} imports {name}")
+    return bad
+
+
+def test_the_core_is_pure() -> None:
+    assert violations("airfix.events.core", CORE_MAY_IMPORT) == []
+
+
+def test_the_contract_is_data_and_encoding_only() -> None:
+    bad = []
+    for module in CONTRACT_MODULES:
+        path = modules()[module]
+        for name in sorted(imports(path, module)):
+            if name.split(".")[0] == "airfix" and name not in modules():
+                continue  # a name imported from a module, not a module
+            if not within(name, CONTRACT_MAY_IMPORT) or within(name, ("airfix.events.storage",)):
+                bad.append(f"{module} imports {name}")
+    assert bad == []
+
+
+def test_events_and_projections_never_import_services() -> None:
+    bad = [v for source in ("airfix.events", "airfix.projections", "airfix.config")
+           for v in violations(source, ("airfix.events", "airfix.projections", "airfix.config", "")) if
+           "airfix.services" in v.split(" imports ")[1] or "airfix.airflow_glue" in v.split(" imports ")[1]]
+    assert bad == []
+
+
+def package_of(module: str) -> str:
+    """The package a module belongs to (a module of a package counts as its package)."""
+    mods = modules()
+    if (mods[module].name == "__init__.py"):
+        return module
+    return module.rsplit(".", 1)[0]
+
+
+def test_no_package_cycles() -> None:
+    mods = modules()
+    graph: dict[str, set[str]] = defaultdict(set)
+    for module, path in mods.items():
+        for name in imports(path, module):
+            if name in mods and package_of(name) != package_of(module):
+                graph[package_of(module)].add(package_of(name))
+    # a package importing one of its own subpackages (the package's __init__ re-exporting) is
+    # a parent-child link, not a cycle between independent parts
+    edges = {(a, b) for a, bs in graph.items() for b in bs
+             if not b.startswith(a + ".") and not a.startswith(b + ".")}
+    cycles = []
+    for a, b in sorted(edges):
+        seen, todo = set(), [b]
+        while todo:
+            node = todo.pop()
+            if node == a:
+                cycles.append(f"{a} -> {b} -> ... -> {a}")
+                break
+            if node not in seen:
+                seen.add(node)
+                todo.extend(y for (x, y) in edges if x == node)
+    assert cycles == []
+
+
+def test_no_module_is_long_without_a_reason() -> None:
+    long = {}
+    for module, path in modules().items():
+        n = len(path.read_text().splitlines())
+        if n > 420 and module not in LONG_MODULES:
+            long[module] = n
+    for script in sorted((ROOT / "scripts").rglob("*.py")):
+        n = len(script.read_text().splitlines())
+        if n > 420 and script.stem not in LONG_MODULES:
+            long[str(script.relative_to(ROOT))] = n
+    assert long == {}, f"split these modules or give a reason in LONG_MODULES: {long}"

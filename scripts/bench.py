@@ -101,7 +101,8 @@ from airfix.events.storage.backend import connect
 from airfix.events.storage.store import EventStore
 from airfix.projections.base import ProjectionHandler, ProjectorHandler
 from airfix.services.runtime.app import App, build_app
-from airfix.services.runtime.consumers import RuntimeSettings, Worker, drain
+from airfix.services.runtime.consumers import RuntimeSettings
+from airfix.services.runtime.worker import Worker, drain
 from airfix.services.tools.base import find_executable
 
 console = Console(stderr=True)

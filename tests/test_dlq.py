@@ -34,7 +34,8 @@ from airfix.services.commands import dlq
 from airfix.services.pipeline import roles
 from airfix.services.runtime import deadletters
 from airfix.services.runtime.app import App, build_app
-from airfix.services.runtime.consumers import Consumer, Worker, drain
+from airfix.services.runtime.consumers import Consumer
+from airfix.services.runtime.worker import Worker, drain
 from tests.fault_harness.worker import count_applies
 from tests.helpers import (
     FAST,

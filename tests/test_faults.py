@@ -32,7 +32,7 @@ from airfix.events.schema import RunStarted
 from airfix.events.storage.store import EventStore
 from airfix.projections.base import id_newer
 from airfix.services.runtime.app import App, build_app
-from airfix.services.runtime.consumers import group_metrics
+from airfix.services.runtime.metrics import group_metrics
 from tests.fault_harness.worker import counter_key, fkey
 from tests.helpers import assert_applied_exactly_once, assert_views_equal_clean_pass, poll
 from tests.scenario import append_run, run_events

@@ -12,15 +12,17 @@ from airfix.config import CompletionCriteriaConfig
 from airfix.events.core.health import (
     BUILD_SCALE,
     LINT_SCALE,
-    Comparison,
     TestCounts,
-    compare,
     health_score,
     is_healthy,
-    judge_batch,
-    regressed,
     should_run_dynamic,
     unhealthy_reasons,
+)
+from airfix.events.core.verdicts import (
+    Comparison,
+    compare,
+    judge_batch,
+    regressed,
 )
 from airfix.events.schema import IssueRecord, ToolResult
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from airfix.events.core.health import compare
+from airfix.events.core.verdicts import compare
 from airfix.services.tools import MypyAdapter, RuffAdapter
 
 PYPROJECT = """\

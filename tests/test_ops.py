@@ -16,7 +16,7 @@ from airfix.events.core.machine import fold
 from airfix.projections.status import load_status
 from airfix.services.commands.cli import main
 from airfix.services.runtime.app import build_app
-from airfix.services.runtime.consumers import drain
+from airfix.services.runtime.worker import drain
 from tests.conftest import REAL_URL, real_client
 from tests.scenario import append_run
 

@@ -11,14 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airfix.config import BatchSizesConfig, IssueGroupingConfig
+from airfix.events.core.cleanup import CLEANUP_MIN_ISSUES, cleanup_phrase, is_cleanup_rule
 from airfix.events.core.machine import PlanBatch
+from airfix.events.core.messages import commit_message
 from airfix.events.core.planning import (
-    CLEANUP_MIN_ISSUES,
     PHASES,
     Plan,
-    cleanup_phrase,
-    commit_message,
-    is_cleanup_rule,
     phase_caps,
     plan_batches,
 )

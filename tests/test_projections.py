@@ -12,7 +12,7 @@ from airfix.events.storage.store import EventStore
 from airfix.projections.base import ProjectionHandler, rebuild, wait_for
 from airfix.projections.status import RunStatus, load_status
 from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
-from airfix.services.runtime.consumers import drain
+from airfix.services.runtime.worker import drain
 from tests.scenario import append_run
 
 

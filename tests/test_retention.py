@@ -25,7 +25,7 @@ from airfix.projections.status import load_status
 from airfix.services.commands.cli import main
 from airfix.services.commands.ops import import_events, read_jsonl, rebuild_all
 from airfix.services.runtime.app import App, build_app
-from airfix.services.runtime.consumers import drain, ensure_group
+from airfix.services.runtime.consumers import ensure_group
 from airfix.services.runtime.retention import (
     GroupPosition,
     RunFacts,
@@ -35,6 +35,7 @@ from airfix.services.runtime.retention import (
     trim_run,
     unacknowledged_by,
 )
+from airfix.services.runtime.worker import drain
 from tests.helpers import FAST, Recorder, app_on, flushed_server_app, run_cli
 from tests.scenario import run_events
 

@@ -12,13 +12,9 @@ import redis
 from airfix.events import Keys, stamp
 from airfix.events.schema import RunRequested, RunStarted
 from airfix.events.storage.store import EventStore
-from airfix.services.runtime.consumers import (
-    Consumer,
-    RuntimeSettings,
-    Worker,
-    drain,
-    group_metrics,
-)
+from airfix.services.runtime.consumers import Consumer, RuntimeSettings
+from airfix.services.runtime.metrics import group_metrics
+from airfix.services.runtime.worker import Worker, drain
 from tests.helpers import FAST, Recorder, append_runs
 
 

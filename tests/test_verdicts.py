@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 from airfix.events.core.anticheat import GuardPolicy, check_diff
-from airfix.events.core.health import judge_batch, regressed_tests
 from airfix.events.core.ledger import explain_remaining, iteration_view, lessons
 from airfix.events.core.planning import plan_batches
+from airfix.events.core.verdicts import judge_batch, regressed_tests
 from airfix.events.schema import (
     BatchPlanned,
     Committed,

@@ -16,7 +16,7 @@ from airfix.events import Keys
 from airfix.events.storage.store import EventStore
 from airfix.projections.base import rebuild
 from airfix.services.runtime.app import build_app
-from airfix.services.runtime.consumers import group_metrics
+from airfix.services.runtime.metrics import group_metrics
 from tests.conftest import REAL_URL, real_client
 from tests.scenario import append_run
 

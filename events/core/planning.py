@@ -46,25 +46,20 @@ full check rediscovers them.  A phase missing from the mapping is not capped.
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
 
+from airfix.events.core.cleanup import CLEANUP_MIN_ISSUES, cleanup_phrase, is_cleanup_rule
 from airfix.events.core.machine import PlanBatch
 from airfix.events.schema import BatchingMode, BatchPlanned, IssueRecord, Phase
 
 __all__ = [
-    "CLEANUP_MIN_ISSUES",
-    "CLEANUP_RULES",
     "PHASES",
     "BatchKind",
     "Plan",
     "PlannedBatch",
-    "cleanup_phrase",
-    "commit_message",
-    "is_cleanup_rule",
     "phase_caps",
     "plan_batches",
     "split_batch",
@@ -73,69 +68,6 @@ __all__ = [
 PHASES: tuple[Phase, ...] = ("build", "test", "lint")
 _PHASE_RANK: dict[str, int] = {p: i for i, p in enumerate(PHASES)}
 BatchKind = Literal["cleanup", "location", "mega", "single"]
-
-CLEANUP_MIN_ISSUES = 2
-
-# rule -> (conventional-commit type, phrase).  "{all}" becomes "all " in a single project-wide
-# batch and disappears in one part of a split group ("remove all unused imports" vs "remove
-# unused imports, part 2/3").
-CLEANUP_RULES: dict[str, tuple[str, str]] = {
-    # ruff / flake8 (pyflakes, pycodestyle, isort)
-    "F401": ("chore", "remove {all}unused imports"),
-    "F811": ("chore", "remove {all}redefined unused names"),
-    "F841": ("chore", "remove {all}unused variables"),
-    "F541": ("chore", "remove placeholder-less f-string prefixes"),
-    "F632": ("chore", "use == for {all}comparisons with literals"),
-    "I001": ("style", "sort {all}imports"),
-    "I002": ("chore", "add {all}missing required imports"),
-    "E401": ("style", "split {all}multiple imports on one line"),
-    "E501": ("style", "shorten {all}long lines"),
-    "E703": ("style", "remove {all}useless semicolons"),
-    "E711": ("chore", "fix {all}comparisons to None"),
-    "E712": ("chore", "fix {all}comparisons to True/False"),
-    "E713": ("chore", "use 'not in' for {all}negated membership tests"),
-    "E714": ("chore", "use 'is not' for {all}negated identity tests"),
-    "E721": ("chore", "use isinstance() for {all}type comparisons"),
-    "W291": ("style", "remove {all}trailing whitespace"),
-    "W292": ("style", "add {all}missing final newlines"),
-    "W293": ("style", "remove {all}whitespace on blank lines"),
-    "W391": ("style", "remove {all}blank lines at end of file"),
-    "RUF100": ("chore", "remove {all}unused noqa directives"),
-    # ruff pyupgrade (any other UP rule: "modernise syntax (UPxxx)")
-    "UP004": ("chore", "remove {all}useless object inheritance"),
-    "UP006": ("chore", "use builtin generic types"),
-    "UP007": ("chore", "use X | Y union syntax"),
-    "UP008": ("chore", "use super() without arguments"),
-    "UP009": ("chore", "remove {all}UTF-8 encoding declarations"),
-    "UP010": ("chore", "remove {all}unnecessary __future__ imports"),
-    "UP015": ("chore", "remove {all}redundant open() modes"),
-    "UP024": ("chore", "replace aliased OS errors"),
-    "UP031": ("chore", "replace printf-style formatting"),
-    "UP032": ("chore", "use f-strings instead of format()"),
-    "UP035": ("chore", "replace deprecated imports"),
-    "UP037": ("chore", "remove {all}quoted annotations"),
-    # mypy
-    "unused-ignore": ("chore", "remove {all}unused type: ignore comments"),
-    "redundant-cast": ("chore", "remove {all}redundant casts"),
-    # eslint
-    "no-unused-vars": ("chore", "remove {all}unused variables"),
-    "@typescript-eslint/no-unused-vars": ("chore", "remove {all}unused variables"),
-    "prefer-const": ("chore", "use const for {all}never-reassigned variables"),
-    "no-extra-semi": ("style", "remove {all}extra semicolons"),
-    "semi": ("style", "fix {all}semicolons"),
-    "quotes": ("style", "normalise {all}quotes"),
-    "eol-last": ("style", "add {all}missing final newlines"),
-    # dart analyzer / flutter lints
-    "unused_import": ("chore", "remove {all}unused imports"),
-    "unnecessary_import": ("chore", "remove {all}unnecessary imports"),
-    "unused_local_variable": ("chore", "remove {all}unused variables"),
-    "prefer_const_constructors": ("chore", "add {all}missing const keywords"),
-    "prefer_const_declarations": ("chore", "add {all}missing const keywords"),
-    "prefer_final_fields": ("chore", "make {all}never-reassigned fields final"),
-    "directives_ordering": ("style", "sort {all}directives"),
-    "prefer_single_quotes": ("style", "use single quotes"),
-    "lines_longer_than_80_chars": ("style", "shorten {all}long lines"),
-}
 
 _TYPE_TOOLS = frozenset({"mypy", "pyright", "pyre", "pytype", "tsc", "dmypy"})
 _TEST_TOOLS = frozenset({"pytest", "unittest", "jest", "vitest", "go test", "flutter test",
@@ -184,29 +116,6 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def issue_ids(self) -> list[str]:
         return [i for b in self.batches for i in b.issue_ids]
-
-
-# ---------------------------------------------------------------- rules
-
-
-def is_cleanup_rule(rule: str) -> bool:
-    """A mechanical kind of fix that reads well as one project-wide commit."""
-    return rule in CLEANUP_RULES or (rule.startswith("UP") and rule[2:].isdigit())
-
-
-def cleanup_phrase(rule: str, *, whole: bool = True) -> tuple[str, str]:
-    """``(commit type, phrase)`` for a rule: ``("chore", "remove all unused imports")``.
-
-    ``whole`` is False for one part of a split group ("remove unused imports").  Unknown rules
-    fall back to ``("fix", "fix <rule> issues")``.
-    """
-    kind, phrase = CLEANUP_RULES.get(rule, ("", ""))
-    if not phrase:
-        if rule.startswith("UP") and rule[2:].isdigit():
-            kind, phrase = "chore", f"modernise syntax ({rule})"
-        else:
-            kind, phrase = "fix", f"fix {{all}}{rule or 'unclassified'} issues"
-    return kind, phrase.replace("{all}", "all " if whole else "")
 
 
 def phase_caps(sizes: object) -> dict[Phase, int]:
@@ -492,55 +401,3 @@ def _describe(d: _Draft, n_files: int) -> str:
             f"({_plural(n, 'issue')}, {_plural(n_files, 'file')})"
         )
     return f"fix: comprehensive cleanup of {_plural(n, 'issue')}"
-
-
-_FILE_COUNT = re.compile(r"\d+ files?\)$")
-
-
-def commit_message(
-    batch: PlannedBatch,
-    counts_before: Mapping[str, int],
-    counts_after: Mapping[str, int],
-    fixer: str,
-    run_id: str,
-    *,
-    files: Sequence[str] | None = None,
-    fixed: int | None = None,
-    verified: str = "",
-) -> str:
-    """The commit message of a verified batch: subject, body, trailers.
-
-    The subject is ``batch.description`` (``chore: remove all unused imports (30 files)``) with
-    the file count of the diff itself (``files``); the body names the batch, its rules, how many
-    of its issues it fixed, the counts before (the parent commit's measurement) and after (this
-    commit's) per tool, how the tests judged it (``verified``) and the fixer; the trailers
-    ``Airfix-Batch`` and ``Airfix-Run`` make ``git log --grep`` find a run's commits.
-    """
-    n_files = len(files) if files is not None else len(batch.files)
-    subject = _FILE_COUNT.sub(f"{_plural(n_files, 'file')})", batch.description)
-    n_issues = len(batch.issue_ids) if fixed is None else fixed
-    lines = [
-        subject,
-        "",
-        f"Batch: {batch.batch_id} ({batch.kind}, {batch.phase} phase, {batch.mode} mode)",
-        f"Issues: {n_issues} in {_plural(n_files, 'file')}",
-        f"Rules: {', '.join(batch.rules) if batch.rules else '(none)'}",
-    ]
-    keys = sorted(set(counts_before) | set(counts_after))
-    if keys:
-        lines.append("Counts (before -> after):")
-        for key in keys:
-            before = counts_before.get(key)
-            after = counts_after.get(key)
-            lines.append(
-                f"  {key}: {'?' if before is None else before} -> {'?' if after is None else after}"
-            )
-    if verified:
-        lines.append(f"Verified: {verified}")
-    lines += [
-        f"Fixer: {fixer or '(unknown)'}",
-        "",
-        f"Airfix-Batch: {batch.batch_id}",
-        f"Airfix-Run: {run_id}",
-    ]
-    return "\n".join(lines)

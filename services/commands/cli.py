@@ -191,9 +191,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from airfix.services.runtime.app import build_app
-    from airfix.services.runtime.consumers import Worker
     from airfix.services.runtime.logs import configure_logging, get_logger
     from airfix.services.runtime.logstream import configure_service_logging
+    from airfix.services.runtime.worker import Worker
 
     cfg = _load(args)
     configure_logging(cfg.logging.level, cfg.logging.format)  # errors before the store opens

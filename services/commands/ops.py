@@ -152,7 +152,7 @@ def inspect_store(app: Any) -> dict[str, Any]:
     """Streams and their lengths, consumer groups with lag/pending/oldest idle, dead letters,
     projection checkpoints and how far behind the log each one is."""
     from airfix.projections.base import id_key
-    from airfix.services.runtime.consumers import group_metrics
+    from airfix.services.runtime.metrics import group_metrics
 
     client, keys = app.client, app.keys
     logs = {k: int(client.xlen(k)) if client.exists(k) else 0 for k in keys.logs()}

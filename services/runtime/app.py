@@ -106,7 +106,7 @@ def build_app(config: Config, *, redis_url: str | None = None, journal: bool = F
         from pathlib import Path
 
         from airfix.events.storage.journal import JournaledStore
-        from airfix.services.runtime.consumers import drain
+        from airfix.services.runtime.worker import drain
 
         store = JournaledStore(client, keys, journal=Path(config.store.journal).expanduser())
         app = App(config, client, store)

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import math
 import os
-import signal
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
@@ -45,6 +44,7 @@ from airfix.events.keys import Keys
 from airfix.events.storage.store import EventStore, LogEntry, id_key
 from airfix.events.storage.store import as_str as _s
 from airfix.services.runtime.logs import bind_event
+from airfix.services.runtime.metrics import group_info, group_lag
 
 log = structlog.get_logger("airfix.runtime")
 
@@ -506,166 +506,3 @@ def bounded_copy(original: Any, limit: int | None = None) -> dict[bytes, bytes]:
     if cut:
         out[b"truncated"] = b"1"
     return out
-
-
-# --------------------------------------------------------------------------------- the worker
-
-
-@dataclass
-class Worker:
-    """Hosts one consumer per handler, each in its own thread; SIGTERM drains and exits."""
-
-    store: EventStore
-    handlers: Sequence[Handler]
-    settings: RuntimeSettings = field(default_factory=RuntimeSettings)
-    name: str = field(default_factory=consumer_name)
-
-    def __post_init__(self) -> None:
-        self.stop_event = threading.Event()
-        self.consumers = [
-            Consumer(self.store, h, self.settings, name=self.name, stop=self.stop_event)
-            for h in self.handlers
-        ]
-        self.errors: list[BaseException] = []
-
-    def stop(self, *_: Any) -> None:
-        if not self.stop_event.is_set():
-            log.info("worker stopping: no new fetches, finishing in-flight work", worker=self.name)
-        self.stop_event.set()
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-
-    def _heartbeat_loop(self) -> None:
-        interval = self.settings.heartbeat_interval_ms / 1000
-        while not self.stop_event.wait(interval):
-            for c in self.consumers:
-                try:
-                    c.heartbeat()
-                except redis.RedisError as exc:  # timeouts too: the next beat tries again
-                    log.warning("heartbeat failed; will retry", error=repr(exc))
-
-    def run(self, *, burst: bool = False) -> list[ConsumerStats]:
-        """Run every consumer until stopped (or until all are idle, with ``burst``)."""
-        threads = [
-            threading.Thread(target=self._run_one, args=(c, burst), name=f"consumer:{c.group}",
-                             daemon=True)
-            for c in self.consumers
-        ]
-        hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
-        hb.start()
-        for t in threads:
-            t.start()
-        try:
-            while any(t.is_alive() for t in threads) and not self.stop_event.is_set():
-                for t in threads:
-                    t.join(0.2)
-        finally:
-            self.stop_event.set()
-            deadline = time.monotonic() + self.settings.shutdown_deadline_s
-            for t in threads:
-                t.join(max(0.0, deadline - time.monotonic()))
-            stuck = [t.name for t in threads if t.is_alive()]
-            if stuck:
-                log.error("shutdown deadline passed; unfinished entries stay pending for reclaim",
-                          consumers=stuck)
-        if self.errors:
-            raise self.errors[0]
-        return [c.stats for c in self.consumers]
-
-    def _run_one(self, consumer: Consumer, burst: bool) -> None:
-        backoff = 0.1
-        polls_at_failure = -1
-        while not self.stop_event.is_set():
-            try:
-                consumer.run(burst=burst)
-                return
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
-                if consumer.polls != polls_at_failure:  # it worked since the last outage
-                    backoff = 0.1
-                polls_at_failure = consumer.polls
-                log.warning("redis unavailable; reconnecting", group=consumer.group,
-                            error=repr(exc), retry_in_s=round(backoff, 2))
-                consumer.owned.clear()  # leases may have expired meanwhile; rebalance re-takes them
-                consumer._next_rebalance = 0.0
-                consumer._groups_ready = False  # a restarted server may have lost the groups
-                if self.stop_event.wait(backoff):
-                    return
-                backoff = min(backoff * 2, 5.0)
-            except BaseException as exc:  # a bug in the runtime itself: stop everything, loudly
-                log.exception("consumer crashed", group=consumer.group)
-                self.errors.append(exc)
-                self.stop_event.set()
-                return
-
-
-# --------------------------------------------------------------------------------- metrics
-
-
-@dataclass(frozen=True)
-class GroupMetrics:
-    group: str
-    lag: int
-    pending: int
-    oldest_pending_idle_ms: int
-    dead_letters: int
-    consumers: int
-    halted_runs: int
-
-
-def group_info(client: redis.Redis, stream: str, group: str) -> dict[str, Any] | None:
-    """``XINFO GROUPS`` of ``stream`` for ``group`` (None when the group does not exist)."""
-    return next((g for g in client.xinfo_groups(stream) if _s(g["name"]) == group), None)
-
-
-def group_lag(client: redis.Redis, stream: str, info: dict[str, Any], *, at_most: int | None = None) -> int:
-    """Entries the group has not read yet.  Redis reports NULL lag after trims or SETID; then count
-    what is past the group's position (``at_most`` bounds the count when only "any?" matters)."""
-    if info.get("lag") is not None:
-        return int(info["lag"])
-    return len(client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+", count=at_most))
-
-
-def group_metrics(client: redis.Redis, keys: Keys, group: str) -> GroupMetrics:
-    """Lag, pending count, oldest pending idle time and dead-letter depth of ``group``."""
-    lag = pending = oldest = 0
-    consumers: set[str] = set()
-    for stream in keys.logs():
-        if not client.exists(stream):
-            continue
-        info = group_info(client, stream, group)
-        if info is None:
-            lag += int(client.xlen(stream))
-            continue
-        lag += group_lag(client, stream, info)
-        pending += int(info["pending"])
-        if int(info["pending"]):
-            rows = client.xpending_range(stream, group, min="-", max="+", count=1)
-            if rows:
-                oldest = max(oldest, int(rows[0]["time_since_delivered"]))
-        for c in client.xinfo_consumers(stream, group):
-            consumers.add(_s(c["name"]))
-    return GroupMetrics(
-        group=group,
-        lag=lag,
-        pending=pending,
-        oldest_pending_idle_ms=oldest,
-        dead_letters=int(client.xlen(keys.dead_letters(group))),
-        consumers=len(consumers),
-        halted_runs=int(client.hlen(keys.halted(group))),
-    )
-
-
-def drain(store: EventStore, handlers: Iterable[Handler], settings: RuntimeSettings | None = None,
-          *, on_idle: Callable[[], bool] | None = None) -> None:
-    """Run every handler in this thread until no group has anything left (tests, embedded runs)."""
-    consumers = [Consumer(store, h, settings) for h in handlers]
-    try:
-        while True:
-            n = sum(c.poll(block=False) for c in consumers)
-            if n == 0 and (on_idle is None or not on_idle()):
-                return
-    finally:
-        for c in consumers:
-            c.release_all()

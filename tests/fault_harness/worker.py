@@ -48,8 +48,8 @@ from airfix.events.schema import Event
 from airfix.events.storage.store import LogEntry
 from airfix.projections.base import Op, Projection
 from airfix.services.runtime.app import build_app
-from airfix.services.runtime.consumers import Worker
 from airfix.services.runtime.logs import configure_logging
+from airfix.services.runtime.worker import Worker
 
 
 def fkey(prefix: str, name: str) -> str:

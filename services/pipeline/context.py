@@ -1,0 +1,166 @@
+"""What every step of a run needs: the store, the config, who the worker is, the run's tip as
+the log records it, a private worktree at it, and the run branch brought up to the log."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+
+from airfix.config import Config
+from airfix.events.core.health import TestCounts
+from airfix.events.core.ledger import IterationView, explain_remaining, lessons
+from airfix.events.core.machine import (
+    RunState,
+    fold,
+)
+from airfix.events.errors import AirfixError
+from airfix.events.schema import (
+    BatchPlanned,
+    Event,
+    HealthChecked,
+    IssueRecord,
+    RunCompleted,
+    stamp,
+)
+from airfix.events.storage.store import EventStore
+from airfix.services import fixers as fixer_registry
+from airfix.services.pipeline.git import GitError, Repo, worktree
+from airfix.services.pipeline.measure import (
+    Measurement,
+    measure,
+)
+from airfix.services.runtime.logs import get_logger
+from airfix.services.tools.environment import PythonEnv, python_env_of
+
+log = get_logger("airfix.roles")
+
+
+@dataclass
+class Pipeline:
+    """What every role needs: the store, the config, and who this worker is."""
+
+    store: EventStore
+    config: Config
+    worker: str = "airfix"
+    measure: Callable[..., Measurement] = field(default=measure)
+
+    def advance(self, state: RunState, events: list[Event]) -> RunState:
+        """The state after ``events`` (payload-only), as the store will fold them."""
+        return fold(stamp(events, run_id=state.run_id, expected_version=state.version), state)
+
+    def events(self, state: RunState) -> list[Event]:
+        return list(self.store.read_run(state.run_id, to_version=state.version))
+
+    def python(self, state: RunState) -> PythonEnv | None:
+        return python_env_of(state.environment)
+
+    @contextmanager
+    def tree(self, state: RunState, slot: str, sha: str | None = None) -> Iterator[Repo]:
+        """A private worktree of the target at ``sha`` (default: the run's tip as the log records
+        it), at a path stable per run, step and worker (tools' caches stay warm), removed after.
+        The run branch is first brought up to the log (:func:`follow_log`)."""
+        repo = Repo.open(state.target)
+        follow_log(repo, state)
+        root = Path(self.config.git.workspace or Path(tempfile.gettempdir()) / "airfix-worktrees")
+        digest = hashlib.sha256(str(repo.path).encode()).hexdigest()[:12]
+        where = root.expanduser() / digest / state.run_id / f"{slot}-{_safe(self.worker)}"
+        with worktree(repo, sha or tip(state), where) as wt:
+            yield wt
+
+    def chain(self, state: RunState) -> list[fixer_registry.Fixer]:
+        return fixer_registry.chain(state.fixer or ",".join(self.config.fixer.chain))
+
+    def tests_before(self, events: Sequence[Event], iteration: int) -> TestCounts | None:
+        """The opening check's test counts (for runners that report no per-test outcomes)."""
+        for ev in events:
+            if isinstance(ev, HealthChecked) and ev.iteration == iteration:
+                for t in ev.tools:
+                    if t.status in ("passed", "failed") and "tests_total" in t.counts:
+                        c = t.counts
+                        return TestCounts(passed=c.get("tests_passed", 0), failed=c.get("tests_failed", 0),
+                                          errors=c.get("tests_errors", 0), skipped=c.get("tests_skipped", 0))
+                return None
+        return None
+
+    def finish(self, state: RunState, events: list[Event], issues: Sequence[IssueRecord],
+               history: Sequence[Event]) -> list[Event]:
+        """When ``events`` end the run, say in the final event what is left, and why."""
+        if not events or not isinstance(events[-1], RunCompleted):
+            return events
+        try:
+            chain = self.chain(state)
+        except AirfixError:
+            chain = []
+        cfg = self.config.fixer
+        learned = lessons(history)
+        planned = [i for ev in history if isinstance(ev, BatchPlanned) for i in ev.issue_ids]
+        left = explain_remaining(issues, fixable=lambda i: fixer_registry.supported(chain, i, cfg),
+                                 set_aside=learned.set_aside, planned=planned,
+                                 fixer=state.fixer, limit=events[-1].reason)
+        return [*events[:-1], msgspec.structs.replace(events[-1], remaining=left)]
+
+
+def tip(state: RunState) -> str:
+    """The commit the run's branch is at, as the log records it."""
+    return state.commits[-1] if state.commits else state.base_sha
+
+
+class BranchMoved(GitError):
+    """The run branch is somewhere the run never put it: someone moved it outside airfix."""
+
+
+def follow_log(repo: Repo, state: RunState) -> None:
+    """Bring the run branch up to the log: a verifier appends ``Committed`` first and moves the
+    branch after, so one that died in between leaves the branch one recorded commit behind.  It
+    only ever moves forward along the recorded commits, by compare-and-swap."""
+    if state.simulation or not state.branch:
+        return
+    ref, want = f"refs/heads/{state.branch}", tip(state)
+    have = repo.ref(ref)
+    if have == want:
+        return
+    recorded = [state.base_sha, *state.commits]
+    if have in recorded:
+        if not repo.move_ref(ref, want, have) and repo.ref(ref) not in recorded:
+            raise BranchMoved(f"the run branch {state.branch} moved while airfix was moving it")
+        return
+    raise BranchMoved(f"the run branch {state.branch} is at {have or 'nothing (deleted)'}, which "
+                      f"the run never recorded (its tip is {want[:12]}): it was changed outside airfix")
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]
+
+
+@dataclass
+class Step:
+    """What an action decided, and the effect outside Redis to take once its events are in the
+    log (an effect before the append could be taken by a worker whose turn is already over)."""
+
+    events: list[Event]
+    after: Callable[[], object] | None = None
+
+
+def open_issues_of(batch: BatchPlanned, view: IterationView) -> list[IssueRecord]:
+    """The batch's issues that the latest measurement still shows (as many per fingerprint as
+    the batch holds, at most as many as are still open)."""
+    open_by_id = {i.issue_id: i for i in view.issues}
+    out = [open_by_id[i] for i in batch.issue_ids if i in open_by_id]  # the very issues planned
+    taken = {i.issue_id for i in out}
+    # an id an earlier commit resolved may stand for a same-fingerprint issue still open (which
+    # occurrence a fix removed is not knowable): fill up to the batch's count per fingerprint
+    wanted = Counter(view.discovered[i].fingerprint for i in batch.issue_ids
+                     if i in view.discovered and i not in open_by_id)
+    for issue in view.issues:
+        if issue.issue_id not in taken and wanted[issue.fingerprint] > 0 \
+                and issue.issue_id not in batch.issue_ids:
+            wanted[issue.fingerprint] -= 1
+            out.append(issue)
+    return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from airfix.config.loader import load_config
 from airfix.config.schema import (
+    DEFAULT_ENV_DENY,
+    DEFAULT_REDACT_KEYS,
     ENV_PREFIX,
     ENV_REDIS_URL,
     LOG_LEVELS,
@@ -34,6 +36,8 @@ from airfix.config.schema import (
 )
 
 __all__ = [
+    "DEFAULT_ENV_DENY",
+    "DEFAULT_REDACT_KEYS",
     "ENV_PREFIX",
     "ENV_REDIS_URL",
     "LOG_LEVELS",

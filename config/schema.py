@@ -147,6 +147,10 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     idle_timeout_s: Seconds = 300.0
     max_turns: SmallCount = 30
     allow_unsafe_fixes: bool = False
+    # How batches are verified: "batch" = each by the full checks (tests included); "stack" = each
+    # by the static checks, the tests once on the tip of the iteration's stack of commits (bisected
+    # when it fails); "auto" = stack for chains of deterministic fixers (autofix), else batch.
+    verify: Literal["auto", "batch", "stack"] = "auto"
     # LLM fixers (services/fixers/claude.py, command.py); see config/prompts.yaml for the prompts.
     claude_executable: Name = "claude"
     model: str = ""  # "" = the Claude Code CLI's default model

@@ -28,6 +28,7 @@ from airfix.events.ids import new_event_id
 
 Phase = Literal["build", "test", "lint"]
 BatchingMode = Literal["mega", "smart", "individual"]
+VerifyMode = Literal["batch", "stack"]  # each batch tested alone, or the stack tested on its tip
 ToolStatus = Literal["passed", "failed", "tool_error", "skipped"]
 TerminalStatus = Literal[
     "succeeded",
@@ -133,6 +134,7 @@ class RunRequested(Event, frozen=True, kw_only=True):
     requested_by: str = ""
     config: dict[str, object] = {}
     python: str = ""  # the target's interpreter asked for (--python); "" = detect it
+    verify: VerifyMode = "batch"  # how batches are verified (fixer.verify, resolved)
 
 
 class RunStarted(Event, frozen=True, kw_only=True):
@@ -171,6 +173,7 @@ class BatchPlanned(Event, frozen=True, kw_only=True):
     description: str = ""
     files: list[str] = []
     split_of: str = ""  # half of this rolled-back batch: bisecting for the issue to blame
+    kind: str = ""  # how the planner grouped it: cleanup (one rule), location, mega ("" = older airfix)
 
 
 class FixStarted(Event, frozen=True, kw_only=True):
@@ -227,6 +230,34 @@ class Committed(Event, frozen=True, kw_only=True):
     tests_fixed: list[str] = []  # tests that did not pass before and pass now
     flaky: list[str] = []
     verified_by: str = ""  # how the tests judged it ("" = by an older airfix)
+    staged: bool = False  # on the iteration's stack: statically verified, the tests judge the stack's tip
+
+
+class Landed(msgspec.Struct, frozen=True, kw_only=True):
+    """A stacked batch's commit as it reached the run branch (rewritten: its final message)."""
+
+    batch_id: str
+    sha: str
+    message: str = ""
+    files: list[str] = []
+    counts_before: dict[str, int] = {}
+    counts_after: dict[str, int] = {}
+
+
+class StackLanded(Event, frozen=True, kw_only=True):
+    """The iteration's stack passed the tests at its tip and is now on the run branch."""
+
+    commits: list[Landed] = []
+    verified_by: str = ""
+
+
+class StackDropped(Event, frozen=True, kw_only=True):
+    """A stacked batch taken out: bisection blamed it for a test the stack's tip broke, or it no
+    longer applies once an earlier one was taken out."""
+
+    batch_id: str
+    reason: str
+    blamed: bool = True  # False: taken out only because it no longer applies (not set aside)
 
 
 class IterationCompleted(Event, frozen=True, kw_only=True):
@@ -275,6 +306,8 @@ AnyEvent = Union[  # noqa: UP007 - a runtime alias msgspec decodes from; kept ex
     RunFailed,
     RunCancelled,
     BatchSkipped,
+    StackLanded,
+    StackDropped,
 ]
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)

@@ -19,6 +19,8 @@ from airfix.events.schema import (
     RunFailed,
     RunRequested,
     RunStarted,
+    StackDropped,
+    StackLanded,
 )
 
 
@@ -76,9 +78,14 @@ def describe(ev: Event) -> str:
         return f"rolled back {ev.batch_id}: {ev.reason}"
     if isinstance(ev, BatchSkipped):
         return f"skipped {ev.batch_id}: {ev.reason}"
+    if isinstance(ev, StackDropped):
+        return f"dropped {ev.batch_id} from the stack: {ev.reason}"
+    if isinstance(ev, StackLanded):
+        return f"landed {len(ev.commits)} commit(s) on the run branch, verified {ev.verified_by}"
     if isinstance(ev, Committed):
         subject = ev.message.splitlines()[0] if ev.message else ""
-        return f"committed {ev.sha[:10]} {subject}"
+        where = "staged " if ev.staged else "committed "
+        return f"{where}{ev.sha[:10]} {subject}"
     if isinstance(ev, IterationCompleted):
         return (f"iteration {ev.iteration} done: {ev.committed} committed, {ev.rolled_back} rolled back, "
                 f"{ev.failed} failed; {ev.issues_remaining} issue(s) remain, score {ev.score:.2f}")

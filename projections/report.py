@@ -23,8 +23,11 @@ from airfix.events.schema import (
     FixFailed,
     FixRolledBack,
     HealthChecked,
+    Landed,
     Remaining,
     RunCompleted,
+    StackDropped,
+    StackLanded,
 )
 
 
@@ -67,6 +70,19 @@ class RunReport(msgspec.Struct, kw_only=True):
     checkout: str = ""  # what the user's checkout is on after the run (set by whoever finalized it)
 
 
+def on_branch(events: Iterable[Event]) -> list[Committed | Landed]:
+    """The run's commits as they are on its branch: those committed there directly, and a stack's
+    once it landed (with their final shas and messages); a staged commit that never landed is not
+    one of them."""
+    out: list[Committed | Landed] = []
+    for e in events:
+        if isinstance(e, Committed) and not e.staged:
+            out.append(e)
+        elif isinstance(e, StackLanded):
+            out.extend(e.commits)
+    return out
+
+
 def build_report(events: Iterable[Event]) -> RunReport:
     evs = list(events)
     state: RunState = fold(evs)
@@ -101,10 +117,11 @@ def build_report(events: Iterable[Event]) -> RunReport:
         score_before=first.score if first else None,
         score_after=last.score if last else None,
         batches_planned=state.batches_planned,
-        commits=[{"batch_id": e.batch_id, "sha": e.sha, "message": e.message.splitlines()[0] if e.message else "",
-                  "files": len(e.files), "issues": len(plans[e.batch_id].issue_ids) if e.batch_id in plans else 0}
-                 for e in evs if isinstance(e, Committed)],
-        rolled_back=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, FixRolledBack)],
+        commits=[{"batch_id": c.batch_id, "sha": c.sha, "message": c.message.splitlines()[0] if c.message else "",
+                  "files": len(c.files), "issues": len(plans[c.batch_id].issue_ids) if c.batch_id in plans else 0}
+                 for c in on_branch(evs)],
+        rolled_back=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs
+                     if isinstance(e, FixRolledBack | StackDropped)],
         failed=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, FixFailed)],
         tools=sorted(tools.values(), key=lambda t: t.tool),
         tool_errors=list(state.tools_in_error),

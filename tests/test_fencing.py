@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from airfix.events.schema import Committed
+from airfix.projections.report import on_branch
 from airfix.projections.status import load_status
 from airfix.services.pipeline.requests import request_run
 from tests.conftest import REAL_URL, real_client
@@ -85,12 +85,12 @@ def install_hook(repo: Path, name: str, when: str = "") -> None:
 def assert_fenced(repo: Path, app, run_id: str, base: str) -> None:  # type: ignore[no-untyped-def]
     status = load_status(app.client, app.keys, run_id)
     assert status and status["state"] == "completed", status
-    committed = [e for e in events_of(app, run_id) if isinstance(e, Committed)]
+    committed = on_branch(events_of(app, run_id))  # committed there, or landed with a stack
     run_branch = f"refs/heads/airfix/{run_id}"
-    on_branch = git(repo, "rev-list", "--reverse", f"{base}..{run_branch}").split()
-    assert on_branch == [e.sha for e in committed], "the run branch is not exactly the recorded commits"
+    branch_shas = git(repo, "rev-list", "--reverse", f"{base}..{run_branch}").split()
+    assert branch_shas == [e.sha for e in committed], "the run branch is not exactly the recorded commits"
     trailers = [git(repo, "log", "-1", "--format=%(trailers:key=Airfix-Batch,valueonly)", sha).strip()
-                for sha in on_branch]
+                for sha in branch_shas]
     assert len(trailers) == len(set(trailers)), trailers
     assert trailers == [e.batch_id for e in committed], "a commit carries another batch's trailer"
     for e in committed:  # each commit's content is its batch's: the files its event names
@@ -110,24 +110,30 @@ def finished(app, run_id: str, workers: Workers):  # type: ignore[no-untyped-def
     return check
 
 
-@pytest.mark.parametrize(("hook", "when"), [
-    ("pre-commit", ""),  # the verifier, before its commit
-    ("post-commit", ""),  # the verifier, after its commit, before its append and branch move
-    ("reference-transaction", '[ "$1" = committed ] || exit 0'),  # the manager, run branch made
+COMMITTED = '[ "$1" = committed ] || exit 0'
+
+
+@pytest.mark.parametrize(("hook", "when", "verify"), [
+    ("pre-commit", "", "batch"),  # the verifier, before its commit
+    ("post-commit", "", "batch"),  # the verifier, after its commit, before its append and branch move
+    ("post-commit", "", "stack"),  # the verifier, its commit staged on the iteration's stack
+    ("reference-transaction", COMMITTED, "batch"),  # the manager, run branch made
+    ("reference-transaction", COMMITTED, "stack"),
 ])
 def test_a_frozen_step_changes_nothing_others_see(tmp_path: Path, prefix: str, workers: Workers,
-                                                  hook: str, when: str) -> None:
+                                                  hook: str, when: str, verify: str) -> None:
     repo = make_repo(tmp_path)
     base = head(repo)
     install_hook(repo, hook, when)
     marker = tmp_path / "frozen"
-    first = workers.start("a", **{FREEZE_ENV: str(marker)})
+    mode = {"AIRFIX__FIXER__VERIFY": verify}
+    first = workers.start("a", **{FREEZE_ENV: str(marker)}, **mode)
     app = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix}))
     run_id = request_run(app, app.config, repo, batching="individual", fixer="autofix",
                          simulation=False, max_iterations=1)
     wait_for(f"worker a to freeze in {hook}", marker.exists, 120, workers)
     assert int(marker.read_text()) == first.pid
-    workers.start("b")
+    workers.start("b", **mode)
     wait_for("worker b to finish the run", finished(app, run_id, workers), 300, workers)
     first.send_signal(signal.SIGCONT)
     time.sleep(5)  # the woken worker finishes its stale step, or tries to

@@ -40,6 +40,7 @@ from airfix.events.schema import (
     HealthChecked,
     IssueRecord,
     IssuesDiscovered,
+    Landed,
     Limits,
     Remaining,
     RunCancelled,
@@ -62,6 +63,8 @@ EXPECTED = {
     ("planning", "BatchPlanned"): "planning",
     ("planning", "FixStarted"): "fixing",
     ("planning", "BatchSkipped"): "planning",
+    ("planning", "StackDropped"): "planning",
+    ("planning", "StackLanded"): "planning",
     ("fixing", "FixApplied"): "verifying",
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",
@@ -892,3 +895,41 @@ def test_the_failures_of_bisecting_halves_break_no_streak():
     s, _ = fix_cycle(s, "b1.1", "rollback")
     s, _ = fix_cycle(s, "b1.2", "fail")
     assert not s.terminal and s.consecutive_failures == 0 and s.rolled_back == 1
+
+
+# ---------------------------------------------------------------- the iteration's stack
+
+
+def staged_cycle(s: RunState, batch: str) -> RunState:
+    s = plan(s, batch)
+    s, _ = apply(s, StartFix(batch_id=batch))
+    s, _ = apply(s, ApplyFix(batch_id=batch))
+    s, ev = apply(s, Commit(batch_id=batch, sha=f"staged-{batch}", staged=True, now=T0))
+    assert types(ev) == ["Committed"] and ev[0].staged
+    return s
+
+
+def test_staged_commits_wait_on_the_stack_until_it_lands():
+    s = staged_cycle(staged_cycle(planning(), "b1"), "b2")
+    assert (s.stack, s.stack_batches) == (["staged-b1", "staged-b2"], ["b1", "b2"])
+    assert s.commits == [] and s.committed == 0  # nothing is on the run branch yet
+    s, ev = apply(s, m.DropFromStack(batch_id="b1", reason="a test broke"))
+    assert types(ev) == ["StackDropped"] and ev[0].blamed
+    assert s.stack_batches == ["b2"] and s.rolled_back == 1
+    s, ev = apply(s, m.LandStack(commits=[Landed(batch_id="b2", sha="landed-b2")], verified_by="tip passed"))
+    assert types(ev) == ["StackLanded"]
+    assert (s.stack, s.commits, s.committed, s.committed_this_iteration) == ([], ["landed-b2"], 1, 1)
+
+
+def test_the_stack_is_changed_only_as_it_is():
+    s = staged_cycle(staged_cycle(planning(), "b1"), "b2")
+    with pytest.raises(InvalidTransition, match="not on the stack"):
+        decide(s, m.DropFromStack(batch_id="b9", reason="?"))
+    with pytest.raises(InvalidTransition, match="stack order"):
+        decide(s, m.LandStack(commits=[Landed(batch_id="b2", sha="x"), Landed(batch_id="b1", sha="y")]))
+
+
+def test_an_iteration_closes_with_an_empty_stack():
+    s = staged_cycle(planning(), "b1")
+    s, _ = apply(s, CompleteIteration(now=T0))
+    assert s.stack == [] and s.stack_batches == [] and s.commits == []

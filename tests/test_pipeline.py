@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from airfix.events.schema import Committed, FixRolledBack, FixStarted, RunCompleted
-from airfix.projections.report import RunReport
+from airfix.projections.report import RunReport, on_branch
 from airfix.services.commands.run import EXIT_CODES
 from airfix.services.fixers import FixOutcome, FixRequest
 from airfix.services.fixers.autofix import AutoFixer
@@ -108,7 +108,10 @@ def test_sample_run_commits_verified_batches_on_its_own_branch(sample_run: Sampl
     assert run_branch == r.branch == branch(s.repo)
     log = commits_since(s.repo, s.base, run_branch)
     assert len(log) >= 3, log
-    committed = [e for e in events_of(s.app, s.run_id) if isinstance(e, Committed)]
+    # autofix is deterministic: its batches are staged, the tests judge the stack's tip (verify: auto)
+    events = events_of(s.app, s.run_id)
+    assert all(e.staged for e in events if isinstance(e, Committed))
+    committed = on_branch(events)
     assert [c["sha"] for c in log] == [e.sha for e in committed] == [c["sha"] for c in r.commits]
     assert len({e.batch_id for e in committed}) == len(committed), "a batch was committed twice"
     assert git(s.repo, "rev-parse", f"{log[0]['sha']}^").strip() == s.base  # a straight line on base
@@ -119,6 +122,7 @@ def test_sample_run_commits_verified_batches_on_its_own_branch(sample_run: Sampl
         body = commit["message"]
         assert f"Batch: {event.batch_id} (" in body
         assert "Fixer: autofix" in body and "Rules: " in body and "Counts (before -> after):" in body
+        assert "Verified: as part of a stack of" in body and "whose tip passed the full test suite" in body
         t = trailers(body)
         assert [s.run_id] == t.get("Airfix-Run"), body
         assert [event.batch_id] == t.get("Airfix-Batch"), body
@@ -371,7 +375,7 @@ def test_a_verifier_crash_after_git_commit_does_not_halt_the_run(
     run_id, report = run_to_end(app, repo, max_iterations=1, timeout_s=120)
     assert crashed
     assert ("completed", "partially_fixed") == (report.state, report.status), report.reason
-    committed = [e for e in events_of(app, run_id) if isinstance(e, Committed)]
+    committed = on_branch(events_of(app, run_id))
     log = commits_since(repo, base)
     assert len({e.batch_id for e in committed}) == len(committed)
     assert [e.sha for e in committed] == [c["sha"] for c in log], "a commit no event records"

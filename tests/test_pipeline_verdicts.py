@@ -5,11 +5,13 @@ batch back, a run without commits leaves the user where they were."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-from airfix.events.schema import BatchSkipped, Committed, FixRolledBack, RunCompleted
+from airfix.events.schema import BatchSkipped, Committed, FixRolledBack, RunCompleted, StackDropped
+from airfix.projections.report import on_branch
 from tests.pipeline_harness import (
     MINI_FILES,
     branch,
@@ -81,7 +83,7 @@ def test_a_fix_that_breaks_a_passing_test_is_found_by_bisection_and_set_aside(tm
     issues), the harmless fix is committed, and the culprit is set aside with the reason."""
     repo = make_repo(tmp_path, dict(IDENTITY_FILES, **{"pyproject.toml": IDENTITY_PYPROJECT}))
     base = head(repo)
-    app = embedded_app()
+    app = embedded_app(make_config(**{"fixer.verify": "batch"}))
     run_id, report = run_to_end(app, repo, max_iterations=2)
     events = events_of(app, run_id)
     rolled = [e for e in events if isinstance(e, FixRolledBack)]
@@ -100,6 +102,71 @@ def test_a_fix_that_breaks_a_passing_test_is_found_by_bisection_and_set_aside(tm
     assert report.commits and head(repo) != base
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, check=True,
                    capture_output=True)  # every test still passes on the tip
+
+
+STACK_FILES = dict(MINI_FILES, **{
+    "mini/core.py": """\
+from typing import List, Optional
+
+
+def first(items: List[int]) -> Optional[int]:
+    return items[0] if items else None
+""",
+    "tests/test_core.py": """\
+from mini.core import first
+
+
+def test_first() -> None:
+    assert first([1]) == 1 and first([]) is None
+
+
+def test_annotation_is_typing_list() -> None:
+    assert repr(first.__annotations__["items"]) in ("typing.List[int]", "'List[int]'")
+""",
+    "pyproject.toml": IDENTITY_PYPROJECT,
+})
+
+
+def test_a_stack_whose_tip_breaks_a_test_is_bisected_and_only_the_culprit_dropped(tmp_path: Path) -> None:
+    """The same defect with the batches verified as a stack (autofix's default): the static checks
+    pass each batch, the tests on the stack's tip catch the broken test and bisection drops the
+    batch that broke it.  The batch after it (the return annotation, on the same line and import)
+    no longer applies without it and is taken out without blame: the next iteration makes it again
+    on the new tip, and it lands.  Only the culprit is set aside."""
+    repo = make_repo(tmp_path, STACK_FILES)
+    base, ruff_before = head(repo), ruff_count(repo)
+    app = embedded_app(make_config(**{"fixer.verify": "stack"}))
+    run_id, report = run_to_end(app, repo, batching="individual", max_iterations=3)
+    events = events_of(app, run_id)
+    staged = [e for e in events if isinstance(e, Committed)]
+    assert staged and all(e.staged for e in staged)
+    dropped = [e for e in events if isinstance(e, StackDropped)]
+    blamed = [e for e in dropped if e.blamed]
+    assert len(blamed) == 1 and "tests/test_core.py::test_annotation_is_typing_list" in blamed[0].reason
+    assert any(not e.blamed for e in dropped), dropped
+    landed = on_branch(events)
+    assert len(landed) == 1 and [c.sha for c in landed] == [c["sha"] for c in report.commits]
+    assert landed[0].batch_id.split("/")[-1].startswith("2-")  # made again on the next iteration
+    # the branch holds exactly the landed commit on the base; its message says how the stack was
+    # verified, its counts agree with a re-measure of its tree
+    assert git(repo, "rev-list", "--reverse", f"{base}..HEAD").split() == [c.sha for c in landed]
+    body = git(repo, "log", "-1", "--format=%B", landed[0].sha)
+    assert body.strip() == landed[0].message.strip()
+    assert "Verified: as part of a stack of 1 commit(s) whose tip passed the full test suite" in body
+    shown = git(repo, "show", "--format=", landed[0].sha)
+    assert "+def first(items: List[int]) -> int | None:" in shown, shown
+    assert f"ruff: {ruff_before} -> {ruff_count(repo)}" in body, body
+    final = next(e for e in events if isinstance(e, RunCompleted))
+    assert any("dropped from the stack" in r.reason for r in final.remaining), final.remaining
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, check=True,
+                   capture_output=True)  # every test still passes on the tip
+
+
+def ruff_count(repo: Path) -> int:
+    """ruff's findings on the checkout, measured independently of airfix."""
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "json", "--no-cache", "."],
+                         check=False, cwd=repo, capture_output=True, text=True)
+    return len(json.loads(out.stdout))
 
 
 NOT_FORMATTED = dict(MINI_FILES, **{
@@ -127,7 +194,7 @@ def test_a_commit_touches_only_the_lines_of_its_issues(tmp_path: Path) -> None:
     added = [ln for ln in changed.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
     assert removed == ["-import os"] and added == [], changed
     body = git(repo, "log", "-1", "--format=%B")
-    assert "Counts (before -> after):" in body and "Verified: the full test suite ran" in body, body
+    assert "Counts (before -> after):" in body and "whose tip passed the full test suite" in body, body
 
 
 def test_a_commit_a_hook_refuses_rolls_the_batch_back_and_the_run_goes_on(tmp_path: Path) -> None:

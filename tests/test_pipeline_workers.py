@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from airfix.events.schema import Committed, FixFailed, FixStarted, RunStarted
+from airfix.events.schema import FixFailed, FixStarted, RunStarted
+from airfix.projections.report import on_branch
 from airfix.projections.status import load_status
 from airfix.services.pipeline.requests import request_run
 from tests.conftest import REAL_URL, real_client
@@ -75,7 +76,7 @@ def test_two_workers_host_a_run_that_the_cli_waits_for(tmp_path: Path, prefix: s
     assert hosts and hosts <= {"w1", "w2"}, hosts  # the workers did the work, not the CLI process
     run_branch = f"airfix/{run_id}"
     assert run_branch == branch(repo) and "" == status_porcelain(repo)
-    assert_commits_match_events(repo, base, run_branch, [e for e in events if isinstance(e, Committed)])
+    assert_commits_match_events(repo, base, run_branch, on_branch(events))
     assert base == git(repo, "rev-parse", "refs/heads/main").strip()
 
     status = cli(["status", run_id, "--json", "--redis-url", REAL_URL], prefix, timeout=60)
@@ -144,7 +145,7 @@ def test_a_worker_killed_mid_fix_is_replaced_and_the_run_completes(tmp_path: Pat
     assert next(e for e in fix_starts if e.batch_id == killed_batch).worker == "h1"
     failed = [e for e in events if isinstance(e, FixFailed) and e.batch_id == killed_batch]
     assert 1 == len(failed) and "died while fixing" in failed[0].reason
-    committed = [e for e in events if isinstance(e, Committed)]
+    committed = on_branch(events)
     assert killed_batch not in {e.batch_id for e in committed}
     assert committed, "the other batches were still fixed and committed"
     run_branch = f"airfix/{run_id}"

@@ -386,6 +386,7 @@ def test_planned_batch_becomes_a_plan_batch_command():
         priority=1,
         description=b.description,
         files=["b.py", "pkg/mod.py"],
+        kind="cleanup",
     )
 
 

@@ -49,6 +49,7 @@ def test_new_fields_have_defaults() -> None:
         "FixFailed": {"batch_id", "fixer", "reason"}, "FixRolledBack": {"batch_id", "reason"},
         "Committed": {"batch_id", "sha"}, "IterationCompleted": {"iteration"},
         "RunCompleted": {"status"}, "RunFailed": {"reason"}, "BatchSkipped": {"batch_id"},
+        "StackLanded": set(), "StackDropped": {"batch_id", "reason"},
     }
     for name, cls in EVENT_TYPES.items():
         required = {f.name for f in msgspec.structs.fields(cls) if f.required}

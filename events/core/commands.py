@@ -30,12 +30,15 @@ from airfix.events.schema import (
     IssueRecord,
     IssuesDiscovered,
     IterationCompleted,
+    Landed,
     Limits,
     Phase,
     RunCancelled,
     RunFailed,
     RunRequested,
     RunStarted,
+    StackDropped,
+    StackLanded,
     ToolResult,
 )
 
@@ -58,6 +61,7 @@ class RequestRun(Command, frozen=True, kw_only=True):
     requested_by: str = ""
     config: dict[str, object] = {}
     python: str = ""
+    verify: Literal["batch", "stack"] = "batch"
 
 
 class StartRun(Command, frozen=True, kw_only=True):
@@ -98,12 +102,26 @@ class PlanBatch(Command, frozen=True, kw_only=True):
     description: str = ""
     files: list[str] = []
     split_of: str = ""
+    kind: str = ""
 
 
 class SkipBatch(Command, frozen=True, kw_only=True):
     event: ClassVar[type[Event]] = BatchSkipped
     batch_id: str
     reason: str = ""
+
+
+class DropFromStack(Command, frozen=True, kw_only=True):
+    event: ClassVar[type[Event]] = StackDropped
+    batch_id: str
+    reason: str
+    blamed: bool = True
+
+
+class LandStack(Command, frozen=True, kw_only=True):
+    event: ClassVar[type[Event]] = StackLanded
+    commits: list[Landed] = []
+    verified_by: str = ""
 
 
 class StartFix(Command, frozen=True, kw_only=True):
@@ -158,6 +176,7 @@ class Commit(Command, frozen=True, kw_only=True):
     tests_fixed: list[str] = []
     flaky: list[str] = []
     verified_by: str = ""
+    staged: bool = False
     now: float | None = None
 
 
@@ -194,6 +213,8 @@ AnyCommand = (
     | RecordIssues
     | PlanBatch
     | SkipBatch
+    | DropFromStack
+    | LandStack
     | StartFix
     | ApplyFix
     | FailFix

@@ -41,7 +41,8 @@ from airfix.events.core.commands import (
     Tick,
     events_for,
 )
-from airfix.events.core.state import RunState, _illegal, evolve
+from airfix.events.core.state import RunState, evolve
+from airfix.events.core.transitions import illegal
 from airfix.events.errors import InvalidTransition
 from airfix.events.schema import TERMINAL_STATUSES, Event, RunCompleted
 
@@ -130,7 +131,7 @@ def decide(state: RunState, command: Command) -> list[Event]:
     events = events_for(state, command)
     after = state
     for ev in events:
-        why = _illegal(after, ev)
+        why = illegal(after, ev)
         if why is not None:
             raise InvalidTransition(state.state, cname, why)
         after = evolve(

@@ -28,6 +28,7 @@ from airfix.events.schema import (
     IssueRecord,
     IssuesDiscovered,
     Remaining,
+    StackDropped,
 )
 
 __all__ = ["IterationView", "Lessons", "explain_remaining", "iteration_view", "lessons"]
@@ -115,9 +116,11 @@ def lessons(events: Sequence[Event]) -> Lessons:
             fingerprint_of.update({i.issue_id: i.fingerprint for i in ev.issues})
         elif isinstance(ev, BatchPlanned):
             members[ev.batch_id] = [fingerprint_of.get(i, i) for i in ev.issue_ids]
-        elif isinstance(ev, FixRolledBack | FixFailed):
+        elif isinstance(ev, FixRolledBack | FixFailed | StackDropped):
+            if isinstance(ev, StackDropped) and not ev.blamed:
+                continue  # it merely conflicted with a dropped one: planned again as it was
             fps = members.get(ev.batch_id, [])
-            what = "rolled back" if isinstance(ev, FixRolledBack) else "failed"
+            what = {FixRolledBack: "rolled back", FixFailed: "failed"}.get(type(ev), "dropped from the stack")
             reason = f"its batch {ev.batch_id} was {what}: {ev.reason}"
             culprits = [fp for fp in getattr(ev, "culprits", []) if fp in fps]
             if culprits:

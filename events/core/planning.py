@@ -17,7 +17,10 @@ Modes (``issue_grouping.mode``):
     * An issue is a cleanup candidate when its rule is a mechanical, project-wide kind of fix:
       the rules in :data:`CLEANUP_RULES` (unused imports and variables, f-strings without
       placeholders, import sorting, ``== None`` comparisons, whitespace, long lines, unused
-      ``noqa``/``type: ignore`` ...) and every pyupgrade rule (``UP*``).
+      ``noqa``/``type: ignore`` ...), every pyupgrade rule (``UP*``), and any issue its tool can
+      fix itself safely (``fix == "safe"``): such fixes are mechanical, and a rule's fixes often
+      belong together (a signature style changed in one file but not in its twin breaks a test
+      that compares them).
     * Candidates are grouped by ``(phase, tool, rule)``.  A group with at least
       :data:`CLEANUP_MIN_ISSUES` (2) issues becomes cleanup batches; a lone one is not worth a
       project-wide commit and joins its directory's location batch instead.
@@ -99,6 +102,7 @@ class PlannedBatch(msgspec.Struct, frozen=True, kw_only=True):
             priority=self.priority,
             description=self.description,
             files=list(self.files),
+            kind=self.kind,
         )
 
 
@@ -265,7 +269,7 @@ def _smart(
         flag = is_cleanup.get(rule)
         if flag is None:
             flag = is_cleanup[rule] = is_cleanup_rule(rule)
-        if flag:
+        if flag or issue.fix == "safe":  # a tool's own safe fix is mechanical: one rule, one batch
             candidates.setdefault((issue.tool, rule), []).append(issue)
     cleanup = {k: v for k, v in candidates.items() if len(v) >= CLEANUP_MIN_ISSUES}
 
@@ -359,7 +363,7 @@ def split_batch(batch: BatchPlanned, issues: Sequence[IssueRecord]) -> list[Plan
         PlanBatch(batch_id=f"{batch.batch_id}.{k}", phase=batch.phase, mode=batch.mode,
                   issue_ids=[i.issue_id for i in half], priority=batch.priority,
                   description=batch.description, files=sorted({i.file for i in half} - {""}),
-                  split_of=batch.batch_id)
+                  split_of=batch.batch_id, kind=batch.kind)
         for k, half in enumerate(halves, 1)
     ]
 

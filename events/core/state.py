@@ -5,46 +5,25 @@ seconds) and events (``recorded_at``), so replaying a log always rebuilds the sa
 policy decision can be unit-tested without Redis.  :class:`RunState` doubles as the per-run status
 read model, so it stays msgspec-encodable (lists and dicts, never sets).
 
-Transitions (``TRANSITIONS`` is the machine-readable copy; ``evolve`` rejects everything else):
-
-=========== ===================== =========== ===================================================
-state       event                 next        legal when (``_illegal``)
-=========== ===================== =========== ===================================================
-new         RunRequested          requested   target is not empty
-requested   RunStarted            checking    iteration becomes 1; the wall clock starts here
-checking    HealthChecked         checking    ``event.iteration`` is the current iteration
-checking    IssuesDiscovered      planning    current iteration; at least one HealthChecked in it
-planning    BatchPlanned          planning    current iteration; batch id new in this iteration
-planning    FixStarted            fixing      batch is pending, or failed/rolled back earlier in
-                                              this iteration (a retry: ``attempt`` + 1)
-planning    BatchSkipped          planning    batch is pending (its issues are already gone)
-fixing      FixApplied            verifying   batch is the one in flight
-fixing      FixFailed             planning    batch is the one in flight
-verifying   Committed             planning    batch is the one in flight; sha not empty
-verifying   FixRolledBack         planning    batch is the one in flight
-planning    IterationCompleted    checking    current iteration; pending and retryable batches
-                                              are dropped (the next check re-discovers their
-                                              issues); iteration + 1
-requested,  RunCompleted,         completed   terminal; RunCompleted status is any terminal
-checking,   RunFailed,                        status, RunFailed's is any but "succeeded",
-planning,   RunCancelled                      RunCancelled's is "cancelled"
-fixing,
-verifying
-completed   (anything)            --          nothing is legal after a terminal event
-=========== ===================== =========== ===================================================
+The legal transitions and their guards live in :mod:`airfix.events.core.transitions`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable
-from typing import Literal
 
 import msgspec
 
+from airfix.events.core.transitions import (
+    STATES,
+    TERMINAL_STATE,
+    TRANSITIONS,
+    StateName,
+    illegal,
+)
 from airfix.events.errors import InvalidTransition
 from airfix.events.schema import (
-    TERMINAL_STATUSES,
     BatchingMode,
     BatchPlanned,
     BatchSkipped,
@@ -64,32 +43,10 @@ from airfix.events.schema import (
     RunFailed,
     RunRequested,
     RunStarted,
+    StackDropped,
+    StackLanded,
+    VerifyMode,
 )
-
-StateName = Literal["new", "requested", "checking", "planning", "fixing", "verifying", "completed"]
-STATES: tuple[str, ...] = StateName.__args__  # type: ignore[attr-defined]
-TERMINAL_STATE = "completed"
-_LIVE = ("requested", "checking", "planning", "fixing", "verifying")
-
-#: (state, event type) -> next state.  Anything missing is illegal.
-TRANSITIONS: dict[tuple[str, str], str] = {
-    ("new", "RunRequested"): "requested",
-    ("requested", "RunStarted"): "checking",
-    ("checking", "HealthChecked"): "checking",
-    ("checking", "IssuesDiscovered"): "planning",
-    ("planning", "BatchPlanned"): "planning",
-    ("planning", "FixStarted"): "fixing",
-    ("planning", "BatchSkipped"): "planning",
-    ("fixing", "FixApplied"): "verifying",
-    ("fixing", "FixFailed"): "planning",
-    ("verifying", "Committed"): "planning",
-    ("verifying", "FixRolledBack"): "planning",
-    ("planning", "IterationCompleted"): "checking",
-    **{
-        (s, t): TERMINAL_STATE for s in _LIVE for t in ("RunCompleted", "RunFailed", "RunCancelled")
-    },
-}
-
 
 # ---------------------------------------------------------------- state / read model
 
@@ -106,6 +63,7 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     target: str = ""
     batching: BatchingMode = "smart"
     fixer: str = ""
+    verify: VerifyMode = "batch"  # per batch, or as a stack (tests once on its tip)
     simulation: bool = False
     limits: Limits = Limits()
     requested_by: str = ""
@@ -158,7 +116,9 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     last_failure: str = ""  # "rolled_back" or "fix_failed"
     cost_usd: float = 0.0
     turns: int = 0
-    commits: list[str] = []
+    commits: list[str] = []  # on the run branch, in order
+    stack: list[str] = []  # staged commits of this iteration (tests pending), in order
+    stack_batches: list[str] = []  # their batches
     remaining: list[Remaining] = []  # what the finished run left, by tool and rule, and why
 
     @classmethod
@@ -181,50 +141,6 @@ def _epoch(at: _dt.datetime) -> float:
     return at.timestamp()
 
 
-def _illegal(s: RunState, ev: Event) -> str | None:
-    """Why ``ev`` is illegal on ``s`` (None when legal); shared by evolve and decide."""
-    name = type(ev).__name__
-    if s.terminal:
-        return (
-            f"the run is completed (status {s.status!r}); nothing is legal after a terminal event"
-        )
-    if (s.state, name) not in TRANSITIONS:
-        allowed = [st for (st, t) in TRANSITIONS if t == name]
-        where = ", ".join(repr(x) for x in allowed) or "no state"
-        return f"{name} is legal only in state {where}"
-    it = getattr(ev, "iteration", None)
-    if it is not None and it != s.iteration:
-        return f"{name} is for iteration {it}, but the run is in iteration {s.iteration}"
-    if isinstance(ev, RunRequested) and not ev.target:
-        return "the target is empty"
-    if isinstance(ev, IssuesDiscovered) and s.checks_this_iteration == 0:
-        return f"no HealthChecked yet in iteration {s.iteration}; issues come from a check"
-    if isinstance(ev, BatchPlanned):
-        if not ev.batch_id:
-            return "the batch id is empty"
-        if ev.batch_id in s.planned:
-            return f"batch {ev.batch_id!r} is already planned in iteration {s.iteration}"
-    if isinstance(ev, BatchSkipped) and ev.batch_id not in s.pending:
-        return f"batch {ev.batch_id!r} is not pending (pending: {s.pending})"
-    if isinstance(ev, FixStarted) and ev.batch_id not in s.pending + s.retryable:
-        return (
-            f"batch {ev.batch_id!r} is neither pending nor retryable "
-            f"(pending: {s.pending}, retryable: {s.retryable})"
-        )
-    in_flight = (FixApplied, FixFailed, FixRolledBack, Committed)
-    if isinstance(ev, in_flight) and ev.batch_id != s.current_batch:
-        return f"batch {ev.batch_id!r} is not the one in flight ({s.current_batch!r})"
-    if isinstance(ev, Committed) and not ev.sha:
-        return "the commit sha is empty"
-    if isinstance(ev, RunCompleted) and ev.status not in TERMINAL_STATUSES:
-        return f"status {ev.status!r} is not one of {TERMINAL_STATUSES}"
-    if isinstance(ev, RunFailed) and (
-        ev.status not in TERMINAL_STATUSES or ev.status == "succeeded"
-    ):
-        return f"status {ev.status!r} is not a failure status"
-    return None
-
-
 def _without(items: list[str], item: str) -> list[str]:
     return [x for x in items if x != item]
 
@@ -242,6 +158,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "requested_by": ev.requested_by,
             "requested_at": at,
             "python": ev.python,
+            "verify": ev.verify,
         }
     if isinstance(ev, RunStarted):
         return {
@@ -312,6 +229,14 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "consecutive_failures": s.consecutive_failures + (ev.batch_id not in s.bisecting),
             "last_failure": "rolled_back",
         }
+    if isinstance(ev, Committed) and ev.staged:
+        return {
+            "current_batch": "",
+            "consecutive_failures": 0,
+            "stack": [*s.stack, ev.sha],
+            "stack_batches": [*s.stack_batches, ev.batch_id],
+            "issues_open": max(0, s.issues_open - len(ev.resolved)),
+        }
     if isinstance(ev, Committed):
         return {
             "current_batch": "",
@@ -321,6 +246,22 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "commits": [*s.commits, ev.sha],
             "issues_open": max(0, s.issues_open - len(ev.resolved)),
         }
+    if isinstance(ev, StackDropped):
+        k = s.stack_batches.index(ev.batch_id)
+        return {
+            "stack": s.stack[:k] + s.stack[k + 1:],
+            "stack_batches": s.stack_batches[:k] + s.stack_batches[k + 1:],
+            "rolled_back": s.rolled_back + 1,
+            "rolled_back_this_iteration": s.rolled_back_this_iteration + 1,
+        }
+    if isinstance(ev, StackLanded):
+        return {
+            "stack": [],
+            "stack_batches": [],
+            "commits": [*s.commits, *(c.sha for c in ev.commits)],
+            "committed": s.committed + len(ev.commits),
+            "committed_this_iteration": s.committed_this_iteration + len(ev.commits),
+        }
     if isinstance(ev, IterationCompleted):
         return {
             "iteration": s.iteration + 1,
@@ -329,6 +270,8 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "issues_open": ev.issues_remaining,
             "batches_dropped": s.batches_dropped + len(s.pending) + len(s.retryable),
             "planned": [],
+            "stack": [],
+            "stack_batches": [],
             "bisecting": [],
             "pending": [],
             "retryable": [],
@@ -363,7 +306,7 @@ def evolve(state: RunState, event: Event) -> RunState:
     elif event.version != state.version + 1:
         why = f"event has version {event.version}, expected {state.version + 1}"
     else:
-        why = _illegal(state, event)
+        why = illegal(state, event)
     if why is not None:  # the message is built only here: evolve runs per event of every replay
         raise InvalidTransition(state.state, name, f"run {state.run_id!r} at version {state.version}: {why}")
     return msgspec.structs.replace(
@@ -384,3 +327,5 @@ def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
     if state is None:
         raise InvalidTransition("new", "fold", "no events and no state: the run id is unknown")
     return state
+
+__all__ = ["STATES", "TERMINAL_STATE", "TRANSITIONS", "RunState", "StateName", "evolve", "fold", "initial_state"]

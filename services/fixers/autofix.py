@@ -75,6 +75,7 @@ def _run_commands(fixer: CommandFix, request: FixRequest, issues: list[IssueReco
 
 class AutoFixer:
     name = "autofix"
+    deterministic = True  # the same issues always get the same edits: a stack can be rebuilt
 
     def supports(self, issue: IssueRecord, config: FixerConfig) -> bool:
         fix = DETERMINISTIC.get(issue.tool)

@@ -108,7 +108,6 @@ class RuffFix:
             return FixOutcome(ok=False, reason=ruff.missing())
         cmd = [exe, "check", "--output-format", "json", "--no-cache", "--force-exclude", "--", *files]
         wanted = Counter(i.fingerprint for i in issues)
-        exact = {i.issue_id for i in issues}  # fp:occurrence, as the check numbered them
         baseline: Counter[str] | None = None
         originals = {f: _read(target / f) for f in files if (target / f).is_file()}
         changed: dict[str, set[int]] = {}
@@ -123,7 +122,7 @@ class RuffFix:
             now = Counter(d.issue.fingerprint for d in found)
             baseline = baseline if baseline is not None else now
             chosen = self._choose(found, wanted, baseline, now, config, changed,
-                                  exact if applied == 0 else set())
+                                  nearest(found, issues) if applied == 0 else set())
             if not chosen:
                 break
             round_applied = 0
@@ -167,6 +166,22 @@ class RuffFix:
                 continue
             chosen.setdefault(d.issue.file, []).append(d.fix)
         return chosen
+
+
+def nearest(found: Sequence[Diagnostic], issues: Sequence[IssueRecord]) -> set[str]:
+    """The ids, as numbered now, of the diagnostics that are the batch's issues: for each issue,
+    the closest occurrence of its fingerprint by position.  The batch was planned on the
+    iteration's opening check; an earlier batch of the same iteration can have renumbered the
+    occurrences (fixed one of them) or moved lines since."""
+    mine: set[str] = set()
+    for issue in sorted(issues, key=lambda i: (i.file, i.line, i.column)):
+        candidates = [d.issue for d in found
+                      if d.issue.fingerprint == issue.fingerprint and d.issue.issue_id not in mine]
+        if candidates:
+            best = min(candidates, key=lambda c: (abs(c.line - issue.line), abs(c.column - issue.column),
+                                                  c.issue_id != issue.issue_id))
+            mine.add(best.issue_id)
+    return mine
 
 
 def _read(path: Path) -> str:

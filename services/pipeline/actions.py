@@ -40,7 +40,8 @@ from airfix.events.schema import (
     Event,
 )
 from airfix.services import fixers as fixer_registry
-from airfix.services.pipeline.context import Pipeline, Step, open_issues_of, tip
+from airfix.services.pipeline import stack
+from airfix.services.pipeline.context import Pipeline, Step, landed_tip, open_issues_of, tip
 from airfix.services.pipeline.git import ZERO, GitError, Repo
 from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
@@ -95,7 +96,7 @@ def act_check(p: Pipeline, state: RunState) -> list[Event]:
         return _check_events(p, state, p.measure(wt.path, p.config, python=p.python(state)))
 
 
-def act_close(p: Pipeline, state: RunState) -> list[Event]:
+def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
     """Close the iteration with a full check; the same measurement opens the next one.
 
     An iteration that planned nothing changed nothing: its opening check still stands, and the
@@ -106,8 +107,24 @@ def act_close(p: Pipeline, state: RunState) -> list[Event]:
         events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(view.issues),
                                                  score=state.score, nothing_fixable=True))
         return p.finish(state, events, view.issues, history)
+    if state.stack:  # the tests judge the stack's tip; that measurement closes the iteration
+        landing = stack.land(p, state, iteration_view(history, state.iteration), history)
+        landed: list[Event] = []
+        s = state
+        for command in landing.commands:
+            new = decide(s, command)
+            s, landed = p.advance(s, new), landed + new
+        repo, ref = Repo.open(state.target), f"refs/heads/{state.branch}"
+        return Step(landed + _closing(p, s, landing.measurement, history),
+                    after=lambda: repo.move_ref(ref, landing.tip, landed_tip(state)))
     with p.tree(state, "check") as wt:
         m = p.measure(wt.path, p.config, python=p.python(state))
+    return _closing(p, state, m, history)
+
+
+def _closing(p: Pipeline, state: RunState, m: Measurement, history: list[Event]) -> list[Event]:
+    """IterationCompleted, the closing measurement as the next iteration's opening check, and the
+    run's end when a verdict or a limit says so."""
     events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(m.issues),
                                              score=m.report.score))
     closed, limit = events[:1], events[1:]  # IterationCompleted, then a limit's RunCompleted
@@ -122,7 +139,7 @@ def act_close(p: Pipeline, state: RunState) -> list[Event]:
     return closed + health + decide(after_health, RecordIssues(issues=m.issues))
 
 
-def act_plan(p: Pipeline, state: RunState) -> list[Event]:
+def act_plan(p: Pipeline, state: RunState) -> list[Event] | Step:
     history = p.events(state)
     view = iteration_view(history, state.iteration)
     cfg = p.config
@@ -221,10 +238,15 @@ def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[st
     return text
 
 
+STAGED = "static checks on this commit; the tests run once on the tip of the iteration's stack"
+
+
 def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
     """Judge the candidate in a private worktree; keep it as a commit on the run's tip (made in
     that worktree, so the project's hooks run there), appended to the log first and only then
-    put on the run branch by compare-and-swap."""
+    put on the run branch by compare-and-swap.  In stack mode (``Pipeline.stacked``) the static
+    checks judge it and it is staged: the tests run once on the stack's tip when the iteration
+    closes (``stack.py``), and only then does the run branch move."""
     history = p.events(state)
     view = iteration_view(history, state.iteration)
     batch = view.batches[state.current_batch]
@@ -236,10 +258,13 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             reset_to=base, now=time.time())), view.issues, history)
     g = p.config.guards
     python = p.python(state)
+    staged = p.stacked(state)
     with p.tree(state, "verify", sha=state.candidate) as wt:
         problems = check_diff(wt.diff(base, state.candidate),
                               GuardPolicy(g.allow_suppressions, g.allow_test_deletion, g.allow_config_edits))
-        m = p.measure(wt.path, p.config, scope="batch", python=python)
+        m = p.measure(wt.path, p.config, scope="static" if staged else "batch", python=python)
+        measured = {r.tool for r in m.results if r.status in ("passed", "failed")}
+        before = [i for i in view.issues if i.tool in measured]  # what this check can judge
         flaky = set(view.flaky) | set(m.flaky)
         suspects = [t for t, o in view.outcomes.items()
                     if o == "passed" and t not in flaky and m.outcomes.get(t) in ("failed", "error")]
@@ -247,10 +272,11 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
         if suspects and len(suspects) <= RERUN_LIMIT:  # fails after the change: again, alone
             again = rerun_tests(wt.path, p.config, suspects, python)
             newly_flaky = sorted(t for t in suspects if again.get(t) == "passed")
-        verdict = judge_batch(mine, view.issues, m.issues,
-                              before_tests=p.tests_before(history, state.iteration), after_tests=m.tests,
-                              before_outcomes=view.outcomes, after_outcomes=m.outcomes,
-                              flaky=flaky | set(newly_flaky), tests_may_go=g.allow_test_deletion,
+        verdict = judge_batch([i for i in mine if i.tool in measured] or mine, before, m.issues,
+                              before_tests=None if staged else p.tests_before(history, state.iteration),
+                              after_tests=m.tests, before_outcomes=None if staged else view.outcomes,
+                              after_outcomes=m.outcomes, flaky=flaky | set(newly_flaky),
+                              tests_may_go=g.allow_test_deletion,
                               tool_errors=[r.tool for r in m.results if r.status == "tool_error"])
         reasons = problems + list(verdict.reasons)
 
@@ -273,10 +299,10 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
         planned = PlannedBatch(batch_id=batch.batch_id, phase=batch.phase, mode=batch.mode,
                                issue_ids=list(batch.issue_ids), priority=batch.priority,
                                description=batch.description, files=list(batch.files) or ["."],
-                               kind="mega" if batch.mode == "mega" else "location",
+                               kind=batch.kind or ("mega" if batch.mode == "mega" else "location"),
                                rules=sorted({i.rule for i in mine if i.rule}) or ["?"])
         files = [f for f in wt.git("diff", "--name-only", base, state.candidate).splitlines() if f]
-        verified = _verified_by(view, m, newly_flaky)
+        verified = STAGED if staged else _verified_by(view, m, newly_flaky)
         message = commit_message(planned, before_counts, after_counts, state.fixer, state.run_id,
                                  files=files, fixed=verdict.fixed, verified=verified)
         wt.git("reset", "-q", "--soft", base)  # HEAD on the tip, the candidate's tree staged
@@ -291,7 +317,9 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
                                   resolved=[i.fingerprint for i in verdict.comparison.fixed]
                                   if verdict.comparison else [],
                                   tests_fixed=tests_fixed, flaky=newly_flaky, verified_by=verified,
-                                  now=time.time()))
+                                  staged=staged, now=time.time()))
+    if staged:  # on the stack: the run branch moves when the stack's tip has passed the tests
+        return p.finish(state, events, m.issues, history)
     repo = Repo.open(state.target)
     ref = f"refs/heads/{state.branch}"
     return Step(p.finish(state, events, m.issues, history),

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -77,6 +78,11 @@ class Pipeline:
     def chain(self, state: RunState) -> list[fixer_registry.Fixer]:
         return fixer_registry.chain(state.fixer or ",".join(self.config.fixer.chain))
 
+    def stacked(self, state: RunState) -> bool:
+        """Verify the iteration's batches as a stack: the run's own choice, made when it was
+        requested (``verify_mode``), so that every worker hosting it does the same."""
+        return state.verify == "stack"
+
     def tests_before(self, events: Sequence[Event], iteration: int) -> TestCounts | None:
         """The opening check's test counts (for runners that report no per-test outcomes)."""
         for ev in events:
@@ -107,9 +113,24 @@ class Pipeline:
         return [*events[:-1], msgspec.structs.replace(events[-1], remaining=left)]
 
 
-def tip(state: RunState) -> str:
+def verify_mode(setting: str, chain: Sequence[fixer_registry.Fixer]) -> Literal["batch", "stack"]:
+    """``fixer.verify`` resolved for a run: as a stack (static checks per batch, the tests once on
+    the stack's tip, bisection when it fails, as a merge queue does) for chains of deterministic
+    fixers, whose fixes are cheap to make again; else each batch by the full checks."""
+    if setting in ("batch", "stack"):
+        return setting  # type: ignore[return-value]
+    return "stack" if chain and all(getattr(f, "deterministic", False) for f in chain) else "batch"
+
+
+def landed_tip(state: RunState) -> str:
     """The commit the run's branch is at, as the log records it."""
     return state.commits[-1] if state.commits else state.base_sha
+
+
+def tip(state: RunState) -> str:
+    """The commit the next step builds on: the iteration's stack (staged commits, tests pending)
+    when there is one, else the run branch."""
+    return state.stack[-1] if state.stack else landed_tip(state)
 
 
 class BranchMoved(GitError):
@@ -122,7 +143,7 @@ def follow_log(repo: Repo, state: RunState) -> None:
     only ever moves forward along the recorded commits, by compare-and-swap."""
     if state.simulation or not state.branch:
         return
-    ref, want = f"refs/heads/{state.branch}", tip(state)
+    ref, want = f"refs/heads/{state.branch}", landed_tip(state)
     have = repo.ref(ref)
     if have == want:
         return

@@ -114,6 +114,12 @@ class Repo:
                               cwd=self.path, capture_output=True, text=True)
         return proc.returncode == 0
 
+    def succeeds(self, *args: str) -> bool:
+        """Whether ``git ARGS`` exits 0 (for commands whose failure is an answer: a conflict)."""
+        proc = subprocess.run(["git", *args], check=False, cwd=self.path, capture_output=True,
+                              env=_identity_env())
+        return proc.returncode == 0
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         proc = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], check=False,
                               cwd=self.path, capture_output=True)
@@ -145,6 +151,12 @@ def _remove_worktree(repo: Repo, path: Path) -> None:
         repo.git("worktree", "remove", "--force", "--force", str(path), check=False)
         shutil.rmtree(path, ignore_errors=True)
     repo.git("worktree", "prune", check=False)
+
+
+def identity_env(repo: Repo, sha: str) -> dict[str, str]:
+    """The environment to make a commit again with ``sha``'s author (the committer is now)."""
+    name, email, date = repo.git("log", "-1", "--format=%an%x00%ae%x00%aI", sha).rstrip("\n").split("\0")
+    return {**_identity_env(), "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
 
 
 def _identity_env() -> dict[str, str]:

@@ -127,11 +127,13 @@ def tool_adapters(target: Path, python: PythonEnv | None) -> tuple[list[ToolAdap
 def measure(target: Path, config: Config, *, scope: str = "full",
             python: PythonEnv | None = None) -> Measurement:
     """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
-    checks that open and close an iteration need; the tests always run."""
+    checks that open and close an iteration need; ``scope="static"`` (a commit of a stack, whose
+    tests run once on the stack's tip) runs only the static tools."""
     started = time.monotonic()
     adapters, results = tool_adapters(target, python)
     static = [a for a in adapters if a.tier == "static"]
-    dynamic = [a for a in adapters if a.tier != "static" and not (scope == "batch" and a.name == "coverage")]
+    dynamic = [] if scope == "static" else [
+        a for a in adapters if a.tier != "static" and not (scope == "batch" and a.name == "coverage")]
     hc = config.health_check
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, len(static))) as pool:

@@ -33,6 +33,7 @@ from airfix.projections.report import RunReport, build_report
 from airfix.projections.status import load_status
 from airfix.services import fixers, secrets
 from airfix.services.pipeline import target_lock
+from airfix.services.pipeline.context import verify_mode
 from airfix.services.pipeline.git import ZERO, Repo
 from airfix.services.pipeline.roles import Pipeline, role_handlers
 from airfix.services.runtime.app import App
@@ -99,7 +100,8 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
     command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
                          simulation=simulation, limits=limits, requested_by=_user(),
                          config=secrets.redact_config(config_to_dict(config), config.secrets.redact_keys),
-                         python=str(Path(python).expanduser().absolute()) if python else "")
+                         python=str(Path(python).expanduser().absolute()) if python else "",
+                         verify=verify_mode(config.fixer.verify, chain))
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
     # everything is checked: only now take the target (atomically, services/pipeline/target_lock.py)
     lock = target_lock_key(app, repo)

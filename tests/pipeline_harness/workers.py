@@ -9,12 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from airfix.events.schema import Committed
+from airfix.events.schema import Committed, Landed
 from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import commits_since
 
@@ -101,7 +101,7 @@ def cli(args: list[str], prefix: str, timeout: float) -> subprocess.CompletedPro
                           env=worker_env(prefix), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def assert_commits_match_events(repo: Path, base: str, run_branch: str, committed: list[Committed]) -> None:
+def assert_commits_match_events(repo: Path, base: str, run_branch: str, committed: Sequence[Committed | Landed]) -> None:
     log = commits_since(repo, base, run_branch)
     assert log, "no commit on the run branch"
     assert len({e.batch_id for e in committed}) == len(committed), "a batch was committed twice"

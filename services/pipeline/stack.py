@@ -1,0 +1,173 @@
+"""Landing an iteration's stack: the tests once on its tip, bisection when they break.
+
+Why a stack (as a merge queue verifies a queue of changes): deterministic fixes are checked one
+by one by the static tools, which is cheap, and the project's test suite, which is not, runs once
+on the tip of all of them.  When the tip breaks a test that passed at the iteration's start, the
+stack is bisected on the broken tests alone to find the first commit that breaks them; that
+batch is dropped, the commits after it are re-applied on its parent (one that no longer applies
+is dropped too), and the new tip is tested again.  A re-applied commit that bisection blames later
+is taken out without blame (it passed where it was made; the change under it is what moved) and
+its issues are planned again on the next iteration's tip.  What lands is a stack whose tip passed the
+full suite; each kept commit's message is rewritten to say so, with its counts measured again when
+re-applying changed its parent.  Nothing here moves the run branch: the caller appends the events
+first and moves it after.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from airfix.events.core.ledger import IterationView
+from airfix.events.core.machine import DropFromStack, LandStack, RunState
+from airfix.events.schema import Committed, Event, Landed
+from airfix.services.pipeline.context import Pipeline, landed_tip
+from airfix.services.pipeline.git import GitError, Repo, identity_env
+from airfix.services.pipeline.measure import RERUN_LIMIT, Measurement, rerun_tests
+from airfix.services.runtime.logs import get_logger
+
+log = get_logger("airfix.stack")
+
+FAILING = ("failed", "error")
+_VERIFIED = re.compile(r"^Verified: .*$", re.MULTILINE)
+_COUNTS = re.compile(r"^Counts \(before -> after\):\n(?:  .*\n)*", re.MULTILINE)
+
+
+@dataclass
+class Landing:
+    """What landing decided: the commands to append, the tip they leave and its measurement."""
+
+    commands: list[DropFromStack | LandStack]
+    tip: str
+    measurement: Measurement
+
+
+def regressions(opening: dict[str, str], m: Measurement, flaky: set[str]) -> list[str]:
+    """Tests that passed at the iteration's start and do not pass now (missing ones included)."""
+    return sorted(t for t, o in opening.items() if o == "passed" and t not in flaky
+                  and m.outcomes.get(t, "missing") != "passed" and m.outcomes.get(t) != "skipped")
+
+
+def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Event]) -> Landing:
+    repo = Repo.open(state.target)
+    committed = {e.batch_id: e for e in history if isinstance(e, Committed) and e.staged}
+    stack = list(zip(state.stack_batches, state.stack, strict=True))
+    base = landed_tip(state)
+    flaky = set(view.flaky)
+    python = p.python(state)
+    commands: list[DropFromStack | LandStack] = []
+    rebuilt: set[str] = set()
+    while True:
+        at = stack[-1][1] if stack else base
+        with p.tree(state, "check", sha=at) as wt:
+            m = p.measure(wt.path, p.config, python=python)
+            broken = regressions(view.outcomes, m, flaky)
+            if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
+                again = rerun_tests(wt.path, p.config, broken, python)
+                flaky |= {t for t in broken if again.get(t) == "passed"}
+                broken = [t for t in broken if t not in flaky]
+        if not broken or not stack:
+            break
+        culprit = _bisect(p, state, stack, broken)
+        batch, _ = stack[culprit]
+        shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
+        if batch in rebuilt:  # it passed where it was made: the re-application is to blame
+            commands.append(DropFromStack(batch_id=batch, blamed=False, reason=(
+                f"the tests broke ({shown}) once it was re-applied without a batch taken out before "
+                "it; its issues are planned again")))
+        else:
+            commands.append(DropFromStack(batch_id=batch, reason=(
+                f"the tests on the stack's tip broke ({shown}) and bisection blamed this batch")))
+        log.info("stack bisected", culprit=batch, tests=len(broken))
+        kept, parent = stack[:culprit], (stack[culprit - 1][1] if culprit else base)
+        for later, sha in stack[culprit + 1:]:
+            new, why = _reapply(p, state, parent, sha)
+            if new is None:
+                commands.append(DropFromStack(batch_id=later, blamed=False, reason=(
+                    f"{why} once {batch} was taken out of the stack; its issues are planned again")))
+                continue
+            kept.append((later, new))
+            rebuilt.add(later)
+            parent = new
+        stack = kept
+    passed = sum(1 for o in view.outcomes.values() if o == "passed")
+    still = sum(1 for t, o in view.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed")
+    verified = (f"as part of a stack of {len(stack)} commit(s) whose tip passed the full test suite "
+                f"({still} of the {passed} tests that passed before pass)")
+    landed = _rewrite(p, state, repo, base, stack, committed, rebuilt, verified) if stack else []
+    if landed:
+        commands.append(LandStack(commits=landed, verified_by=verified))
+    return Landing(commands=commands, tip=landed[-1].sha if landed else base, measurement=m)
+
+
+def _bisect(p: Pipeline, state: RunState, stack: list[tuple[str, str]], broken: list[str]) -> int:
+    """The first commit of the stack at which one of ``broken`` no longer passes."""
+    lo, hi = 0, len(stack) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        with p.tree(state, "check", sha=stack[mid][1]) as wt:
+            outcomes = rerun_tests(wt.path, p.config, broken, p.python(state))
+            if not outcomes:  # no runner selects tests by id: the whole suite, then
+                outcomes = p.measure(wt.path, p.config, python=p.python(state)).outcomes
+        if any(outcomes.get(t, "missing") != "passed" for t in broken):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _reapply(p: Pipeline, state: RunState, parent: str, sha: str) -> tuple[str | None, str]:
+    """``sha``'s change cherry-picked onto ``parent`` and committed (the project's hooks judge it)
+    in a private worktree, no ref moved: the new commit, or None and why not."""
+    with p.tree(state, "verify", sha=parent) as wt:
+        if not wt.succeeds("cherry-pick", "--no-commit", sha):
+            return None, "it no longer applies"
+        if not wt.changed_files():
+            return None, "nothing is left of it"
+        message = wt.git("log", "-1", "--format=%B", sha)
+        try:
+            wt.git("commit", "-q", "-m", message, env=identity_env(wt, sha))
+        except GitError as exc:
+            return None, f"the project's hooks refuse it ({str(exc)[-200:]})"
+        return wt.head(), ""
+
+
+def _rewrite(p: Pipeline, state: RunState, repo: Repo, base: str, stack: list[tuple[str, str]],
+             committed: dict[str, Committed], rebuilt: set[str], verified: str) -> list[Landed]:
+    """The kept commits again on ``base``, each message saying how it was verified and, for those
+    re-applied on another parent, with its counts measured again."""
+    out: list[Landed] = []
+    parent = base
+    previous_after: dict[str, int] | None = None
+    for batch, sha in stack:
+        event = committed[batch]
+        before, after = event.counts_before, event.counts_after
+        if batch in rebuilt or (previous_after is not None and previous_after != before):
+            with p.tree(state, "verify", sha=sha) as wt:
+                after = p.measure(wt.path, p.config, scope="static", python=p.python(state)).counts_by_tool()
+            before = {t: previous_after[t] for t in after if previous_after and t in previous_after} or before
+        message = _VERIFIED.sub(f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip())
+        message = _COUNTS.sub(_counts_block(before, after), message + "\n").rstrip() + "\n"
+        tree = repo.git("rev-parse", f"{sha}^{{tree}}").strip()
+        try:
+            new = repo.git("commit-tree", tree, "-p", parent, "-m", message,
+                           env=identity_env(repo, sha)).strip()
+        except GitError as exc:
+            raise GitError(f"could not land the stack at {batch}: {exc}") from exc
+        files = [f for f in repo.git("diff", "--name-only", parent, new).splitlines() if f]
+        out.append(Landed(batch_id=batch, sha=new, message=message, files=files,
+                          counts_before=dict(before), counts_after=dict(after)))
+        parent, previous_after = new, dict(after)
+    return out
+
+
+def _counts_block(before: dict[str, int], after: dict[str, int]) -> str:
+    keys = sorted(set(before) | set(after))
+    if not keys:
+        return ""
+    lines = ["Counts (before -> after):"]
+    for k in keys:
+        b, a = before.get(k), after.get(k)
+        lines.append(f"  {k}: {'?' if b is None else b} -> {'?' if a is None else a}")
+    return "\n".join(lines) + "\n"

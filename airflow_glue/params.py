@@ -10,33 +10,65 @@ from airfix.airflow_glue.runs import DEFAULT_OK_STATUSES, EXECUTIONS, WAITS
 from airfix.events.schema import TERMINAL_STATUSES
 
 
-def fix_params(*, max_iterations: int = 10, simulation: bool = False, wait: bool = True) -> dict[str, Param]:
+def fix_params(
+    *, max_iterations: int = 10, simulation: bool = False, wait: bool = True
+) -> dict[str, Param]:
     """Params of a DAG that requests one fix run; ``wait`` adds the follow-or-defer choice."""
     params = {
-        "target_project": Param(type="string", minLength=1,
-                                description="The git repository to fix (absolute path on the Airflow "
-                                            "workers and the airfix workers; clean tree, one commit)."),
-        "max_iterations": Param(max_iterations, type="integer", minimum=1,
-                                description="Fix cycles at most (check, plan, fix, verify, commit)."),
-        "simulation": Param(simulation, type="boolean",
-                            description="Plan and report; change nothing in the target."),
-        "batching": Param(None, type=["null", "string"], enum=[None, "mega", "smart", "individual"],
-                          description="Issue batching mode; empty: the config's issue_grouping.mode."),
-        "fixer": Param(None, type=["null", "string"], minLength=1,
-                       description="Fixer chain, e.g. autofix or autofix,claude; empty: the config's "
-                                   "fixer.chain."),
-        "execution": Param("workers", enum=list(EXECUTIONS),
-                           description="workers: running `airfix worker`s do the work (Redis at "
-                                       "AIRFIX_REDIS_URL); inline: the task itself hosts the run."),
-        "ok_statuses": Param(list(DEFAULT_OK_STATUSES), type="array", minItems=1, uniqueItems=True,
-                             items={"enum": list(TERMINAL_STATUSES)},
-                             description="Run statuses that end the DAG run successfully."),
-        "config": Param(None, type=["null", "string"],
-                        description="An airfix YAML config file; empty: defaults plus AIRFIX_* env."),
+        "target_project": Param(
+            type="string",
+            minLength=1,
+            description="The git repository to fix (absolute path on the Airflow "
+            "workers and the airfix workers; clean tree, one commit).",
+        ),
+        "max_iterations": Param(
+            max_iterations,
+            type="integer",
+            minimum=1,
+            description="Fix cycles at most (check, plan, fix, verify, commit).",
+        ),
+        "simulation": Param(
+            simulation, type="boolean", description="Plan and report; change nothing in the target."
+        ),
+        "batching": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "mega", "smart", "individual"],
+            description="Issue batching mode; empty: the config's issue_grouping.mode.",
+        ),
+        "fixer": Param(
+            None,
+            type=["null", "string"],
+            minLength=1,
+            description="Fixer chain, e.g. autofix or autofix,claude; empty: the config's "
+            "fixer.chain.",
+        ),
+        "execution": Param(
+            "workers",
+            enum=list(EXECUTIONS),
+            description="workers: running `airfix worker`s do the work (Redis at "
+            "AIRFIX_REDIS_URL); inline: the task itself hosts the run.",
+        ),
+        "ok_statuses": Param(
+            list(DEFAULT_OK_STATUSES),
+            type="array",
+            minItems=1,
+            uniqueItems=True,
+            items={"enum": list(TERMINAL_STATUSES)},
+            description="Run statuses that end the DAG run successfully.",
+        ),
+        "config": Param(
+            None,
+            type=["null", "string"],
+            description="An airfix YAML config file; empty: defaults plus AIRFIX_* env.",
+        ),
     }
     if wait:
-        params["wait"] = Param("follow", enum=list(WAITS),
-                               description="follow: a task writes every event into its log as it "
-                                           "happens; defer: a deferrable sensor waits in the triggerer "
-                                           "and frees its worker slot (needs workers).")
+        params["wait"] = Param(
+            "follow",
+            enum=list(WAITS),
+            description="follow: a task writes every event into its log as it "
+            "happens; defer: a deferrable sensor waits in the triggerer "
+            "and frees its worker slot (needs workers).",
+        )
     return params

@@ -52,7 +52,9 @@ def fix_run_id(dag_id: str, dag_run_id: str) -> str:
     (``manual__2026-11-24T20:02:08.882142+00:00``), so the readable part keeps letters and digits
     only and a digest of the exact pair keeps ids that read alike apart."""
     digest = hashlib.sha256(f"{dag_id}\0{dag_run_id}".encode()).hexdigest()[:8]
-    readable = re.sub(r"[^A-Za-z0-9]+", "", re.sub(r"^(manual|scheduled|asset_triggered)__", "", dag_run_id))
+    readable = re.sub(
+        r"[^A-Za-z0-9]+", "", re.sub(r"^(manual|scheduled|asset_triggered)__", "", dag_run_id)
+    )
     dag = re.sub(r"[^A-Za-z0-9._-]+", "_", dag_id)[:60]
     return f"af-{dag}-{readable[:40]}-{digest}" if readable else f"af-{dag}-{digest}"
 
@@ -81,22 +83,31 @@ class FixParams:
         run was triggered; the rule across keys that a schema per key cannot say is checked here."""
         target = params.get("target_project")
         if not target:
-            raise AirfixError('target_project is required: the git repository to fix, e.g. '
-                              '{"target_project": "/path/to/repo"}')
-        fp = cls(target=str(target), max_iterations=int(params.get("max_iterations", 10)),
-                 simulation=bool(params.get("simulation", False)),
-                 batching=params.get("batching") or None, fixer=params.get("fixer") or None,
-                 execution=str(params.get("execution", "workers")), wait=str(params.get("wait", "follow")),
-                 ok_statuses=tuple(params.get("ok_statuses") or DEFAULT_OK_STATUSES),
-                 config=params.get("config") or None)
+            raise AirfixError(
+                "target_project is required: the git repository to fix, e.g. "
+                '{"target_project": "/path/to/repo"}'
+            )
+        fp = cls(
+            target=str(target),
+            max_iterations=int(params.get("max_iterations", 10)),
+            simulation=bool(params.get("simulation", False)),
+            batching=params.get("batching") or None,
+            fixer=params.get("fixer") or None,
+            execution=str(params.get("execution", "workers")),
+            wait=str(params.get("wait", "follow")),
+            ok_statuses=tuple(params.get("ok_statuses") or DEFAULT_OK_STATUSES),
+            config=params.get("config") or None,
+        )
         fp.check()
         return fp
 
     def check(self) -> None:
         if self.inline and self.wait == "defer":
-            raise AirfixError('"execution": "inline" hosts the run inside the task that follows it, so it '
-                              'cannot be combined with "wait": "defer" (a deferred task runs nothing); '
-                              'use "wait": "follow", or airfix workers')
+            raise AirfixError(
+                '"execution": "inline" hosts the run inside the task that follows it, so it '
+                'cannot be combined with "wait": "defer" (a deferred task runs nothing); '
+                'use "wait": "follow", or airfix workers'
+            )
 
 
 def open_app(config_path: str | None, *, inline: bool) -> App:
@@ -106,9 +117,11 @@ def open_app(config_path: str | None, *, inline: bool) -> App:
     run never joins a shared server's consumer groups, where it would take other runs' events."""
     config = load_config(config_path, overrides={"store.redis_url": ""} if inline else None)
     if not inline and not config.store.redis_url:
-        raise AirfixError('"execution": "workers" needs the Redis server the airfix workers use: set '
-                          "AIRFIX_REDIS_URL (or store.redis_url in the config file) in Airflow's "
-                          'environment, or pass "execution": "inline" to run the fix inside the task')
+        raise AirfixError(
+            '"execution": "workers" needs the Redis server the airfix workers use: set '
+            "AIRFIX_REDIS_URL (or store.redis_url in the config file) in Airflow's "
+            'environment, or pass "execution": "inline" to run the fix inside the task'
+        )
     return build_app(config, journal=inline)
 
 
@@ -124,13 +137,22 @@ def submit(app: App, fp: FixParams, run_id: str) -> str:
     if not fp.inline and app.store.version(run_id) == 0:
         missing = roles_without_workers(app)
         if missing:
-            raise AirfixError(f"no live airfix worker hosts the role(s) {', '.join(missing)}; start one "
-                              "with: airfix worker --redis-url URL --roles all (same URL and prefix as "
-                              'Airflow\'s AIRFIX_* settings), or pass "execution": "inline"')
+            raise AirfixError(
+                f"no live airfix worker hosts the role(s) {', '.join(missing)}; start one "
+                "with: airfix worker --redis-url URL --roles all (same URL and prefix as "
+                'Airflow\'s AIRFIX_* settings), or pass "execution": "inline"'
+            )
     cfg = app.config
-    return request_run(app, cfg, Path(fp.target).expanduser(), batching=fp.batching or cfg.issue_grouping.mode,
-                       fixer=fp.fixer or ",".join(cfg.fixer.chain), simulation=fp.simulation,
-                       max_iterations=fp.max_iterations, run_id=run_id)
+    return request_run(
+        app,
+        cfg,
+        Path(fp.target).expanduser(),
+        batching=fp.batching or cfg.issue_grouping.mode,
+        fixer=fp.fixer or ",".join(cfg.fixer.chain),
+        simulation=fp.simulation,
+        max_iterations=fp.max_iterations,
+        run_id=run_id,
+    )
 
 
 def finished(event: Event | None) -> dict[str, Any] | None:
@@ -138,7 +160,12 @@ def finished(event: Event | None) -> dict[str, Any] | None:
     if not isinstance(event, TERMINAL_EVENTS):
         return None
     status = "cancelled" if isinstance(event, RunCancelled) else event.status
-    return {"run_id": event.run_id, "status": status, "reason": event.reason, "version": event.version}
+    return {
+        "run_id": event.run_id,
+        "status": status,
+        "reason": event.reason,
+        "version": event.version,
+    }
 
 
 def event_lines(event: Event) -> list[str]:
@@ -146,7 +173,11 @@ def event_lines(event: Event) -> list[str]:
     measure failed (the description names the tool; the reason is what a user needs to fix it)."""
     lines = [f"[airfix {event.version:>3}] {describe(event)}"]
     if isinstance(event, HealthChecked):
-        lines += [f"    {t.tool}: {t.error[:500]}" for t in event.tools if t.status == "tool_error" and t.error]
+        lines += [
+            f"    {t.tool}: {t.error[:500]}"
+            for t in event.tools
+            if t.status == "tool_error" and t.error
+        ]
     return lines
 
 
@@ -172,13 +203,16 @@ class TaskLogProgress:
         return self.terminal
 
 
-def follow(app: App, run_id: str, log: Log, *, inline: bool, block_ms: int = 1000,
-           quiet_s: float = 60.0) -> RunReport:
+def follow(
+    app: App, run_id: str, log: Log, *, inline: bool, block_ms: int = 1000, quiet_s: float = 60.0
+) -> RunReport:
     """Follow the run to its end, one task-log line per event as it is recorded, and return its
     report.  ``inline`` hosts every role in this process; otherwise the workers do the work and this
     blocks on the run's stream (``XREAD BLOCK`` from the last entry seen, no busy loop)."""
     if app.store.version(run_id) == 0:
-        where = "the embedded store: is store.journal empty?" if inline else app.keys.run_stream(run_id)
+        where = (
+            "the embedded store: is store.journal empty?" if inline else app.keys.run_stream(run_id)
+        )
         raise AirfixError(f"run {run_id} has no events in {where}")
     progress = TaskLogProgress(app, run_id, log)
     if inline:
@@ -192,8 +226,9 @@ def follow(app: App, run_id: str, log: Log, *, inline: bool, block_ms: int = 100
     return report
 
 
-def _wait_on_stream(app: App, run_id: str, progress: TaskLogProgress, log: Log, *, block_ms: int,
-                    quiet_s: float) -> None:
+def _wait_on_stream(
+    app: App, run_id: str, progress: TaskLogProgress, log: Log, *, block_ms: int, quiet_s: float
+) -> None:
     stream = app.keys.run_stream(run_id)
     last_news = time.monotonic()
     while True:
@@ -204,8 +239,12 @@ def _wait_on_stream(app: App, run_id: str, progress: TaskLogProgress, log: Log, 
             last_news = time.monotonic()
         elif time.monotonic() - last_news > quiet_s:
             missing = roles_without_workers(app)
-            hosts = f"no live worker hosts {', '.join(missing)}" if missing else "the workers are alive"
-            log(f"[airfix] no new event for {quiet_s:.0f}s (last: version {progress.seen}); {hosts}")
+            hosts = (
+                f"no live worker hosts {', '.join(missing)}" if missing else "the workers are alive"
+            )
+            log(
+                f"[airfix] no new event for {quiet_s:.0f}s (last: version {progress.seen}); {hosts}"
+            )
             last_news = time.monotonic()
         app.client.xread({stream: f"0-{progress.seen}"}, count=1, block=block_ms)
 
@@ -217,10 +256,18 @@ def baseline(config: Config, target: str) -> dict[str, Any]:
     repo.require_clean()
     m = measure(repo.path, config)
     if m.report.tool_errors:
-        raise AirfixError(f"{repo.path} cannot be measured, so a run would end tool_error: "
-                          f"{'; '.join(m.report.tool_errors)}")
-    return {"target": str(repo.path), "head": repo.head(), "score": round(m.report.score, 4),
-            "healthy": m.report.healthy, "issues": len(m.issues), "by_tool": m.counts_by_tool()}
+        raise AirfixError(
+            f"{repo.path} cannot be measured, so a run would end tool_error: "
+            f"{'; '.join(m.report.tool_errors)}"
+        )
+    return {
+        "target": str(repo.path),
+        "head": repo.head(),
+        "score": round(m.report.score, 4),
+        "healthy": m.report.healthy,
+        "issues": len(m.issues),
+        "by_tool": m.counts_by_tool(),
+    }
 
 
 def commit_facts(target: str, run_id: str, commit: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,48 +278,76 @@ def commit_facts(target: str, run_id: str, commit: Mapping[str, Any]) -> dict[st
     message = repo.git("show", "-s", "--format=%B", sha)
     for trailer in (f"Airfix-Batch: {batch}", f"Airfix-Run: {run_id}"):
         if trailer not in message:
-            raise AirfixError(f"commit {sha[:10]} in {target} lacks '{trailer}': it is not the commit "
-                              f"the run recorded for batch {batch}")
+            raise AirfixError(
+                f"commit {sha[:10]} in {target} lacks '{trailer}': it is not the commit "
+                f"the run recorded for batch {batch}"
+            )
     added = removed = files = 0
     for line in repo.git("show", "--numstat", "--format=", sha).splitlines():
         plus, minus, _path = line.split("\t", 2)
         files += 1
         added += int(plus) if plus.isdigit() else 0  # "-" for binary files
         removed += int(minus) if minus.isdigit() else 0
-    return {"batch_id": batch, "sha": sha, "subject": message.splitlines()[0], "files": files,
-            "insertions": added, "deletions": removed}
+    return {
+        "batch_id": batch,
+        "sha": sha,
+        "subject": message.splitlines()[0],
+        "files": files,
+        "insertions": added,
+        "deletions": removed,
+    }
 
 
 def summary(report: RunReport) -> dict[str, Any]:
     """The small XCom of a finished run: ids, status and counts (the full report stays in airfix)."""
-    return {"run_id": report.run_id, "status": report.status, "reason": report.reason,
-            "target": report.target, "branch": report.branch, "simulation": report.simulation,
-            "iterations": report.iterations, "issues_before": report.issues_before,
-            "issues_after": report.issues_after, "batches_planned": report.batches_planned,
-            "commits": len(report.commits), "rolled_back": len(report.rolled_back),
-            "failed": len(report.failed)}
+    return {
+        "run_id": report.run_id,
+        "status": report.status,
+        "reason": report.reason,
+        "target": report.target,
+        "branch": report.branch,
+        "simulation": report.simulation,
+        "iterations": report.iterations,
+        "issues_before": report.issues_before,
+        "issues_after": report.issues_after,
+        "batches_planned": report.batches_planned,
+        "commits": len(report.commits),
+        "rolled_back": len(report.rolled_back),
+        "failed": len(report.failed),
+    }
 
 
 def failure(result: Mapping[str, Any], ok_statuses: Sequence[str]) -> str | None:
     """Why a task must fail for this run's outcome, or None when its status is acceptable."""
     if result["status"] in ok_statuses:
         return None
-    return (f"airfix run {result['run_id']} ended {result['status']}: {result['reason'] or 'no reason given'} "
-            f"(issues {result['issues_before']} -> {result['issues_after']}, {result['commits']} commit(s); "
-            f"statuses that pass: {', '.join(ok_statuses)})")
+    return (
+        f"airfix run {result['run_id']} ended {result['status']}: {result['reason'] or 'no reason given'} "
+        f"(issues {result['issues_before']} -> {result['issues_after']}, {result['commits']} commit(s); "
+        f"statuses that pass: {', '.join(ok_statuses)})"
+    )
 
 
 def log_report(report: RunReport, log: Log) -> None:
     """The run's outcome in a few task-log lines: status, issues per tool, batches, commits."""
+
     def count(n: int | None) -> str:
         return "error" if n is None else str(n)
 
-    tools = ", ".join(f"{t.tool} {count(t.issues_before)} -> {count(t.issues_after)}" for t in report.tools)
-    log(f"airfix run {report.run_id}: {report.status} ({report.reason or 'no reason given'}) after "
-        f"{report.iterations} iteration(s), {report.duration_s:.1f}s")
-    log(f"issues {report.issues_before} -> {report.issues_after}" + (f" ({tools})" if tools else ""))
-    log(f"batches planned {report.batches_planned}: committed {len(report.commits)}, rolled back "
-        f"{len(report.rolled_back)}, failed {len(report.failed)}; branch {report.branch or '-'}")
+    tools = ", ".join(
+        f"{t.tool} {count(t.issues_before)} -> {count(t.issues_after)}" for t in report.tools
+    )
+    log(
+        f"airfix run {report.run_id}: {report.status} ({report.reason or 'no reason given'}) after "
+        f"{report.iterations} iteration(s), {report.duration_s:.1f}s"
+    )
+    log(
+        f"issues {report.issues_before} -> {report.issues_after}" + (f" ({tools})" if tools else "")
+    )
+    log(
+        f"batches planned {report.batches_planned}: committed {len(report.commits)}, rolled back "
+        f"{len(report.rolled_back)}, failed {len(report.failed)}; branch {report.branch or '-'}"
+    )
     for c in report.commits:
         log(f"commit {c['sha'][:10]} {c['message']}")
     for r in report.rolled_back:
@@ -289,10 +364,19 @@ def task_logger(name: str = "airfix.progress") -> Log:
     return lambda line: logger.info("%s", line)
 
 
-
 def cancel_for_airflow(redis_url: str, prefix: str, partitions: int, run_id: str) -> None:
     """Cancel the fix run an Airflow task was waiting on, because the task was stopped."""
-    config = load_config(overrides={"store.redis_url": redis_url, "store.prefix": prefix,
-                                    "store.partitions": partitions}, env={})
-    cancel_run(build_app(config), run_id, reason="the Airflow task was stopped (marked failed or "
-               "success, cleared, or killed)", requested_by="airflow")
+    config = load_config(
+        overrides={
+            "store.redis_url": redis_url,
+            "store.prefix": prefix,
+            "store.partitions": partitions,
+        },
+        env={},
+    )
+    cancel_run(
+        build_app(config),
+        run_id,
+        reason="the Airflow task was stopped (marked failed or success, cleared, or killed)",
+        requested_by="airflow",
+    )

@@ -27,9 +27,17 @@ from airfix.services.runtime.app import App
 class RunFinishedSensor(BaseSensorOperator):
     template_fields: Sequence[str] = ("fix_run_id",)
 
-    def __init__(self, *, fix_run_id: str, config: str | None = None, execution: str | None = None,
-                 ok_statuses: Sequence[str] | None = None, deferrable: bool = True, block_ms: int = 2000,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        fix_run_id: str,
+        config: str | None = None,
+        execution: str | None = None,
+        ok_statuses: Sequence[str] | None = None,
+        deferrable: bool = True,
+        block_ms: int = 2000,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("timeout", timedelta(hours=6))
         super().__init__(**kwargs)
         self.fix_run_id = fix_run_id
@@ -49,22 +57,35 @@ class RunFinishedSensor(BaseSensorOperator):
         app = self._app(context)
         version = app.store.version(self.fix_run_id)
         if version == 0:
-            raise AirflowFailException(f"no fix run {self.fix_run_id} in {app.keys.run_stream(self.fix_run_id)}")
+            raise AirflowFailException(
+                f"no fix run {self.fix_run_id} in {app.keys.run_stream(self.fix_run_id)}"
+            )
         if finished(last_event(app, self.fix_run_id)) is not None:  # over before we would wait
             return self._finish(context, app)
         if not self.deferrable:
             super().execute(context)  # pokes until the run has ended
             return self._finish(context, app)
         if is_embedded(app.client):
-            raise AirflowFailException(f"run {self.fix_run_id} is inline and unfinished, and nothing hosts it "
-                                       "here: a deferred wait needs airfix workers and a Redis server")
-        self.log.info("deferring until run %s ends (seen up to version %d)", self.fix_run_id, version)
-        self.defer(trigger=RunFinishedTrigger(redis_url=app.config.store.redis_url,
-                                              stream=app.keys.run_stream(self.fix_run_id),
-                                              run_id=self.fix_run_id, after_version=version,
-                                              block_ms=self.block_ms, prefix=app.keys.prefix,
-                                              partitions=app.keys.partitions),
-                   method_name="execute_complete", timeout=timedelta(seconds=self.timeout))
+            raise AirflowFailException(
+                f"run {self.fix_run_id} is inline and unfinished, and nothing hosts it "
+                "here: a deferred wait needs airfix workers and a Redis server"
+            )
+        self.log.info(
+            "deferring until run %s ends (seen up to version %d)", self.fix_run_id, version
+        )
+        self.defer(
+            trigger=RunFinishedTrigger(
+                redis_url=app.config.store.redis_url,
+                stream=app.keys.run_stream(self.fix_run_id),
+                run_id=self.fix_run_id,
+                after_version=version,
+                block_ms=self.block_ms,
+                prefix=app.keys.prefix,
+                partitions=app.keys.partitions,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout),
+        )
 
     def poke(self, context: Any) -> bool:
         return finished(last_event(self._app(context), self.fix_run_id)) is not None

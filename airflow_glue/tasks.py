@@ -83,13 +83,19 @@ def cancel_on_kill(context: Mapping[str, Any], app: App, fix_run: str) -> None:
         return
 
     def on_kill() -> None:
-        cancel_run(app, fix_run, reason="the Airflow task was stopped (marked failed or success, "
-                   "cleared, or killed)", requested_by="airflow")
+        cancel_run(
+            app,
+            fix_run,
+            reason="the Airflow task was stopped (marked failed or success, cleared, or killed)",
+            requested_by="airflow",
+        )
 
     task.on_kill = on_kill
 
 
-def finish(context: Mapping[str, Any], report: RunReport, ok_statuses: Sequence[str], log: Log) -> dict[str, Any]:
+def finish(
+    context: Mapping[str, Any], report: RunReport, ok_statuses: Sequence[str], log: Log
+) -> dict[str, Any]:
     """Log the run's summary, push it as XCom ``summary``, and fail when its status is not ok."""
     log(RULE)
     log_report(report, log)

@@ -41,9 +41,18 @@ class RunFinishedTrigger(BaseTrigger):
     timeout bounds the whole wait.
     """
 
-    def __init__(self, *, redis_url: str, stream: str, run_id: str, after_version: int = 0,
-                 block_ms: int = 2000, max_backoff_s: float = 5.0, prefix: str = "autonomous_fix",
-                 partitions: int = 4) -> None:
+    def __init__(
+        self,
+        *,
+        redis_url: str,
+        stream: str,
+        run_id: str,
+        after_version: int = 0,
+        block_ms: int = 2000,
+        max_backoff_s: float = 5.0,
+        prefix: str = "autonomous_fix",
+        partitions: int = 4,
+    ) -> None:
         super().__init__()
         self.redis_url = redis_url
         self.stream = stream
@@ -55,23 +64,34 @@ class RunFinishedTrigger(BaseTrigger):
         self.partitions = partitions
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"redis_url": self.redis_url, "stream": self.stream, "run_id": self.run_id,
-                 "after_version": self.after_version, "block_ms": self.block_ms,
-                 "max_backoff_s": self.max_backoff_s, "prefix": self.prefix,
-                 "partitions": self.partitions})
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "redis_url": self.redis_url,
+                "stream": self.stream,
+                "run_id": self.run_id,
+                "after_version": self.after_version,
+                "block_ms": self.block_ms,
+                "max_backoff_s": self.max_backoff_s,
+                "prefix": self.prefix,
+                "partitions": self.partitions,
+            },
+        )
 
     async def on_kill(self) -> None:
         """The user stopped the waiting task (marked it failed or success, or cleared it): the
         fix run it waits for is cancelled too, rather than left running unwatched."""
         from airfix.airflow_glue.runs import cancel_for_airflow
 
-        await asyncio.to_thread(cancel_for_airflow, self.redis_url, self.prefix, self.partitions,
-                                self.run_id)
+        await asyncio.to_thread(
+            cancel_for_airflow, self.redis_url, self.prefix, self.partitions, self.run_id
+        )
 
     def __repr__(self) -> str:
-        return (f"<RunFinishedTrigger run {self.run_id} on {redact(self.redis_url)} {self.stream} "
-                f"after version {self.after_version}>")
+        return (
+            f"<RunFinishedTrigger run {self.run_id} on {redact(self.redis_url)} {self.stream} "
+            f"after version {self.after_version}>"
+        )
 
     def connect(self) -> aioredis.Redis:
         """A new client for each connection attempt (tests hand in fakeredis' async client here)."""
@@ -83,9 +103,15 @@ class RunFinishedTrigger(BaseTrigger):
             client = self.connect()
             try:
                 if not await client.exists(self.stream):
-                    yield TriggerEvent({"run_id": self.run_id, "status": "error", "version": 0,
-                                        "reason": f"run {self.run_id} has no stream {self.stream} on "
-                                                  f"{redact(self.redis_url)} (wrong server or prefix?)"})
+                    yield TriggerEvent(
+                        {
+                            "run_id": self.run_id,
+                            "status": "error",
+                            "version": 0,
+                            "reason": f"run {self.run_id} has no stream {self.stream} on "
+                            f"{redact(self.redis_url)} (wrong server or prefix?)",
+                        }
+                    )
                     return
                 done = await self._last_entry_terminal(client)
                 while done is None:
@@ -94,7 +120,9 @@ class RunFinishedTrigger(BaseTrigger):
                 yield TriggerEvent(done)
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                self.log.warning("lost Redis at %s (%s); retrying in %.1fs", redact(self.redis_url), exc, backoff)
+                self.log.warning(
+                    "lost Redis at %s (%s); retrying in %.1fs", redact(self.redis_url), exc, backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff_s)
             finally:
@@ -110,7 +138,9 @@ class RunFinishedTrigger(BaseTrigger):
         return finished(codec.from_fields(fields, where=self.stream, entry_id=as_str(entry_id)))
 
     async def _read_new(self, client: aioredis.Redis) -> dict[str, Any] | None:
-        reply: Any = await client.xread({self.stream: f"0-{self.after_version}"}, count=100, block=self.block_ms)
+        reply: Any = await client.xread(
+            {self.stream: f"0-{self.after_version}"}, count=100, block=self.block_ms
+        )
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 eid = as_str(entry_id)

@@ -156,15 +156,38 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     model: str = ""  # "" = the Claude Code CLI's default model
     # Claude Code permission rules: edits, and Bash only for the projects' checks (no git commit).
     allowed_tools: tuple[Name, ...] = (
-        "Read", "Edit", "Write", "Glob", "Grep",
-        "Bash(ruff check:*)", "Bash(ruff format:*)", "Bash(mypy:*)", "Bash(pytest:*)",
-        "Bash(python -m pytest:*)", "Bash(npx eslint:*)", "Bash(npx tsc:*)", "Bash(npm test:*)",
-        "Bash(go build:*)", "Bash(go vet:*)", "Bash(go test:*)", "Bash(dart analyze:*)",
-        "Bash(dart test:*)", "Bash(flutter test:*)", "Bash(git diff:*)", "Bash(git status:*)",
+        "Read",
+        "Edit",
+        "Write",
+        "Glob",
+        "Grep",
+        "Bash(ruff check:*)",
+        "Bash(ruff format:*)",
+        "Bash(mypy:*)",
+        "Bash(pytest:*)",
+        "Bash(python -m pytest:*)",
+        "Bash(npx eslint:*)",
+        "Bash(npx tsc:*)",
+        "Bash(npm test:*)",
+        "Bash(go build:*)",
+        "Bash(go vet:*)",
+        "Bash(go test:*)",
+        "Bash(dart analyze:*)",
+        "Bash(dart test:*)",
+        "Bash(flutter test:*)",
+        "Bash(git diff:*)",
+        "Bash(git status:*)",
     )
     disallowed_tools: tuple[Name, ...] = (
-        "Bash(git commit:*)", "Bash(git push:*)", "Bash(git reset:*)", "Bash(git checkout:*)",
-        "Bash(git stash:*)", "Bash(git rebase:*)", "Bash(git merge:*)", "WebFetch", "WebSearch",
+        "Bash(git commit:*)",
+        "Bash(git push:*)",
+        "Bash(git reset:*)",
+        "Bash(git checkout:*)",
+        "Bash(git stash:*)",
+        "Bash(git rebase:*)",
+        "Bash(git merge:*)",
+        "WebFetch",
+        "WebSearch",
     )
     max_budget_usd: Dollars = 0.0  # per fix task (--max-budget-usd); 0 = no limit
     command: tuple[str, ...] = ()  # the "command" fixer's argv template; () = not configured
@@ -202,13 +225,31 @@ class GuardsConfig(_Section, frozen=True, kw_only=True):
 
 #: Key names (fnmatch, any case) whose values never reach events, exports, archives or log lines.
 DEFAULT_REDACT_KEYS: tuple[str, ...] = (
-    "*password*", "*passwd*", "*secret*", "*token*", "*api_key*", "*apikey*", "*credential*",
-    "*private_key*", "*auth*key*",
+    "*password*",
+    "*passwd*",
+    "*secret*",
+    "*token*",
+    "*api_key*",
+    "*apikey*",
+    "*credential*",
+    "*private_key*",
+    "*auth*key*",
 )
 #: Environment variables (fnmatch, any case) that the target's tools and the fixers never see.
 DEFAULT_ENV_DENY: tuple[str, ...] = (
-    "AIRFIX_REDIS_URL", "AIRFIX__*", "*REDIS_URL*", "*_API_KEY", "*APIKEY*", "*_TOKEN", "TOKEN",
-    "*_TOKEN_*", "*SECRET*", "*PASSWORD*", "*PASSWD*", "*PRIVATE_KEY*", "*ACCESS_KEY*",
+    "AIRFIX_REDIS_URL",
+    "AIRFIX__*",
+    "*REDIS_URL*",
+    "*_API_KEY",
+    "*APIKEY*",
+    "*_TOKEN",
+    "TOKEN",
+    "*_TOKEN_*",
+    "*SECRET*",
+    "*PASSWORD*",
+    "*PASSWD*",
+    "*PRIVATE_KEY*",
+    "*ACCESS_KEY*",
     "*CREDENTIALS*",
 )
 
@@ -219,7 +260,9 @@ class SecretsConfig(_Section, frozen=True, kw_only=True):
 
     redact_keys: tuple[Name, ...] = DEFAULT_REDACT_KEYS
     env_deny: tuple[Name, ...] = DEFAULT_ENV_DENY
-    env_allow: tuple[Name, ...] = ()  # exceptions to env_deny, e.g. [PGPASSWORD] for the target's tests
+    env_allow: tuple[
+        Name, ...
+    ] = ()  # exceptions to env_deny, e.g. [PGPASSWORD] for the target's tests
 
 
 def _section(cls: type) -> Any:

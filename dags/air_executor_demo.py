@@ -20,9 +20,15 @@ from airfix.airflow_glue.sensor import RunFinishedSensor
 from airfix.airflow_glue.tasks import host_if_inline, request
 
 
-@dag(dag_id="air_executor_demo", schedule=None, catchup=False, tags=["airfix", "example"],
-     params=fix_params(max_iterations=1, simulation=True, wait=False),
-     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)}, doc_md=__doc__)
+@dag(
+    dag_id="air_executor_demo",
+    schedule=None,
+    catchup=False,
+    tags=["airfix", "example"],
+    params=fix_params(max_iterations=1, simulation=True, wait=False),
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+)
 def air_executor_demo() -> None:
     @task
     def create_fix_run(**context: Any) -> str:
@@ -34,11 +40,17 @@ def air_executor_demo() -> None:
     def get_results(fix_run: str, **context: Any) -> dict[str, Any]:
         outcome = context["ti"].xcom_pull(task_ids="wait_for_fix_run", key="summary")
         log = task_logger()
-        log(f"run {fix_run} (from create_fix_run): {outcome['status']}, {outcome['batches_planned']} "
+        log(
+            f"run {fix_run} (from create_fix_run): {outcome['status']}, {outcome['batches_planned']} "
             f"batch(es) planned, {outcome['commits']} committed, issues {outcome['issues_before']} -> "
-            f"{outcome['issues_after']}")
-        return {"fix_run": fix_run, "status": outcome["status"], "batches_planned": outcome["batches_planned"],
-                "commits": outcome["commits"]}
+            f"{outcome['issues_after']}"
+        )
+        return {
+            "fix_run": fix_run,
+            "status": outcome["status"],
+            "batches_planned": outcome["batches_planned"],
+            "commits": outcome["commits"],
+        }
 
     fix_run = create_fix_run()
     wait = RunFinishedSensor(task_id="wait_for_fix_run", fix_run_id=fix_run, poke_interval=2)

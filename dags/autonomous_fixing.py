@@ -25,8 +25,15 @@ from airfix.airflow_glue.sensor import RunFinishedSensor
 from airfix.airflow_glue.tasks import follow_and_finish, request
 
 
-@dag(dag_id="autonomous_fixing", schedule=None, catchup=False, params=fix_params(), tags=["airfix"],
-     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)}, doc_md=__doc__)
+@dag(
+    dag_id="autonomous_fixing",
+    schedule=None,
+    catchup=False,
+    params=fix_params(),
+    tags=["airfix"],
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+)
 def autonomous_fixing() -> None:
     @task
     def request_fix_run(**context: Any) -> str:

@@ -30,17 +30,25 @@ from airfix.config import load_config
 from airfix.services.pipeline.requests import report_for
 
 
-@dag(dag_id="hybrid_control_flow", schedule=None, catchup=False, tags=["airfix", "example"],
-     params=fix_params(max_iterations=2, wait=False),
-     default_args={"retries": 1, "retry_delay": timedelta(seconds=30)}, doc_md=__doc__)
+@dag(
+    dag_id="hybrid_control_flow",
+    schedule=None,
+    catchup=False,
+    tags=["airfix", "example"],
+    params=fix_params(max_iterations=2, wait=False),
+    default_args={"retries": 1, "retry_delay": timedelta(seconds=30)},
+    doc_md=__doc__,
+)
 def hybrid_control_flow() -> None:
     @task(multiple_outputs=False)
     def prepare(**context: Any) -> dict[str, Any]:
         with user_errors_fail():
             fp = FixParams.from_params(context["params"])
             before = baseline(load_config(fp.config), fp.target)
-        task_logger()(f"baseline of {before['target']} at {before['head'][:10]}: score {before['score']:.2f}, "
-                      f"{before['issues']} issue(s) {before['by_tool']}")
+        task_logger()(
+            f"baseline of {before['target']} at {before['head'][:10]}: score {before['score']:.2f}, "
+            f"{before['issues']} issue(s) {before['by_tool']}"
+        )
         return before
 
     @task
@@ -57,23 +65,36 @@ def hybrid_control_flow() -> None:
         return [{"batch_id": c["batch_id"], "sha": c["sha"]} for c in report.commits]
 
     @task(multiple_outputs=False)
-    def post_process(commit: dict[str, Any], fix_run: str, before: dict[str, Any]) -> dict[str, Any]:
+    def post_process(
+        commit: dict[str, Any], fix_run: str, before: dict[str, Any]
+    ) -> dict[str, Any]:
         with user_errors_fail():
             facts = commit_facts(before["target"], fix_run, commit)
-        task_logger()(f"{facts['sha'][:10]} {facts['subject']}: {facts['files']} file(s), "
-                      f"+{facts['insertions']} -{facts['deletions']}")
+        task_logger()(
+            f"{facts['sha'][:10]} {facts['subject']}: {facts['files']} file(s), "
+            f"+{facts['insertions']} -{facts['deletions']}"
+        )
         return facts
 
     @task(multiple_outputs=False, trigger_rule="none_failed")
-    def final_report(before: dict[str, Any], inspected: list[dict[str, Any]], **context: Any) -> dict[str, Any]:
+    def final_report(
+        before: dict[str, Any], inspected: list[dict[str, Any]], **context: Any
+    ) -> dict[str, Any]:
         outcome = context["ti"].xcom_pull(task_ids="wait_for_airfix", key="summary")
         commits = list(inspected)
         log = task_logger()
-        log(f"run {outcome['run_id']}: {outcome['status']}; issues {before['issues']} (baseline) -> "
+        log(
+            f"run {outcome['run_id']}: {outcome['status']}; issues {before['issues']} (baseline) -> "
             f"{outcome['issues_after']}; {len(commits)} commit(s), "
-            f"+{sum(c['insertions'] for c in commits)} -{sum(c['deletions'] for c in commits)} lines")
-        return {"run_id": outcome["run_id"], "status": outcome["status"], "baseline_issues": before["issues"],
-                "issues_after": outcome["issues_after"], "commits": len(commits)}
+            f"+{sum(c['insertions'] for c in commits)} -{sum(c['deletions'] for c in commits)} lines"
+        )
+        return {
+            "run_id": outcome["run_id"],
+            "status": outcome["status"],
+            "baseline_issues": before["issues"],
+            "issues_after": outcome["issues_after"],
+            "commits": len(commits),
+        }
 
     before = prepare()
     fix_run = hand_off(before)

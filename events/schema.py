@@ -173,7 +173,9 @@ class BatchPlanned(Event, frozen=True, kw_only=True):
     description: str = ""
     files: list[str] = []
     split_of: str = ""  # half of this rolled-back batch: bisecting for the issue to blame
-    kind: str = ""  # how the planner grouped it: cleanup (one rule), location, mega ("" = older airfix)
+    kind: str = (
+        ""  # how the planner grouped it: cleanup (one rule), location, mega ("" = older airfix)
+    )
 
 
 class FixStarted(Event, frozen=True, kw_only=True):
@@ -190,7 +192,9 @@ class FixApplied(Event, frozen=True, kw_only=True):
     duration_s: float = 0.0
     cost_usd: float = 0.0
     turns: int = 0
-    candidate: str = ""  # the fixed tree as a commit on the run's tip, on no branch: what is verified
+    candidate: str = (
+        ""  # the fixed tree as a commit on the run's tip, on no branch: what is verified
+    )
 
 
 class FixFailed(Event, frozen=True, kw_only=True):
@@ -230,7 +234,9 @@ class Committed(Event, frozen=True, kw_only=True):
     tests_fixed: list[str] = []  # tests that did not pass before and pass now
     flaky: list[str] = []
     verified_by: str = ""  # how the tests judged it ("" = by an older airfix)
-    staged: bool = False  # on the iteration's stack: statically verified, the tests judge the stack's tip
+    staged: bool = (
+        False  # on the iteration's stack: statically verified, the tests judge the stack's tip
+    )
 
 
 class Landed(msgspec.Struct, frozen=True, kw_only=True):

@@ -26,7 +26,9 @@ from airfix.events.schema import Event
 from airfix.events.storage.store import STREAM_IDS_LUA, EventStore, LogEntry, id_key
 from airfix.events.storage.store import as_str as _s
 
-_APPLY_LUA = STREAM_IDS_LUA + resources.files("airfix.projections").joinpath("apply.lua").read_text()
+_APPLY_LUA = (
+    STREAM_IDS_LUA + resources.files("airfix.projections").joinpath("apply.lua").read_text()
+)
 _ENC = msgspec.json.Encoder()
 
 
@@ -173,10 +175,14 @@ class ProjectionHandler:
     def _checkpoint(self, stream: str) -> tuple[int, int]:
         if stream not in self._checkpoints:
             p = self.projection
-            self._checkpoints[stream] = id_key(_s(p.client.hget(p.checkpoint_key, stream) or b"0-0"))
+            self._checkpoints[stream] = id_key(
+                _s(p.client.hget(p.checkpoint_key, stream) or b"0-0")
+            )
         return self._checkpoints[stream]
 
-    def prepare(self, stream: str, entries: Sequence[LogEntry]) -> tuple[list[str], list[Any], str] | None:
+    def prepare(
+        self, stream: str, entries: Sequence[LogEntry]
+    ) -> tuple[list[str], list[Any], str] | None:
         """The apply.lua call for ``entries`` past the checkpoint (None: nothing to do).
 
         Stages the projection's cache changes; follow with :meth:`done` or :meth:`failed`."""
@@ -193,8 +199,9 @@ class ProjectionHandler:
             raise
         return keys, args, fresh[-1].entry_id
 
-    def _script_args(self, mode: str, fence_key: str, field: str,
-                     entries: Sequence[LogEntry]) -> tuple[list[str], list[Any]]:
+    def _script_args(
+        self, mode: str, fence_key: str, field: str, entries: Sequence[LogEntry]
+    ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of one apply.lua call (see its header) for ``entries``' ops."""
         p = self.projection
         keys: dict[str, int] = {fence_key: 1}
@@ -244,8 +251,12 @@ class ProjectionHandler:
         p.rollback()  # a retry folds from the view as it is in Redis, not from a stale cache
         p.begin()
         try:
-            keys, args = self._script_args("once", self.projection.keys.retried(p.view_key()),
-                                           f"{entry.stream}|{entry.entry_id}", [entry])
+            keys, args = self._script_args(
+                "once",
+                self.projection.keys.retried(p.view_key()),
+                f"{entry.stream}|{entry.entry_id}",
+                [entry],
+            )
             applied = int(self._script(keys=keys, args=args))
         except BaseException:
             self.failed()
@@ -334,7 +345,11 @@ def by_stream(entries: Sequence[LogEntry]) -> dict[str, list[LogEntry]]:
 
 
 def wait_for(
-    projection: Projection, stream: str, entry_id: str, *, timeout_s: float = 10.0,
+    projection: Projection,
+    stream: str,
+    entry_id: str,
+    *,
+    timeout_s: float = 10.0,
     poll_s: float = 0.0002,
 ) -> bool:
     """Wait until ``projection`` has applied ``entry_id`` of ``stream`` (read-your-writes).

@@ -32,7 +32,9 @@ def _tools(ev: HealthChecked) -> str:
         elif t.status == "skipped":
             parts.append(f"{t.tool} skipped")
         elif "tests_total" in t.counts:
-            parts.append(f"{t.tool} {t.counts.get('tests_passed', 0)}/{t.counts['tests_total']} passed")
+            parts.append(
+                f"{t.tool} {t.counts.get('tests_passed', 0)}/{t.counts['tests_total']} passed"
+            )
         else:
             parts.append(f"{t.tool} {t.counts.get('issues', t.counts.get('error', 0))}")
     return ", ".join(parts)
@@ -42,19 +44,26 @@ def describe(ev: Event) -> str:
     """A short human line for ``ev`` (no run id: callers add it when they show several runs)."""
     if isinstance(ev, RunRequested):
         mode = " (simulation)" if ev.simulation else ""
-        return f"run requested on {ev.target}{mode}: batching {ev.batching}, fixer {ev.fixer}, " \
-               f"max {ev.limits.max_iterations} iterations"
+        return (
+            f"run requested on {ev.target}{mode}: batching {ev.batching}, fixer {ev.fixer}, "
+            f"max {ev.limits.max_iterations} iterations"
+        )
     if isinstance(ev, RunStarted):
         start = ev.base_branch or "HEAD"
         line = f"started from {start} at {ev.base_sha[:10]} by {ev.worker}; commits go to {ev.branch or '-'}"
         env = ev.environment
         if env:
-            tools = ", ".join(f"{k.removeprefix('tool.')} {v}" for k, v in sorted(env.items())
-                              if k.startswith("tool."))
+            tools = ", ".join(
+                f"{k.removeprefix('tool.')} {v}"
+                for k, v in sorted(env.items())
+                if k.startswith("tool.")
+            )
             source = env.get("python_source", "")
             where = "airfix's own" if source == "airfix" else f"from {source}"
-            line += (f"\n  checks run with python {env.get('python', '?')} "
-                     f"({env.get('python_version', '?')}, {where}); {tools}")
+            line += (
+                f"\n  checks run with python {env.get('python', '?')} "
+                f"({env.get('python_version', '?')}, {where}); {tools}"
+            )
         return line
     if isinstance(ev, HealthChecked):
         verdict = "healthy" if ev.healthy else "not healthy"
@@ -66,7 +75,9 @@ def describe(ev: Event) -> str:
         detail = ", ".join(f"{n} {p}" for p, n in sorted(by_phase.items())) or "none"
         return f"{len(ev.issues)} issue(s) found: {detail}"
     if isinstance(ev, BatchPlanned):
-        return f"[{ev.phase}] batch {ev.batch_id} planned (priority {ev.priority}): {ev.description}"
+        return (
+            f"[{ev.phase}] batch {ev.batch_id} planned (priority {ev.priority}): {ev.description}"
+        )
     if isinstance(ev, FixStarted):
         return f"fixing {ev.batch_id} with {ev.fixer} (attempt {ev.attempt})"
     if isinstance(ev, FixApplied):
@@ -87,11 +98,15 @@ def describe(ev: Event) -> str:
         where = "staged " if ev.staged else "committed "
         return f"{where}{ev.sha[:10]} {subject}"
     if isinstance(ev, IterationCompleted):
-        return (f"iteration {ev.iteration} done: {ev.committed} committed, {ev.rolled_back} rolled back, "
-                f"{ev.failed} failed; {ev.issues_remaining} issue(s) remain, score {ev.score:.2f}")
+        return (
+            f"iteration {ev.iteration} done: {ev.committed} committed, {ev.rolled_back} rolled back, "
+            f"{ev.failed} failed; {ev.issues_remaining} issue(s) remain, score {ev.score:.2f}"
+        )
     if isinstance(ev, RunCompleted):
-        return f"run finished: {ev.status} ({ev.reason}); issues {ev.issues_before} -> {ev.issues_after}, " \
-               f"{ev.commits} commit(s)"
+        return (
+            f"run finished: {ev.status} ({ev.reason}); issues {ev.issues_before} -> {ev.issues_after}, "
+            f"{ev.commits} commit(s)"
+        )
     if isinstance(ev, RunFailed):
         return f"run failed: {ev.status} ({ev.reason})"
     if isinstance(ev, RunCancelled):

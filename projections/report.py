@@ -112,17 +112,30 @@ def build_report(events: Iterable[Event]) -> RunReport:
         reason=state.reason,
         iterations=state.iterations_completed,
         issues_before=state.issues_initial,
-        issues_after=len(view.issues) if view is not None and view.discovered
+        issues_after=len(view.issues)
+        if view is not None and view.discovered
         else (terminal.issues_after if terminal else state.issues_open),
         score_before=first.score if first else None,
         score_after=last.score if last else None,
         batches_planned=state.batches_planned,
-        commits=[{"batch_id": c.batch_id, "sha": c.sha, "message": c.message.splitlines()[0] if c.message else "",
-                  "files": len(c.files), "issues": len(plans[c.batch_id].issue_ids) if c.batch_id in plans else 0}
-                 for c in on_branch(evs)],
-        rolled_back=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs
-                     if isinstance(e, FixRolledBack | StackDropped)],
-        failed=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, FixFailed)],
+        commits=[
+            {
+                "batch_id": c.batch_id,
+                "sha": c.sha,
+                "message": c.message.splitlines()[0] if c.message else "",
+                "files": len(c.files),
+                "issues": len(plans[c.batch_id].issue_ids) if c.batch_id in plans else 0,
+            }
+            for c in on_branch(evs)
+        ],
+        rolled_back=[
+            {"batch_id": e.batch_id, "reason": e.reason}
+            for e in evs
+            if isinstance(e, FixRolledBack | StackDropped)
+        ],
+        failed=[
+            {"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, FixFailed)
+        ],
         tools=sorted(tools.values(), key=lambda t: t.tool),
         tool_errors=list(state.tools_in_error),
         cost_usd=state.cost_usd,
@@ -132,7 +145,11 @@ def build_report(events: Iterable[Event]) -> RunReport:
         simulation=state.simulation,
         base_branch=state.base_branch,
         environment=dict(state.environment),
-        skipped=[{"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, BatchSkipped)],
+        skipped=[
+            {"batch_id": e.batch_id, "reason": e.reason} for e in evs if isinstance(e, BatchSkipped)
+        ],
         remaining=list(terminal.remaining) if terminal else [],
-        tests_ran=any(e.test_outcomes or any(t.counts.get("tests_total", 0) for t in e.tools) for e in full),
+        tests_ran=any(
+            e.test_outcomes or any(t.counts.get("tests_total", 0) for t in e.tools) for e in full
+        ),
     )

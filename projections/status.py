@@ -47,7 +47,9 @@ class RunStatus(Projection):
         return ops
 
     def dump(self) -> Any:
-        states = {_s(k): msgspec.json.decode(v) for k, v in self.client.hgetall(self.keys.status).items()}
+        states = {
+            _s(k): msgspec.json.decode(v) for k, v in self.client.hgetall(self.keys.status).items()
+        }
         runs = [(_s(m), s) for m, s in self.client.zrange(self.keys.runs, 0, -1, withscores=True)]
         return {"states": states, "runs": runs}
 
@@ -58,7 +60,9 @@ class RunStatus(Projection):
 
 def newest_runs(client: redis.Redis, keys: Keys, limit: int = 1) -> list[str]:
     """Run ids, newest request first (``airfix runs``, ``status``, ``tail latest``)."""
-    return [x.decode() if isinstance(x, bytes) else x for x in client.zrevrange(keys.runs, 0, limit - 1)]
+    return [
+        x.decode() if isinstance(x, bytes) else x for x in client.zrevrange(keys.runs, 0, limit - 1)
+    ]
 
 
 def load_status(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, Any] | None:

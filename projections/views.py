@@ -63,10 +63,16 @@ class TaskQueue(Projection):
         q = self.keys.task_queue
         if isinstance(event, BatchPlanned):
             record = {
-                "batch_id": event.batch_id, "run_id": event.run_id, "iteration": event.iteration,
-                "phase": event.phase, "mode": event.mode, "priority": event.priority,
-                "issue_ids": event.issue_ids, "files": event.files,
-                "description": event.description, "planned_at": _iso(event),
+                "batch_id": event.batch_id,
+                "run_id": event.run_id,
+                "iteration": event.iteration,
+                "phase": event.phase,
+                "mode": event.mode,
+                "priority": event.priority,
+                "issue_ids": event.issue_ids,
+                "files": event.files,
+                "description": event.description,
+                "planned_at": _iso(event),
             }
             self.runs.put(event.run_id, self.runs.get(event.run_id) | {event.batch_id})
             return [
@@ -86,8 +92,10 @@ class TaskQueue(Projection):
         return []
 
     def _drop(self, run_id: str, batch_ids: list[str]) -> list[Op]:
-        ops = [Op("ZREM", self.keys.task_queue, tuple(batch_ids)),
-               Op("SREM", self._run_set(run_id), tuple(batch_ids))]
+        ops = [
+            Op("ZREM", self.keys.task_queue, tuple(batch_ids)),
+            Op("SREM", self._run_set(run_id), tuple(batch_ids)),
+        ]
         ops += [Op("DEL", self.keys.task(b)) for b in batch_ids]
         return ops
 
@@ -96,7 +104,9 @@ class TaskQueue(Projection):
         items = [(_s(m), s) for m, s in self.client.zrange(q, 0, -1, withscores=True)]
         records = {}
         for key in self.client.scan_iter(match=f"{{{q}}}:task:*", count=1000):
-            records[_s(key).rsplit(":task:", 1)[1]] = msgspec.json.decode(self.client.get(key) or b"null")
+            records[_s(key).rsplit(":task:", 1)[1]] = msgspec.json.decode(
+                self.client.get(key) or b"null"
+            )
         runs = {}
         for key in self.client.scan_iter(match=f"{{{q}}}:run:*", count=1000):
             runs[_s(key).rsplit(":run:", 1)[1]] = sorted(_s(m) for m in self.client.smembers(key))
@@ -129,12 +139,18 @@ class RunHistory(Projection):
         if not isinstance(event, TERMINAL):
             return []
         record: dict[str, Any] = {
-            "run_id": event.run_id, "timestamp": _iso(event), "event": type(event).__name__,
-            "status": getattr(event, "status", "cancelled"), "reason": getattr(event, "reason", ""),
+            "run_id": event.run_id,
+            "timestamp": _iso(event),
+            "event": type(event).__name__,
+            "status": getattr(event, "status", "cancelled"),
+            "reason": getattr(event, "reason", ""),
         }
         if isinstance(event, RunCompleted):
-            record["metrics"] = {"issues_before": event.issues_before,
-                                 "issues_after": event.issues_after, "commits": event.commits}
+            record["metrics"] = {
+                "issues_before": event.issues_before,
+                "issues_after": event.issues_after,
+                "commits": event.commits,
+            }
         member = position(entry_id).encode() + b"|" + dumps(record)
         return [
             Op("ZADD", self.order_key, (0, member)),
@@ -176,11 +192,26 @@ class PhaseSummary(Projection):
     def apply(self, event: Event, entry_id: str) -> list[Op]:
         run = event.run_id
         if isinstance(event, BatchPlanned) and event.phase == self.phase:
-            acc = dict(self.runs.get(run) or {"iteration": event.iteration, "batches": {},
-                                              "planned": 0, "fixed": 0, "committed": 0, "failed": 0})
+            acc = dict(
+                self.runs.get(run)
+                or {
+                    "iteration": event.iteration,
+                    "batches": {},
+                    "planned": 0,
+                    "fixed": 0,
+                    "committed": 0,
+                    "failed": 0,
+                }
+            )
             if acc["iteration"] != event.iteration:
-                acc = {"iteration": event.iteration, "batches": {}, "planned": 0, "fixed": 0,
-                       "committed": 0, "failed": 0}
+                acc = {
+                    "iteration": event.iteration,
+                    "batches": {},
+                    "planned": 0,
+                    "fixed": 0,
+                    "committed": 0,
+                    "failed": 0,
+                }
             acc["batches"] = {**acc["batches"], event.batch_id: len(event.issue_ids)}
             acc["planned"] += len(event.issue_ids)
             return self._store(run, acc)
@@ -195,14 +226,22 @@ class PhaseSummary(Projection):
             else:
                 acc["failed"] += 1
             summary = {
-                "run_id": run, "phase": self.phase, "iteration": acc["iteration"],
-                "fixed_count": acc["fixed"], "total_count": acc["planned"],
-                "batches_committed": acc["committed"], "batches_failed": acc["failed"],
+                "run_id": run,
+                "phase": self.phase,
+                "iteration": acc["iteration"],
+                "fixed_count": acc["fixed"],
+                "total_count": acc["planned"],
+                "batches_committed": acc["committed"],
+                "batches_failed": acc["failed"],
                 "success_rate": round(acc["fixed"] / acc["planned"], 4) if acc["planned"] else 0.0,
                 "timestamp": _iso(event),
             }
             return self._store(run, acc) + [
-                Op("SETNEWER", self.view_key(), (KeyRef(self.pos_key), position(entry_id), dumps(summary))),
+                Op(
+                    "SETNEWER",
+                    self.view_key(),
+                    (KeyRef(self.pos_key), position(entry_id), dumps(summary)),
+                ),
             ]
         if isinstance(event, TERMINAL) and self.runs.get(run) is not None:
             self.runs.put(run, None)

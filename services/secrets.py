@@ -53,11 +53,14 @@ MIN_SECRET_CHARS = 8  # shorter values are not searched for in text (they would 
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>[^\s/?#\"'<>]*)@")
 _QUERY_SECRET = re.compile(
     r"(?P<head>[?&;](?:password|passwd|pwd|pass|token|access_token|auth_token|api_key|apikey|secret|"
-    r"client_secret|auth)=)[^&\s#\"']+", re.IGNORECASE)
+    r"client_secret|auth)=)[^&\s#\"']+",
+    re.IGNORECASE,
+)
 _TOKEN_SHAPES = re.compile(
     r"sk-ant-[A-Za-z0-9_\-]{8,}|\bsk-[A-Za-z0-9_\-]{20,}|\bgh[pousr]_[A-Za-z0-9]{20,}|"
     r"\bgithub_pat_[A-Za-z0-9_]{20,}|\bxox[abprs]-[A-Za-z0-9\-]{10,}|\bAKIA[0-9A-Z]{16}\b|"
-    r"\bglpat-[A-Za-z0-9_\-]{20,}")
+    r"\bglpat-[A-Za-z0-9_\-]{20,}"
+)
 _BEARER = re.compile(r"(?P<head>\b[Bb]earer\s+)[A-Za-z0-9._~+/\-]{16,}=*")
 _PLAIN_USER = re.compile(r"^[A-Za-z0-9._\-]{1,16}$")
 
@@ -105,8 +108,9 @@ def is_secret_name(name: str, patterns: Iterable[str]) -> bool:
     return any(fnmatch.fnmatchcase(low, p.lower()) for p in patterns)
 
 
-def redact_config(data: Any, patterns: Iterable[str] | None = None,
-                  values: Iterable[str] | None = None) -> Any:
+def redact_config(
+    data: Any, patterns: Iterable[str] | None = None, values: Iterable[str] | None = None
+) -> Any:
     """A copy of plain data (a config dict, a log event) with the scalar values of keys named like
     secrets replaced by ``***`` and every string passed through :func:`redact_text`."""
     pats = tuple(active().redact_keys if patterns is None else patterns)
@@ -114,7 +118,10 @@ def redact_config(data: Any, patterns: Iterable[str] | None = None,
 
     def walk(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: (REDACTED if _is_scalar_secret(k, v, pats) else walk(v)) for k, v in value.items()}
+            return {
+                k: (REDACTED if _is_scalar_secret(k, v, pats) else walk(v))
+                for k, v in value.items()
+            }
         if isinstance(value, list):
             return [walk(v) for v in value]
         if isinstance(value, tuple):
@@ -128,8 +135,12 @@ def redact_config(data: Any, patterns: Iterable[str] | None = None,
 
 def _is_scalar_secret(key: Any, value: Any, patterns: tuple[str, ...]) -> bool:
     """A non-empty text value under a secret-like key (numbers such as ``max_tokens`` are not)."""
-    return (isinstance(key, str) and isinstance(value, (str, bytes)) and bool(value)
-            and is_secret_name(key, patterns))
+    return (
+        isinstance(key, str)
+        and isinstance(value, (str, bytes))
+        and bool(value)
+        and is_secret_name(key, patterns)
+    )
 
 
 # ---------------------------------------------------------------- the policy
@@ -146,7 +157,9 @@ class Policy:
     values: frozenset[str] = field(default_factory=frozenset)
 
 
-def secret_values(environ: Mapping[str, str], redact_keys: Iterable[str], urls: Iterable[str] = ()) -> frozenset[str]:
+def secret_values(
+    environ: Mapping[str, str], redact_keys: Iterable[str], urls: Iterable[str] = ()
+) -> frozenset[str]:
     """Literal secrets to look for in text: values of variables named like secrets, and the
     passwords of ``urls``."""
     keys = tuple(redact_keys)
@@ -170,9 +183,12 @@ def configure(config: Any, environ: Mapping[str, str] | None = None) -> Policy:
     global _active
     sec = config.secrets
     env = os.environ if environ is None else environ
-    policy = Policy(redact_keys=tuple(sec.redact_keys), env_deny=tuple(sec.env_deny),
-                    env_allow=tuple(sec.env_allow),
-                    values=secret_values(env, sec.redact_keys, [config.store.redis_url]))
+    policy = Policy(
+        redact_keys=tuple(sec.redact_keys),
+        env_deny=tuple(sec.env_deny),
+        env_allow=tuple(sec.env_allow),
+        values=secret_values(env, sec.redact_keys, [config.store.redis_url]),
+    )
     with _lock:
         _active = policy
     return policy
@@ -183,8 +199,9 @@ def active() -> Policy:
     return _active
 
 
-def scrubbed_env(environ: Mapping[str, str], policy: Policy | None = None, *,
-                 keep: Iterable[str] = ()) -> dict[str, str]:
+def scrubbed_env(
+    environ: Mapping[str, str], policy: Policy | None = None, *, keep: Iterable[str] = ()
+) -> dict[str, str]:
     """``environ`` without airfix's secrets: variables matching ``policy.env_deny`` (unless
     ``env_allow`` or ``keep`` matches them) and variables whose value holds one of the policy's
     secret values that are not kept.  ``keep`` is what one process needs for itself (patterns)."""

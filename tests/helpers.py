@@ -28,16 +28,29 @@ from airfix.services.runtime.consumers import RuntimeSettings
 from tests.conftest import REAL_URL, real_client
 from tests.fault_harness.worker import counter_key
 
-FAST = RuntimeSettings(block_ms=100, batch_size=50, lease_ttl_ms=400, rebalance_interval_ms=50,
-                       delivery_cap=3, retry_backoff_ms=1, retry_backoff_max_ms=5,
-                       shutdown_deadline_s=5, heartbeat_interval_ms=100)
+FAST = RuntimeSettings(
+    block_ms=100,
+    batch_size=50,
+    lease_ttl_ms=400,
+    rebalance_interval_ms=50,
+    delivery_cap=3,
+    retry_backoff_ms=1,
+    retry_backoff_max_ms=5,
+    shutdown_deadline_s=5,
+    heartbeat_interval_ms=100,
+)
 
 
 class Recorder:
     """Records (run, version) per call; fails where ``fail`` says so."""
 
-    def __init__(self, group: str = "svc", ordered: bool = False,
-                 fail: Callable[[LogEntry], bool] = lambda e: False, delay_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        group: str = "svc",
+        ordered: bool = False,
+        fail: Callable[[LogEntry], bool] = lambda e: False,
+        delay_s: float = 0.0,
+    ) -> None:
         self.group, self.ordered, self.fail, self.delay_s = group, ordered, fail, delay_s
         self.seen: list[tuple[str, int]] = []
         self.attempts: dict[tuple[str, str], int] = defaultdict(int)
@@ -59,8 +72,11 @@ class Recorder:
 def append_runs(store: EventStore, runs: int, per_run: int) -> None:
     for r in range(runs):
         run = f"r{r}"
-        evs = stamp([RunRequested(target="/t")] + [RunStarted(worker=str(i)) for i in range(per_run - 1)],
-                    run_id=run, expected_version=0)
+        evs = stamp(
+            [RunRequested(target="/t")] + [RunStarted(worker=str(i)) for i in range(per_run - 1)],
+            run_id=run,
+            expected_version=0,
+        )
         store.append(run, evs, 0)
 
 
@@ -77,13 +93,16 @@ def assert_views_equal_clean_pass(app: App, *, skip: tuple[str, ...] = ()) -> di
         dumps[lv.name] = expected
         if lv.name in skip:
             continue
-        assert lv.dump() == expected, f"view {lv.name} of {app.keys.prefix} differs from a clean pass"
+        assert lv.dump() == expected, (
+            f"view {lv.name} of {app.keys.prefix} differs from a clean pass"
+        )
         fr.clear()
     return dumps
 
 
-def assert_applied_exactly_once(app: App, runs: list[str], *, skip: tuple[str, ...] = (),
-                                upto: dict[str, int] | None = None) -> None:
+def assert_applied_exactly_once(
+    app: App, runs: list[str], *, skip: tuple[str, ...] = (), upto: dict[str, int] | None = None
+) -> None:
     """Every view applied every event exactly once (the harness's ``--count-applies`` counters),
     up to version ``upto[run]`` where given (a halted run)."""
     last = {r: (upto or {}).get(r, app.store.version(r)) for r in runs}
@@ -110,8 +129,10 @@ def poll(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             last_exc = exc
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}"
-                        + (f" (last error: {last_exc!r})" if last_exc else ""))
+            pytest.fail(
+                f"timed out after {timeout}s waiting for {what}"
+                + (f" (last error: {last_exc!r})" if last_exc else "")
+            )
         time.sleep(interval)
 
 
@@ -131,8 +152,9 @@ def flushed_server_app() -> Iterator[App]:
         client.flushdb()
 
 
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str,
-            url: str | None = REAL_URL) -> tuple[int, str, str]:
+def run_cli(
+    capsys: pytest.CaptureFixture[str], *args: str, url: str | None = REAL_URL
+) -> tuple[int, str, str]:
     """``airfix ARGS [--redis-url URL]`` in this process: exit code, stdout, stderr."""
     from airfix.services.commands.cli import main
 

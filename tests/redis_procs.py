@@ -20,7 +20,9 @@ def free_port() -> int:
 class RedisServer:
     """A private redis-server with ``--appendonly yes`` (fsync always) in its own directory."""
 
-    def __init__(self, workdir: Path, *, appendonly: bool = True, password: str | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, appendonly: bool = True, password: str | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -39,8 +41,19 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-            "--save", "", "--daemonize", "no", "--logfile", str(self.dir / "redis.log"),
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.dir / "redis.log"),
         ]
         if self.appendonly:
             args += ["--appendonly", "yes", "--appendfsync", "always"]
@@ -56,7 +69,9 @@ class RedisServer:
                     return self
             except (redis.ConnectionError, redis.BusyLoadingError):
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server on port {self.port} did not start; see {self.dir}/redis.log")
+        raise RuntimeError(
+            f"redis-server on port {self.port} did not start; see {self.dir}/redis.log"
+        )
 
     def kill(self) -> None:
         """kill -9: no shutdown save, exactly like a crash."""

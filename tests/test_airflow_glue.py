@@ -52,7 +52,12 @@ from tests.scenario import run_events
 
 
 def _request(app: App, repo: Path, run_id: str | None, **kw: Any) -> str:
-    args: dict[str, Any] = {"batching": "smart", "fixer": "autofix", "simulation": True, "max_iterations": 1}
+    args: dict[str, Any] = {
+        "batching": "smart",
+        "fixer": "autofix",
+        "simulation": True,
+        "max_iterations": 1,
+    }
     return request_run(app, app.config, repo, run_id=run_id, **{**args, **kw})
 
 
@@ -122,9 +127,11 @@ def test_fix_run_ids_are_stable_distinct_and_valid_keys() -> None:
     rid = fix_run_id("autonomous_fixing", manual)
     assert rid == fix_run_id("autonomous_fixing", manual)  # every try of every task
     assert RUN_ID_RE.match(rid) and rid.startswith("af-autonomous_fixing-20261124T200208")
-    others = {fix_run_id("autonomous_fixing", "manual__2026-11-24T20:02:08.882143+00:00"),
-              fix_run_id("hybrid_control_flow", manual),
-              fix_run_id("autonomous_fixing", "manual__2026-11-24T20_02_08.882142+00_00")}  # reads alike
+    others = {
+        fix_run_id("autonomous_fixing", "manual__2026-11-24T20:02:08.882143+00:00"),
+        fix_run_id("hybrid_control_flow", manual),
+        fix_run_id("autonomous_fixing", "manual__2026-11-24T20_02_08.882142+00_00"),
+    }  # reads alike
     assert rid not in others and len(others) == 3
     long_id = fix_run_id("d" * 250, "x" * 250)
     assert RUN_ID_RE.match(long_id) and len(long_id) <= 128
@@ -136,13 +143,26 @@ def test_inline_runs_cannot_be_deferred() -> None:
         FixParams.from_params({"target_project": "/x", "execution": "inline", "wait": "defer"})
     with pytest.raises(AirfixError, match="target_project is required"):
         FixParams.from_params({"max_iterations": 2})
-    fp = FixParams.from_params({"target_project": "/x", "max_iterations": 2, "ok_statuses": ["succeeded"]})
-    assert (fp.max_iterations, fp.execution, fp.wait, fp.ok_statuses) == (2, "workers", "follow", ("succeeded",))
+    fp = FixParams.from_params(
+        {"target_project": "/x", "max_iterations": 2, "ok_statuses": ["succeeded"]}
+    )
+    assert (fp.max_iterations, fp.execution, fp.wait, fp.ok_statuses) == (
+        2,
+        "workers",
+        "follow",
+        ("succeeded",),
+    )
 
 
 def test_only_listed_statuses_pass() -> None:
-    result = {"run_id": "r", "status": "tool_error", "reason": "ruff: not found", "issues_before": 0,
-              "issues_after": 0, "commits": 0}
+    result = {
+        "run_id": "r",
+        "status": "tool_error",
+        "reason": "ruff: not found",
+        "issues_before": 0,
+        "issues_after": 0,
+        "commits": 0,
+    }
     why = failure(result, ("succeeded", "simulated"))
     assert why is not None and "ended tool_error: ruff: not found" in why
     assert failure({**result, "status": "simulated"}, ("succeeded", "simulated")) is None
@@ -165,7 +185,7 @@ def test_follow_writes_one_line_per_event_as_workers_record_them(client: redis.R
     def worker() -> None:
         for i in range(1, len(events)):
             time.sleep(0.01)
-            app.store.append("run-follow", events[i:i + 1], i)
+            app.store.append("run-follow", events[i : i + 1], i)
 
     lines: list[str] = []
     thread = threading.Thread(target=worker)
@@ -174,10 +194,12 @@ def test_follow_writes_one_line_per_event_as_workers_record_them(client: redis.R
     thread.join()
     assert len(lines) == len(events)
     assert [int(re.match(r"\[airfix +(\d+)\]", line).group(1)) for line in lines] == list(  # type: ignore[union-attr]
-        range(1, len(lines) + 1))
+        range(1, len(lines) + 1)
+    )
     assert "run requested on /repos/run-follow" in lines[0]
-    assert lines[-1].endswith("run finished: partially_fixed (max iterations (1) reached); issues 5 -> 3, "
-                              "1 commit(s)")
+    assert lines[-1].endswith(
+        "run finished: partially_fixed (max iterations (1) reached); issues 5 -> 3, 1 commit(s)"
+    )
     assert report.status == "partially_fixed"
     assert summary(report)["commits"] == 1
 
@@ -225,7 +247,9 @@ def test_workers_must_be_alive_for_every_role(prefixed: App, tmp_path: Path) -> 
     now_ms = int(time.time() * 1000)
     stale = now_ms - app.settings.lease_ttl_ms - 1000
     for role in ROLES:  # how a worker registers (services/runtime/consumers.py Consumer.heartbeat)
-        app.client.zadd(app.keys.members(f"role:{role}"), {"w1": now_ms if role != "fixer" else stale})
+        app.client.zadd(
+            app.keys.members(f"role:{role}"), {"w1": now_ms if role != "fixer" else stale}
+        )
     assert roles_without_workers(app) == ["fixer"]
     app.client.zadd(app.keys.members("role:fixer"), {"w2": now_ms})
     assert submit(app, fp, "af-somebody") == "af-somebody"
@@ -253,8 +277,15 @@ def test_a_failed_run_is_reported_with_its_reason(client: redis.Redis) -> None:
     app = _app_on(client)
     events = run_events("run-bad", finish=False)
     app.store.append("run-bad", events, 0)
-    app.store.append("run-bad", stamp([RunFailed(reason="mypy: crashed", status="tool_error")],
-                                      run_id="run-bad", expected_version=len(events)), len(events))
+    app.store.append(
+        "run-bad",
+        stamp(
+            [RunFailed(reason="mypy: crashed", status="tool_error")],
+            run_id="run-bad",
+            expected_version=len(events),
+        ),
+        len(events),
+    )
     lines: list[str] = []
     result = summary(follow(app, "run-bad", lines.append, inline=False, block_ms=50))
     assert result["status"] == "tool_error" and result["reason"] == "mypy: crashed"
@@ -273,13 +304,28 @@ def test_no_log_line_uses_a_key_the_airflow_task_supervisor_reserves() -> None:
     import ast
 
     root = Path(__file__).resolve().parents[1]
-    methods = {"debug", "info", "warning", "error", "exception", "critical", "log", "msg", "bind", "new"}
+    methods = {
+        "debug",
+        "info",
+        "warning",
+        "error",
+        "exception",
+        "critical",
+        "log",
+        "msg",
+        "bind",
+        "new",
+    }
     offenders = []
     for folder in ("events", "projections", "services", "config", "airflow_glue"):
         for path in (root / folder).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                        and node.func.attr in methods and "log" in ast.unparse(node.func.value).lower()):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in methods
+                    and "log" in ast.unparse(node.func.value).lower()
+                ):
                     bad = {k.arg for k in node.keywords} & {"target", "msg"}
                     if bad:
                         offenders.append(f"{path.relative_to(root)}:{node.lineno} {sorted(bad)}")

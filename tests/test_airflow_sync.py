@@ -30,12 +30,16 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> AirflowHome:
     return make_home(root, dags_folder=root / "unused")
 
 
-def sync(home: AirflowHome, dest: Path, *args: str, source: Path | None = None) -> subprocess.CompletedProcess[str]:
+def sync(
+    home: AirflowHome, dest: Path, *args: str, source: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = home.env(AIRFLOW__CORE__DAGS_FOLDER=str(dest))
     cmd = ["bash", str(SCRIPT), "--python", sys.executable, *args]
     if source is not None:
         cmd += ["--source", str(source)]
-    return subprocess.run(cmd, env=env, cwd=ROOT, text=True, capture_output=True, timeout=300, check=False)
+    return subprocess.run(
+        cmd, env=env, cwd=ROOT, text=True, capture_output=True, timeout=300, check=False
+    )
 
 
 def source_copy(tmp_path: Path, **extra: str) -> Path:
@@ -48,36 +52,58 @@ def source_copy(tmp_path: Path, **extra: str) -> Path:
 
 
 def dag_file(dag_id: str) -> str:
-    return (f"from airflow.sdk import dag, task\n\n\n@dag(dag_id={dag_id!r}, schedule=None)\ndef d():\n"
-            f"    @task\n    def t():\n        return 1\n\n    t()\n\n\nd()\n")
+    return (
+        f"from airflow.sdk import dag, task\n\n\n@dag(dag_id={dag_id!r}, schedule=None)\ndef d():\n"
+        f"    @task\n    def t():\n        return 1\n\n    t()\n\n\nd()\n"
+    )
 
 
 def digest(folder: Path) -> dict[str, str]:
     """Every entry of a folder: a link's target or a file's sha256."""
     out = {}
     for p in sorted(folder.iterdir()) if folder.exists() else []:
-        out[p.name] = f"-> {os.readlink(p)}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        out[p.name] = (
+            f"-> {os.readlink(p)}" if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+        )
     return out
 
 
 def manifest(dest: Path) -> dict[str, list[str]]:
-    rows = [line.split("\t") for line in (dest / MANIFEST).read_text().splitlines() if not line.startswith("#")]
+    rows = [
+        line.split("\t")
+        for line in (dest / MANIFEST).read_text().splitlines()
+        if not line.startswith("#")
+    ]
     return {name: [sha, ids] for name, sha, ids in rows}
 
 
 def paused(home: AirflowHome, dest: Path) -> dict[str, bool]:
-    proc = home.airflow("dags", "list", "-o", "json", env=home.env(AIRFLOW__CORE__DAGS_FOLDER=str(dest)), check=True)
+    proc = home.airflow(
+        "dags", "list", "-o", "json", env=home.env(AIRFLOW__CORE__DAGS_FOLDER=str(dest)), check=True
+    )
     listing = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("[")))
     return {d["dag_id"]: str(d["is_paused"]) == "True" for d in listing}
 
 
 def test_help_documents_every_flag() -> None:
-    helped = subprocess.run(["bash", str(SCRIPT), "--help"], text=True, capture_output=True, check=False)
+    helped = subprocess.run(
+        ["bash", str(SCRIPT), "--help"], text=True, capture_output=True, check=False
+    )
     assert helped.returncode == 0
-    for flag in ("--copy", "--symlink", "--dry-run", "--cleanup", "--auto-unpause", "--dags-folder", "--source",
-                 "--python"):
+    for flag in (
+        "--copy",
+        "--symlink",
+        "--dry-run",
+        "--cleanup",
+        "--auto-unpause",
+        "--dags-folder",
+        "--source",
+        "--python",
+    ):
         assert flag in helped.stdout
-    wrong = subprocess.run(["bash", str(SCRIPT), "--bogus"], text=True, capture_output=True, check=False)
+    wrong = subprocess.run(
+        ["bash", str(SCRIPT), "--bogus"], text=True, capture_output=True, check=False
+    )
     assert wrong.returncode == 2 and "unknown option: --bogus" in wrong.stderr
 
 
@@ -88,8 +114,14 @@ def test_copy_then_symlink_deploys_this_repositorys_dags(home: AirflowHome, tmp_
     copied = sync(home, dest)  # default source: dags/ of this repository, found automatically
     assert copied.returncode == 0, copied.stderr
     for name in ("autonomous_fixing.py", "air_executor_demo.py", "hybrid_control_flow.py"):
-        assert not (dest / name).is_symlink() and (dest / name).read_bytes() == (DAGS / name).read_bytes()
-        assert manifest(dest)[name] == [hashlib.sha256((DAGS / name).read_bytes()).hexdigest(), name[:-3]]
+        assert (
+            not (dest / name).is_symlink()
+            and (dest / name).read_bytes() == (DAGS / name).read_bytes()
+        )
+        assert manifest(dest)[name] == [
+            hashlib.sha256((DAGS / name).read_bytes()).hexdigest(),
+            name[:-3],
+        ]
     assert {ids for _, ids in manifest(dest).values()} == OUR_DAGS
     assert (dest / "theirs.py").read_text() == "# someone else's file\n"
     linked = sync(home, dest, "--symlink")
@@ -100,47 +132,71 @@ def test_copy_then_symlink_deploys_this_repositorys_dags(home: AirflowHome, tmp_
 
 
 def test_a_broken_dag_file_deploys_nothing(home: AirflowHome, tmp_path: Path) -> None:
-    src = source_copy(tmp_path, **{"broken_import.py": "import airfix_no_such_module\n" + dag_file("b1"),
-                                   "broken_syntax.py": "def oops(:\n", "helper.py": "X = 1\n"})
+    src = source_copy(
+        tmp_path,
+        **{
+            "broken_import.py": "import airfix_no_such_module\n" + dag_file("b1"),
+            "broken_syntax.py": "def oops(:\n",
+            "helper.py": "X = 1\n",
+        },
+    )
     dest = tmp_path / "dags"
     out = sync(home, dest, source=src)
     assert out.returncode == 1
     assert "broken_import.py: import error" in out.stderr and "airfix_no_such_module" in out.stderr
-    assert "broken_syntax.py: syntax error" in out.stderr and "helper.py: defines no DAG" in out.stderr
+    assert (
+        "broken_syntax.py: syntax error" in out.stderr and "helper.py: defines no DAG" in out.stderr
+    )
     assert "nothing was deployed" in out.stderr
     assert digest(dest) == {}
 
 
-def test_a_file_of_the_same_name_that_is_not_ours_is_never_overwritten(home: AirflowHome, tmp_path: Path) -> None:
+def test_a_file_of_the_same_name_that_is_not_ours_is_never_overwritten(
+    home: AirflowHome, tmp_path: Path
+) -> None:
     dest = tmp_path / "dags"
     dest.mkdir()
     (dest / "autonomous_fixing.py").write_text("# another project's DAG of the same name\n")
     before = digest(dest)
     out = sync(home, dest)
-    assert out.returncode == 1 and "was not deployed by this script; not overwriting it" in out.stderr
+    assert (
+        out.returncode == 1 and "was not deployed by this script; not overwriting it" in out.stderr
+    )
     assert digest(dest) == before
 
 
 def test_a_dry_run_changes_nothing(home: AirflowHome, tmp_path: Path) -> None:
-    src = source_copy(tmp_path, **{"extra_dag.py": dag_file(f"airfix_extra_{uuid.uuid4().hex[:6]}")})
+    src = source_copy(
+        tmp_path, **{"extra_dag.py": dag_file(f"airfix_extra_{uuid.uuid4().hex[:6]}")}
+    )
     dest = tmp_path / "dags"
     assert sync(home, dest, source=src).returncode == 0
     (src / "extra_dag.py").unlink()  # stale now
-    (src / "autonomous_fixing.py").write_text((src / "autonomous_fixing.py").read_text() + "\n# changed\n")
+    (src / "autonomous_fixing.py").write_text(
+        (src / "autonomous_fixing.py").read_text() + "\n# changed\n"
+    )
     before = digest(dest)
     out = sync(home, dest, "--dry-run", "--cleanup", "--auto-unpause", "--symlink", source=src)
     assert out.returncode == 0, out.stderr
     assert digest(dest) == before
-    assert "would symlink" in out.stdout and "would remove stale" in out.stdout and "would unpause" in out.stdout
+    assert (
+        "would symlink" in out.stdout
+        and "would remove stale" in out.stdout
+        and "would unpause" in out.stdout
+    )
     assert "dry run: nothing was changed" in out.stdout
 
 
-def test_unpause_and_cleanup_touch_only_this_repositorys_dags(home: AirflowHome, tmp_path: Path) -> None:
+def test_unpause_and_cleanup_touch_only_this_repositorys_dags(
+    home: AirflowHome, tmp_path: Path
+) -> None:
     tag = uuid.uuid4().hex[:6]
     theirs, old, edited = f"foreign_{tag}", f"airfix_old_{tag}", f"airfix_edited_{tag}"
     dest = tmp_path / "dags"
     dest.mkdir()
-    (dest / "theirs.py").write_text(dag_file(theirs))  # another project's DAG, paused like every new DAG
+    (dest / "theirs.py").write_text(
+        dag_file(theirs)
+    )  # another project's DAG, paused like every new DAG
     src = source_copy(tmp_path, **{"old_dag.py": dag_file(old), "edited_dag.py": dag_file(edited)})
     first = sync(home, dest, "--auto-unpause", source=src)
     assert first.returncode == 0, first.stderr + first.stdout

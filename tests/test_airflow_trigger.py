@@ -52,7 +52,9 @@ class Lines:
     warning = info
 
     def versions(self) -> list[int]:
-        return [int(line.split("]")[0].split()[-1]) for line in self.lines if line.startswith("[airfix")]
+        return [
+            int(line.split("]")[0].split()[-1]) for line in self.lines if line.startswith("[airfix")
+        ]
 
 
 @dataclass
@@ -65,8 +67,13 @@ class Where:
     made: list[RunFinishedTrigger] = field(default_factory=list)
 
     def trigger(self, run_id: str, **kwargs: Any) -> RunFinishedTrigger:
-        kwargs = {"redis_url": self.url, "stream": self.store.keys.run_stream(run_id), "run_id": run_id,
-                  "block_ms": 100, **kwargs}
+        kwargs = {
+            "redis_url": self.url,
+            "stream": self.store.keys.run_stream(run_id),
+            "run_id": run_id,
+            "block_ms": 100,
+            **kwargs,
+        }
         t = RunFinishedTrigger(**kwargs)
         if self.async_client is not None:
             t.connect = self.async_client  # type: ignore[method-assign]
@@ -79,8 +86,11 @@ class Where:
 def where(request: pytest.FixtureRequest) -> Iterator[Where]:
     if request.param == "fakeredis":
         server = fakeredis.FakeServer(version=(7, 0))
-        yield Where(EventStore(fakeredis.FakeRedis(server=server), Keys()), "redis://fake",
-                    async_client=lambda: fakeredis.FakeAsyncRedis(server=server))
+        yield Where(
+            EventStore(fakeredis.FakeRedis(server=server), Keys()),
+            "redis://fake",
+            async_client=lambda: fakeredis.FakeAsyncRedis(server=server),
+        )
         return
     client = real_client()
     prefix = f"airfix_trig_{uuid.uuid4().hex[:8]}"
@@ -106,9 +116,15 @@ def test_a_run_that_ended_before_the_trigger_fires_at_once(where: Where) -> None
     where.store.append("run-done", events, 0)
     t = where.trigger("run-done")
     fired = asyncio.run(first(t))
-    assert fired.payload == {"run_id": "run-done", "status": "partially_fixed",
-                             "reason": "max iterations (1) reached", "version": len(events)}
-    assert lines_of(t).versions() == list(range(1, len(events) + 1))  # every event into the task log
+    assert fired.payload == {
+        "run_id": "run-done",
+        "status": "partially_fixed",
+        "reason": "max iterations (1) reached",
+        "version": len(events),
+    }
+    assert lines_of(t).versions() == list(
+        range(1, len(events) + 1)
+    )  # every event into the task log
     assert "run finished: partially_fixed" in lines_of(t).lines[-1]
 
 
@@ -119,7 +135,7 @@ def test_the_trigger_waits_for_the_run_to_end(where: Where) -> None:
     def worker() -> None:
         for i in range(3, len(events)):
             time.sleep(0.02)
-            where.store.append("run-live", events[i:i + 1], i)
+            where.store.append("run-live", events[i : i + 1], i)
 
     async def main() -> TriggerEvent:
         waiting = asyncio.ensure_future(first(where.trigger("run-live", after_version=3)))
@@ -133,7 +149,9 @@ def test_the_trigger_waits_for_the_run_to_end(where: Where) -> None:
 
     fired = asyncio.run(main())
     assert fired.payload["status"] == "partially_fixed" and fired.payload["version"] == len(events)
-    assert lines_of(where.made[0]).versions() == list(range(4, len(events) + 1))  # after its position
+    assert lines_of(where.made[0]).versions() == list(
+        range(4, len(events) + 1)
+    )  # after its position
 
 
 def test_a_restarted_trigger_resumes_after_the_last_entry_seen(where: Where) -> None:
@@ -157,24 +175,41 @@ def test_a_restarted_trigger_resumes_after_the_last_entry_seen(where: Where) -> 
     kwargs = asyncio.run(until_cancelled())
     assert kwargs["after_version"] == 5 and kwargs["run_id"] == "run-resume"
     where.store.append("run-resume", events[5:], 5)
-    where.store.append("run-resume", terminal("run-resume", len(events),
-                                              RunFailed(reason="mypy: crashed", status="tool_error")),
-                       len(events))
+    where.store.append(
+        "run-resume",
+        terminal("run-resume", len(events), RunFailed(reason="mypy: crashed", status="tool_error")),
+        len(events),
+    )
     restarted = where.trigger(**{k: v for k, v in kwargs.items() if k != "redis_url"})
     fired = asyncio.run(first(restarted))
-    assert fired.payload == {"run_id": "run-resume", "status": "tool_error", "reason": "mypy: crashed",
-                             "version": len(events) + 1}
+    assert fired.payload == {
+        "run_id": "run-resume",
+        "status": "tool_error",
+        "reason": "mypy: crashed",
+        "version": len(events) + 1,
+    }
     assert lines_of(where.made[0]).versions() == [1, 2, 3, 4, 5]
-    assert lines_of(restarted).versions() == list(range(6, len(events) + 2))  # nothing twice, nothing missed
+    assert lines_of(restarted).versions() == list(
+        range(6, len(events) + 2)
+    )  # nothing twice, nothing missed
 
 
 def test_a_cancelled_run_and_a_position_past_the_end(where: Where) -> None:
     events = run_events("run-cancel", finish=False)
     where.store.append("run-cancel", events, 0)
-    where.store.append("run-cancel", terminal("run-cancel", len(events), RunCancelled(reason="stop")), len(events))
+    where.store.append(
+        "run-cancel", terminal("run-cancel", len(events), RunCancelled(reason="stop")), len(events)
+    )
     end = len(events) + 1
-    fired = asyncio.run(first(where.trigger("run-cancel", after_version=end)))  # XREAD would wait forever
-    assert fired.payload == {"run_id": "run-cancel", "status": "cancelled", "reason": "stop", "version": end}
+    fired = asyncio.run(
+        first(where.trigger("run-cancel", after_version=end))
+    )  # XREAD would wait forever
+    assert fired.payload == {
+        "run_id": "run-cancel",
+        "status": "cancelled",
+        "reason": "stop",
+        "version": end,
+    }
 
 
 def test_a_run_without_a_stream_is_an_error_event(where: Where) -> None:
@@ -183,7 +218,9 @@ def test_a_run_without_a_stream_is_an_error_event(where: Where) -> None:
 
 
 def test_the_trigger_never_shows_a_password() -> None:
-    t = RunFinishedTrigger(redis_url="redis://user:s3cret@redis.example:6379/0", stream="k", run_id="r")
+    t = RunFinishedTrigger(
+        redis_url="redis://user:s3cret@redis.example:6379/0", stream="k", run_id="r"
+    )
     assert "s3cret" not in repr(t) and "user:***@" in repr(t)
 
 
@@ -192,8 +229,13 @@ def test_the_trigger_survives_a_redis_restart(redis_server: RedisServer) -> None
     store = EventStore(redis.Redis.from_url(redis_server.url), Keys())
     events = run_events("run-restart")
     store.append("run-restart", events[:4], 0)
-    t = RunFinishedTrigger(redis_url=redis_server.url, stream=store.keys.run_stream("run-restart"),
-                           run_id="run-restart", block_ms=100, max_backoff_s=0.5)
+    t = RunFinishedTrigger(
+        redis_url=redis_server.url,
+        stream=store.keys.run_stream("run-restart"),
+        run_id="run-restart",
+        block_ms=100,
+        max_backoff_s=0.5,
+    )
     t._log = Lines()  # type: ignore[assignment]
 
     async def main() -> TriggerEvent:
@@ -247,16 +289,24 @@ def test_the_sensor_defers_from_the_runs_current_position(server_env: EventStore
         sensor.execute(context())
     trigger = deferred.value.trigger
     assert isinstance(trigger, RunFinishedTrigger)
-    assert (trigger.after_version, trigger.stream, trigger.redis_url) == (4, server_env.keys.run_stream("run-s1"),
-                                                                         REAL_URL)
+    assert (trigger.after_version, trigger.stream, trigger.redis_url) == (
+        4,
+        server_env.keys.run_stream("run-s1"),
+        REAL_URL,
+    )
     assert deferred.value.method_name == "execute_complete"
 
 
-def test_the_sensor_finishes_at_once_for_an_ended_run_and_fails_a_bad_status(server_env: EventStore) -> None:
+def test_the_sensor_finishes_at_once_for_an_ended_run_and_fails_a_bad_status(
+    server_env: EventStore,
+) -> None:
     events = run_events("run-s2", finish=False)
     server_env.append("run-s2", events, 0)
-    server_env.append("run-s2", terminal("run-s2", len(events), RunFailed(reason="no tests", status="failed")),
-                      len(events))
+    server_env.append(
+        "run-s2",
+        terminal("run-s2", len(events), RunFailed(reason="no tests", status="failed")),
+        len(events),
+    )
     ctx = context()
     with pytest.raises(AirflowFailException, match="ended failed: no tests"):
         RunFinishedSensor(task_id="wait", fix_run_id="run-s2").execute(ctx)
@@ -279,10 +329,17 @@ def test_the_sensor_maps_the_triggers_event(server_env: EventStore) -> None:
 def test_a_user_error_fails_the_request_task_without_retries(tmp_path: Any) -> None:
     """Bad input cannot get better by retrying: AirflowFailException, with airfix's message."""
     dag_run = type("DagRun", (), {"dag_id": "autonomous_fixing", "run_id": "manual__x"})()
-    ctx = {"params": {"target_project": str(tmp_path), "execution": "inline", "wait": "defer"}, "dag_run": dag_run}
+    ctx = {
+        "params": {"target_project": str(tmp_path), "execution": "inline", "wait": "defer"},
+        "dag_run": dag_run,
+    }
     with pytest.raises(AirflowFailException, match='cannot be combined with "wait": "defer"'):
         request(ctx)
-    ctx["params"] = {"target_project": str(tmp_path / "missing"), "execution": "inline", "max_iterations": 1}
+    ctx["params"] = {
+        "target_project": str(tmp_path / "missing"),
+        "execution": "inline",
+        "max_iterations": 1,
+    }
     with pytest.raises(AirflowFailException, match="does not exist"):
         request(ctx)
 
@@ -294,11 +351,13 @@ def test_without_deferral_the_sensor_pokes_until_the_run_ends(server_env: EventS
     def worker() -> None:
         for i in range(3, len(events)):
             time.sleep(0.02)
-            server_env.append("run-s4", events[i:i + 1], i)
+            server_env.append("run-s4", events[i : i + 1], i)
 
     thread = threading.Thread(target=worker)
     thread.start()
-    sensor = RunFinishedSensor(task_id="wait", fix_run_id="run-s4", deferrable=False, poke_interval=0.05)
+    sensor = RunFinishedSensor(
+        task_id="wait", fix_run_id="run-s4", deferrable=False, poke_interval=0.05
+    )
     result = sensor.execute(context())  # never defers: it polls the store in this task
     thread.join()
     assert result["status"] == "partially_fixed" and result["iterations"] == 1

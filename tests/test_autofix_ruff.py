@@ -11,7 +11,7 @@ from airfix.services.tools import RuffAdapter
 
 PYPROJECT = '[tool.ruff.lint]\nselect = ["F", "UP", "RUF", "I"]\n'
 
-SOURCE = '''\
+SOURCE = """\
 from typing import List
 import os
 
@@ -26,7 +26,7 @@ def keep(x):
 
 def ids(items: List[int]) -> List[int]:
     return items
-'''
+"""
 
 
 def project(tmp_path: Path, source: str = SOURCE, newline: str = "\n") -> Path:
@@ -43,7 +43,15 @@ def rules(root: Path) -> list[str]:
 def test_only_the_batch_and_what_its_edits_need_are_fixed(tmp_path: Path) -> None:
     root = project(tmp_path)
     before = RuffAdapter().run(root).issues
-    assert sorted(i.rule for i in before) == ["F401", "I001", "RUF010", "UP006", "UP006", "UP032", "UP035"]
+    assert sorted(i.rule for i in before) == [
+        "F401",
+        "I001",
+        "RUF010",
+        "UP006",
+        "UP006",
+        "UP032",
+        "UP035",
+    ]
     batch = [i for i in before if i.rule == "UP032"]
     outcome = RuffFix().apply(root, batch, FixerConfig())
     assert outcome.ok, outcome.reason
@@ -59,8 +67,12 @@ def test_an_import_the_batch_orphaned_goes_with_it_and_nothing_else_moves(tmp_pa
     batch = [i for i in RuffAdapter().run(root).issues if i.rule == "UP006"]
     assert RuffFix().apply(root, batch, FixerConfig()).ok
     text = (root / "mod.py").read_text()
-    assert "from typing import List" not in text and "def ids(items: list[int]) -> list[int]:" in text
-    assert "import os\n" in text and '"{}".format(str(x))' in text  # F401 os and UP032: not the batch's
+    assert (
+        "from typing import List" not in text and "def ids(items: list[int]) -> list[int]:" in text
+    )
+    assert (
+        "import os\n" in text and '"{}".format(str(x))' in text
+    )  # F401 os and UP032: not the batch's
     assert rules(root) == ["F401", "RUF010", "UP032"]
 
 
@@ -74,7 +86,23 @@ def test_line_endings_survive_and_rows_report_what_changed(tmp_path: Path) -> No
 
 
 def test_overlapping_fixes_wait_for_the_next_round() -> None:
-    fix = {"edits": [{"content": "", "location": {"row": 1, "column": 1}, "end_location": {"row": 2, "column": 1}}]}
-    same = {"edits": [{"content": "", "location": {"row": 1, "column": 1}, "end_location": {"row": 2, "column": 1}}]}
+    fix = {
+        "edits": [
+            {
+                "content": "",
+                "location": {"row": 1, "column": 1},
+                "end_location": {"row": 2, "column": 1},
+            }
+        ]
+    }
+    same = {
+        "edits": [
+            {
+                "content": "",
+                "location": {"row": 1, "column": 1},
+                "end_location": {"row": 2, "column": 1},
+            }
+        ]
+    }
     text, applied = apply_fixes("import os, sys\nx = 1\n", [fix, same])
     assert (text, applied) == ("x = 1\n", 1)

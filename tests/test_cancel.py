@@ -67,30 +67,72 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    return (
+        Path(f"/proc/{pid}").exists()
+        and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    )
 
 
 def agent_env(script: Path, **extra: str) -> dict[str, str]:
-    return {"AIRFIX__FIXER__COMMAND": json.dumps([str(script)]), "AIRFIX__FIXER__CHAIN": "[command]", **extra}
+    return {
+        "AIRFIX__FIXER__COMMAND": json.dumps([str(script)]),
+        "AIRFIX__FIXER__CHAIN": "[command]",
+        **extra,
+    }
 
 
-def test_airfix_cancel_stops_the_agent_and_the_waiting_run_exits_9(tmp_path: Path, prefix: str,
-                                                                  workers: Workers) -> None:
+def test_airfix_cancel_stops_the_agent_and_the_waiting_run_exits_9(
+    tmp_path: Path, prefix: str, workers: Workers
+) -> None:
     repo = make_repo(tmp_path)
     base = head(repo)
     script, pidfile = sleeping_agent(tmp_path)
     workers.start("w1", **agent_env(script))
     env = worker_env(prefix, **agent_env(script))
-    waiting = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "run", "--redis-url", REAL_URL,
-                                "--target", str(repo), "--max-iterations", "1", "--fixer", "command"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiting = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "run",
+            "--redis-url",
+            REAL_URL,
+            "--target",
+            str(repo),
+            "--max-iterations",
+            "1",
+            "--fixer",
+            "command",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     wait_for("the agent to start", pidfile.exists, 120, workers)
     agent = int(pidfile.read_text())
     app = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix}))
     run_id = load_runs(app)[0]
-    cancel = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "cancel", run_id, "--reason",
-                             "changed my mind", "--redis-url", REAL_URL], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    cancel = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "cancel",
+            run_id,
+            "--reason",
+            "changed my mind",
+            "--redis-url",
+            REAL_URL,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert cancel.returncode == 0 and "cancelled (changed my mind)" in cancel.stdout, cancel.stderr
     _, err = waiting.communicate(timeout=60)
     assert waiting.returncode == 9, err
@@ -98,13 +140,33 @@ def test_airfix_cancel_stops_the_agent_and_the_waiting_run_exits_9(tmp_path: Pat
     status = load_status(app.client, app.keys, run_id)
     assert (status["status"], status["reason"]) == ("cancelled", "changed my mind")
     assert git(repo, "status", "--porcelain") == "" and head(repo) == base
-    wait_for("the worker to drop its worktree",
-             lambda: len(git(repo, "worktree", "list").splitlines()) == 1, 30, workers)
-    again = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "cancel", run_id, "--redis-url",
-                            REAL_URL], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+    wait_for(
+        "the worker to drop its worktree",
+        lambda: len(git(repo, "worktree", "list").splitlines()) == 1,
+        30,
+        workers,
+    )
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "cancel",
+            run_id,
+            "--redis-url",
+            REAL_URL,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert again.returncode == 1 and "already finished: cancelled" in again.stdout
-    with_lock_free = request_run(app, app.config, repo, batching="smart", fixer="autofix",
-                                 simulation=True, max_iterations=1)
+    with_lock_free = request_run(
+        app, app.config, repo, batching="smart", fixer="autofix", simulation=True, max_iterations=1
+    )
     assert with_lock_free != run_id  # the target's lock went with the cancel
 
 
@@ -120,9 +182,25 @@ def test_ctrl_c_in_an_inline_run_cancels_it_in_one_line(tmp_path: Path) -> None:
     journal = tmp_path / "journal.jsonl"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
     env.update(agent_env(script), AIRFIX__STORE__JOURNAL=str(journal), PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(repo),
-                             "--fixer", "command", "--max-iterations", "1"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "run",
+            "--target",
+            str(repo),
+            "--fixer",
+            "command",
+            "--max-iterations",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not pidfile.exists():
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -133,22 +211,50 @@ def test_ctrl_c_in_an_inline_run_cancels_it_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 9, err
     assert "Traceback" not in err and "cancelled; commits made so far stay on its branch" in err
     assert not alive(agent)
-    status = json.loads(subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "status", "--json"], cwd=ROOT,
-                                       env=env, capture_output=True, text=True, timeout=60, check=True).stdout)
+    status = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "airfix.services.commands.cli", "status", "--json"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    )
     assert status["status"] == "cancelled" and "Ctrl-C" in status["reason"]
     assert git(repo, "status", "--porcelain") == ""
 
 
 def test_ctrl_c_while_waiting_off_a_terminal_detaches_and_says_how_to_follow(
-        tmp_path: Path, prefix: str, workers: Workers) -> None:
+    tmp_path: Path, prefix: str, workers: Workers
+) -> None:
     repo = make_repo(tmp_path)
     script, pidfile = sleeping_agent(tmp_path)
     workers.start("w1", **agent_env(script))
     env = worker_env(prefix, **agent_env(script))
-    proc = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "run", "--redis-url", REAL_URL,
-                             "--target", str(repo), "--max-iterations", "1", "--fixer", "command"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "run",
+            "--redis-url",
+            REAL_URL,
+            "--target",
+            str(repo),
+            "--max-iterations",
+            "1",
+            "--fixer",
+            "command",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     wait_for("the agent to start", pidfile.exists, 120, workers)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -168,8 +274,9 @@ def test_stopping_the_airflow_task_cancels_the_run_it_follows(tmp_path: Path) ->
 
     app = embedded_app()
     repo = make_repo(tmp_path)
-    run_id = request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
-                         max_iterations=1)
+    run_id = request_run(
+        app, app.config, repo, batching="smart", fixer="autofix", simulation=True, max_iterations=1
+    )
 
     class Task:
         def on_kill(self) -> None:  # BaseOperator's: does nothing
@@ -184,18 +291,31 @@ def test_stopping_the_airflow_task_cancels_the_run_it_follows(tmp_path: Path) ->
     other = make_repo(tmp_path, name="other")
     server = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL}))
     server.client.flushdb()
-    deferred = request_run(server, server.config, other, batching="smart", fixer="autofix",
-                           simulation=True, max_iterations=1)
-    trigger = RunFinishedTrigger(redis_url=REAL_URL, stream=server.keys.run_stream(deferred), run_id=deferred,
-                                 prefix=server.keys.prefix, partitions=server.keys.partitions)
+    deferred = request_run(
+        server,
+        server.config,
+        other,
+        batching="smart",
+        fixer="autofix",
+        simulation=True,
+        max_iterations=1,
+    )
+    trigger = RunFinishedTrigger(
+        redis_url=REAL_URL,
+        stream=server.keys.run_stream(deferred),
+        run_id=deferred,
+        prefix=server.keys.prefix,
+        partitions=server.keys.partitions,
+    )
     asyncio.run(trigger.on_kill())
     assert isinstance(events_of(server, deferred)[-1], RunCancelled)
     server.client.flushdb()
 
 
 @pytest.mark.parametrize("recording", ["not_logged_in", "unknown_option"])
-def test_a_fixer_no_retry_can_cure_ends_the_run_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       recording: str) -> None:
+def test_a_fixer_no_retry_can_cure_ends_the_run_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recording: str
+) -> None:
     """Replayed output of the real Claude Code CLI 2.1.197 (tests/fixtures/claude/README.md)."""
     monkeypatch.setenv("FAKE_CLAUDE_REPLAY", str(RECORDED / recording))
     repo = make_repo(tmp_path)
@@ -206,7 +326,9 @@ def test_a_fixer_no_retry_can_cure_ends_the_run_at_once(tmp_path: Path, monkeypa
     failed = [e for e in events if isinstance(e, FixFailed)]
     assert len(failed) == 1 and failed[0].fatal
     assert (report.status, report.state) == ("fixer_unavailable", "completed")
-    expected = {"not_logged_in": ["Not logged in", "/login", "ANTHROPIC_API_KEY"],
-                "unknown_option": ["unknown option '--bogus-flag'", "claude --help"]}[recording]
+    expected = {
+        "not_logged_in": ["Not logged in", "/login", "ANTHROPIC_API_KEY"],
+        "unknown_option": ["unknown option '--bogus-flag'", "claude --help"],
+    }[recording]
     assert all(text in report.reason for text in expected), report.reason
     assert not report.reason.startswith("claude: claude:")

@@ -130,10 +130,14 @@ class TestErrorsNameTheKeyPath:
         """store.log_maxlen trimmed partition logs past what groups had read: it is gone, and
         setting it (anywhere, even to 0) says why and what to use instead."""
         path = _write(tmp_path, "store:\n  partitions: 4\n  log_maxlen: 1000\n")
-        for kwargs, where in [({"path": path}, f"(in {path}, line 3)"),
-                              ({"env": {"AIRFIX__STORE__LOG_MAXLEN": "0"}},
-                               "(from environment variable AIRFIX__STORE__LOG_MAXLEN)"),
-                              ({"overrides": {"store.log_maxlen": 5}}, "(from overrides)")]:
+        for kwargs, where in [
+            ({"path": path}, f"(in {path}, line 3)"),
+            (
+                {"env": {"AIRFIX__STORE__LOG_MAXLEN": "0"}},
+                "(from environment variable AIRFIX__STORE__LOG_MAXLEN)",
+            ),
+            ({"overrides": {"store.log_maxlen": 5}}, "(from overrides)"),
+        ]:
             with pytest.raises(ConfigError) as ei:
                 load_config(**{"env": {}, **kwargs})
             msg = str(ei.value)
@@ -245,17 +249,37 @@ class TestSemanticChecks:
     @pytest.mark.parametrize(
         ("text", "expected"),
         [
-            ("consumers:\n  lease_ttl_ms: 99999999999999999999\n",
-             "consumers.lease_ttl_ms: expected int <= 3600000, got 99999999999999999999"),
-            ("store:\n  partitions: 100000000\n", "store.partitions: expected int <= 1024, got 100000000"),
-            ("consumers:\n  lease_ttl_ms: 5\n", "consumers.lease_ttl_ms: expected int >= 100, got 5"),
+            (
+                "consumers:\n  lease_ttl_ms: 99999999999999999999\n",
+                "consumers.lease_ttl_ms: expected int <= 3600000, got 99999999999999999999",
+            ),
+            (
+                "store:\n  partitions: 100000000\n",
+                "store.partitions: expected int <= 1024, got 100000000",
+            ),
+            (
+                "consumers:\n  lease_ttl_ms: 5\n",
+                "consumers.lease_ttl_ms: expected int >= 100, got 5",
+            ),
             ("consumers:\n  block_ms: 86400000\n", "consumers.block_ms: expected int <= 60000"),
             ("fixer:\n  timeout_s: .inf\n", "fixer.timeout_s: expected float <= 86400.0, got inf"),
             ("fixer:\n  timeout_s: .nan\n", "fixer.timeout_s: expected float > 0.0, got nan"),
-            ("health_check:\n  test_timeout_s: -1\n", "health_check.test_timeout_s: expected float > 0.0"),
-            ("circuit_breaker:\n  max_duration_hours: 1000000\n", "circuit_breaker.max_duration_hours: expected float <= 8784"),
-            ("circuit_breaker:\n  max_total_runs: 10000000000\n", "circuit_breaker.max_total_runs: expected int <= 100000"),
-            ("consumers:\n  delivery_cap: 1000000\n", "consumers.delivery_cap: expected int <= 1000"),
+            (
+                "health_check:\n  test_timeout_s: -1\n",
+                "health_check.test_timeout_s: expected float > 0.0",
+            ),
+            (
+                "circuit_breaker:\n  max_duration_hours: 1000000\n",
+                "circuit_breaker.max_duration_hours: expected float <= 8784",
+            ),
+            (
+                "circuit_breaker:\n  max_total_runs: 10000000000\n",
+                "circuit_breaker.max_total_runs: expected int <= 100000",
+            ),
+            (
+                "consumers:\n  delivery_cap: 1000000\n",
+                "consumers.delivery_cap: expected int <= 1000",
+            ),
         ],
     )
     def test_values_are_range_checked_at_load_with_the_key_path(self, tmp_path, text, expected):

@@ -242,12 +242,18 @@ def test_airfix_fixes_a_real_npm_package(key: str, tmp_path: Path) -> None:
     assert not summary["tool_errors"], (summary["tool_errors"], stderr[-3000:])
 
     branch = str(summary.get("branch") or "")
-    tip = rev_parse(repo, branch) if branch and branch in git(repo, "branch", "--list", branch) else base
+    tip = (
+        rev_parse(repo, branch)
+        if branch and branch in git(repo, "branch", "--list", branch)
+        else base
+    )
     commits = commits_since(repo, base, tip) if tip != base else []
     after = measure_at(repo, tip)
 
     # every test that passed before still passes, by id
-    broken = sorted(t for t, o in before.tests.items() if o == "passed" and after.tests.get(t) != "passed")
+    broken = sorted(
+        t for t, o in before.tests.items() if o == "passed" and after.tests.get(t) != "passed"
+    )
     assert not broken, f"tests that passed before and do not now: {broken[:20]}"
 
     # >= 90% of the ESLint-fixable problems are gone at the tip

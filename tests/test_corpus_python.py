@@ -59,7 +59,9 @@ DEPENDENCY_ERROR = re.compile(
 
 
 def selected(projects: list[Project]) -> list[Project]:
-    wanted = {n.strip() for n in os.environ.get("AIRFIX_CORPUS_PROJECTS", "").split(",") if n.strip()}
+    wanted = {
+        n.strip() for n in os.environ.get("AIRFIX_CORPUS_PROJECTS", "").split(",") if n.strip()
+    }
     unknown = wanted - {p.name for p in projects}
     if unknown:
         raise ValueError(f"AIRFIX_CORPUS_PROJECTS names unknown projects: {sorted(unknown)}")
@@ -86,7 +88,11 @@ class Judge:
     def at(self, sha: str, tools: Iterable[str] = MEASURED) -> Measurement:
         have = self.seen.get(sha)
         wanted = [t for t in MEASURED if t in set(tools)]
-        missing = [t for t in wanted if have is None or getattr(have, t if t != "pytest" else "tests") is None]
+        missing = [
+            t
+            for t in wanted
+            if have is None or getattr(have, t if t != "pytest" else "tests") is None
+        ]
         if missing:
             start = time.monotonic()
             new = measure.measure_commit(
@@ -117,7 +123,11 @@ class Judge:
 
 def airfix_command() -> list[str]:
     script = Path(sys.executable).parent / "airfix"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "airfix.services.commands.cli"]
+    return (
+        [str(script)]
+        if script.is_file()
+        else [sys.executable, "-m", "airfix.services.commands.cli"]
+    )
 
 
 @dataclass
@@ -164,7 +174,9 @@ def export_events(run_id: str, cwd: Path) -> list[dict[str, Any]]:
     proc = subprocess.run([*airfix_command(), "export", run_id], cwd=cwd, capture_output=True,
                           text=True, env=measure.clean_env(), check=False)  # fmt: skip
     if proc.returncode != 0:
-        raise AssertionError(f"airfix export {run_id}: exit {proc.returncode}: {proc.stderr[-2000:]}")
+        raise AssertionError(
+            f"airfix export {run_id}: exit {proc.returncode}: {proc.stderr[-2000:]}"
+        )
     return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
@@ -187,8 +199,9 @@ def tool_rows(summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {row["tool"]: row for row in summary.get("tools") or [] if isinstance(row, dict)}
 
 
-def check_summary_counts(key: str, summary: dict[str, Any], before: Measurement,
-                         after: Measurement, problems: list[str]) -> None:
+def check_summary_counts(
+    key: str, summary: dict[str, Any], before: Measurement, after: Measurement, problems: list[str]
+) -> None:
     rows = tool_rows(summary)
     for name in MEASURED:
         row = rows.get(name)
@@ -206,8 +219,14 @@ def check_summary_counts(key: str, summary: dict[str, Any], before: Measurement,
                                 f"re-measure = {actual}")  # fmt: skip
 
 
-def check_commit_claims(key: str, judge: Judge, parent: str, sha: str, problems: list[str],
-                        offences: list[diffcheck.Offence]) -> None:
+def check_commit_claims(
+    key: str,
+    judge: Judge,
+    parent: str,
+    sha: str,
+    problems: list[str],
+    offences: list[diffcheck.Offence],
+) -> None:
     message = git.commit_message(judge.repo, sha)
     claims = commits.parse(message)
     changed = git.changed_files(judge.repo, parent, sha)
@@ -222,7 +241,9 @@ def check_commit_claims(key: str, judge: Judge, parent: str, sha: str, problems:
             problems.append(f"{where}: its Counts block has no ruff line")
         for name, (b, a) in sorted(claims.counts.items()):
             if name not in MEASURED:
-                problems.append(f"{where}: Counts names {name!r}, which the corpus cannot re-measure")
+                problems.append(
+                    f"{where}: Counts names {name!r}, which the corpus cannot re-measure"
+                )
                 continue
             real_b, real_a = before.counts()[name], after.counts()[name]
             if (b, a) != (str(real_b), str(real_a)):
@@ -236,16 +257,22 @@ def check_commit_claims(key: str, judge: Judge, parent: str, sha: str, problems:
     }
     for rule in rules:
         if not any((f, rule) in on_parent for f in changed):
-            problems.append(f"{where}: names rule {rule} but no {rule} issue is in its files at the parent")
+            problems.append(
+                f"{where}: names rule {rule} but no {rule} issue is in its files at the parent"
+            )
     for f in changed:
         if rules and not any((f, r) in on_parent for r in rules):
             problems.append(f"{where}: changes {f}, where none of its rules ({', '.join(rules)}) "
                             "has an issue at the parent")  # fmt: skip
     for label, n in (("subject", claims.subject_files), ("body", claims.body_files)):
         if n is not None and n != len(changed):
-            problems.append(f"{where}: the {label} says {n} file(s), the commit changes {len(changed)}")
+            problems.append(
+                f"{where}: the {label} says {n} file(s), the commit changes {len(changed)}"
+            )
     diff = git.diff_u0(judge.repo, parent, sha)
-    offences.extend(diffcheck.check_commit(sha, diff, before, rules, judge.imports(parent, changed)))
+    offences.extend(
+        diffcheck.check_commit(sha, diff, before, rules, judge.imports(parent, changed))
+    )
 
 
 def dependency_error(project: Project, text: str) -> bool:
@@ -254,8 +281,9 @@ def dependency_error(project: Project, text: str) -> bool:
     return bool(named) or any(marker in text for marker in project.dependency_error_markers)
 
 
-def check_dependency_issues(key: str, project: Project, events: list[dict[str, Any]],
-                            problems: list[str]) -> None:
+def check_dependency_issues(
+    key: str, project: Project, events: list[dict[str, Any]], problems: list[str]
+) -> None:
     """No issue of the run (and no tool error) is a dependency the project's venv has.
 
     A run that never recorded its issues (no ``IssuesDiscovered``) cannot pass this vacuously.
@@ -274,7 +302,9 @@ def check_dependency_issues(key: str, project: Project, events: list[dict[str, A
             error = str(result.get("error") or "") if isinstance(result, dict) else ""
             if dependency_error(project, error):
                 last = [line for line in error.splitlines() if line.strip()][-1][:200]
-                hits.add(f"{event.get('type')}: {result.get('tool')} {result.get('status')}: {last}")
+                hits.add(
+                    f"{event.get('type')}: {result.get('tool')} {result.get('status')}: {last}"
+                )
     if hits:
         problems.append(f"{key}: the run reports dependencies of the project's venv as missing "
                         f"({len(hits)} distinct): " + "; ".join(sorted(hits)[:8]))  # fmt: skip
@@ -308,7 +338,9 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     started = time.monotonic()
     key = project.key
     repo = tmp_path / project.name
-    base = git.make_repo(pypi.fetch_sdist(project), repo, f"{project.name} {project.version} (sdist)")
+    base = git.make_repo(
+        pypi.fetch_sdist(project), repo, f"{project.name} {project.version} (sdist)"
+    )
     python = pypi.project_python(project, repo)
     judge = Judge(project, repo, python, git.cache_dir("mypy", key))
     setup_s = time.monotonic() - started
@@ -326,7 +358,9 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     assert baseline.safe_total > 0, f"{key}: no safely fixable ruff issue at the baseline"
     assert baseline.passed(), f"{key}: no test passes at the baseline:\n{baseline.pytest_tail}"
     for test_id in project.ruff_fix_breaks:
-        assert (baseline.tests or {}).get(test_id) == "passed", f"{key}: {test_id} does not pass at the baseline"
+        assert (baseline.tests or {}).get(test_id) == "passed", (
+            f"{key}: {test_id} does not pass at the baseline"
+        )
 
     run = run_airfix(project, repo, python, tmp_path)
     summary = run.summary
@@ -339,13 +373,17 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     # where the work is
     branch = summary.get("branch") or ""
     if summary.get("base_sha") != base:
-        problems.append(f"{key}: summary base_sha {summary.get('base_sha')} is not the repository's {base}")
+        problems.append(
+            f"{key}: summary base_sha {summary.get('base_sha')} is not the repository's {base}"
+        )
     claimed = [c.get("sha") for c in summary.get("commits") or []]
     shas: list[str] = []
     if branch in git.branches(repo):
         shas = git.commits_since(repo, base, branch)
     elif claimed:  # a run without commits may remove its empty branch (issue 9, item 8)
-        problems.append(f"{key}: the summary's branch {branch!r} does not exist (branches: {git.branches(repo)})")
+        problems.append(
+            f"{key}: the summary's branch {branch!r} does not exist (branches: {git.branches(repo)})"
+        )
     if sorted(claimed) != sorted(shas):
         problems.append(f"{key}: the summary lists commits {[str(c)[:10] for c in claimed]}, "
                         f"branch {branch} has {[s[:10] for s in shas]}")  # fmt: skip
@@ -388,8 +426,11 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
 
     if offences:
         per_commit = Counter(o.commit[:10] for o in offences)
-        problems.append(f"{key}: {len(offences)} offending hunk(s) (per commit: "
-                        + ", ".join(f"{c} {n}" for c, n in per_commit.items()) + "), each below")
+        problems.append(
+            f"{key}: {len(offences)} offending hunk(s) (per commit: "
+            + ", ".join(f"{c} {n}" for c, n in per_commit.items())
+            + "), each below"
+        )
 
     figures = {
         "project": key, "status": summary.get("status"), "reason": summary.get("reason"),
@@ -473,7 +514,10 @@ def test_ruff_fix_rows_follow_what_the_edit_changes() -> None:
     # I001 replaces rows 1-9 up to column 1 of row 10: rows 1-9 change, row 10 does not
     assert measure.edit_rows({"row": 1, "column": 1}, {"row": 10, "column": 1}, "x\n") == (1, 9)
     # I002 inserts a whole line at row 3: git says it follows row 2
-    assert measure.edit_rows({"row": 3, "column": 1}, {"row": 3, "column": 1}, "import x\n") == (2, 2)
+    assert measure.edit_rows({"row": 3, "column": 1}, {"row": 3, "column": 1}, "import x\n") == (
+        2,
+        2,
+    )
     # an r prefix inserted at column 1 changes row 7 itself
     assert measure.edit_rows({"row": 7, "column": 1}, {"row": 7, "column": 1}, "r") == (7, 7)
 
@@ -515,5 +559,7 @@ def test_test_outcomes_count_each_test_once() -> None:
 def test_removed_counts_per_file_and_rule() -> None:
     before = Measurement(ruff=[_ruff("a.py", "F401", 1, 1, ((1, 1),)), _ruff("a.py", "F401", 2, 2, ((2, 2),)),
                                _ruff("b.py", "UP004", 1, 1, ((1, 1),))])  # fmt: skip
-    after = Measurement(ruff=[_ruff("a.py", "F401", 1, 1, ((1, 1),)), _ruff("c.py", "UP004", 1, 1, ((1, 1),))])
+    after = Measurement(
+        ruff=[_ruff("a.py", "F401", 1, 1, ((1, 1),)), _ruff("c.py", "UP004", 1, 1, ((1, 1),))]
+    )
     assert hand.removed(before, after) == 2  # a new UP004 in c.py does not make up for anything

@@ -56,8 +56,12 @@ class Views:
     of each event (the fault harness's counters) and raises for ``target`` in ``view`` while
     ``poisoned``; ``calls`` records (view, run, version) of every fold, in order."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, target: tuple[str, int] | None = ("r1", 5),
-                 view: str = "status") -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        target: tuple[str, int] | None = ("r1", 5),
+        view: str = "status",
+    ) -> None:
         self.target, self.view, self.poisoned = target, view, target is not None
         self.calls: list[tuple[str, str, int]] = []
         orig = App.projections
@@ -76,8 +80,14 @@ class Views:
         inner = view.apply
 
         def apply(event: Event, entry_id: str) -> list[Any]:
-            if self.poisoned and view.name == self.view and (event.run_id, event.version) == self.target:
-                raise RuntimeError(f"poison: {view.name} cannot fold {event.run_id} v{event.version}")
+            if (
+                self.poisoned
+                and view.name == self.view
+                and (event.run_id, event.version) == self.target
+            ):
+                raise RuntimeError(
+                    f"poison: {view.name} cannot fold {event.run_id} v{event.version}"
+                )
             self.calls.append((view.name, event.run_id, event.version))
             return inner(event, entry_id)
 
@@ -103,14 +113,25 @@ def park(app: App, *, finish_r1: bool = False) -> list[deadletters.DeadLetter]:
 
 def more_of_r1(at: int) -> list[Event]:
     """r1 (left in planning at v12 by ``append_run(finish=False)``) carries on to its end."""
-    return stamp([FixStarted(batch_id="r1/b3", fixer="autofix"),
-                  FixApplied(batch_id="r1/b3", fixer="autofix", files_changed=["pkg/m3.py"]),
-                  Committed(batch_id="r1/b3", sha="f00", files=["pkg/m3.py"]),
-                  IterationCompleted(iteration=1, committed=2, failed=1, score=0.8, issues_remaining=1,
-                                     progress=True),
-                  RunCompleted(status="partially_fixed", reason="max iterations (1) reached",
-                               issues_before=5, issues_after=1, commits=2)][at - 13:],
-                 run_id="r1", expected_version=at - 1)
+    return stamp(
+        [
+            FixStarted(batch_id="r1/b3", fixer="autofix"),
+            FixApplied(batch_id="r1/b3", fixer="autofix", files_changed=["pkg/m3.py"]),
+            Committed(batch_id="r1/b3", sha="f00", files=["pkg/m3.py"]),
+            IterationCompleted(
+                iteration=1, committed=2, failed=1, score=0.8, issues_remaining=1, progress=True
+            ),
+            RunCompleted(
+                status="partially_fixed",
+                reason="max iterations (1) reached",
+                issues_before=5,
+                issues_after=1,
+                commits=2,
+            ),
+        ][at - 13 :],
+        run_id="r1",
+        expected_version=at - 1,
+    )
 
 
 def settled_clean(app: App) -> None:
@@ -124,13 +145,16 @@ def settled_clean(app: App) -> None:
 # ------------------------------------------------------------------------------ the round trip
 
 
-def test_dead_letter_round_trip(app: App, backend: str, monkeypatch: pytest.MonkeyPatch,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_dead_letter_round_trip(
+    app: App, backend: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Parked, cause fixed, retried: the poison event and the halted run's held entries are each
     applied exactly once, in order; the halt is gone; every view equals a rebuild."""
     views = Views(monkeypatch)
     parked = park(app)
-    assert [("failed", 5)] + [("held", v) for v in range(6, 13)] == [(d.kind, d.version) for d in parked]
+    assert [("failed", 5)] + [("held", v) for v in range(6, 13)] == [
+        (d.kind, d.version) for d in parked
+    ]
     assert {("projections", "r1")} == {(d.group, d.run) for d in parked}
     assert "poison: status cannot fold r1 v5" in parked[0].error
     assert app.client.hexists(app.keys.halted("projections"), "r1")
@@ -146,12 +170,15 @@ def test_dead_letter_round_trip(app: App, backend: str, monkeypatch: pytest.Monk
         out = dlq.describe(deadletters.request(app, "retry", parked[0]))
     assert f"retried 8 dead letter(s) of group projections: {parked[0].id}" in out
     assert "run r1 is no longer halted in projections" in out
-    assert list(range(5, 13)) == views.folded("status", "r1")  # the poison event first, then in order
+    assert list(range(5, 13)) == views.folded(
+        "status", "r1"
+    )  # the poison event first, then in order
     assert_applied_exactly_once(app, RUNS)
     settled_clean(app)
     events = list(app.store.read_run("r1"))
     assert msgspec.to_builtins(fold(events)) == {
-        k: v for k, v in load_status(app.client, app.keys, "r1").items() if k != "halted"}
+        k: v for k, v in load_status(app.client, app.keys, "r1").items() if k != "halted"
+    }
     # the run is no longer halted for the workers either: its next event is applied, not held
     app.store.append("r1", more_of_r1(13)[:1], 12)
     drain(app.store, app.handlers(["projections"]), FAST)
@@ -162,7 +189,9 @@ def test_dead_letter_round_trip(app: App, backend: str, monkeypatch: pytest.Monk
         deadletters.find(app.client, app.keys, parked[0].id, "projections")
 
 
-def test_a_retry_that_crashed_midway_applies_nothing_twice(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retry_that_crashed_midway_applies_nothing_twice(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The retry dies after two views applied the entry (before its dead letter was deleted): the
     next retry skips those two (their markers), applies the rest, and nothing is applied twice."""
     views = Views(monkeypatch)
@@ -190,8 +219,9 @@ def test_a_retry_that_crashed_midway_applies_nothing_twice(app: App, monkeypatch
     settled_clean(app)
 
 
-def test_an_entry_applied_before_it_was_parked_is_not_applied_again(app: App,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_entry_applied_before_it_was_parked_is_not_applied_again(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The projector dies between apply and ack until the cap: the entries are parked although every
     view has them.  The checkpoints recorded at park time tell the retry so; it applies nothing."""
     Views(monkeypatch, target=None)
@@ -202,22 +232,32 @@ def test_an_entry_applied_before_it_was_parked_is_not_applied_again(app: App,
 
     def killed_after_apply(entries: Any) -> None:
         real(entries)
-        if any(e.event is not None and (e.event.run_id, e.event.version) == ("r1", 5) for e in entries):
+        if any(
+            e.event is not None and (e.event.run_id, e.event.version) == ("r1", 5) for e in entries
+        ):
             raise RuntimeError("killed between apply and ack")
 
     handler.handle = killed_after_apply  # type: ignore[method-assign]
     drain(app.store, [handler], FAST)
     parked = deadletters.list_dead_letters(app.client, app.keys)
     assert ["failed"] + ["held"] * 7 == [d.kind for d in parked]
-    assert {"ckpt.status", "ckpt.task_queue", "ckpt.run_history", "ckpt.summary:build",
-            "ckpt.summary:test", "ckpt.summary:lint"} == set(parked[0].parked)
+    assert {
+        "ckpt.status",
+        "ckpt.task_queue",
+        "ckpt.run_history",
+        "ckpt.summary:build",
+        "ckpt.summary:test",
+        "ckpt.summary:lint",
+    } == set(parked[0].parked)
     out = deadletters.request(app, "retry", parked[0])
     assert ("done", 8, 0, True) == (out.state, len(out.done), out.applied, out.resumed)
     assert_applied_exactly_once(app, ["r1", "r2"])
     settled_clean(app)
 
 
-def test_retry_goes_oldest_first_and_bad_ids_change_nothing(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_retry_goes_oldest_first_and_bad_ids_change_nothing(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     Views(monkeypatch)
     parked = park(app)
     before = app.client.xrange(app.keys.dead_letters("projections"))
@@ -235,25 +275,34 @@ def test_retry_goes_oldest_first_and_bad_ids_change_nothing(app: App, monkeypatc
     assert {} == app.client.hgetall(app.keys.dlq_requests("projections"))
 
 
-def test_a_retry_that_fails_again_keeps_the_dead_letters_and_the_halt(app: App,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retry_that_fails_again_keeps_the_dead_letters_and_the_halt(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     views = Views(monkeypatch)
     parked = park(app)
     out = deadletters.request(app, "retry", parked[0])  # the cause is not fixed
     assert ("failed", parked[0].id, []) == (out.state, out.failed, out.done)
     assert "poison: status cannot fold r1 v5" in out.error and "failed again" in dlq.describe(out)
-    assert [d.id for d in parked] == [d.id for d in deadletters.list_dead_letters(app.client, app.keys)]
+    assert [d.id for d in parked] == [
+        d.id for d in deadletters.list_dead_letters(app.client, app.keys)
+    ]
     assert app.client.hexists(app.keys.halted("projections"), "r1")
     assert 4 == max(views.folded("status", "r1"))  # v5 never folded, so nothing after it either
     assert_applied_exactly_once(app, RUNS, upto={"r1": 4})
 
 
 def test_discarding_the_failed_entry_leaves_the_run_halted_until_its_backlog_is_gone(
-        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     Views(monkeypatch)
     parked = park(app)
     out = deadletters.request(app, "discard", parked[0])
-    assert ("done", [parked[0].id], False, 7) == (out.state, out.done, out.resumed, out.still_parked)
+    assert ("done", [parked[0].id], False, 7) == (
+        out.state,
+        out.done,
+        out.resumed,
+        out.still_parked,
+    )
     assert "run r1 stays halted in projections: 7 parked entries left" in dlq.describe(out)
     assert app.client.hexists(app.keys.halted("projections"), "r1")
     for d in parked[1:-1]:
@@ -266,8 +315,16 @@ def test_discarding_the_failed_entry_leaves_the_run_halted_until_its_backlog_is_
 
 def test_an_undecodable_entry_is_parked_cannot_be_retried_and_can_be_discarded(app: App) -> None:
     append_run(app.store, "r2")
-    app.client.xadd(app.keys.log_of("r2"), {"type": "FromTheFuture", "v": "15", "id": "x", "run": "r2",
-                                            "data": b'{"type":"FromTheFuture"}'})
+    app.client.xadd(
+        app.keys.log_of("r2"),
+        {
+            "type": "FromTheFuture",
+            "v": "15",
+            "id": "x",
+            "run": "r2",
+            "data": b'{"type":"FromTheFuture"}',
+        },
+    )
     drain(app.store, app.handlers(["projections"]), FAST)
     [parked] = deadletters.list_dead_letters(app.client, app.keys)
     assert ("undecodable", "FromTheFuture") == (parked.kind, parked.event_type)
@@ -280,7 +337,9 @@ def test_an_undecodable_entry_is_parked_cannot_be_retried_and_can_be_discarded(a
 # ------------------------------------------------------------------------------ roles
 
 
-def test_a_role_retry_hands_the_entry_to_the_role_again(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_role_retry_hands_the_entry_to_the_role_again(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The fixer role crashed on the run's newest event; after the fix the retry makes it act
     (FixStarted appended once); re-delivering an event the run has moved past does nothing."""
     app.store.append("r1", run_events("r1")[:7], 0)  # planned, a batch pending: the fixer's step
@@ -314,7 +373,9 @@ def test_a_role_retry_hands_the_entry_to_the_role_again(app: App, monkeypatch: p
 # ------------------------------------------------------------------------------ a live worker
 
 
-def test_a_live_worker_serves_the_retry_while_the_run_goes_on(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_live_worker_serves_the_retry_while_the_run_goes_on(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A worker owns every partition and keeps parking r1's new events; the retry is served by it,
     between its batches, so nothing is parked behind the retry or applied out of order."""
     views = Views(monkeypatch)
@@ -324,9 +385,17 @@ def test_a_live_worker_serves_the_retry_while_the_run_goes_on(app: App, monkeypa
     try:
         append_run(app.store, "r1", finish=False)
         append_run(app.store, "r2")
-        poll(lambda: len(deadletters.list_dead_letters(app.client, app.keys)) == 8, 20, "r1's entries parked")
+        poll(
+            lambda: len(deadletters.list_dead_letters(app.client, app.keys)) == 8,
+            20,
+            "r1's entries parked",
+        )
         app.store.append("r1", more_of_r1(13)[:2], 12)  # still halted: held
-        poll(lambda: len(deadletters.list_dead_letters(app.client, app.keys)) == 10, 20, "v13, v14 held")
+        poll(
+            lambda: len(deadletters.list_dead_letters(app.client, app.keys)) == 10,
+            20,
+            "v13, v14 held",
+        )
         views.poisoned = False
         views.calls.clear()
         head = deadletters.list_dead_letters(app.client, app.keys)[0]
@@ -341,8 +410,11 @@ def test_a_live_worker_serves_the_retry_while_the_run_goes_on(app: App, monkeypa
         out = deadletters.request(app, "retry", head, wait_s=20)
         appender.join(10)
         assert ("done", "live-worker") == (out.state, out.served_by)
-        poll(lambda: (load_status(app.client, app.keys, "r1") or {}).get("version") == 17, 20,
-             "r1 folded to its end")
+        poll(
+            lambda: (load_status(app.client, app.keys, "r1") or {}).get("version") == 17,
+            20,
+            "r1 folded to its end",
+        )
     finally:
         worker.stop()
         thread.join(10)
@@ -361,8 +433,9 @@ def server_app() -> Iterator[App]:
         yield app
 
 
-def test_cli_list_show_discard_on_the_real_server(server_app: App, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_list_show_discard_on_the_real_server(
+    server_app: App, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     Views(monkeypatch, target=("r2", 14))  # r2's last event: nothing held behind it
     append_run(server_app.store, "r1")
     append_run(server_app.store, "r2")
@@ -371,7 +444,12 @@ def test_cli_list_show_discard_on_the_real_server(server_app: App, monkeypatch: 
     assert 0 == code, err
     [row] = json.loads(out)
     assert ("projections", "failed", "r2", 14, "RunCompleted") == (
-        row["group"], row["kind"], row["run"], row["version"], row["type"])
+        row["group"],
+        row["kind"],
+        row["run"],
+        row["version"],
+        row["type"],
+    )
     code, out, _ = run_cli(capsys, "dlq", "list")
     assert 0 == code and row["id"] in out and "RunCompleted" in out
 
@@ -387,21 +465,26 @@ def test_cli_list_show_discard_on_the_real_server(server_app: App, monkeypatch: 
     assert 2 == code and "no dead letter 1-0 in any group (projections)" in err
     code, _, err = run_cli(capsys, "dlq", "discard", row["id"], "2-0", "--group", "projections")
     assert 2 == code and "no dead letter 2-0 in group projections" in err
-    assert 1 == len(deadletters.list_dead_letters(server_app.client, server_app.keys))  # nothing discarded
+    assert 1 == len(
+        deadletters.list_dead_letters(server_app.client, server_app.keys)
+    )  # nothing discarded
 
     code, out, err = run_cli(capsys, "dlq", "discard", row["id"])
     assert 0 == code, err
     assert f"discarded 1 dead letter(s) of group projections: {row['id']}" in out
     assert "run r2 is no longer halted in projections" in out
     assert [] == json.loads(run_cli(capsys, "dlq", "list", "--json")[1])
-    assert 13 == load_status(server_app.client, server_app.keys, "r2")["version"]  # skipped, as asked
+    assert (
+        13 == load_status(server_app.client, server_app.keys, "r2")["version"]
+    )  # skipped, as asked
 
     code, _, err = run_cli(capsys, "dlq", "retry", row["id"])
     assert 2 == code and f"no dead letter {row['id']} in any group" in err
 
 
-def test_cli_retry_that_fails_again_exits_1(server_app: App, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_retry_that_fails_again_exits_1(
+    server_app: App, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     Views(monkeypatch)
     parked = park(server_app)
     code, out, _ = run_cli(capsys, "dlq", "retry", parked[0].id)
@@ -415,7 +498,8 @@ def test_cli_retry_that_fails_again_exits_1(server_app: App, monkeypatch: pytest
 
 
 def test_embedded_store_keeps_retries_and_discards_across_commands(
-        tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every command replays the journal and folds it again, re-parking a poison event; a recorded
     discard is done again after that replay, and a retry's effect stays (nothing is re-parked)."""
     journal = tmp_path / "journal.jsonl"
@@ -438,7 +522,9 @@ def test_embedded_store_keeps_retries_and_discards_across_commands(
     code, out, err = run_cli(capsys, "dlq", "list", "--json", url=None)
     assert 0 == code, err
     parked = json.loads(out)
-    assert [("failed", 5)] + [("held", v) for v in range(6, 15)] == [(d["kind"], d["version"]) for d in parked]
+    assert [("failed", 5)] + [("held", v) for v in range(6, 15)] == [
+        (d["kind"], d["version"]) for d in parked
+    ]
     views.poisoned = False  # fixed in this process: retry it here
     code, out, err = run_cli(capsys, "dlq", "retry", parked[0]["id"], url=None)
     assert 0 == code, err
@@ -469,17 +555,42 @@ def _odd_dead_letters(app: App) -> list[str]:
     """Dead letters nobody's runtime wrote: malformed numbers and ids, missing fields, bytes that
     are not UTF-8, terminal escapes and Rich markup; returns their ids."""
     group = app.keys.dead_letters("projections")
-    return [_s(app.client.xadd(group, f)) for f in (
-        {"kind": "failed", "attempts": "lots", "parked_at": "yesterday", "entry": "not-an-id",
-         "stream": "nowhere", "orig.v": "seven", "orig.run": "r9", "orig.type": "Committed",
-         "error": "[/bold] unbalanced markup \x1b[31m red"},
-        {"x": "y"},  # nothing airfix writes
-        {b"\xff\xfe": b"\x00\x81\xff", b"kind": b"\xc3\x28", b"attempts": b"\xff",
-         b"orig.data": bytes(range(256)) * 4, b"orig.type": b"\xff\x1b[2J", b"orig.\x80": b"\x81",
-         b"parked_at": b"1e400", b"entry": b"99999999999999999999999-0", b"orig.run": b"r\xff"},
-        {"kind": "held", "parked_at": "1e20", "attempts": "-3", "orig.v": "NaN", "stream": "",
-         "orig.run": "bad run id{}"},
-    )]
+    return [
+        _s(app.client.xadd(group, f))
+        for f in (
+            {
+                "kind": "failed",
+                "attempts": "lots",
+                "parked_at": "yesterday",
+                "entry": "not-an-id",
+                "stream": "nowhere",
+                "orig.v": "seven",
+                "orig.run": "r9",
+                "orig.type": "Committed",
+                "error": "[/bold] unbalanced markup \x1b[31m red",
+            },
+            {"x": "y"},  # nothing airfix writes
+            {
+                b"\xff\xfe": b"\x00\x81\xff",
+                b"kind": b"\xc3\x28",
+                b"attempts": b"\xff",
+                b"orig.data": bytes(range(256)) * 4,
+                b"orig.type": b"\xff\x1b[2J",
+                b"orig.\x80": b"\x81",
+                b"parked_at": b"1e400",
+                b"entry": b"99999999999999999999999-0",
+                b"orig.run": b"r\xff",
+            },
+            {
+                "kind": "held",
+                "parked_at": "1e20",
+                "attempts": "-3",
+                "orig.v": "NaN",
+                "stream": "",
+                "orig.run": "bad run id{}",
+            },
+        )
+    ]
 
 
 def _s(value: Any) -> str:
@@ -507,7 +618,9 @@ def test_dead_letters_of_any_shape_are_listed_shown_and_discarded(app: App) -> N
         dlq.render_show(d, shown)
         assert d.id in shown.getvalue() and "\x1b" not in shown.getvalue()
         json.dumps(deadletters.find(app.client, app.keys, d.id).to_dict(event=True))
-    out = deadletters.request(app, "retry", rows[0])  # names no partition log: its run's owner does it
+    out = deadletters.request(
+        app, "retry", rows[0]
+    )  # names no partition log: its run's owner does it
     assert "failed" == out.state
     with pytest.raises(AirfixError, match="no partition log of this store.*can only be discarded"):
         deadletters.request(app, "retry", rows[1])
@@ -517,10 +630,15 @@ def test_dead_letters_of_any_shape_are_listed_shown_and_discarded(app: App) -> N
 
 
 def test_cli_lists_shows_and_discards_dead_letters_of_any_shape(
-        server_app: App, capsys: pytest.CaptureFixture[str]) -> None:
+    server_app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
     ids = _odd_dead_letters(server_app)
-    for args in (["dlq", "list"], ["dlq", "list", "--json"], *(["dlq", "show", i] for i in ids),
-                 *(["dlq", "show", i, "--json"] for i in ids)):
+    for args in (
+        ["dlq", "list"],
+        ["dlq", "list", "--json"],
+        *(["dlq", "show", i] for i in ids),
+        *(["dlq", "show", i, "--json"] for i in ids),
+    ):
         code, out, err = run_cli(capsys, *args)
         assert (0, "") == (code, err), (args, err)
         assert "\x1b" not in out
@@ -548,7 +666,9 @@ class Capture:
         self.got += [e.event for e in entries]
 
 
-def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_whole(app: App) -> None:
+def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_whole(
+    app: App,
+) -> None:
     """A 5 MB event parked by three groups: each dead letter keeps at most 64 KiB (with the
     original's stream, entry id and size), show stays small, and a retry hands the handler the
     whole event, read back from the partition log, or from the run's stream once the log entry is
@@ -559,20 +679,27 @@ def test_a_huge_entry_parked_by_several_groups_is_copied_bounded_and_retried_who
 
     blob = "x" * (5 * 1024 * 1024)
     append_run(app.store, "r2")
-    app.store.append("big", stamp([RunRequested(target="/t", config={"blob": blob})], run_id="big",
-                                  expected_version=0), 0)
+    app.store.append(
+        "big",
+        stamp([RunRequested(target="/t", config={"blob": blob})], run_id="big", expected_version=0),
+        0,
+    )
     handlers = [Capture(f"g{i}") for i in range(3)]
     drain(app.store, handlers, FAST)
     parked = deadletters.list_dead_letters(app.client, app.keys)
     assert ["g0", "g1", "g2"] == [d.group for d in parked]
     for d in parked:
         raw = app.client.xrange(app.keys.dead_letters(d.group))[0][1]
-        assert sum(len(k) + len(v) for k, v in raw.items()) < 64 * 1024 + 4096  # the cap, the reasons
+        assert (
+            sum(len(k) + len(v) for k, v in raw.items()) < 64 * 1024 + 4096
+        )  # the cap, the reasons
         assert d.truncated and d.original_bytes > 5 * 1024 * 1024
         assert (d.run, d.version, d.stream) == ("big", 1, app.keys.log_of("big"))
         shown = io.StringIO()
         dlq.render_show(d, shown)
-        assert len(shown.getvalue()) < 10_000 and f"entry {d.entry} of {d.stream}" in shown.getvalue()
+        assert (
+            len(shown.getvalue()) < 10_000 and f"entry {d.entry} of {d.stream}" in shown.getvalue()
+        )
         assert d.to_dict(event=True)["event"] is None  # show never loads the 5 MB original
     for h in handlers:
         h.broken = False

@@ -23,8 +23,14 @@ def make_venv(where: Path, *, with_package: bool = True) -> Path:
     ``with_package``, a package airfix's own environment does not have."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
     python = where / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "airfix_tools.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     if with_package:
         pkg = site / ONLY_HERE
@@ -37,20 +43,28 @@ def make_venv(where: Path, *, with_package: bool = True) -> Path:
 def project(root: Path) -> Path:
     (root / "app").mkdir(parents=True)
     (root / "tests").mkdir()
-    (root / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "0"\n\n[tool.mypy]\nfiles = ["app"]\n')
-    (root / "app" / "__init__.py").write_text(f"from {ONLY_HERE} import answer\n\n\ndef twice() -> int:\n"
-                                              "    return 2 * answer()\n")
-    (root / "tests" / "test_app.py").write_text("from app import twice\n\n\ndef test_twice():\n"
-                                                "    assert twice() == 84\n")
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "app"\nversion = "0"\n\n[tool.mypy]\nfiles = ["app"]\n'
+    )
+    (root / "app" / "__init__.py").write_text(
+        f"from {ONLY_HERE} import answer\n\n\ndef twice() -> int:\n    return 2 * answer()\n"
+    )
+    (root / "tests" / "test_app.py").write_text(
+        "from app import twice\n\n\ndef test_twice():\n    assert twice() == 84\n"
+    )
     return root
 
 
-def test_the_detection_order_follows_the_package_managers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_detection_order_follows_the_package_managers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = project(tmp_path / "p")
     own = find_python(root, environ={})
     assert (own.source, own.python) == ("airfix", str(Path(sys.executable).absolute()))
     active = make_venv(tmp_path / "active", with_package=False)
-    assert find_python(root, environ={"VIRTUAL_ENV": str(tmp_path / "active")}).source == "VIRTUAL_ENV"
+    assert (
+        find_python(root, environ={"VIRTUAL_ENV": str(tmp_path / "active")}).source == "VIRTUAL_ENV"
+    )
     in_repo = make_venv(root / ".venv", with_package=False)
     found = find_python(root, environ={"VIRTUAL_ENV": str(tmp_path / "active")})
     assert (found.source, found.python) == (".venv", str(in_repo))
@@ -59,30 +73,41 @@ def test_the_detection_order_follows_the_package_managers(tmp_path: Path, monkey
     assert find_python(root, environ={}).source == ".pdm-python"
     uv = make_venv(root / "envs" / "uv", with_package=False)
     assert find_python(root, environ={"UV_PROJECT_ENVIRONMENT": "envs/uv"}).python == str(uv)
-    assert find_python(root, "/x/bin/python", environ={"UV_PROJECT_ENVIRONMENT": "envs/uv"}).source == "--python"
+    assert (
+        find_python(root, "/x/bin/python", environ={"UV_PROJECT_ENVIRONMENT": "envs/uv"}).source
+        == "--python"
+    )
 
 
-def test_poetry_is_asked_where_its_environment_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_poetry_is_asked_where_its_environment_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = project(tmp_path / "p")
     (root / "poetry.lock").write_text("# lock\n")
     venv = make_venv(tmp_path / "cache" / "app-py3.11", with_package=False)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     poetry = bin_dir / "poetry"  # poetry's own answer to `poetry env info --executable`
-    poetry.write_text(f'#!/bin/sh\n[ "$1 $2 $3" = "env info --executable" ] && echo {venv} && exit 0\nexit 1\n')
+    poetry.write_text(
+        f'#!/bin/sh\n[ "$1 $2 $3" = "env info --executable" ] && echo {venv} && exit 0\nexit 1\n'
+    )
     poetry.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     found = find_python(root, environ={})
     assert (found.source, found.python) == ("poetry", str(venv))
 
 
-def test_tests_and_types_see_the_project_environment_and_a_missing_dependency_is_named(tmp_path: Path) -> None:
+def test_tests_and_types_see_the_project_environment_and_a_missing_dependency_is_named(
+    tmp_path: Path,
+) -> None:
     root = project(tmp_path / "p")
     env = find_python(root, str(make_venv(tmp_path / "venv")))
     in_env = PytestAdapter()
     in_env.use_python(env)
     run = in_env.run(root)
-    assert run.result.status == "passed" and run.tests == {"tests/test_app.py::test_twice": "passed"}
+    assert run.result.status == "passed" and run.tests == {
+        "tests/test_app.py::test_twice": "passed"
+    }
     assert run.result.command[:3] == [env.python, "-m", "pytest"]
     mypy = MypyAdapter(cache_dir=tmp_path / "cache")
     mypy.use_python(env)
@@ -95,7 +120,9 @@ def test_tests_and_types_see_the_project_environment_and_a_missing_dependency_is
     assert "--python" in missing.result.error
 
 
-def test_a_project_environment_without_pytest_is_a_tool_error_saying_how_to_install_it(tmp_path: Path) -> None:
+def test_a_project_environment_without_pytest_is_a_tool_error_saying_how_to_install_it(
+    tmp_path: Path,
+) -> None:
     root = project(tmp_path / "p")
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
@@ -115,17 +142,40 @@ def test_a_run_uses_the_in_repository_venv_and_says_so(tmp_path: Path) -> None:
     git(root, "add", "-A")
     git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(tmp_path / "journal.jsonl")}
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(root),
-                           "--max-iterations", "1"], capture_output=True, text=True, timeout=600, env=env,
-                          check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "run",
+            "--target",
+            str(root),
+            "--max-iterations",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr  # healthy: succeeded
     python = str(root / ".venv" / "bin" / "python")
     assert "started from main" in proc.stderr and f"checks run with python {python}" in proc.stderr
     assert f"python {python}" in proc.stdout and "from .venv" in proc.stdout
-    status = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "status", "--json"],
-                            capture_output=True, text=True, timeout=60, env=env, check=True)
+    status = subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
     import json
 
     facts = json.loads(status.stdout)
-    assert facts["environment"]["python_source"] == ".venv" and facts["environment"]["python"] == python
+    assert (
+        facts["environment"]["python_source"] == ".venv"
+        and facts["environment"]["python"] == python
+    )
     assert facts["status"] == "succeeded" and facts["tools_in_error"] == []

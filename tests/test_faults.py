@@ -42,8 +42,14 @@ pytestmark = pytest.mark.fault
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = Path(__file__).resolve().parent / "fault_harness" / "worker.py"
 # short leases so a dead worker's partitions are taken over quickly (all well above the heartbeat)
-FAST = {"lease_ttl_ms": 1000, "heartbeat_interval_ms": 150, "rebalance_interval_ms": 150,
-        "block_ms": 200, "retry_backoff_ms": 10, "retry_backoff_max_ms": 50}
+FAST = {
+    "lease_ttl_ms": 1000,
+    "heartbeat_interval_ms": 150,
+    "rebalance_interval_ms": 150,
+    "block_ms": 200,
+    "retry_backoff_ms": 10,
+    "retry_backoff_max_ms": 50,
+}
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -80,8 +86,9 @@ def harness(tmp_path: Path, name: str, *args: str) -> Iterator[subprocess.Popen[
     """A harness worker process, logging to ``tmp_path/<name>.log``; killed if still alive."""
     log_path = tmp_path / f"{name}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, str(HARNESS), *args], cwd=ROOT,
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(HARNESS), *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             yield proc
         finally:
@@ -103,7 +110,9 @@ def stop_gracefully(proc: subprocess.Popen[bytes], log_path: Path, timeout: floa
 def two_runs_in_two_partitions(partitions: int = 4) -> list[str]:
     names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"]
     first = names[0]
-    second = next(n for n in names if partition_of(n, partitions) != partition_of(first, partitions))
+    second = next(
+        n for n in names if partition_of(n, partitions) != partition_of(first, partitions)
+    )
     return [first, second]
 
 
@@ -125,8 +134,11 @@ def test_two_appenders_race_one_winner_per_round(redis_server) -> None:
             for r in range(rounds):
                 start.wait()  # both finished the previous round
                 v = store.version(run)
-                events = stamp([RunStarted(worker=f"w{i}-r{r}-{k}") for k in range(rng.randint(1, 3))],
-                               run_id=run, expected_version=v)
+                events = stamp(
+                    [RunStarted(worker=f"w{i}-r{r}-{k}") for k in range(rng.randint(1, 3))],
+                    run_id=run,
+                    expected_version=v,
+                )
                 go.wait()  # both have read the version: now race
                 try:
                     results[i][r] = ("won", v, events, store.append(run, events, v))
@@ -155,7 +167,9 @@ def test_two_appenders_race_one_winner_per_round(redis_server) -> None:
         win, lose = (a, b) if a[0] == "won" else (b, a)
         size = len(win[2])
         assert (total + size, False) == (win[3].version, win[3].duplicate)
-        assert [f"0-{total + k + 1}" for k in range(size)] == [p.run_entry for p in win[3].positions]
+        assert [f"0-{total + k + 1}" for k in range(size)] == [
+            p.run_entry for p in win[3].positions
+        ]
         exc = lose[3]
         assert isinstance(exc, ConcurrencyError)
         assert (run, total, total + size) == (exc.run_id, exc.expected, exc.actual)
@@ -165,16 +179,24 @@ def test_two_appenders_race_one_winner_per_round(redis_server) -> None:
     client = stores[0].client
     store = stores[0]
     won_ids = [ev.event_id for w in winners for ev in w[2]]
-    lost_ids = {ev.event_id for r in range(rounds) for res in (results[0][r], results[1][r])
-                if res[0] == "lost" for ev in res[2]}
+    lost_ids = {
+        ev.event_id
+        for r in range(rounds)
+        for res in (results[0][r], results[1][r])
+        if res[0] == "lost"
+        for ev in res[2]
+    }
     stored = list(store.read_run(run))
     assert total == store.version(run) == client.xlen(store.keys.run_stream(run)) == len(won_ids)
     assert list(range(1, total + 1)) == [ev.version for ev in stored]  # gapless
     assert won_ids == [ev.event_id for ev in stored]  # the winners' events, in round order
     assert not lost_ids & {ev.event_id for ev in stored}  # no trace of a loser
     assert total + 1 == client.hlen(store.keys.run_index(run))  # version + one e:<id> per event
-    log = [e for e in store.iter_log(partition_of(run, store.keys.partitions))
-           if e.event and e.event.run_id == run]
+    log = [
+        e
+        for e in store.iter_log(partition_of(run, store.keys.partitions))
+        if e.event and e.event.run_id == run
+    ]
     assert total == len(log) == client.xlen(store.keys.log_of(run))
     assert won_ids == [e.event.event_id for e in log]
     assert list(range(1, total + 1)) == [e.event.version for e in log]
@@ -196,12 +218,26 @@ def test_kill_9_mid_handler_then_another_worker_takes_over(redis_server, tmp_pat
     # all groups run slowly; two of them block for good at a known spot: after the apply (applied,
     # not acked) and before it (delivered, not applied).  Then the process is SIGKILLed.
     hangs = {"projection:task_queue": "after", "projection:run_history": "before"}
-    with harness(tmp_path, "slow", *common, *set_args(batch_size=3), "--sleep-in-handler", "0.2",
-                 "--progress", "--name", "slow",
-                 *[a for g, where in hangs.items() for a in ("--hang", f"{g}:3:{where}")]) as slow:
-        poll(lambda: app.client.hlen(fkey(prefix, "hung")) == len(hangs)
-             and int(app.client.get(fkey(prefix, "handled")) or 0) >= 8, 60,
-             "the slow worker to get going and block where told")
+    with harness(
+        tmp_path,
+        "slow",
+        *common,
+        *set_args(batch_size=3),
+        "--sleep-in-handler",
+        "0.2",
+        "--progress",
+        "--name",
+        "slow",
+        *[a for g, where in hangs.items() for a in ("--hang", f"{g}:3:{where}")],
+    ) as slow:
+        poll(
+            lambda: (
+                app.client.hlen(fkey(prefix, "hung")) == len(hangs)
+                and int(app.client.get(fkey(prefix, "handled")) or 0) >= 8
+            ),
+            60,
+            "the slow worker to get going and block where told",
+        )
         slow.send_signal(signal.SIGKILL)
         slow.wait(10)
     assert -signal.SIGKILL == slow.returncode
@@ -211,8 +247,10 @@ def test_kill_9_mid_handler_then_another_worker_takes_over(redis_server, tmp_pat
         assert where == hung["where"]
         view = next(p for p in app.projections() if f"projection:{p.name}" == g)
         for stream, entry_id in hung["entries"]:
-            pel = [r["message_id"].decode() for r in app.client.xpending_range(
-                stream, g, min="-", max="+", count=1000)]
+            pel = [
+                r["message_id"].decode()
+                for r in app.client.xpending_range(stream, g, min="-", max="+", count=1000)
+            ]
             assert entry_id in pel, (g, entry_id)  # delivered, never acked
             ckpt = (app.client.hget(view.checkpoint_key, stream) or b"0-0").decode()
             applied = not id_newer(entry_id, ckpt)
@@ -244,9 +282,15 @@ class ForkLane:
 
     def __init__(self, log_path: Path) -> None:
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed by close()
-        self.proc = subprocess.Popen([sys.executable, str(HARNESS), "--fork-server"], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                     text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HARNESS), "--fork-server"],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+            bufsize=1,
+        )
         self.replies: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -282,8 +326,9 @@ class ForkLane:
         self.log.close()
 
 
-def run_on_lanes(lanes: list[ForkLane], jobs: list[tuple[Any, list[str]]],
-                 timeout: float = 90) -> dict[Any, dict[str, Any]]:
+def run_on_lanes(
+    lanes: list[ForkLane], jobs: list[tuple[Any, list[str]]], timeout: float = 90
+) -> dict[Any, dict[str, Any]]:
     """Run every (key, argv) job, spread round-robin over the lanes; results by key."""
     per_lane: list[list[Any]] = [[] for _ in lanes]
     for i, (key, argv) in enumerate(jobs):
@@ -312,24 +357,50 @@ def test_kill_9_between_apply_and_ack_at_every_step(redis_server, tmp_path: Path
     # plus the first and last: every group at every event type, every N in some group, and the
     # first and last step everywhere.  FAULT_EVERY_STEP=1 runs all groups x all N.
     every = os.environ.get("FAULT_EVERY_STEP") == "1"
-    steps = [(g, n) for i, g in enumerate(die_groups) for n in range(1, n_entries + 1)
-             if every or n in (1, n_entries) or n % 2 == i % 2]
+    steps = [
+        (g, n)
+        for i, g in enumerate(die_groups)
+        for n in range(1, n_entries + 1)
+        if every or n in (1, n_entries) or n % 2 == i % 2
+    ]
     prefix = {step: f"t3g{die_groups.index(step[0])}n{step[1]}" for step in steps}
     for step in steps:
         store = EventStore(client, Keys(prefix=prefix[step], partitions=4))
         for r in runs:
             append_run(store, r)
-    common = ["--redis-url", url, "--count-applies", "--log-level", "warning", "--burst",
-              *set_args(**{**FAST, "block_ms": 100})]
+    common = [
+        "--redis-url",
+        url,
+        "--count-applies",
+        "--log-level",
+        "warning",
+        "--burst",
+        *set_args(**{**FAST, "block_ms": 100}),
+    ]
     # batch_size 1: every handle() is one entry, so "the N-th handle" is "the N-th entry"
     dying = [*common, *set_args(batch_size=1)]
 
     lanes = [ForkLane(tmp_path / f"lane{i}.log") for i in range(3)]
     try:
         started = time.monotonic()
-        died = run_on_lanes(lanes, [
-            (step, [*dying, "--prefix", prefix[step], "--die-group", step[0],
-                    "--die-after", str(step[1])]) for step in steps])
+        died = run_on_lanes(
+            lanes,
+            [
+                (
+                    step,
+                    [
+                        *dying,
+                        "--prefix",
+                        prefix[step],
+                        "--die-group",
+                        step[0],
+                        "--die-after",
+                        str(step[1]),
+                    ],
+                )
+                for step in steps
+            ],
+        )
         t_die = time.monotonic() - started
         for step in steps:
             res, p = died[step], prefix[step]
@@ -338,19 +409,29 @@ def test_kill_9_between_apply_and_ack_at_every_step(redis_server, tmp_path: Path
             assert flag and (step[0], step[1]) == (flag["group"], flag["n"]), (step, flag)
             [(stream, entry_id)] = flag["entries"]
             # it died between apply and ack: applied (checkpoint) but still pending
-            ckpt_key = next(pr.checkpoint_key for pr in probe.projections(Keys(prefix=p, partitions=4))
-                            if f"projection:{pr.name}" == step[0])
+            ckpt_key = next(
+                pr.checkpoint_key
+                for pr in probe.projections(Keys(prefix=p, partitions=4))
+                if f"projection:{pr.name}" == step[0]
+            )
             assert entry_id == (client.hget(ckpt_key, stream) or b"").decode(), (step, entry_id)
-            pel = [r["message_id"].decode() for r in client.xpending_range(
-                stream, step[0], min="-", max="+", count=100)]
+            pel = [
+                r["message_id"].decode()
+                for r in client.xpending_range(stream, step[0], min="-", max="+", count=100)
+            ]
             assert entry_id in pel, (step, entry_id, pel)
 
         # the dead workers' leases expire by themselves (lease_ttl_ms)
         poll(lambda: not client.keys("t3g*:lease:*"), 20, "the dead workers' leases to expire")
         started = time.monotonic()
         # a clean worker (default batch_size) finishes what the dead one left
-        finished = run_on_lanes(lanes, [
-            (step, [*common, "--prefix", prefix[step], "--wait-leases-free", "10"]) for step in steps])
+        finished = run_on_lanes(
+            lanes,
+            [
+                (step, [*common, "--prefix", prefix[step], "--wait-leases-free", "10"])
+                for step in steps
+            ],
+        )
         t_finish = time.monotonic() - started
     finally:
         for lane in lanes:
@@ -363,15 +444,21 @@ def test_kill_9_between_apply_and_ack_at_every_step(redis_server, tmp_path: Path
         try:
             for g in groups_of(app):
                 m = group_metrics(app.client, app.keys, g)
-                assert (0, 0, 0, 0) == (m.lag, m.pending, m.dead_letters, m.halted_runs), (step, g, m)
+                assert (0, 0, 0, 0) == (m.lag, m.pending, m.dead_letters, m.halted_runs), (
+                    step,
+                    g,
+                    m,
+                )
             dumps = assert_views_equal_clean_pass(app)
             assert_applied_exactly_once(app, runs)
             assert 2 == len(dumps["run_history"])
         finally:
             app.client.close()
     t_check = time.monotonic() - started
-    print(f"\n{len(steps)} kill points: dying {t_die:.1f}s, finishing {t_finish:.1f}s, "
-          f"checking {t_check:.1f}s")
+    print(
+        f"\n{len(steps)} kill points: dying {t_die:.1f}s, finishing {t_finish:.1f}s, "
+        f"checking {t_check:.1f}s"
+    )
 
 
 # ------------------------------------------------------------------------- 4. poison event
@@ -388,12 +475,26 @@ def test_poison_event_is_dead_lettered_after_exactly_the_cap(redis_server, tmp_p
     poison_version = app.store.version("poison-1")  # its last event (RunCompleted): nothing held
     group = "projection:run_history"
     groups = groups_of(app)
-    with harness(tmp_path, "poisoned", "--redis-url", url, "--count-applies",
-                 *set_args(**FAST, delivery_cap=cap), "--poison-group", group,
-                 "--poison-event", f"poison-1:{poison_version}") as worker:
-        poll(lambda: settled(app, groups)
-             and group_metrics(app.client, app.keys, group).dead_letters >= 1, 60,
-             "everything handled and the poison event parked")
+    with harness(
+        tmp_path,
+        "poisoned",
+        "--redis-url",
+        url,
+        "--count-applies",
+        *set_args(**FAST, delivery_cap=cap),
+        "--poison-group",
+        group,
+        "--poison-event",
+        f"poison-1:{poison_version}",
+    ) as worker:
+        poll(
+            lambda: (
+                settled(app, groups)
+                and group_metrics(app.client, app.keys, group).dead_letters >= 1
+            ),
+            60,
+            "everything handled and the poison event parked",
+        )
         assert worker.poll() is None, "a poison event must not stop the worker"
         stop_gracefully(worker, tmp_path / "poisoned.log")
 
@@ -402,9 +503,15 @@ def test_poison_event_is_dead_lettered_after_exactly_the_cap(redis_server, tmp_p
     assert 1 == len(dlq)
     fields = dlq[0][1]
     assert (b"failed", group.encode(), str(cap).encode()) == (
-        fields[b"kind"], fields[b"group"], fields[b"attempts"])
+        fields[b"kind"],
+        fields[b"group"],
+        fields[b"attempts"],
+    )
     assert (b"poison-1", str(poison_version).encode(), b"RunCompleted") == (
-        fields[b"orig.run"], fields[b"orig.v"], fields[b"orig.type"])
+        fields[b"orig.run"],
+        fields[b"orig.v"],
+        fields[b"orig.type"],
+    )
     assert b"poison event" in fields[b"error"]
     assert {b"poison-1"} == set(app.client.hkeys(app.keys.halted(group)))
     for g in groups:
@@ -419,10 +526,16 @@ def test_poison_event_is_dead_lettered_after_exactly_the_cap(redis_server, tmp_p
     assert sorted(["alpha", "bravo", "delta"]) == sorted(history)
     assert sorted(runs) == sorted(h["run_id"] for h in dumps["run_history"])
     history_view = next(p for p in app.projections() if p.name == "run_history")
-    counted = {m.decode(): n for m, n in app.client.zrange(
-        counter_key(history_view.view_key()), 0, -1, withscores=True)}
-    assert {f"{r}:{v}": 1.0 for r in runs for v in range(1, app.store.version(r) + 1)
-            if (r, v) != ("poison-1", poison_version)} == counted
+    counted = {
+        m.decode(): n
+        for m, n in app.client.zrange(counter_key(history_view.view_key()), 0, -1, withscores=True)
+    }
+    assert {
+        f"{r}:{v}": 1.0
+        for r in runs
+        for v in range(1, app.store.version(r) + 1)
+        if (r, v) != ("poison-1", poison_version)
+    } == counted
 
 
 # -------------------------------------------- 5. Redis kill -9 + restart during appends
@@ -461,8 +574,11 @@ def test_redis_restart_mid_appends_loses_nothing_acknowledged(redis_server) -> N
                 run = runs[i % len(runs)]
                 i += 1
                 v = versions[run]
-                events = stamp([RunStarted(worker=f"{run}-{v + k + 1}") for k in range(rng.randint(1, 3))],
-                               run_id=run, expected_version=v)
+                events = stamp(
+                    [RunStarted(worker=f"{run}-{v + k + 1}") for k in range(rng.randint(1, 3))],
+                    run_id=run,
+                    expected_version=v,
+                )
                 backoff = 0.01
                 deadline = time.monotonic() + 60
                 while True:  # re-send the SAME events at the SAME version until it is answered
@@ -511,8 +627,11 @@ def test_redis_restart_mid_appends_loses_nothing_acknowledged(redis_server) -> N
         assert n == check.version(run) == check.client.xlen(check.keys.run_stream(run))
         assert list(range(1, n + 1)) == [ev.version for ev in stored]
         assert [ev.event_id for ev in mine] == [ev.event_id for ev in stored]  # each exactly once
-        log = [e.event.event_id for e in check.iter_log(partition_of(run, 4))
-               if e.event and e.event.run_id == run]
+        log = [
+            e.event.event_id
+            for e in check.iter_log(partition_of(run, 4))
+            if e.event and e.event.run_id == run
+        ]
         assert [ev.event_id for ev in mine] == log
     assert total == sum(check.client.xlen(k) for k in check.keys.logs())  # no strays
     duplicates = sum(1 for *_, dup in acked if dup)
@@ -531,12 +650,25 @@ def test_worker_reconnects_after_redis_restart(redis_server, tmp_path: Path) -> 
     for r in before:
         append_run(app.store, r)
     log_path = tmp_path / "survivor.log"
-    with harness(tmp_path, "survivor", "--redis-url", url, "--count-applies", "--log-level", "info",
-                 *set_args(**FAST), "--name", "survivor") as worker:
+    with harness(
+        tmp_path,
+        "survivor",
+        "--redis-url",
+        url,
+        "--count-applies",
+        "--log-level",
+        "info",
+        *set_args(**FAST),
+        "--name",
+        "survivor",
+    ) as worker:
         poll(lambda: settled(app, groups), 60, "the worker to process the first runs")
         redis_server.kill()
-        poll(lambda: b"redis unavailable; reconnecting" in log_path.read_bytes(), 30,
-             "the worker to notice the dead server")
+        poll(
+            lambda: b"redis unavailable; reconnecting" in log_path.read_bytes(),
+            30,
+            "the worker to notice the dead server",
+        )
         redis_server.start()
         app.client.connection_pool.disconnect()  # the test's own stale sockets
         after = ["post-1", "post-2"]
@@ -544,7 +676,9 @@ def test_worker_reconnects_after_redis_restart(redis_server, tmp_path: Path) -> 
             append_run(app.store, r)
 
         def caught_up() -> bool:
-            history = {json.loads(x)["run_id"] for x in app.client.lrange(app.keys.run_history, 0, -1)}
+            history = {
+                json.loads(x)["run_id"] for x in app.client.lrange(app.keys.run_history, 0, -1)
+            }
             return set(after) <= history and settled(app, groups)
 
         poll(caught_up, 60, "the same worker to process runs appended after the restart")

@@ -88,13 +88,19 @@ def assert_fenced(repo: Path, app, run_id: str, base: str) -> None:  # type: ign
     committed = on_branch(events_of(app, run_id))  # committed there, or landed with a stack
     run_branch = f"refs/heads/airfix/{run_id}"
     branch_shas = git(repo, "rev-list", "--reverse", f"{base}..{run_branch}").split()
-    assert branch_shas == [e.sha for e in committed], "the run branch is not exactly the recorded commits"
-    trailers = [git(repo, "log", "-1", "--format=%(trailers:key=Airfix-Batch,valueonly)", sha).strip()
-                for sha in branch_shas]
+    assert branch_shas == [e.sha for e in committed], (
+        "the run branch is not exactly the recorded commits"
+    )
+    trailers = [
+        git(repo, "log", "-1", "--format=%(trailers:key=Airfix-Batch,valueonly)", sha).strip()
+        for sha in branch_shas
+    ]
     assert len(trailers) == len(set(trailers)), trailers
     assert trailers == [e.batch_id for e in committed], "a commit carries another batch's trailer"
     for e in committed:  # each commit's content is its batch's: the files its event names
-        changed = sorted(git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", e.sha).split())
+        changed = sorted(
+            git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", e.sha).split()
+        )
         assert changed == sorted(e.files), (e.batch_id, changed, e.files)
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
     assert head(repo) == base and git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
@@ -107,21 +113,30 @@ def finished(app, run_id: str, workers: Workers):  # type: ignore[no-untyped-def
         if status and status["halted"]:
             pytest.fail(f"run halted: {status['halted']}\n{workers.logs()}")
         return status if status and status["state"] == "completed" else None
+
     return check
 
 
 COMMITTED = '[ "$1" = committed ] || exit 0'
 
 
-@pytest.mark.parametrize(("hook", "when", "verify"), [
-    ("pre-commit", "", "batch"),  # the verifier, before its commit
-    ("post-commit", "", "batch"),  # the verifier, after its commit, before its append and branch move
-    ("post-commit", "", "stack"),  # the verifier, its commit staged on the iteration's stack
-    ("reference-transaction", COMMITTED, "batch"),  # the manager, run branch made
-    ("reference-transaction", COMMITTED, "stack"),
-])
-def test_a_frozen_step_changes_nothing_others_see(tmp_path: Path, prefix: str, workers: Workers,
-                                                  hook: str, when: str, verify: str) -> None:
+@pytest.mark.parametrize(
+    ("hook", "when", "verify"),
+    [
+        ("pre-commit", "", "batch"),  # the verifier, before its commit
+        (
+            "post-commit",
+            "",
+            "batch",
+        ),  # the verifier, after its commit, before its append and branch move
+        ("post-commit", "", "stack"),  # the verifier, its commit staged on the iteration's stack
+        ("reference-transaction", COMMITTED, "batch"),  # the manager, run branch made
+        ("reference-transaction", COMMITTED, "stack"),
+    ],
+)
+def test_a_frozen_step_changes_nothing_others_see(
+    tmp_path: Path, prefix: str, workers: Workers, hook: str, when: str, verify: str
+) -> None:
     repo = make_repo(tmp_path)
     base = head(repo)
     install_hook(repo, hook, when)
@@ -129,8 +144,15 @@ def test_a_frozen_step_changes_nothing_others_see(tmp_path: Path, prefix: str, w
     mode = {"AIRFIX__FIXER__VERIFY": verify}
     first = workers.start("a", **{FREEZE_ENV: str(marker)}, **mode)
     app = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix}))
-    run_id = request_run(app, app.config, repo, batching="individual", fixer="autofix",
-                         simulation=False, max_iterations=1)
+    run_id = request_run(
+        app,
+        app.config,
+        repo,
+        batching="individual",
+        fixer="autofix",
+        simulation=False,
+        max_iterations=1,
+    )
     wait_for(f"worker a to freeze in {hook}", marker.exists, 120, workers)
     assert int(marker.read_text()) == first.pid
     workers.start("b", **mode)
@@ -140,13 +162,18 @@ def test_a_frozen_step_changes_nothing_others_see(tmp_path: Path, prefix: str, w
     assert workers.stop("a") == 0, workers.tail("a")
     assert workers.stop("b") == 0, workers.tail("b")
     assert_fenced(repo, app, run_id, base)
-    woken = workers.tail("a", 200_000)  # its result was refused, or dropped once it saw the run move on
-    assert ("another worker took this step first" in woken
-            or "the run moved on during this step; its result is dropped" in woken), woken
+    woken = workers.tail(
+        "a", 200_000
+    )  # its result was refused, or dropped once it saw the run move on
+    assert (
+        "another worker took this step first" in woken
+        or "the run moved on during this step; its result is dropped" in woken
+    ), woken
 
 
-def test_a_fixer_frozen_mid_fix_is_never_paid_twice_and_changes_nothing(tmp_path: Path, prefix: str,
-                                                                      workers: Workers) -> None:
+def test_a_fixer_frozen_mid_fix_is_never_paid_twice_and_changes_nothing(
+    tmp_path: Path, prefix: str, workers: Workers
+) -> None:
     client = real_client()
     repo = make_repo(tmp_path)
     base = head(repo)
@@ -155,8 +182,15 @@ def test_a_fixer_frozen_mid_fix_is_never_paid_twice_and_changes_nothing(tmp_path
     first = workers.start("a", harness=True, **slow)
     app = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix}))
     with registered("slowfix", SlowFixer):
-        run_id = request_run(app, app.config, repo, batching="smart", fixer="slowfix",
-                             simulation=False, max_iterations=1)
+        run_id = request_run(
+            app,
+            app.config,
+            repo,
+            batching="smart",
+            fixer="slowfix",
+            simulation=False,
+            max_iterations=1,
+        )
     wait_for("the fixer to start in a", lambda: int(client.get(key) or 0) >= 1, 120, workers)
     os.kill(first.pid, signal.SIGSTOP)
     frozen_batch = slowfix_starts(client, key)[0][1]

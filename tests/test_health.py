@@ -379,5 +379,7 @@ def test_scores_read_the_counts_the_adapters_really_report() -> None:
 
     assert lint(27) < lint(6) < lint(0) == 1.0
     assert lint(6, "errors") == lint(6)
-    eslint = ToolResult(tool="eslint", status="failed", counts={"errors": 2, "warnings": 40, "issues": 42})
+    eslint = ToolResult(
+        tool="eslint", status="failed", counts={"errors": 2, "warnings": 40, "issues": 42}
+    )
     assert health_score([eslint]).lint_errors == 2

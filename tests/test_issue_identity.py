@@ -99,7 +99,9 @@ def project(tmp_path: Path, name: str, source: str) -> Path:
     return root
 
 
-def test_ruff_issues_keep_their_identity_across_formatting_moves_and_an_earlier_fix(tmp_path: Path) -> None:
+def test_ruff_issues_keep_their_identity_across_formatting_moves_and_an_earlier_fix(
+    tmp_path: Path,
+) -> None:
     before = RuffAdapter().run(project(tmp_path, "before", RUFF_BEFORE))
     after = RuffAdapter().run(project(tmp_path, "after", RUFF_AFTER))
     assert before.ok and after.ok, (before.result.error, after.result.error)
@@ -115,7 +117,9 @@ def test_ruff_issues_keep_their_identity_across_formatting_moves_and_an_earlier_
 
 
 def test_mypy_issues_keep_their_identity_across_moves_and_respacing(tmp_path: Path) -> None:
-    before = MypyAdapter(cache_dir=tmp_path / "cache1").run(project(tmp_path, "before", MYPY_BEFORE))
+    before = MypyAdapter(cache_dir=tmp_path / "cache1").run(
+        project(tmp_path, "before", MYPY_BEFORE)
+    )
     after = MypyAdapter(cache_dir=tmp_path / "cache2").run(project(tmp_path, "after", MYPY_AFTER))
     assert before.ok and after.ok, (before.result.error, after.result.error)
     assert sorted(i.rule for i in before.issues) == ["arg-type", "assignment", "assignment"]
@@ -124,11 +128,17 @@ def test_mypy_issues_keep_their_identity_across_moves_and_respacing(tmp_path: Pa
     assert sorted(i.line for i in after.issues) != sorted(i.line for i in before.issues)
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ("Dictionary key literal `'formula'` repeated", 'Dictionary key literal `"formula"` repeated'),
-    ("Use `X | Y` for type annotations", "Use `X|Y` for type annotations"),
-    ("Line too long (120 > 100)", "Line too long (131 > 100)"),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        (
+            "Dictionary key literal `'formula'` repeated",
+            'Dictionary key literal `"formula"` repeated',
+        ),
+        ("Use `X | Y` for type annotations", "Use `X|Y` for type annotations"),
+        ("Line too long (120 > 100)", "Line too long (131 > 100)"),
+    ],
+)
 def test_messages_that_quote_source_text_normalise_alike(a: str, b: str) -> None:
     from airfix.services.tools.base import fingerprint
 

@@ -16,8 +16,14 @@ from tests.pipeline_harness import make_repo
 def airfix(journal: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(journal)}
     env.pop("AIRFIX_REDIS_URL", None)
-    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -26,7 +32,9 @@ def journal(tmp_path: Path) -> Path:
 
 
 def _run(journal: Path, repo: Path) -> str:
-    out = airfix(journal, "run", "--target", str(repo), "--simulation", "--max-iterations", "1", "--json")
+    out = airfix(
+        journal, "run", "--target", str(repo), "--simulation", "--max-iterations", "1", "--json"
+    )
     assert 0 == out.returncode, out.stderr[-3000:]
     return json.loads(out.stdout)["run_id"]
 
@@ -40,10 +48,14 @@ def test_runs_outlive_the_process_on_the_embedded_store(journal: Path, tmp_path:
     replay = json.loads(airfix(journal, "replay", run_id, "--json").stdout)
     assert status["version"] == replay["state"]["version"]
     second = _run(journal, make_repo(tmp_path / "b"))
-    assert [second, run_id] == [r["run_id"] for r in json.loads(airfix(journal, "runs", "--json").stdout)]
+    assert [second, run_id] == [
+        r["run_id"] for r in json.loads(airfix(journal, "runs", "--json").stdout)
+    ]
 
 
-def test_a_torn_last_line_is_reported_and_everything_before_it_kept(journal: Path, tmp_path: Path) -> None:
+def test_a_torn_last_line_is_reported_and_everything_before_it_kept(
+    journal: Path, tmp_path: Path
+) -> None:
     run_id = _run(journal, make_repo(tmp_path / "a"))
     good = journal.read_bytes()
     with journal.open("ab") as fh:
@@ -78,24 +90,52 @@ def test_serve_redis_lets_redis_cli_look_at_an_embedded_run(journal: Path, tmp_p
     env = {**os.environ, "AIRFIX__STORE__JOURNAL": str(journal)}
     env.pop("AIRFIX_REDIS_URL", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(make_repo(tmp_path / "a")),
-         "--simulation", "--max-iterations", "1", "--json", "--serve-redis", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "run",
+            "--target",
+            str(make_repo(tmp_path / "a")),
+            "--simulation",
+            "--max-iterations",
+            "1",
+            "--json",
+            "--serve-redis",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         summary = json.loads(proc.stdout.readline())  # the run is over; the store is still served
         deadline = time.monotonic() + 30
         stream = ""
         while time.monotonic() < deadline and not stream:
-            keys = subprocess.run(["redis-cli", "-p", str(port), "--scan", "--pattern", "*:run:*"],
-                                  capture_output=True, text=True, check=False).stdout.split()
+            keys = subprocess.run(
+                ["redis-cli", "-p", str(port), "--scan", "--pattern", "*:run:*"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
             stream = next((k for k in keys if k.endswith(summary["run_id"])), "")
             time.sleep(0.1)
         assert stream, "the run's stream is not visible over TCP"
-        xrange = subprocess.run(["redis-cli", "-p", str(port), "XRANGE", stream, "-", "+", "COUNT", "1"],
-                                capture_output=True, text=True, check=False).stdout
+        xrange = subprocess.run(
+            ["redis-cli", "-p", str(port), "XRANGE", stream, "-", "+", "COUNT", "1"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         assert "RunRequested" in xrange and "0-1" in xrange
-        status = subprocess.run(["redis-cli", "-p", str(port), "HGET", "autonomous_fix:status",
-                                 summary["run_id"]], capture_output=True, text=True, check=False).stdout
+        status = subprocess.run(
+            ["redis-cli", "-p", str(port), "HGET", "autonomous_fix:status", summary["run_id"]],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         assert '"status":"simulated"' in status
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -28,7 +28,9 @@ def locked() -> dict[str, str]:
         if not line or line.startswith("#"):
             continue
         name, sep, version = line.partition("==")
-        assert sep and version and " " not in version, f"{LOCK.name}:{n}: not NAME==VERSION: {raw!r}"
+        assert sep and version and " " not in version, (
+            f"{LOCK.name}:{n}: not NAME==VERSION: {raw!r}"
+        )
         pins[canonicalize_name(name)] = version
     return pins
 

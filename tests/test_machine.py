@@ -773,7 +773,9 @@ def test_replay_is_pure(steps):
 def test_machine_module_does_no_io():
     from airfix.events.core import commands, decide, state
 
-    source = "\n".join(pathlib.Path(mod.__file__).read_text() for mod in (m, state, commands, decide))
+    source = "\n".join(
+        pathlib.Path(mod.__file__).read_text() for mod in (m, state, commands, decide)
+    )
     tree = ast.parse(source)
     imported = set()
     for node in ast.walk(tree):
@@ -864,7 +866,9 @@ def test_nothing_fixable_ends_the_run_with_its_own_status_and_what_is_left():
     assert "nothing left is fixable" in s.reason
     events = decide(planning(), CompleteIteration(now=T0, nothing_fixable=True))
     events[-1] = msgspec.structs.replace(events[-1], remaining=left)  # as the roles fill it in
-    after = fold(stamp(events, run_id=planning().run_id, expected_version=planning().version), planning())
+    after = fold(
+        stamp(events, run_id=planning().run_id, expected_version=planning().version), planning()
+    )
     assert after.remaining == left
 
 
@@ -875,8 +879,10 @@ def test_nothing_fixable_after_commits_is_partially_fixed():
 
 
 def test_a_fatal_fixer_failure_ends_the_run_at_once():
-    s, ev = apply(fixing(Limits(max_consecutive_failures=5)),
-                  FailFix(batch_id="b1", reason="claude: not logged in", fatal=True))
+    s, ev = apply(
+        fixing(Limits(max_consecutive_failures=5)),
+        FailFix(batch_id="b1", reason="claude: not logged in", fatal=True),
+    )
     assert types(ev) == ["FixFailed", "RunCompleted"] and ev[0].fatal
     assert (s.status, s.reason) == ("fixer_unavailable", "claude: not logged in")
 
@@ -890,7 +896,9 @@ def test_the_failures_of_bisecting_halves_break_no_streak():
     assert types(rolled) == ["FixRolledBack", "RunCompleted"]  # a planned batch: the streak counts
     s = planning(Limits(max_consecutive_failures=1))
     for k in (1, 2):
-        s, _ = apply(s, PlanBatch(batch_id=f"b1.{k}", phase="lint", issue_ids=[f"i{k}"], split_of="b1"))
+        s, _ = apply(
+            s, PlanBatch(batch_id=f"b1.{k}", phase="lint", issue_ids=[f"i{k}"], split_of="b1")
+        )
     assert s.bisecting == ["b1.1", "b1.2"]
     s, _ = fix_cycle(s, "b1.1", "rollback")
     s, _ = fix_cycle(s, "b1.2", "fail")
@@ -916,9 +924,16 @@ def test_staged_commits_wait_on_the_stack_until_it_lands():
     s, ev = apply(s, m.DropFromStack(batch_id="b1", reason="a test broke"))
     assert types(ev) == ["StackDropped"] and ev[0].blamed
     assert s.stack_batches == ["b2"] and s.rolled_back == 1
-    s, ev = apply(s, m.LandStack(commits=[Landed(batch_id="b2", sha="landed-b2")], verified_by="tip passed"))
+    s, ev = apply(
+        s, m.LandStack(commits=[Landed(batch_id="b2", sha="landed-b2")], verified_by="tip passed")
+    )
     assert types(ev) == ["StackLanded"]
-    assert (s.stack, s.commits, s.committed, s.committed_this_iteration) == ([], ["landed-b2"], 1, 1)
+    assert (s.stack, s.commits, s.committed, s.committed_this_iteration) == (
+        [],
+        ["landed-b2"],
+        1,
+        1,
+    )
 
 
 def test_the_stack_is_changed_only_as_it_is():
@@ -926,7 +941,9 @@ def test_the_stack_is_changed_only_as_it_is():
     with pytest.raises(InvalidTransition, match="not on the stack"):
         decide(s, m.DropFromStack(batch_id="b9", reason="?"))
     with pytest.raises(InvalidTransition, match="stack order"):
-        decide(s, m.LandStack(commits=[Landed(batch_id="b2", sha="x"), Landed(batch_id="b1", sha="y")]))
+        decide(
+            s, m.LandStack(commits=[Landed(batch_id="b2", sha="x"), Landed(batch_id="b1", sha="y")])
+        )
 
 
 def test_an_iteration_closes_with_an_empty_stack():

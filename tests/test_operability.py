@@ -33,8 +33,14 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _airfix(*args: str, env: dict[str, str], **kw: object) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "airfix.services.commands.cli", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def _run_id_from(proc: subprocess.Popen[str], timeout_s: float = 60) -> str:
@@ -46,7 +52,9 @@ def _run_id_from(proc: subprocess.Popen[str], timeout_s: float = 60) -> str:
         found = re.match(r"airfix: run (\S+); follow it", line)
         if found:
             return found.group(1)
-        assert line or proc.poll() is None, f"airfix run exited {proc.poll()} without announcing its id"
+        assert line or proc.poll() is None, (
+            f"airfix run exited {proc.poll()} without announcing its id"
+        )
     raise AssertionError("airfix run did not announce its run id")
 
 
@@ -71,15 +79,23 @@ def _run_and_follow(env: dict[str, str], *run_args: str) -> Followed:
         _, run_err = run.communicate(timeout=300)
     finally:
         run.kill()
-    return Followed(run_id, run.returncode, run_err, tail.returncode,
-                    [json.loads(x) for x in tail_out.splitlines()], tail_err)
+    return Followed(
+        run_id,
+        run.returncode,
+        run_err,
+        tail.returncode,
+        [json.loads(x) for x in tail_out.splitlines()],
+        tail_err,
+    )
 
 
 def _check_followed(f: Followed, versions: int) -> None:
     assert 3 == f.run_rc, f.run_stderr[-3000:]  # partially_fixed: the sample keeps its mypy errors
     assert 0 == f.tail_rc, f.tail_stderr[-3000:]
     events = [x for x in f.tail_lines if x["kind"] == "event"]
-    assert list(range(1, versions + 1)) == [x["version"] for x in events]  # every event, in order, once
+    assert list(range(1, versions + 1)) == [
+        x["version"] for x in events
+    ]  # every event, in order, once
     assert ("completed", "partially_fixed") == (events[-1]["state"], events[-1]["status"])
     assert "Committed" in {x["type"] for x in events}
     logs = [x["log"] for x in f.tail_lines if x["kind"] == "log"]
@@ -96,9 +112,21 @@ def server_run() -> Iterator[Followed]:
     client = real_client()
     client.flushdb()
     env = _env(AIRFIX_REDIS_URL=REAL_URL)
-    worker = subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", "worker", "--roles", "all",
-                               "--log-format", "json"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "worker",
+            "--roles",
+            "all",
+            "--log-format",
+            "json",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         yield _run_and_follow(env, "--redis-url", REAL_URL, "--wait-timeout", "240")
     finally:
@@ -107,13 +135,17 @@ def server_run() -> Iterator[Followed]:
         client.flushdb()
 
 
-def test_tail_follow_on_the_server_shows_the_whole_run_and_stops_when_it_ends(server_run: Followed) -> None:
+def test_tail_follow_on_the_server_shows_the_whole_run_and_stops_when_it_ends(
+    server_run: Followed,
+) -> None:
     client = real_client()
     keys = Keys()
     versions = int(client.hget(keys.run_index(server_run.run_id), "version"))
     _check_followed(server_run, versions)
     # the log lines came from the worker process (roles), through the capped log stream
-    assert any(x["log"].get("role") == "verifier" for x in server_run.tail_lines if x["kind"] == "log")
+    assert any(
+        x["log"].get("role") == "verifier" for x in server_run.tail_lines if x["kind"] == "log"
+    )
 
 
 def _cookbook() -> list[tuple[str, str]]:
@@ -132,15 +164,24 @@ def _cookbook() -> list[tuple[str, str]]:
 def _redis_cli(command: str, run_id: str) -> str:
     url = urlparse(REAL_URL)
     db = (url.path or "/0").lstrip("/") or "0"
-    prelude = (f'redis-cli() {{ command redis-cli -h {shlex.quote(url.hostname or "127.0.0.1")} '
-               f'-p {url.port or 6379} -n {db} "$@"; }}; export -f redis-cli; ')
-    proc = subprocess.run(["bash", "-c", prelude + command.replace("<run_id>", run_id)],
-                          capture_output=True, text=True, timeout=30, check=False)
+    prelude = (
+        f"redis-cli() {{ command redis-cli -h {shlex.quote(url.hostname or '127.0.0.1')} "
+        f'-p {url.port or 6379} -n {db} "$@"; }}; export -f redis-cli; '
+    )
+    proc = subprocess.run(
+        ["bash", "-c", prelude + command.replace("<run_id>", run_id)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert 0 == proc.returncode and not proc.stderr, f"{command}\n{proc.stderr}"
     return proc.stdout
 
 
-def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(server_run: Followed) -> None:
+def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(
+    server_run: Followed,
+) -> None:
     client, keys, run_id = real_client(), Keys(), server_run.run_id
     status = load_status(client, keys, run_id)
     assert status is not None
@@ -157,7 +198,7 @@ def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(se
             assert status == state and "partially_fixed" == state["status"]
         elif command.startswith("redis-cli --scan --pattern 'autonomous_fix:*:run:"):
             assert [stream] == lines
-        elif "XRANGE \"$(" in command:
+        elif 'XRANGE "$(' in command:
             ids = [x for x in lines if re.fullmatch(r"0-\d+", x)]
             assert [f"0-{v}" for v in range(1, status["version"] + 1)] == ids
             assert "RunRequested" == lines[lines.index("type") + 1]
@@ -180,15 +221,31 @@ def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(se
         elif "autonomous_fix:logs" in command:
             assert run_id in lines and "tool finished" in out
         else:
-            raise AssertionError(f"README cookbook line without a check here: {command} ({question})")
+            raise AssertionError(
+                f"README cookbook line without a check here: {command} ({question})"
+            )
         checked.append(command)
     assert len(checked) == 12
 
 
 def test_replay_after_the_run_equals_its_status(server_run: Followed) -> None:
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", "replay", server_run.run_id,
-                           "--redis-url", REAL_URL, "--json"], env=_env(), capture_output=True,
-                          text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "replay",
+            server_run.run_id,
+            "--redis-url",
+            REAL_URL,
+            "--json",
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert 0 == proc.returncode, proc.stderr
     status = load_status(real_client(), Keys(), server_run.run_id)
     assert status is not None
@@ -200,7 +257,8 @@ def test_replay_after_the_run_equals_its_status(server_run: Followed) -> None:
 
 
 def test_on_the_embedded_store_tail_follows_the_run_from_another_process_and_the_run_outlives_it(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     env = _env(AIRFIX__STORE__JOURNAL=str(tmp_path / "journal.jsonl"))
     followed = _run_and_follow(env)
     journal_lines = (tmp_path / "journal.jsonl").read_text().splitlines()
@@ -208,8 +266,14 @@ def test_on_the_embedded_store_tail_follows_the_run_from_another_process_and_the
     assert (tmp_path / "journal.logs.jsonl").stat().st_size > 0
 
     def airfix(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            [sys.executable, "-m", "airfix.services.commands.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert 0 == proc.returncode, proc.stderr
         return proc.stdout
 
@@ -219,6 +283,10 @@ def test_on_the_embedded_store_tail_follows_the_run_from_another_process_and_the
     status.pop("halted")
     assert status == replay and "partially_fixed" == status["status"]
     # tail afterwards (no --follow) shows the same events again, from the journal
-    again = [json.loads(x) for x in airfix("tail", followed.run_id, "--json", "--type", "Committed").splitlines()]
-    assert [x["version"] for x in followed.tail_lines if x.get("type") == "Committed"] == \
-        [x["version"] for x in again]
+    again = [
+        json.loads(x)
+        for x in airfix("tail", followed.run_id, "--json", "--type", "Committed").splitlines()
+    ]
+    assert [x["version"] for x in followed.tail_lines if x.get("type") == "Committed"] == [
+        x["version"] for x in again
+    ]

@@ -21,7 +21,9 @@ from tests.conftest import REAL_URL, real_client
 from tests.scenario import append_run
 
 
-def cli(*args: str, env: dict[str, str] | None = None, url: str | None = REAL_URL) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, url: str | None = REAL_URL
+) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, **(env or {})}
     full.pop("AIRFIX_REDIS_URL", None)
     extra = ["--redis-url", url] if url else []
@@ -30,8 +32,14 @@ def cli(*args: str, env: dict[str, str] | None = None, url: str | None = REAL_UR
         cmd_args = [cmd, rest[0], *extra, *rest[1:]]
     else:
         cmd_args = [cmd, *extra, *rest]
-    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *cmd_args], env=full,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", *cmd_args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -57,7 +65,9 @@ def test_replay_of_a_run_equals_its_live_status(server_app) -> None:  # type: ig
     at = json.loads(cli("replay", "r1", "--at", "4", "--json").stdout)
     assert msgspec.to_builtins(fold(events[:4])) == at["state"]
     text = cli("replay", "r1")
-    assert 0 == text.returncode and "committed def" in text.stdout and "partially_fixed" in text.stdout
+    assert (
+        0 == text.returncode and "committed def" in text.stdout and "partially_fixed" in text.stdout
+    )
 
 
 def test_export_then_offline_replay_then_idempotent_import(server_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -77,12 +87,16 @@ def test_export_then_offline_replay_then_idempotent_import(server_app, tmp_path:
     assert 0 == first.returncode and "r1: imported, version 14" in first.stdout, first.stderr
     second = cli("import", str(path), env=other)
     assert "r1: already present, version 14" in second.stdout
-    other_app = build_app(load_config(overrides={"store.redis_url": REAL_URL, "store.prefix": "other"}, env={}))
+    other_app = build_app(
+        load_config(overrides={"store.redis_url": REAL_URL, "store.prefix": "other"}, env={})
+    )
     assert 14 == server_app.client.xlen(other_app.keys.run_stream("r1"))
     assert list(server_app.store.read_run("r1")) == list(other_app.store.read_run("r1"))
 
 
-def test_a_torn_or_bad_export_line_is_named_and_nothing_is_imported(server_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_torn_or_bad_export_line_is_named_and_nothing_is_imported(
+    server_app, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     append_run(server_app.store, "r1")
     lines = cli("export", "r1").stdout.splitlines()
     path = tmp_path / "bad.jsonl"
@@ -108,7 +122,9 @@ def test_projections_rebuild_check_finds_and_repairs_a_difference(server_app) ->
     assert [] == server_app.client.keys("scratch:*")
 
 
-def test_replay_has_no_side_effects(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_has_no_side_effects(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Replay starts no process, touches no repository and writes nothing to the store."""
     import airfix.events.storage.store as store_mod
     import airfix.services.pipeline.git as git_mod

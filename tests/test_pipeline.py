@@ -59,8 +59,13 @@ SUBJECT = re.compile(r"^(chore|style|fix|refactor|perf|test|build|docs)(\([\w./-
 
 def trailers(message: str) -> dict[str, list[str]]:
     """The message's git trailers, as git itself parses them."""
-    out = subprocess.run(["git", "interpret-trailers", "--parse"], input=message, text=True,
-                         capture_output=True, check=True).stdout
+    out = subprocess.run(
+        ["git", "interpret-trailers", "--parse"],
+        input=message,
+        text=True,
+        capture_output=True,
+        check=True,
+    ).stdout
     parsed: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, _, value = line.partition(":")
@@ -96,7 +101,9 @@ def sample_run() -> Iterator[SampleRun]:
 # 1 -------------------------------------------------------------------------------------------
 
 
-def test_sample_run_commits_verified_batches_on_its_own_branch(sample_run: SampleRun, tmp_path: Path) -> None:
+def test_sample_run_commits_verified_batches_on_its_own_branch(
+    sample_run: SampleRun, tmp_path: Path
+) -> None:
     s, r = sample_run, sample_run.report
     assert ("completed", "partially_fixed") == (r.state, r.status), r.reason
     # autofix repairs ruff findings only: the type errors and the failing test are still there
@@ -114,15 +121,22 @@ def test_sample_run_commits_verified_batches_on_its_own_branch(sample_run: Sampl
     committed = on_branch(events)
     assert [c["sha"] for c in log] == [e.sha for e in committed] == [c["sha"] for c in r.commits]
     assert len({e.batch_id for e in committed}) == len(committed), "a batch was committed twice"
-    assert git(s.repo, "rev-parse", f"{log[0]['sha']}^").strip() == s.base  # a straight line on base
+    assert (
+        git(s.repo, "rev-parse", f"{log[0]['sha']}^").strip() == s.base
+    )  # a straight line on base
     for commit, event in zip(log, committed):
         assert SUBJECT.match(commit["subject"]), commit["subject"]
         assert len(commit["subject"]) <= 100, commit["subject"]
         assert commit["message"] == event.message.strip()
         body = commit["message"]
         assert f"Batch: {event.batch_id} (" in body
-        assert "Fixer: autofix" in body and "Rules: " in body and "Counts (before -> after):" in body
-        assert "Verified: as part of a stack of" in body and "whose tip passed the full test suite" in body
+        assert (
+            "Fixer: autofix" in body and "Rules: " in body and "Counts (before -> after):" in body
+        )
+        assert (
+            "Verified: as part of a stack of" in body
+            and "whose tip passed the full test suite" in body
+        )
         t = trailers(body)
         assert [s.run_id] == t.get("Airfix-Run"), body
         assert [event.batch_id] == t.get("Airfix-Batch"), body
@@ -147,9 +161,13 @@ def _independent_counts(repo: Path, scratch: Path) -> dict[str, int]:
     }
 
 
-def test_reported_issues_after_match_an_independent_rerun(sample_run: SampleRun, tmp_path: Path) -> None:
+def test_reported_issues_after_match_an_independent_rerun(
+    sample_run: SampleRun, tmp_path: Path
+) -> None:
     s, r = sample_run, sample_run.report
-    assert "" == status_porcelain(s.repo) and head(s.repo) == r.commits[-1]["sha"]  # the final commit
+    assert (
+        "" == status_porcelain(s.repo) and head(s.repo) == r.commits[-1]["sha"]
+    )  # the final commit
     counts = _independent_counts(s.repo, tmp_path)
     assert counts["ruff"] < 27, counts  # the run did fix something (the sample starts at 27)
     assert sum(counts.values()) == r.issues_after, (counts, r.issues_after)
@@ -157,8 +175,9 @@ def test_reported_issues_after_match_an_independent_rerun(sample_run: SampleRun,
     assert 1 == len(final) and sum(counts.values()) == final[0].issues_after
 
 
-def test_reported_per_tool_after_counts_match_an_independent_rerun(sample_run: SampleRun,
-                                                                   tmp_path: Path) -> None:
+def test_reported_per_tool_after_counts_match_an_independent_rerun(
+    sample_run: SampleRun, tmp_path: Path
+) -> None:
     s, r = sample_run, sample_run.report
     counts = _independent_counts(s.repo, tmp_path)
     per_tool = {t.tool: t.issues_after for t in r.tools if t.tool in counts}
@@ -216,7 +235,9 @@ def test_simulation_leaves_branches_and_head_alone(simulation_run: SimRun) -> No
 # 4 -------------------------------------------------------------------------------------------
 
 
-def _assert_nothing_kept(app: App, run_id: str, repo: Path, base: str, files: dict[str, str]) -> list[FixRolledBack]:
+def _assert_nothing_kept(
+    app: App, run_id: str, repo: Path, base: str, files: dict[str, str]
+) -> list[FixRolledBack]:
     events = events_of(app, run_id)
     assert not [e for e in events if isinstance(e, Committed)]
     assert head(repo) == base, "a rejected fix was committed"
@@ -256,8 +277,10 @@ def test_a_fixer_that_deletes_a_test_is_rejected(tmp_path: Path) -> None:
         run_id, report = run_to_end(app, repo, fixer="delete-test", max_iterations=1)
     rolled = _assert_nothing_kept(app, run_id, repo, base, files)
     for e in rolled:
-        assert "test(s) that passed no longer run (deleted or not collected): " \
-               "tests/test_core.py::test_" in e.reason, e.reason
+        assert (
+            "test(s) that passed no longer run (deleted or not collected): "
+            "tests/test_core.py::test_" in e.reason
+        ), e.reason
     assert (repo / "tests" / "test_core.py").read_text() == MINI_FILES["tests/test_core.py"]
     assert not report.commits and report.status != "succeeded"
 
@@ -290,8 +313,9 @@ def greet(name: str) -> str:
 
 
 @pytest.mark.parametrize("project", ["clean", "with-issues"])
-def test_a_missing_tool_ends_as_tool_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           project: str) -> None:
+def test_a_missing_tool_ends_as_tool_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: str
+) -> None:
     # find_executable looks next to sys.executable before PATH, so PATH tricks cannot hide the
     # venv's mypy: point the adapter at a path that does not exist instead
     monkeypatch.setattr(MypyAdapter, "executable_name", str(tmp_path / "no-such-dir" / "mypy"))
@@ -336,7 +360,8 @@ def mypy_breaks_mid_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 
 def test_a_tool_that_breaks_mid_run_keeps_nothing_and_never_succeeds(
-        mypy_breaks_mid_run: tuple[Path, str, RunReport]) -> None:
+    mypy_breaks_mid_run: tuple[Path, str, RunReport],
+) -> None:
     repo, base, report = mypy_breaks_mid_run
     assert report.rolled_back and not report.commits
     for r in report.rolled_back:
@@ -345,7 +370,8 @@ def test_a_tool_that_breaks_mid_run_keeps_nothing_and_never_succeeds(
 
 
 def test_a_tool_that_breaks_mid_run_ends_as_tool_error(
-        mypy_breaks_mid_run: tuple[Path, str, RunReport]) -> None:
+    mypy_breaks_mid_run: tuple[Path, str, RunReport],
+) -> None:
     _, _, report = mypy_breaks_mid_run
     assert "tool_error" == report.status, (report.status, report.reason)
     assert "mypy" in report.reason and ["mypy"] == report.tool_errors
@@ -355,7 +381,8 @@ def test_a_tool_that_breaks_mid_run_ends_as_tool_error(
 
 
 def test_a_verifier_crash_after_git_commit_does_not_halt_the_run(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a handler that raises is redelivered exactly like a dead worker's entry is reclaimed: the
     # deterministic stand-in for SIGKILL between "git commit" and the append
     real_commit_all = Repo.commit_all
@@ -391,10 +418,18 @@ def _cli_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], check=False, env=env,
-                          cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
+def _cli(
+    args: list[str], env: dict[str, str], cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", *args],
+        check=False,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _keys_under(client, prefix: str) -> list[str]:  # type: ignore[no-untyped-def]
@@ -434,11 +469,20 @@ def _bad_target(case: str, tmp_path: Path) -> tuple[list[str], list[str]]:
     if case == "dirty-tree":
         (repo / "mini" / "core.py").write_text("x = 1\n")
         (repo / "scratch.txt").write_text("untracked\n")
-        return ["--target", str(repo)], [str(repo), "uncommitted changes", "mini/core.py", "scratch.txt"]
+        return ["--target", str(repo)], [
+            str(repo),
+            "uncommitted changes",
+            "mini/core.py",
+            "scratch.txt",
+        ]
     if case == "unknown-config-key":
         cfg = tmp_path / "airfix.yaml"
         cfg.write_text("store:\n  partitons: 3\n")
-        return ["--target", str(repo), "--config", str(cfg)], ["store.partitons", str(cfg), "line 2"]
+        return ["--target", str(repo), "--config", str(cfg)], [
+            "store.partitons",
+            str(cfg),
+            "line 2",
+        ]
     if case == "max-iterations-0":
         return ["--target", str(repo), "--max-iterations", "0"], ["--max-iterations", "at least 1"]
     if case == "unknown-fixer":
@@ -446,20 +490,37 @@ def _bad_target(case: str, tmp_path: Path) -> tuple[list[str], list[str]]:
     raise AssertionError(case)
 
 
-BAD_INPUT = ["missing-path", "not-a-git-repo", "no-commits", "dirty-tree", "unknown-config-key",
-             "max-iterations-0", "unknown-fixer"]
+BAD_INPUT = [
+    "missing-path",
+    "not-a-git-repo",
+    "no-commits",
+    "dirty-tree",
+    "unknown-config-key",
+    "max-iterations-0",
+    "unknown-fixer",
+]
 
 
 @pytest.mark.parametrize("case", BAD_INPUT)
-def test_bad_input_is_a_clear_error_and_writes_no_event(case: str, tmp_path: Path, prefix: str) -> None:
+def test_bad_input_is_a_clear_error_and_writes_no_event(
+    case: str, tmp_path: Path, prefix: str
+) -> None:
     args, expected = _bad_target(case, tmp_path)
     target = Path(args[1])
-    before = (tree_digest(target), refs(target)) if (target / ".git").is_dir() and case != "no-commits" else None
+    before = (
+        (tree_digest(target), refs(target))
+        if (target / ".git").is_dir() and case != "no-commits"
+        else None
+    )
     env = _cli_env(AIRFIX__STORE__PREFIX=prefix)
     iterations = [] if case == "max-iterations-0" else ["--max-iterations", "1"]
     # --wait-timeout: should the input wrongly pass, nothing waits for workers that never come
-    proc = _cli(["run", "--redis-url", REAL_URL, *args, *iterations, "--json", "--wait-timeout", "5"],
-                env, tmp_path, timeout=120)
+    proc = _cli(
+        ["run", "--redis-url", REAL_URL, *args, *iterations, "--json", "--wait-timeout", "5"],
+        env,
+        tmp_path,
+        timeout=120,
+    )
     assert 2 == proc.returncode, (proc.stdout, proc.stderr)
     assert "" == proc.stdout
     assert proc.stderr.startswith("airfix: error: "), proc.stderr
@@ -476,7 +537,9 @@ def test_bad_input_is_a_clear_error_and_writes_no_event(case: str, tmp_path: Pat
 
 def test_run_json_prints_one_object_and_exits_with_the_status_code(tmp_path: Path) -> None:
     repo = make_repo(tmp_path)
-    proc = _cli(["run", "--target", str(repo), "--max-iterations", "1", "--json"], _cli_env(), tmp_path)
+    proc = _cli(
+        ["run", "--target", str(repo), "--max-iterations", "1", "--json"], _cli_env(), tmp_path
+    )
     lines = proc.stdout.strip().splitlines()
     assert 1 == len(lines), proc.stdout[-3000:]
     report = json.loads(lines[0])
@@ -498,14 +561,25 @@ def test_one_active_run_per_target(tmp_path: Path) -> None:
 
     repo = make_repo(tmp_path)
     app = embedded_app()
-    first = request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
-                        max_iterations=1)
+    first = request_run(
+        app, app.config, repo, batching="smart", fixer="autofix", simulation=True, max_iterations=1
+    )
     runs_before = app.client.zcard(app.keys.runs) if app.client.exists(app.keys.runs) else 0
     with pytest.raises(AirfixError, match=f"run {first} is still active"):
-        request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
-                    max_iterations=1)
-    assert runs_before == (app.client.zcard(app.keys.runs) if app.client.exists(app.keys.runs) else 0)
+        request_run(
+            app,
+            app.config,
+            repo,
+            batching="smart",
+            fixer="autofix",
+            simulation=True,
+            max_iterations=1,
+        )
+    assert runs_before == (
+        app.client.zcard(app.keys.runs) if app.client.exists(app.keys.runs) else 0
+    )
     run_inline(app, first)  # once it is finished, the target is free again
-    second = request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
-                         max_iterations=1)
+    second = request_run(
+        app, app.config, repo, batching="smart", fixer="autofix", simulation=True, max_iterations=1
+    )
     assert second != first

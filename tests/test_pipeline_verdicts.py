@@ -25,16 +25,21 @@ from tests.pipeline_harness import (
     status_porcelain,
 )
 
-TWO_IN_ONE = dict(MINI_FILES, **{
-    "mini/core.py": """\
+TWO_IN_ONE = dict(
+    MINI_FILES,
+    **{
+        "mini/core.py": """\
 import os, sys
 
 
 def add(a: int, b: int) -> int:
     return a + b
 """,
-    "pyproject.toml": MINI_FILES["pyproject.toml"].replace('select = ["E", "F", "W", "I"]', 'select = ["F"]'),
-})
+        "pyproject.toml": MINI_FILES["pyproject.toml"].replace(
+            'select = ["E", "F", "W", "I"]', 'select = ["F"]'
+        ),
+    },
+)
 
 
 def test_a_batch_an_earlier_batch_already_fixed_is_skipped_not_failed(tmp_path: Path) -> None:
@@ -45,20 +50,26 @@ def test_a_batch_an_earlier_batch_already_fixed_is_skipped_not_failed(tmp_path: 
     events = events_of(app, run_id)
     skipped = [e for e in events if isinstance(e, BatchSkipped)]
     assert len(skipped) == 1 and "already fixed" in skipped[0].reason
-    assert [type(e).__name__ for e in events if isinstance(e, Committed | FixRolledBack)] == ["Committed"]
-    assert len(report.commits) == 1 and report.status == "partially_fixed", report.reason  # mypy remains
+    assert [type(e).__name__ for e in events if isinstance(e, Committed | FixRolledBack)] == [
+        "Committed"
+    ]
+    assert len(report.commits) == 1 and report.status == "partially_fixed", (
+        report.reason
+    )  # mypy remains
     assert report.skipped == [{"batch_id": skipped[0].batch_id, "reason": skipped[0].reason}]
 
 
-IDENTITY_FILES = dict(MINI_FILES, **{
-    "mini/core.py": """\
+IDENTITY_FILES = dict(
+    MINI_FILES,
+    **{
+        "mini/core.py": """\
 from typing import List
 
 
 def pick(items: List[int]) -> List[int]:
     return items
 """,
-    "tests/test_core.py": """\
+        "tests/test_core.py": """\
 import typing
 
 from mini.core import pick
@@ -71,12 +82,16 @@ def test_pick() -> None:
 def test_annotation_is_typing_list() -> None:
     assert pick.__annotations__["items"] is typing.List[int] or pick.__annotations__["items"] == "List[int]"
 """,
-})
-IDENTITY_PYPROJECT = MINI_FILES["pyproject.toml"].replace('select = ["E", "F", "W", "I"]',
-                                                          'select = ["E", "F", "W", "I", "UP"]')
+    },
+)
+IDENTITY_PYPROJECT = MINI_FILES["pyproject.toml"].replace(
+    'select = ["E", "F", "W", "I"]', 'select = ["E", "F", "W", "I", "UP"]'
+)
 
 
-def test_a_fix_that_breaks_a_passing_test_is_found_by_bisection_and_set_aside(tmp_path: Path) -> None:
+def test_a_fix_that_breaks_a_passing_test_is_found_by_bisection_and_set_aside(
+    tmp_path: Path,
+) -> None:
     """UP006 rewrites typing.List[int] into list[int]; a test compares one annotation by identity
     (the defect plain `ruff check --fix` has).  The tests judge it, by id, although the static
     score is poor; the rolled-back batch is bisected in the same iteration (by files, then by
@@ -98,21 +113,29 @@ def test_a_fix_that_breaks_a_passing_test_is_found_by_bisection_and_set_aside(tm
     assert len(attempts) == len(set(attempts))  # nothing is tried twice as it was
     final = next(e for e in events if isinstance(e, RunCompleted))
     assert final.status in ("nothing_fixable", "partially_fixed"), (final.status, final.reason)
-    assert any("was rolled back: 1 test(s) that passed now fail" in r.reason for r in final.remaining)
+    assert any(
+        "was rolled back: 1 test(s) that passed now fail" in r.reason for r in final.remaining
+    )
     assert report.commits and head(repo) != base
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, check=True,
-                   capture_output=True)  # every test still passes on the tip
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )  # every test still passes on the tip
 
 
-STACK_FILES = dict(MINI_FILES, **{
-    "mini/core.py": """\
+STACK_FILES = dict(
+    MINI_FILES,
+    **{
+        "mini/core.py": """\
 from typing import List, Optional
 
 
 def first(items: List[int]) -> Optional[int]:
     return items[0] if items else None
 """,
-    "tests/test_core.py": """\
+        "tests/test_core.py": """\
 from mini.core import first
 
 
@@ -123,11 +146,14 @@ def test_first() -> None:
 def test_annotation_is_typing_list() -> None:
     assert repr(first.__annotations__["items"]) in ("typing.List[int]", "'List[int]'")
 """,
-    "pyproject.toml": IDENTITY_PYPROJECT,
-})
+        "pyproject.toml": IDENTITY_PYPROJECT,
+    },
+)
 
 
-def test_a_stack_whose_tip_breaks_a_test_is_bisected_and_only_the_culprit_dropped(tmp_path: Path) -> None:
+def test_a_stack_whose_tip_breaks_a_test_is_bisected_and_only_the_culprit_dropped(
+    tmp_path: Path,
+) -> None:
     """The same defect with the batches verified as a stack (autofix's default): the static checks
     pass each batch, the tests on the stack's tip catch the broken test and bisection drops the
     batch that broke it.  The batch after it (the return annotation, on the same line and import)
@@ -142,7 +168,10 @@ def test_a_stack_whose_tip_breaks_a_test_is_bisected_and_only_the_culprit_droppe
     assert staged and all(e.staged for e in staged)
     dropped = [e for e in events if isinstance(e, StackDropped)]
     blamed = [e for e in dropped if e.blamed]
-    assert len(blamed) == 1 and "tests/test_core.py::test_annotation_is_typing_list" in blamed[0].reason
+    assert (
+        len(blamed) == 1
+        and "tests/test_core.py::test_annotation_is_typing_list" in blamed[0].reason
+    )
     assert any(not e.blamed for e in dropped), dropped
     landed = on_branch(events)
     assert len(landed) == 1 and [c.sha for c in landed] == [c["sha"] for c in report.commits]
@@ -152,25 +181,38 @@ def test_a_stack_whose_tip_breaks_a_test_is_bisected_and_only_the_culprit_droppe
     assert git(repo, "rev-list", "--reverse", f"{base}..HEAD").split() == [c.sha for c in landed]
     body = git(repo, "log", "-1", "--format=%B", landed[0].sha)
     assert body.strip() == landed[0].message.strip()
-    assert "Verified: as part of a stack of 1 commit(s) whose tip passed the full test suite" in body
+    assert (
+        "Verified: as part of a stack of 1 commit(s) whose tip passed the full test suite" in body
+    )
     shown = git(repo, "show", "--format=", landed[0].sha)
     assert "+def first(items: List[int]) -> int | None:" in shown, shown
     assert f"ruff: {ruff_before} -> {ruff_count(repo)}" in body, body
     final = next(e for e in events if isinstance(e, RunCompleted))
     assert any("dropped from the stack" in r.reason for r in final.remaining), final.remaining
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=repo, check=True,
-                   capture_output=True)  # every test still passes on the tip
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )  # every test still passes on the tip
 
 
 def ruff_count(repo: Path) -> int:
     """ruff's findings on the checkout, measured independently of airfix."""
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "json", "--no-cache", "."],
-                         check=False, cwd=repo, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--output-format", "json", "--no-cache", "."],
+        check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     return len(json.loads(out.stdout))
 
 
-NOT_FORMATTED = dict(MINI_FILES, **{
-    "mini/core.py": """\
+NOT_FORMATTED = dict(
+    MINI_FILES,
+    **{
+        "mini/core.py": """\
 import os
 import sys
 def add(a:int,b:int)->int:
@@ -178,8 +220,11 @@ def add(a:int,b:int)->int:
 def greet( name ):
     return 'hello '+name+str(sys.argv[:0])
 """,
-    "pyproject.toml": MINI_FILES["pyproject.toml"].replace('select = ["E", "F", "W", "I"]', 'select = ["F"]'),
-})
+        "pyproject.toml": MINI_FILES["pyproject.toml"].replace(
+            'select = ["E", "F", "W", "I"]', 'select = ["F"]'
+        ),
+    },
+)
 
 
 def test_a_commit_touches_only_the_lines_of_its_issues(tmp_path: Path) -> None:
@@ -194,7 +239,9 @@ def test_a_commit_touches_only_the_lines_of_its_issues(tmp_path: Path) -> None:
     added = [ln for ln in changed.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
     assert removed == ["-import os"] and added == [], changed
     body = git(repo, "log", "-1", "--format=%B")
-    assert "Counts (before -> after):" in body and "whose tip passed the full test suite" in body, body
+    assert "Counts (before -> after):" in body and "whose tip passed the full test suite" in body, (
+        body
+    )
 
 
 def test_a_commit_a_hook_refuses_rolls_the_batch_back_and_the_run_goes_on(tmp_path: Path) -> None:
@@ -205,18 +252,23 @@ def test_a_commit_a_hook_refuses_rolls_the_batch_back_and_the_run_goes_on(tmp_pa
     app = embedded_app()
     run_id, report = run_to_end(app, repo, max_iterations=1)
     rolled = [e for e in events_of(app, run_id) if isinstance(e, FixRolledBack)]
-    assert rolled and all("the commit was refused" in e.reason and "would be reformatted" in e.reason
-                          for e in rolled), [e.reason for e in rolled]
+    assert rolled and all(
+        "the commit was refused" in e.reason and "would be reformatted" in e.reason for e in rolled
+    ), [e.reason for e in rolled]
     assert report.state == "completed" and not report.commits
     assert status_porcelain(repo) == ""  # nothing staged, nothing left behind
 
 
 def test_a_run_without_commits_leaves_the_user_on_their_branch(tmp_path: Path) -> None:
-    files = dict(MINI_FILES, **{"mini/core.py": "def add(a: int, b: int) -> int:\n    return a + b\n"})
+    files = dict(
+        MINI_FILES, **{"mini/core.py": "def add(a: int, b: int) -> int:\n    return a + b\n"}
+    )
     repo = make_repo(tmp_path, files)
     git(repo, "checkout", "-q", "-b", "feature")
     app = embedded_app()
-    _, report = run_to_end(app, repo, max_iterations=1)  # finalizes the checkout, as airfix run does
+    _, report = run_to_end(
+        app, repo, max_iterations=1
+    )  # finalizes the checkout, as airfix run does
     assert report.commits == [] and report.base_branch == "feature"
     assert report.checkout == "no commits: feature is checked out as before"
     assert branch(repo) == "feature"
@@ -227,11 +279,14 @@ def test_with_commits_the_checkout_ends_on_the_run_branch_or_fast_forwarded(tmp_
     repo = make_repo(tmp_path)
     base = head(repo)
     _, report = run_to_end(embedded_app(), repo, max_iterations=1)
-    assert report.commits and branch(repo) == report.branch and head(repo) == report.commits[-1]["sha"]
+    assert (
+        report.commits and branch(repo) == report.branch and head(repo) == report.commits[-1]["sha"]
+    )
     assert report.checkout == f"{report.branch} is checked out" and status_porcelain(repo) == ""
     assert git(repo, "rev-list", "--count", f"{base}..HEAD").strip() == str(len(report.commits))
     other = make_repo(tmp_path, name="other")
-    _, ff = run_to_end(embedded_app(make_config(**{"git.commit_to_current_branch": True})), other,
-                       max_iterations=1)
+    _, ff = run_to_end(
+        embedded_app(make_config(**{"git.commit_to_current_branch": True})), other, max_iterations=1
+    )
     assert branch(other) == "main" and head(other) == ff.commits[-1]["sha"]
     assert f"refs/heads/{ff.branch}" not in git(other, "for-each-ref", "--format=%(refname)")

@@ -52,16 +52,33 @@ def prefix() -> Iterator[str]:
 def workers(tmp_path: Path, prefix: str) -> Iterator[Workers]:
     yield from worker_pool(tmp_path, prefix)
 
+
 # 9 -------------------------------------------------------------------------------------------
 
 
-def test_two_workers_host_a_run_that_the_cli_waits_for(tmp_path: Path, prefix: str, workers: Workers) -> None:
+def test_two_workers_host_a_run_that_the_cli_waits_for(
+    tmp_path: Path, prefix: str, workers: Workers
+) -> None:
     repo = make_repo(tmp_path)
     base = head(repo)
     for name in ("w1", "w2"):
         workers.start(name)
-    proc = cli(["run", "--redis-url", REAL_URL, "--target", str(repo), "--max-iterations", "1",
-                 "--json", "--wait-timeout", "240"], prefix, timeout=300)
+    proc = cli(
+        [
+            "run",
+            "--redis-url",
+            REAL_URL,
+            "--target",
+            str(repo),
+            "--max-iterations",
+            "1",
+            "--json",
+            "--wait-timeout",
+            "240",
+        ],
+        prefix,
+        timeout=300,
+    )
     assert proc.returncode == 3, f"{proc.stdout}\n{proc.stderr[-3000:]}\n{workers.logs()}"
     lines = proc.stdout.strip().splitlines()
     assert 1 == len(lines), proc.stdout
@@ -84,7 +101,9 @@ def test_two_workers_host_a_run_that_the_cli_waits_for(tmp_path: Path, prefix: s
     st = json.loads(status.stdout)
     assert (run_id, "completed", "partially_fixed") == (st["run_id"], st["state"], st["status"])
     assert [c["sha"] for c in report["commits"]] == st["commits"] and {} == st["halted"]
-    latest = cli(["status", "--json", "--redis-url", REAL_URL], prefix, timeout=60)  # the latest run
+    latest = cli(
+        ["status", "--json", "--redis-url", REAL_URL], prefix, timeout=60
+    )  # the latest run
     assert 0 == latest.returncode and run_id == json.loads(latest.stdout)["run_id"]
     runs = cli(["runs", "--json", "--redis-url", REAL_URL], prefix, timeout=60)
     assert 0 == runs.returncode, runs.stderr
@@ -99,8 +118,9 @@ def test_two_workers_host_a_run_that_the_cli_waits_for(tmp_path: Path, prefix: s
 # 10 ------------------------------------------------------------------------------------------
 
 
-def test_a_worker_killed_mid_fix_is_replaced_and_the_run_completes(tmp_path: Path, prefix: str,
-                                                                   workers: Workers) -> None:
+def test_a_worker_killed_mid_fix_is_replaced_and_the_run_completes(
+    tmp_path: Path, prefix: str, workers: Workers
+) -> None:
     client = real_client()
     repo = make_repo(tmp_path)
     base = head(repo)
@@ -110,8 +130,15 @@ def test_a_worker_killed_mid_fix_is_replaced_and_the_run_completes(tmp_path: Pat
 
     app = server_app(REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix}))
     with registered("slowfix", SlowFixer):  # request_run checks the fixer chain here, too
-        run_id = request_run(app, app.config, repo, batching="smart", fixer="slowfix",
-                             simulation=False, max_iterations=1)
+        run_id = request_run(
+            app,
+            app.config,
+            repo,
+            batching="smart",
+            fixer="slowfix",
+            simulation=False,
+            max_iterations=1,
+        )
 
     wait_for("slowfix to start in h1", lambda: int(client.get(started_key) or 0) >= 1, 120, workers)
     first.send_signal(signal.SIGKILL)

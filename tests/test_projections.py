@@ -17,8 +17,12 @@ from tests.scenario import append_run
 
 
 def views(client: redis.Redis, keys: Keys) -> list:
-    return [RunStatus(client, keys), TaskQueue(client, keys), RunHistory(client, keys, length=3),
-            *(PhaseSummary(client, keys, p) for p in ("build", "test", "lint"))]
+    return [
+        RunStatus(client, keys),
+        TaskQueue(client, keys),
+        RunHistory(client, keys, length=3),
+        *(PhaseSummary(client, keys, p) for p in ("build", "test", "lint")),
+    ]
 
 
 @pytest.fixture
@@ -63,7 +67,9 @@ def test_redelivery_is_a_no_op(store: EventStore, client: redis.Redis) -> None:
             before = view.dump()
             assert 0 == handler.apply_entries(store.keys.log(p), entries)
             view.reset()
-            assert 0 == handler.apply_entries(store.keys.log(p), entries[: max(1, len(entries) // 2)])
+            assert 0 == handler.apply_entries(
+                store.keys.log(p), entries[: max(1, len(entries) // 2)]
+            )
             assert before == view.dump()
             assert first in (0, len(entries))
 
@@ -95,8 +101,15 @@ def test_rebuild_equals_live(store: EventStore, client: redis.Redis) -> None:
 def test_wait_for_read_your_writes(store: EventStore, client: redis.Redis) -> None:
     events = append_run(store, "r1", finish=False)
     view = TaskQueue(client, store.keys)
-    pos = store.append("r1", [__import__("msgspec").structs.replace(
-        events[-1], event_id="X" * 26, version=len(events) + 1)], len(events)).positions[-1]
+    pos = store.append(
+        "r1",
+        [
+            __import__("msgspec").structs.replace(
+                events[-1], event_id="X" * 26, version=len(events) + 1
+            )
+        ],
+        len(events),
+    ).positions[-1]
     assert not wait_for(view, store.keys.log_of("r1"), pos.log_entry, timeout_s=0.05)
     drain(store, [ProjectionHandler(view)])
     assert wait_for(view, store.keys.log_of("r1"), pos.log_entry, timeout_s=1)
@@ -112,7 +125,11 @@ def test_status_is_the_folded_run_state(store: EventStore, client: redis.Redis) 
     status = load_status(client, store.keys, "done-1")
     expected = json.loads(__import__("msgspec").json.encode(fold(done)))
     assert {**expected, "halted": {}} == status
-    assert ("completed", "partially_fixed", 1) == (status["state"], status["status"], status["committed"])
+    assert ("completed", "partially_fixed", 1) == (
+        status["state"],
+        status["status"],
+        status["committed"],
+    )
     assert "planning" == load_status(client, store.keys, "open-1")["state"]
     assert [b"done-1", b"open-1"] == client.zrange(store.keys.runs, 0, -1)
     assert load_status(client, store.keys, "nope") is None
@@ -126,7 +143,9 @@ def test_an_illegal_event_halts_the_run_visibly(store: EventStore, client: redis
 
     append_run(store, "bad", finish=False)
     v = store.version("bad")
-    store.append("bad", stamp([Committed(batch_id="nope", sha="x")], run_id="bad", expected_version=v), v)
+    store.append(
+        "bad", stamp([Committed(batch_id="nope", sha="x")], run_id="bad", expected_version=v), v
+    )
     append_run(store, "good")
     settings = RuntimeSettings(delivery_cap=2, retry_backoff_ms=1, retry_backoff_max_ms=2)
     drain(store, [ProjectionHandler(RunStatus(client, store.keys))], settings)

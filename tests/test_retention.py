@@ -47,7 +47,8 @@ DAY = 86400.0
 
 def test_durations() -> None:
     assert (7 * DAY, 12 * 3600, 30 * 60, 45, 5400, 14 * DAY, 0) == tuple(
-        parse_duration(t) for t in ("7d", "12h", "30m", "45s", "1h30m", "2w", "0s"))
+        parse_duration(t) for t in ("7d", "12h", "30m", "45s", "1h30m", "2w", "0s")
+    )
     assert 1.5 * 3600 == parse_duration("1.5h")
     for bad in ("", "7", "d", "7x", "-1d", "7 d", "1h-30m", "seven days"):
         with pytest.raises(AirfixError, match="not a duration"):
@@ -73,11 +74,13 @@ def test_judging_a_run() -> None:
 
 def test_what_a_group_has_acknowledged() -> None:
     entries = ["5-0", "6-0", "7-0"]
-    groups = [GroupPosition("done", "9-0", frozenset()),
-              GroupPosition("behind", "6-0", frozenset()),
-              GroupPosition("pending", "9-0", frozenset({"6-0"})),
-              GroupPosition("fresh", "0-0", frozenset()),
-              GroupPosition("exact", "7-0", frozenset({"8-0"}))]
+    groups = [
+        GroupPosition("done", "9-0", frozenset()),
+        GroupPosition("behind", "6-0", frozenset()),
+        GroupPosition("pending", "9-0", frozenset({"6-0"})),
+        GroupPosition("fresh", "0-0", frozenset()),
+        GroupPosition("exact", "7-0", frozenset({"8-0"})),
+    ]
     assert ["behind", "pending", "fresh"] == unacknowledged_by(entries, groups)
     assert [] == unacknowledged_by(["10-0"], [])
 
@@ -122,21 +125,31 @@ def populate(app: App) -> None:
 
 
 def log_ids(app: App, run_id: str) -> list[str]:
-    return [i.decode() for i, f in app.client.xrange(app.keys.log_of(run_id)) if f[b"run"] == run_id.encode()]
+    return [
+        i.decode()
+        for i, f in app.client.xrange(app.keys.log_of(run_id))
+        if f[b"run"] == run_id.encode()
+    ]
 
 
 def snapshot(client: redis.Redis) -> dict[bytes, Any]:
     """Every key with its whole content."""
-    read = {b"stream": lambda k: client.xrange(k), b"hash": client.hgetall, b"string": client.get,
-            b"list": lambda k: client.lrange(k, 0, -1), b"set": client.smembers,
-            b"zset": lambda k: client.zrange(k, 0, -1, withscores=True)}
+    read = {
+        b"stream": lambda k: client.xrange(k),
+        b"hash": client.hgetall,
+        b"string": client.get,
+        b"list": lambda k: client.lrange(k, 0, -1),
+        b"set": client.smembers,
+        b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+    }
     out = {}
     for key in client.keys("*"):
         kind = client.type(key)
         out[key] = (kind, read[kind](key))
         if kind == b"stream":
-            out[key + b" groups"] = [(g["name"], g["last-delivered-id"], g["pending"])
-                                     for g in client.xinfo_groups(key)]
+            out[key + b" groups"] = [
+                (g["name"], g["last-delivered-id"], g["pending"]) for g in client.xinfo_groups(key)
+            ]
     return out
 
 
@@ -153,7 +166,10 @@ def test_trim_never_removes_an_unread_or_pending_entry(app: App) -> None:
     for stream in app.keys.logs():
         ensure_group(app.client, stream, "role:fixer")
     report = trim(app, older_than=7 * DAY)
-    assert ([], {"unacknowledged": 2, "too recent": 1, "unfinished": 1}) == (report.runs, report.kept)
+    assert ([], {"unacknowledged": 2, "too recent": 1, "unfinished": 1}) == (
+        report.runs,
+        report.kept,
+    )
     assert before == {r: log_ids(app, r) for r in before}
 
     drain(app.store, [Recorder(group="role:fixer")], FAST)  # it reads and acks everything
@@ -167,7 +183,9 @@ def test_trim_never_removes_an_unread_or_pending_entry(app: App) -> None:
     assert {app.keys.log_of(OLD2): 14} == report.removed
     assert {"unacknowledged": 1, "too recent": 1, "unfinished": 1} == report.kept
     assert [] == log_ids(app, OLD2)
-    assert {r: before[r] for r in (OLD1, "fresh", "open")} == {r: log_ids(app, r) for r in (OLD1, "fresh", "open")}
+    assert {r: before[r] for r in (OLD1, "fresh", "open")} == {
+        r: log_ids(app, r) for r in (OLD1, "fresh", "open")
+    }
     # the script checks again at the moment it deletes: asked directly, it still refuses
     status, removed = trim_run(app, OLD1, before[OLD1], None, now=0)
     assert (f"pending in group role:checker ({before[OLD1][0]})", 0) == (status, removed)
@@ -194,7 +212,8 @@ def test_dry_run_changes_nothing(app: App, tmp_path: Path) -> None:
 
 
 def test_archived_runs_replay_to_their_status_and_rebuild_still_matches(
-        app: App, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    app: App, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     populate(app)
     originals = {r: list(app.store.read_run(r)) for r in (OLD1, OLD2)}
     report = trim(app, older_than=7 * DAY, archive=tmp_path / "archive")
@@ -215,7 +234,9 @@ def test_archived_runs_replay_to_their_status_and_rebuild_still_matches(
     # the ledger stays: importing an archive again adds nothing (no view folds it twice)
     assert {OLD1: (14, True)} == import_events(app.store, read_jsonl(Path(report.archived[OLD1])))
     Path(report.archived[OLD1]).unlink()
-    with pytest.raises(StoreError, match=f"run '{OLD1}' was archived to .*{OLD1}.jsonl, which is not there"):
+    with pytest.raises(
+        StoreError, match=f"run '{OLD1}' was archived to .*{OLD1}.jsonl, which is not there"
+    ):
         assert_rebuild_equals_live(app)
 
 
@@ -228,7 +249,9 @@ def server_app() -> Iterator[App]:
         yield app
 
 
-def test_cli_trim_on_the_real_server(server_app: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trim_on_the_real_server(
+    server_app: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     populate(server_app)
     before = snapshot(server_app.client)
     code, _, err = run_cli(capsys, "trim", "--older-than", "a week")
@@ -245,7 +268,10 @@ def test_cli_trim_on_the_real_server(server_app: App, tmp_path: Path, capsys: py
     assert f"archived 2 run(s) to {tmp_path.resolve()} and removed their run streams" in out
     assert "kept: 1 too recent, 1 unfinished" in out
     code, out, _ = run_cli(capsys, "trim", "--older-than", "7d", "--json")
-    assert ([], {"too recent": 1, "unfinished": 1}) == (json.loads(out)["runs"], json.loads(out)["kept"])
+    assert ([], {"too recent": 1, "unfinished": 1}) == (
+        json.loads(out)["runs"],
+        json.loads(out)["kept"],
+    )
     # a trimmed run still shows everywhere
     code, out, _ = run_cli(capsys, "runs", "--json")
     assert {OLD1, OLD2, "fresh", "open"} == {r["run_id"] for r in json.loads(out)}
@@ -259,8 +285,9 @@ def test_cli_trim_on_the_real_server(server_app: App, tmp_path: Path, capsys: py
     assert 0 == code and "DIFFERS" not in out
 
 
-def test_embedded_store_keeps_the_trim_across_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_embedded_store_keeps_the_trim_across_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Each command replays the journal, which puts every entry back; the recorded trim is done
     again after the replay, so the next command sees the store as the trim left it."""
     journal = tmp_path / "journal.jsonl"
@@ -269,11 +296,18 @@ def test_embedded_store_keeps_the_trim_across_commands(tmp_path: Path, monkeypat
     embedded = connect()
     embedded.flushdb()
     writer = build_app(load_config(), journal=True)
-    for run, days, finish in ((OLD1, 10, True), (OLD2, 10, True), ("fresh", 0, True), ("open", 10, False)):
+    for run, days, finish in (
+        (OLD1, 10, True),
+        (OLD2, 10, True),
+        ("fresh", 0, True),
+        ("open", 10, False),
+    ):
         append_aged(writer.store, run, days=days, finish=finish)
 
     embedded.flushdb()  # every run_cli() below is a new command: a fresh store loaded from the journal
-    code, out, err = run_cli(capsys, "trim", "--older-than", "7d", "--archive", str(tmp_path / "a"), url=None)
+    code, out, err = run_cli(
+        capsys, "trim", "--older-than", "7d", "--archive", str(tmp_path / "a"), url=None
+    )
     assert 0 == code, err
     assert "removed 28 log entries of 2 finished run(s)" in out
     for _ in range(2):
@@ -311,6 +345,7 @@ def test_appends_never_trim_entries_a_group_has_not_acknowledged(client: redis.R
     info = {g["name"].decode(): g for g in client.xinfo_groups(log)}
     assert 300 == info["slow"]["lag"] and 300 == info["reader"]["pending"]
     assert [f"r{r}" for r in range(60) for _ in range(5)] == [
-        f[b"run"].decode() for _, f in client.xrange(log)]
+        f[b"run"].decode() for _, f in client.xrange(log)
+    ]
     with pytest.raises(TypeError):  # no way left to ask for a capped log
         EventStore(client, Keys(partitions=1), log_maxlen=10)  # type: ignore[call-arg]

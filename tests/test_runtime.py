@@ -46,7 +46,10 @@ def test_poison_event_is_dead_lettered_after_exactly_the_cap(store: EventStore, 
     fields = dlq[0][1]
     assert (poison[0][0].encode(), poison[0][1].encode()) == (fields[b"stream"], fields[b"entry"])
     assert (b"failed", b"svc", str(FAST.delivery_cap).encode()) == (
-        fields[b"kind"], fields[b"group"], fields[b"attempts"])
+        fields[b"kind"],
+        fields[b"group"],
+        fields[b"attempts"],
+    )
     assert b"cannot handle RunStarted v2" in fields[b"error"]
     assert b"RunStarted" == fields[b"orig.type"] and fields[b"orig.data"].startswith(b"{")
     assert ("r1", 3) in rec.seen  # unordered handler: the run goes on
@@ -70,7 +73,16 @@ def test_ordered_handler_halts_the_run_not_the_others(store: EventStore, client)
 def test_undecodable_entries_are_parked_not_fatal(store: EventStore, client) -> None:
     append_runs(store, 1, 2)
     log = store.keys.log_of("r0")
-    client.xadd(log, {"type": "FromTheFuture", "v": "3", "id": "x", "run": "r0", "data": b'{"type":"FromTheFuture"}'})
+    client.xadd(
+        log,
+        {
+            "type": "FromTheFuture",
+            "v": "3",
+            "id": "x",
+            "run": "r0",
+            "data": b'{"type":"FromTheFuture"}',
+        },
+    )
     client.xadd(log, {"type": "RunStarted", "data": b"not json"})
     append_runs_tail = stamp([RunStarted()], run_id="r0", expected_version=2)
     store.append("r0", append_runs_tail, 2)
@@ -96,7 +108,9 @@ def test_several_workers_keep_each_run_in_order(store: EventStore, client) -> No
             run = f"run{r}"
             v = store.version(run)
             payload = [RunRequested(target="/t")] if v == 0 else [RunStarted()]
-            store.append(run, stamp(payload * 1 + [RunStarted()] * 2, run_id=run, expected_version=v), v)
+            store.append(
+                run, stamp(payload * 1 + [RunStarted()] * 2, run_id=run, expected_version=v), v
+            )
     deadline = time.monotonic() + 20
     while len(rec.seen) < 120 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -28,7 +28,11 @@ def _entries():
 def test_golden_entries_decode(fields: dict[str, str]) -> None:
     event = from_fields({k.encode(): v.encode() for k, v in fields.items()})
     assert fields["type"] == type(event).__name__
-    assert (fields["id"], fields["run"], int(fields["v"])) == (event.event_id, event.run_id, event.version)
+    assert (fields["id"], fields["run"], int(fields["v"])) == (
+        event.event_id,
+        event.run_id,
+        event.version,
+    )
     assert fields["at"] == to_fields(event)["at"]
 
 
@@ -43,13 +47,21 @@ def test_new_fields_have_defaults() -> None:
     import msgspec
 
     frozen_required = {
-        "RunRequested": {"target"}, "HealthChecked": {"iteration"}, "IssuesDiscovered": {"iteration"},
+        "RunRequested": {"target"},
+        "HealthChecked": {"iteration"},
+        "IssuesDiscovered": {"iteration"},
         "BatchPlanned": {"iteration", "batch_id", "phase", "mode", "issue_ids"},
-        "FixStarted": {"batch_id", "fixer"}, "FixApplied": {"batch_id", "fixer"},
-        "FixFailed": {"batch_id", "fixer", "reason"}, "FixRolledBack": {"batch_id", "reason"},
-        "Committed": {"batch_id", "sha"}, "IterationCompleted": {"iteration"},
-        "RunCompleted": {"status"}, "RunFailed": {"reason"}, "BatchSkipped": {"batch_id"},
-        "StackLanded": set(), "StackDropped": {"batch_id", "reason"},
+        "FixStarted": {"batch_id", "fixer"},
+        "FixApplied": {"batch_id", "fixer"},
+        "FixFailed": {"batch_id", "fixer", "reason"},
+        "FixRolledBack": {"batch_id", "reason"},
+        "Committed": {"batch_id", "sha"},
+        "IterationCompleted": {"iteration"},
+        "RunCompleted": {"status"},
+        "RunFailed": {"reason"},
+        "BatchSkipped": {"batch_id"},
+        "StackLanded": set(),
+        "StackDropped": {"batch_id", "reason"},
     }
     for name, cls in EVENT_TYPES.items():
         required = {f.name for f in msgspec.structs.fields(cls) if f.required}
@@ -76,6 +88,8 @@ def test_breaking_change_goes_through_an_upcaster(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(codec.CURRENT_SCHEMA, "RunStarted", 2)
     with pytest.raises(UndecodableEntry, match="no upcaster for RunStarted schema 1"):
         codec.decode_data(raw)
-    monkeypatch.setitem(codec.UPCASTERS, ("RunStarted", 1), lambda o: {**o, "branch": "upcast/" + o["branch"]})
+    monkeypatch.setitem(
+        codec.UPCASTERS, ("RunStarted", 1), lambda o: {**o, "branch": "upcast/" + o["branch"]}
+    )
     event = codec.decode_data(raw)
     assert ("upcast/airfix/run-1", 2) == (event.branch, event.schema)

@@ -46,44 +46,77 @@ PLANTED = (REDIS_PW, ANTHROPIC, GITHUB)
 def test_redact_url() -> None:
     assert "redis://:***@host:6379/0" == redact_url(f"redis://:{REDIS_PW}@host:6379/0")
     assert "redis://user:***@host/1" == redact_url("redis://user:pw@host/1")
-    assert "rediss://:***@h:6380/0?ssl_cert_reqs=none" == redact_url("rediss://:a@b@h:6380/0?ssl_cert_reqs=none")
+    assert "rediss://:***@h:6380/0?ssl_cert_reqs=none" == redact_url(
+        "rediss://:a@b@h:6380/0?ssl_cert_reqs=none"
+    )
     assert "redis://host:6379/0" == redact_url("redis://host:6379/0")
     assert "" == redact_url("")
 
 
 def test_redact_text() -> None:
-    text = (f"lost redis://:{REDIS_PW}@10.0.0.1:6379/0 (retry) https://{GITHUB}@github.com/o/r "
-            f"ssh://git@github.com/o/r ?password=hunter2&db=1 Authorization: Bearer abcdefghijklmnop1234 "
-            f"key {ANTHROPIC}")
+    text = (
+        f"lost redis://:{REDIS_PW}@10.0.0.1:6379/0 (retry) https://{GITHUB}@github.com/o/r "
+        f"ssh://git@github.com/o/r ?password=hunter2&db=1 Authorization: Bearer abcdefghijklmnop1234 "
+        f"key {ANTHROPIC}"
+    )
     out = redact_text(text, ())
     for secret in (REDIS_PW, GITHUB, ANTHROPIC, "hunter2", "abcdefghijklmnop1234"):
         assert secret not in out, out
     assert "redis://:***@10.0.0.1:6379/0 (retry)" in out and "ssh://git@github.com/o/r" in out
     assert "?password=***&db=1" in out
-    assert "the value s3cr3t-value-xyz here" != redact_text("the value s3cr3t-value-xyz here",
-                                                           ["s3cr3t-value-xyz"])
+    assert "the value s3cr3t-value-xyz here" != redact_text(
+        "the value s3cr3t-value-xyz here", ["s3cr3t-value-xyz"]
+    )
 
 
 def test_redact_config() -> None:
-    data = {"store": {"redis_url": f"redis://:{REDIS_PW}@h/0", "partitions": 4},
-            "plugin": {"api_key": "abc", "Access_Token": "t0k", "password": "", "max_turns": 3,
-                       "max_tokens": 4000, "nested": [{"client_secret": "x"}]},
-            "secrets": {"redact_keys": ["*token*"]}}
+    data = {
+        "store": {"redis_url": f"redis://:{REDIS_PW}@h/0", "partitions": 4},
+        "plugin": {
+            "api_key": "abc",
+            "Access_Token": "t0k",
+            "password": "",
+            "max_turns": 3,
+            "max_tokens": 4000,
+            "nested": [{"client_secret": "x"}],
+        },
+        "secrets": {"redact_keys": ["*token*"]},
+    }
     out = redact_config(data, ("*password*", "*token*", "*secret*", "*api_key*"), ())
-    assert {"store": {"redis_url": "redis://:***@h/0", "partitions": 4},
-            "plugin": {"api_key": "***", "Access_Token": "***", "password": "", "max_turns": 3,
-                       "max_tokens": 4000, "nested": [{"client_secret": "***"}]},
-            "secrets": {"redact_keys": ["*token*"]}} == out  # a section named like one is walked
+    assert {
+        "store": {"redis_url": "redis://:***@h/0", "partitions": 4},
+        "plugin": {
+            "api_key": "***",
+            "Access_Token": "***",
+            "password": "",
+            "max_turns": 3,
+            "max_tokens": 4000,
+            "nested": [{"client_secret": "***"}],
+        },
+        "secrets": {"redact_keys": ["*token*"]},
+    } == out  # a section named like one is walked
     assert f"redis://:{REDIS_PW}@h/0" == data["store"]["redis_url"]  # a copy
 
 
 def test_scrubbed_env() -> None:
-    env = {"PATH": "/bin", "HOME": "/h", "AIRFIX_REDIS_URL": "redis://x", "AIRFIX__STORE__PREFIX": "p",
-           "REDIS_URL": "redis://y", "ANTHROPIC_API_KEY": ANTHROPIC, "GITHUB_TOKEN": GITHUB,
-           "AWS_SECRET_ACCESS_KEY": "s", "PGPASSWORD": "pg", "TOKENIZERS_PARALLELISM": "false",
-           "CELERY_BROKER": f"redis://:{REDIS_PW}@h/0", "AIRFIX_RUN_ID": "r"}
+    env = {
+        "PATH": "/bin",
+        "HOME": "/h",
+        "AIRFIX_REDIS_URL": "redis://x",
+        "AIRFIX__STORE__PREFIX": "p",
+        "REDIS_URL": "redis://y",
+        "ANTHROPIC_API_KEY": ANTHROPIC,
+        "GITHUB_TOKEN": GITHUB,
+        "AWS_SECRET_ACCESS_KEY": "s",
+        "PGPASSWORD": "pg",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CELERY_BROKER": f"redis://:{REDIS_PW}@h/0",
+        "AIRFIX_RUN_ID": "r",
+    }
     base = Policy(values=frozenset({REDIS_PW}))
-    assert ["AIRFIX_RUN_ID", "HOME", "PATH", "TOKENIZERS_PARALLELISM"] == sorted(scrubbed_env(env, base))
+    assert ["AIRFIX_RUN_ID", "HOME", "PATH", "TOKENIZERS_PARALLELISM"] == sorted(
+        scrubbed_env(env, base)
+    )
     allow = Policy(env_allow=("PGPASSWORD",), values=frozenset({REDIS_PW}))
     assert "PGPASSWORD" in scrubbed_env(env, allow)
     kept = scrubbed_env(env, base, keep=("ANTHROPIC_*",))
@@ -93,9 +126,14 @@ def test_scrubbed_env() -> None:
 
 
 def test_the_policy_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = load_config(env={}, overrides={"store.redis_url": f"redis://:{REDIS_PW}@h/0",
-                                         "secrets.env_allow": ["GITHUB_TOKEN"],
-                                         "secrets.redact_keys": ["*token*", "*hush*"]})
+    cfg = load_config(
+        env={},
+        overrides={
+            "store.redis_url": f"redis://:{REDIS_PW}@h/0",
+            "secrets.env_allow": ["GITHUB_TOKEN"],
+            "secrets.redact_keys": ["*token*", "*hush*"],
+        },
+    )
     try:
         policy = secrets.configure(cfg, {"GITHUB_TOKEN": GITHUB, "MY_HUSH": "quiet-please-now"})
         assert {REDIS_PW, GITHUB, "quiet-please-now"} == set(policy.values)
@@ -105,15 +143,22 @@ def test_the_policy_comes_from_the_config(monkeypatch: pytest.MonkeyPatch) -> No
         secrets.configure(load_config(env={}))
 
 
-def test_log_lines_are_redacted_in_the_sink_and_on_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_log_lines_are_redacted_in_the_sink_and_on_the_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(secrets, "_active", Policy(values=frozenset({"quiet-please-now"})))
     for fmt in ("console", "json"):
         mirrored: list[dict[str, Any]] = []
         out = io.StringIO()
         configure_logging("info", fmt, stream=out, redis_sink=mirrored.append)
         log = structlog.get_logger("t")
-        log.info("connecting", url=f"redis://:{REDIS_PW}@h:6379/0", password="pw-in-a-key",
-                 headers={"api_key": "k-123"}, note="the quiet-please-now value")
+        log.info(
+            "connecting",
+            url=f"redis://:{REDIS_PW}@h:6379/0",
+            password="pw-in-a-key",
+            headers={"api_key": "k-123"},
+            note="the quiet-please-now value",
+        )
         try:
             raise redis.ConnectionError(f"cannot reach redis://u:{REDIS_PW}@h/0 with {GITHUB}")
         except redis.ConnectionError:
@@ -201,11 +246,18 @@ def _config(tmp_path: Path) -> Path:
     script = tmp_path / "command_fixer.py"
     script.write_text(COMMAND_FIXER)
     path = tmp_path / "airfix.yaml"
-    path.write_text(json.dumps({
-        "fixer": {"claude_executable": str(FAKE_CLAUDE), "timeout_s": 120,
-                  "command": [sys.executable, str(script), "{prompt_file}"],
-                  "command_env": ["GITHUB_TOKEN"]},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "fixer": {
+                    "claude_executable": str(FAKE_CLAUDE),
+                    "timeout_s": 120,
+                    "command": [sys.executable, str(script), "{prompt_file}"],
+                    "command_env": ["GITHUB_TOKEN"],
+                },
+            }
+        )
+    )
     return path
 
 
@@ -214,14 +266,29 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     dump.mkdir(exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFIX", "FAKE_CLAUDE"))}
     edits = [{"file": "ages/core.py", "old": "    return age > 18", "new": "    return age >= 18"}]
-    return {**env, "ANTHROPIC_API_KEY": ANTHROPIC, "GITHUB_TOKEN": GITHUB, "ENV_DUMP_DIR": str(dump),
-            "FAKE_CLAUDE_EDITS": json.dumps(edits), "FAKE_CLAUDE_RECORD": str(tmp_path / "claude.json"),
-            "AIRFIX__STORE__JOURNAL": str(tmp_path / "journal" / "journal.jsonl"), **extra}
+    return {
+        **env,
+        "ANTHROPIC_API_KEY": ANTHROPIC,
+        "GITHUB_TOKEN": GITHUB,
+        "ENV_DUMP_DIR": str(dump),
+        "FAKE_CLAUDE_EDITS": json.dumps(edits),
+        "FAKE_CLAUDE_RECORD": str(tmp_path / "claude.json"),
+        "AIRFIX__STORE__JOURNAL": str(tmp_path / "journal" / "journal.jsonl"),
+        **extra,
+    }
 
 
-def _airfix(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+def _airfix(
+    env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode in ok, (args, proc.returncode, proc.stderr[-3000:])
     return proc
 
@@ -229,28 +296,39 @@ def _airfix(env: dict[str, str], *args: str, ok: tuple[int, ...] = (0,)) -> subp
 def _assert_clean(where: str, blob: str | bytes) -> None:
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
     for secret in PLANTED:
-        assert secret not in text, f"{where} holds a planted secret {secret[:12]}...: ...{_around(text, secret)}..."
+        assert secret not in text, (
+            f"{where} holds a planted secret {secret[:12]}...: ...{_around(text, secret)}..."
+        )
 
 
 def _around(text: str, secret: str) -> str:
     i = text.find(secret)
-    return text[max(0, i - 200):i + 60]
+    return text[max(0, i - 200) : i + 60]
 
 
 def _what_the_target_saw(tmp_path: Path) -> None:
     seen = sorted((tmp_path / "seen").iterdir())
     kinds = {p.name.split("-")[0] for p in seen}
-    assert {"pytest", "command", "hook"} <= kinds, seen  # the tests, the command fixer, a commit's hook
+    assert {"pytest", "command", "hook"} <= kinds, (
+        seen
+    )  # the tests, the command fixer, a commit's hook
     for p in seen:
         text = p.read_text()
-        if p.name.startswith("command-"):  # fixer.command_env names GITHUB_TOKEN for it; nothing else
+        if p.name.startswith(
+            "command-"
+        ):  # fixer.command_env names GITHUB_TOKEN for it; nothing else
             env = json.loads(text)
             assert GITHUB == env.pop("GITHUB_TOKEN")
             _assert_clean(p.name, json.dumps(env))
             assert not {"AIRFIX_REDIS_URL", "ANTHROPIC_API_KEY", "REDIS_URL"} & set(env)
             continue
         _assert_clean(p.name, text)
-        for name in ("AIRFIX_REDIS_URL", "ANTHROPIC_API_KEY", "GITHUB_TOKEN", "AIRFIX__STORE__JOURNAL"):
+        for name in (
+            "AIRFIX_REDIS_URL",
+            "ANTHROPIC_API_KEY",
+            "GITHUB_TOKEN",
+            "AIRFIX__STORE__JOURNAL",
+        ):
             assert f"{name}=" not in text and f'"{name}"' not in text, (p.name, name)
     claude = json.loads((tmp_path / "claude.json").read_text())["env"]
     assert ANTHROPIC == claude.pop("ANTHROPIC_API_KEY")  # its own key: what its adapter needs
@@ -285,16 +363,39 @@ def _run_and_read_back(tmp_path: Path, env: dict[str, str]) -> str:
     """run, then every reading command; returns all their output.  Asserts the run committed."""
     repo = _target(tmp_path)
     cfg = _config(tmp_path)
-    run = _airfix(env, "run", "--target", str(repo), "--config", str(cfg), "--fixer", "command,claude",
-                  "--max-iterations", "2", "--inline", "--json", "--log-level", "debug", ok=(0, 3))
+    run = _airfix(
+        env,
+        "run",
+        "--target",
+        str(repo),
+        "--config",
+        str(cfg),
+        "--fixer",
+        "command,claude",
+        "--max-iterations",
+        "2",
+        "--inline",
+        "--json",
+        "--log-level",
+        "debug",
+        ok=(0, 3),
+    )
     report = json.loads(run.stdout)
     assert report["commits"], report
     rid = report["run_id"]
     outputs = [run.stdout, run.stderr]
     archive = tmp_path / "archive"
-    for args in (["export", rid], ["tail", rid, "--json"], ["status", rid, "--json"], ["runs", "--json"],
-                 ["inspect", "--json"], ["dlq", "list", "--json"], ["config"], ["replay", rid, "--json"],
-                 ["trim", "--older-than", "0s", "--archive", str(archive), "--json"]):
+    for args in (
+        ["export", rid],
+        ["tail", rid, "--json"],
+        ["status", rid, "--json"],
+        ["runs", "--json"],
+        ["inspect", "--json"],
+        ["dlq", "list", "--json"],
+        ["config"],
+        ["replay", rid, "--json"],
+        ["trim", "--older-than", "0s", "--archive", str(archive), "--json"],
+    ):
         proc = _airfix(env, *args, "--config", str(cfg))
         outputs += [proc.stdout, proc.stderr]
     assert (archive / f"{rid}.jsonl").is_file(), outputs[-2]
@@ -320,12 +421,16 @@ def test_no_secret_is_written_and_the_target_sees_none_on_a_server(tmp_path: Pat
         server.stop()
 
 
-def test_no_secret_is_written_and_the_target_sees_none_on_the_embedded_store(tmp_path: Path) -> None:
+def test_no_secret_is_written_and_the_target_sees_none_on_the_embedded_store(
+    tmp_path: Path,
+) -> None:
     env = _env(tmp_path, REDIS_URL=f"redis://:{REDIS_PW}@127.0.0.1:1/0")  # some other tool's
     everything = _run_and_read_back(tmp_path, env)
     _assert_clean("the commands' stdout and stderr", everything)
     journals = sorted((tmp_path / "journal").glob("journal*.jsonl"))
-    assert {"journal.jsonl", "journal.logs.jsonl", "journal.ops.jsonl"} <= {p.name for p in journals}
+    assert {"journal.jsonl", "journal.logs.jsonl", "journal.ops.jsonl"} <= {
+        p.name for p in journals
+    }
     for path in journals:
         _assert_clean(path.name, path.read_bytes())
     _what_the_target_saw(tmp_path)

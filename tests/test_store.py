@@ -139,7 +139,8 @@ def test_paging_reads_long_runs(store: EventStore) -> None:
     for _ in range(5):
         batch = stamp(
             [RunRequested(target="/r")] if version == 0 else [RunStarted()] * 1,
-            run_id="long", expected_version=version,
+            run_id="long",
+            expected_version=version,
         )
         store.append("long", batch, version)
         version += 1
@@ -156,12 +157,29 @@ def test_payloads_round_trip(store: EventStore) -> None:
         RunStarted(),
         HealthChecked(
             iteration=1,
-            tools=[ToolResult(tool="ruff", status="failed", version="0.8", counts={"error": 3},
-                              exit_status=1, duration_s=0.2)],
-            score=0.4, parts={"lint": 0.4},
+            tools=[
+                ToolResult(
+                    tool="ruff",
+                    status="failed",
+                    version="0.8",
+                    counts={"error": 3},
+                    exit_status=1,
+                    duration_s=0.2,
+                )
+            ],
+            score=0.4,
+            parts={"lint": 0.4},
         ),
-        BatchPlanned(iteration=1, batch_id="b1", phase="lint", mode="smart", issue_ids=["i1"], priority=3),
-        Committed(batch_id="b1", sha="abc", files=["a.py"], counts_before={"lint": 3}, counts_after={"lint": 0}),
+        BatchPlanned(
+            iteration=1, batch_id="b1", phase="lint", mode="smart", issue_ids=["i1"], priority=3
+        ),
+        Committed(
+            batch_id="b1",
+            sha="abc",
+            files=["a.py"],
+            counts_before={"lint": 3},
+            counts_after={"lint": 0},
+        ),
     ]
     events = stamp(payloads, run_id="r9", expected_version=0)
     store.append("r9", events, 0)
@@ -190,7 +208,9 @@ def test_racing_appenders_one_wins_each_round(store: EventStore, client: redis.R
         for _ in range(100):
             v = store.version("race")
             try:
-                store.append("race", stamp([RunStarted(worker=str(i))], run_id="race", expected_version=v), v)
+                store.append(
+                    "race", stamp([RunStarted(worker=str(i))], run_id="race", expected_version=v), v
+                )
                 wins[i] += 1
             except ConcurrencyError:
                 conflicts[i] += 1

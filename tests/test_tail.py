@@ -39,8 +39,14 @@ def _lines(out: io.StringIO) -> list[dict]:  # type: ignore[type-arg]
 
 
 def _log(run_id: str, event: str, level: str = "info", **kw: object) -> dict[str, object]:
-    return {"run_id": run_id, "event": event, "level": level, "logger": "airfix.test",
-            "timestamp": "2026-11-24T10:00:00.000000Z", **kw}
+    return {
+        "run_id": run_id,
+        "event": event,
+        "level": level,
+        "logger": "airfix.test",
+        "timestamp": "2026-11-24T10:00:00.000000Z",
+        **kw,
+    }
 
 
 # ------------------------------------------------------------------------------------ filters
@@ -75,7 +81,9 @@ def test_an_unreadable_log_line_is_shown_as_an_error_not_dropped() -> None:
 # ---------------------------------------------------------------------------- the Redis feed
 
 
-def test_tail_of_one_run_shows_every_event_with_its_state_and_its_log_lines(client: redis.Redis) -> None:
+def test_tail_of_one_run_shows_every_event_with_its_state_and_its_log_lines(
+    client: redis.Redis,
+) -> None:
     store = EventStore(client, Keys())
     events = append_run(store, "r1")
     append_run(store, "r2")
@@ -84,22 +92,40 @@ def test_tail_of_one_run_shows_every_event_with_its_state_and_its_log_lines(clie
     sink(_log("r2", "not this run"))
     sink(_log("r1", "fixer is slow", "warning"))
     out = io.StringIO()
-    shown = Tail(RedisFeed(store, "r1", from_start=True), parse_filter("r1", None, None),
-                 out=out, json_out=True).run(follow=False)
+    shown = Tail(
+        RedisFeed(store, "r1", from_start=True),
+        parse_filter("r1", None, None),
+        out=out,
+        json_out=True,
+    ).run(follow=False)
     lines = _lines(out)
     assert 16 == shown == len(lines)
     got = [x for x in lines if x["kind"] == "event"]
     assert [e.version for e in events] == [x["version"] for x in got]
-    assert ("requested", "completed", "partially_fixed") == (got[0]["state"], got[-1]["state"], got[-1]["status"])
-    assert ["tool finished", "fixer is slow"] == [x["log"]["event"] for x in lines if x["kind"] == "log"]
+    assert ("requested", "completed", "partially_fixed") == (
+        got[0]["state"],
+        got[-1]["state"],
+        got[-1]["status"],
+    )
+    assert ["tool finished", "fixer is slow"] == [
+        x["log"]["event"] for x in lines if x["kind"] == "log"
+    ]
     # the human rendering: phase and what happened, with counts
     text = io.StringIO()
-    Tail(RedisFeed(store, "r1", from_start=True), parse_filter("r1", "Committed,log", "warning"),
-         out=text).run(follow=False)
-    assert 1 == len(text.getvalue().splitlines()), text.getvalue()  # events are info: only the warning
+    Tail(
+        RedisFeed(store, "r1", from_start=True),
+        parse_filter("r1", "Committed,log", "warning"),
+        out=text,
+    ).run(follow=False)
+    assert 1 == len(text.getvalue().splitlines()), (
+        text.getvalue()
+    )  # events are info: only the warning
     text = io.StringIO()
-    Tail(RedisFeed(store, "r1", from_start=True), parse_filter("r1", "RunCompleted,Committed", None),
-         out=text).run(follow=False)
+    Tail(
+        RedisFeed(store, "r1", from_start=True),
+        parse_filter("r1", "RunCompleted,Committed", None),
+        out=text,
+    ).run(follow=False)
     rendered = text.getvalue().splitlines()
     assert 2 == len(rendered)
     assert "committed" in rendered[0] and "run finished: partially_fixed" in rendered[1]
@@ -107,7 +133,8 @@ def test_tail_of_one_run_shows_every_event_with_its_state_and_its_log_lines(clie
 
 
 def test_tail_of_every_run_from_now_shows_only_new_events_with_the_state_folded_from_history(
-        client: redis.Redis) -> None:
+    client: redis.Redis,
+) -> None:
     store = EventStore(client, Keys())
     events = run_events("r1")
     store.append("r1", events[:5], 0)
@@ -128,9 +155,16 @@ def test_follow_stops_by_itself_when_the_run_ends(client: redis.Redis) -> None:
     events = run_events("r1")
     store.append("r1", events[:2], 0)
     out = io.StringIO()
-    tail = Tail(RedisFeed(store, "r1", from_start=True), parse_filter("r1", None, None), out=out, json_out=True)
+    tail = Tail(
+        RedisFeed(store, "r1", from_start=True),
+        parse_filter("r1", None, None),
+        out=out,
+        json_out=True,
+    )
     done = threading.Event()
-    thread = threading.Thread(target=lambda: (tail.run(follow=True, block_s=0.1), done.set()), daemon=True)
+    thread = threading.Thread(
+        target=lambda: (tail.run(follow=True, block_s=0.1), done.set()), daemon=True
+    )
     thread.start()
     try:
         for v in range(2, len(events)):
@@ -222,8 +256,14 @@ def test_the_mirror_gets_info_lines_the_terminal_does_not_show(client: redis.Red
 
 def _cli(*args: str, **kw: object) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "AIRFIX_REDIS_URL"}
-    return subprocess.Popen([sys.executable, "-m", "airfix.services.commands.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, "-m", "airfix.services.commands.cli", *args],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kw,
+    )  # type: ignore[call-overload]
 
 
 def test_cli_tail_follow_of_every_run_picks_up_new_runs_until_interrupted() -> None:
@@ -248,7 +288,9 @@ def test_cli_tail_follow_of_every_run_picks_up_new_runs_until_interrupted() -> N
         client.flushdb()
     assert 0 == proc.returncode, err
     assert {"new"} == {x["run_id"] for x in lines}
-    assert 14 == sum(x["kind"] == "event" for x in lines) and 1 == sum(x["kind"] == "log" for x in lines)
+    assert 14 == sum(x["kind"] == "event" for x in lines) and 1 == sum(
+        x["kind"] == "log" for x in lines
+    )
 
 
 def test_cli_tail_of_an_unknown_run_or_with_a_bad_option_exits_2_and_names_it() -> None:
@@ -262,13 +304,19 @@ def test_cli_tail_of_an_unknown_run_or_with_a_bad_option_exits_2_and_names_it() 
     assert 2 == bad.returncode and "--type: unknown Bogus" in err
 
 
-def test_latest_on_the_journal_is_the_run_requested_last_and_only_its_events_are_shown(tmp_path: Path) -> None:
+def test_latest_on_the_journal_is_the_run_requested_last_and_only_its_events_are_shown(
+    tmp_path: Path,
+) -> None:
     from airfix.services.commands.tail import open_feed
 
     journal, logs = tmp_path / "journal.jsonl", tmp_path / "journal.logs.jsonl"
-    journal.write_bytes(b"".join(encode(e) + b"\n" for run in ("r1", "r2") for e in run_events(run)))
+    journal.write_bytes(
+        b"".join(encode(e) + b"\n" for run in ("r1", "r2") for e in run_events(run))
+    )
     feed, run_id = open_feed(None, journal=journal, logs=logs, run_id="latest", from_start=True)
     assert "r2" == run_id
     assert {"r2"} == {i.run_id for i in feed.read(0)}
     with pytest.raises(AirfixError, match="no runs yet"):
-        open_feed(None, journal=tmp_path / "empty.jsonl", logs=logs, run_id="latest", from_start=True)
+        open_feed(
+            None, journal=tmp_path / "empty.jsonl", logs=logs, run_id="latest", from_start=True
+        )

@@ -37,8 +37,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _request(app: App, repo: Path) -> str:
-    return request_run(app, app.config, repo, batching="smart", fixer="autofix", simulation=True,
-                       max_iterations=1)
+    return request_run(
+        app, app.config, repo, batching="smart", fixer="autofix", simulation=True, max_iterations=1
+    )
 
 
 def _lock(app: App, repo: Path) -> str:
@@ -111,7 +112,9 @@ def test_an_active_run_is_never_taken_over(app: App, repo: Path) -> None:
     lock = _lock(app, repo)
     app.client.delete(lock)
     assert "" == target_lock.acquire(app.client, app.keys, lock, "claimed", target=str(repo))
-    with pytest.raises(AirfixError, match="run claimed is still active .*being requested: it has no event yet"):
+    with pytest.raises(
+        AirfixError, match="run claimed is still active .*being requested: it has no event yet"
+    ):
         _request(app, repo)
     assert b"claimed" == app.client.get(lock)
 
@@ -129,7 +132,8 @@ def test_a_claim_older_than_its_window_is_stale(app: App, repo: Path) -> None:
 
 
 def test_a_request_that_fails_after_taking_the_lock_gives_it_back(
-        app: App, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: App, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise redis.ConnectionError("lost the server mid-append")
 

@@ -631,7 +631,10 @@ def test_eslint_fix_touches_only_the_batch(sample: Path) -> None:
     }
     for path in sample.rglob("*"):  # no other file changed
         if "node_modules" not in path.parts and path.is_file() and path != cart:
-            assert path.read_bytes() == (installed_sample_root(sample) / path.relative_to(sample)).read_bytes()
+            assert (
+                path.read_bytes()
+                == (installed_sample_root(sample) / path.relative_to(sample)).read_bytes()
+            )
     # directly, as AutoFixer calls an EditFix
     [shorthand] = [i for i in after.issues if i.rule == "object-shorthand"]
     middle = cart.read_text()
@@ -651,7 +654,7 @@ def test_eslint_fix_rounds_overlaps_and_encodings(sample: Path) -> None:
     outside the BMP before the problems keep offsets right."""
     path = sample / "src" / "methods.js"
     source = (
-        "// caf\u00e9 \U0001F600 in a comment: two UTF-16 code units\r\n"
+        "// caf\u00e9 \U0001f600 in a comment: two UTF-16 code units\r\n"
         "export const o = {\r\n"
         "  f: function () {\r\n"
         "    let x = 1;\r\n"
@@ -1085,7 +1088,9 @@ def test_tape_4_through_node_test(tmp_path: Path, installed_tape: Path) -> None:
     pkg = json.loads((project / "package.json").read_text())
     pkg["scripts"] = {"test": "npm run tests-only", "tests-only": "node test"}
     (project / "package.json").write_text(json.dumps(pkg))
-    (project / "test" / "index.js").write_text("'use strict';\nrequire('./sum');\nrequire('./mean');\n")
+    (project / "test" / "index.js").write_text(
+        "'use strict';\nrequire('./sum');\nrequire('./mean');\n"
+    )
     run = JsTestAdapter().run(project)
     assert run.result.command[-1] == "test"
     assert run.tests == TAPE_OUTCOMES

@@ -498,7 +498,9 @@ def test_no_tests_is_a_failed_check_not_a_pass(tmp_path: Path) -> None:
 
 def test_collection_errors_are_issues_and_other_tests_still_run(sample: Path) -> None:
     """A test module that fails to import because of the project's own code is a defect."""
-    (sample / "tests" / "test_broken_import.py").write_text("from inventory.pricing import no_such_name\n")
+    (sample / "tests" / "test_broken_import.py").write_text(
+        "from inventory.pricing import no_such_name\n"
+    )
     run = PytestAdapter().run(sample)
     assert run.result.status == "failed"
     assert (run.tests_total, run.tests_passed) == (14, 12)
@@ -513,13 +515,20 @@ def test_collection_errors_are_issues_and_other_tests_still_run(sample: Path) ->
     assert "no_such_name" in broken.message
 
 
-def test_a_dependency_missing_from_the_environment_is_a_tool_error_naming_the_fix(sample: Path) -> None:
+def test_a_dependency_missing_from_the_environment_is_a_tool_error_naming_the_fix(
+    sample: Path,
+) -> None:
     """Not an issue for a fixer: the environment lacks a package, no file has a defect."""
     (sample / "tests" / "test_needs_dep.py").write_text("import no_such_module_xyz\n")
     for adapter in (PytestAdapter(), CoverageAdapter()):
         run = adapter.run(sample)
-        assert_tool_error(run, "lacks 'no_such_module_xyz'", "tests/test_needs_dep.py",
-                          "-m pip install", "--python")
+        assert_tool_error(
+            run,
+            "lacks 'no_such_module_xyz'",
+            "tests/test_needs_dep.py",
+            "-m pip install",
+            "--python",
+        )
         assert run.issues == []
 
 

@@ -21,29 +21,50 @@ from airfix.events.schema import (
 )
 
 
-def issue(n: int, rule: str = "F401", file: str = "a.py", tool: str = "ruff", fp: str | None = None,
-          phase: str = "lint") -> IssueRecord:
-    return IssueRecord(issue_id=f"{fp or rule + str(n)}:0", fingerprint=fp or f"{rule}{n}", tool=tool,
-                       phase=phase, file=file, line=n, rule=rule)  # type: ignore[arg-type]
+def issue(
+    n: int,
+    rule: str = "F401",
+    file: str = "a.py",
+    tool: str = "ruff",
+    fp: str | None = None,
+    phase: str = "lint",
+) -> IssueRecord:
+    return IssueRecord(
+        issue_id=f"{fp or rule + str(n)}:0",
+        fingerprint=fp or f"{rule}{n}",
+        tool=tool,
+        phase=phase,
+        file=file,
+        line=n,
+        rule=rule,
+    )  # type: ignore[arg-type]
 
 
 def diff(file: str, removed: list[str], added: list[str]) -> str:
     body = [f"-{line}" for line in removed] + [f"+{line}" for line in added]
-    return "\n".join([f"diff --git a/{file} b/{file}", f"--- a/{file}", f"+++ b/{file}", "@@ -1 +1 @@", *body])
+    return "\n".join(
+        [f"diff --git a/{file} b/{file}", f"--- a/{file}", f"+++ b/{file}", "@@ -1 +1 @@", *body]
+    )
 
 
 # ---------------------------------------------------------------- guards
 
 
 def test_a_respaced_or_moved_suppression_is_not_new() -> None:
-    moved = diff("a.py", ["x = compute()  # noqa: E501", "    # pragma: no cover"],
-                 ["x = compute() # noqa:  E501", "# pragma: no cover"])
+    moved = diff(
+        "a.py",
+        ["x = compute()  # noqa: E501", "    # pragma: no cover"],
+        ["x = compute() # noqa:  E501", "# pragma: no cover"],
+    )
     assert check_diff(moved) == []
 
 
 def test_a_suppression_on_a_line_whose_code_the_fix_changed_is_not_new() -> None:
-    changed = diff("a.py", ["tags: List[str] = []  # type: ignore[assignment]"],
-                   ["tags: list[str] = []  # type: ignore[assignment]"])
+    changed = diff(
+        "a.py",
+        ["tags: List[str] = []  # type: ignore[assignment]"],
+        ["tags: list[str] = []  # type: ignore[assignment]"],
+    )
     assert check_diff(changed) == []
 
 
@@ -56,8 +77,11 @@ def test_an_added_suppression_is_named_unless_allowed() -> None:
 
 
 def test_skip_markers_and_removed_test_functions_are_left_to_the_per_test_verdict() -> None:
-    respaced = diff("tests/test_a.py", ['@pytest.mark.skipif(sys.version_info < (3, 8), reason="old")'],
-                    ['@pytest.mark.skipif(sys.version_info<(3, 8), reason="old")'])
+    respaced = diff(
+        "tests/test_a.py",
+        ['@pytest.mark.skipif(sys.version_info < (3, 8), reason="old")'],
+        ['@pytest.mark.skipif(sys.version_info<(3, 8), reason="old")'],
+    )
     shadowed = diff("tests/test_a.py", ["def test_twice():", "    assert True"], [])
     assert check_diff(respaced) == [] and check_diff(shadowed) == []
 
@@ -72,8 +96,20 @@ def test_config_edits_are_rejected_unless_allowed() -> None:
 
 
 def test_regressions_are_named_test_by_test() -> None:
-    before = {"t::a": "passed", "t::b": "passed", "t::c": "passed", "t::d": "failed", "t::e": "passed"}
-    after = {"t::a": "failed", "t::c": "skipped", "t::d": "failed", "t::e": "passed", "u.py": "error"}
+    before = {
+        "t::a": "passed",
+        "t::b": "passed",
+        "t::c": "passed",
+        "t::d": "failed",
+        "t::e": "passed",
+    }
+    after = {
+        "t::a": "failed",
+        "t::c": "skipped",
+        "t::d": "failed",
+        "t::e": "passed",
+        "u.py": "error",
+    }
     reasons = regressed_tests(before, after)
     assert reasons == [
         "1 test(s) that passed now fail: t::a",
@@ -82,7 +118,8 @@ def test_regressions_are_named_test_by_test() -> None:
         "1 test file(s) no longer collect: u.py",
     ]
     assert regressed_tests(before, after, flaky={"t::a"}, tests_may_go=True) == [
-        "1 test file(s) no longer collect: u.py"]
+        "1 test file(s) no longer collect: u.py"
+    ]
     assert regressed_tests(before, before) == []
 
 
@@ -97,8 +134,14 @@ def test_one_test_fixed_and_another_broken_is_rejected_though_the_counts_are_equ
 def test_a_flaky_test_does_not_judge_a_batch_and_its_issue_is_not_new() -> None:
     fix = issue(1)
     flaky_issue = issue(9, rule="failure", tool="pytest", phase="test", fp="t::a")
-    verdict = judge_batch([fix], [fix], [flaky_issue], before_outcomes={"t::a": "passed"},
-                          after_outcomes={"t::a": "failed"}, flaky={"t::a"})
+    verdict = judge_batch(
+        [fix],
+        [fix],
+        [flaky_issue],
+        before_outcomes={"t::a": "passed"},
+        after_outcomes={"t::a": "failed"},
+        flaky={"t::a"},
+    )
     assert verdict.keep, verdict.reasons
 
 
@@ -107,9 +150,13 @@ def test_a_flaky_test_does_not_judge_a_batch_and_its_issue_is_not_new() -> None:
 AT = dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
 
 
-def health(iteration: int, outcomes: dict[str, str], counts: dict[str, int], flaky: list[str] = ()) -> HealthChecked:
+def health(
+    iteration: int, outcomes: dict[str, str], counts: dict[str, int], flaky: list[str] = ()
+) -> HealthChecked:
     tools = [ToolResult(tool=t, status="failed", counts={"issues": n}) for t, n in counts.items()]
-    return HealthChecked(iteration=iteration, tools=tools, test_outcomes=outcomes, flaky=list(flaky))
+    return HealthChecked(
+        iteration=iteration, tools=tools, test_outcomes=outcomes, flaky=list(flaky)
+    )
 
 
 def test_the_view_applies_each_commit_to_the_opening_check() -> None:
@@ -117,10 +164,24 @@ def test_the_view_applies_each_commit_to_the_opening_check() -> None:
     events = [
         health(1, {"t::x": "failed", "t::y": "passed"}, {"ruff": 3, "pytest": 1}),
         IssuesDiscovered(iteration=1, issues=[a, b, c]),
-        BatchPlanned(iteration=1, batch_id="b1", phase="lint", mode="smart", issue_ids=[a.issue_id]),
-        BatchPlanned(iteration=1, batch_id="b2", phase="lint", mode="smart", issue_ids=[b.issue_id, c.issue_id]),
-        Committed(batch_id="b1", sha="s1", resolved=[a.fingerprint, c.fingerprint], tests_fixed=["t::x"],
-                  counts_after={"ruff": 1, "pytest": 0}, flaky=["t::z"]),
+        BatchPlanned(
+            iteration=1, batch_id="b1", phase="lint", mode="smart", issue_ids=[a.issue_id]
+        ),
+        BatchPlanned(
+            iteration=1,
+            batch_id="b2",
+            phase="lint",
+            mode="smart",
+            issue_ids=[b.issue_id, c.issue_id],
+        ),
+        Committed(
+            batch_id="b1",
+            sha="s1",
+            resolved=[a.fingerprint, c.fingerprint],
+            tests_fixed=["t::x"],
+            counts_after={"ruff": 1, "pytest": 0},
+            flaky=["t::z"],
+        ),
     ]
     view = iteration_view(events, 1)
     assert view.issues == [b]
@@ -134,8 +195,16 @@ def test_lessons_set_aside_a_single_kind_of_issue_and_split_a_mixed_batch() -> N
     a, b, c = issue(1), issue(2, rule="E711"), issue(3, rule="UP006")
     events = [
         IssuesDiscovered(iteration=1, issues=[a, b, c]),
-        BatchPlanned(iteration=1, batch_id="b1", phase="lint", mode="smart", issue_ids=[a.issue_id]),
-        BatchPlanned(iteration=1, batch_id="b2", phase="lint", mode="smart", issue_ids=[b.issue_id, c.issue_id]),
+        BatchPlanned(
+            iteration=1, batch_id="b1", phase="lint", mode="smart", issue_ids=[a.issue_id]
+        ),
+        BatchPlanned(
+            iteration=1,
+            batch_id="b2",
+            phase="lint",
+            mode="smart",
+            issue_ids=[b.issue_id, c.issue_id],
+        ),
         FixRolledBack(batch_id="b1", reason="1 test(s) that passed now fail: t::a"),
         FixFailed(batch_id="b2", fixer="autofix", reason="the fixer changed nothing"),
     ]
@@ -143,9 +212,14 @@ def test_lessons_set_aside_a_single_kind_of_issue_and_split_a_mixed_batch() -> N
     assert set(learned.set_aside) == {a.fingerprint}
     assert "b1 was rolled back: 1 test(s) that passed now fail" in learned.set_aside[a.fingerprint]
     assert learned.alone == sorted([b.fingerprint, c.fingerprint])
-    again = [*events, IssuesDiscovered(iteration=2, issues=[b, c]),
-             BatchPlanned(iteration=2, batch_id="b3", phase="lint", mode="individual", issue_ids=[b.issue_id]),
-             FixRolledBack(batch_id="b3", reason="new issue", culprits=[])]
+    again = [
+        *events,
+        IssuesDiscovered(iteration=2, issues=[b, c]),
+        BatchPlanned(
+            iteration=2, batch_id="b3", phase="lint", mode="individual", issue_ids=[b.issue_id]
+        ),
+        FixRolledBack(batch_id="b3", reason="new issue", culprits=[]),
+    ]
     assert set(lessons(again).set_aside) == {a.fingerprint, b.fingerprint}
     blamed = [*events[:3], FixRolledBack(batch_id="b2", reason="x", culprits=[c.fingerprint])]
     assert set(lessons(blamed).set_aside) == {c.fingerprint} and lessons(blamed).alone == []
@@ -153,21 +227,37 @@ def test_lessons_set_aside_a_single_kind_of_issue_and_split_a_mixed_batch() -> N
 
 def test_the_plan_puts_alone_issues_in_batches_of_their_own() -> None:
     issues = [issue(n, rule="UP006") for n in range(1, 5)]
-    plan = plan_batches(issues, mode="smart", iteration=1, run_id="r", max_cleanup_batch_size=50,
-                        max_location_batch_size=20, batches_per_phase={}, alone={issues[0].fingerprint})
+    plan = plan_batches(
+        issues,
+        mode="smart",
+        iteration=1,
+        run_id="r",
+        max_cleanup_batch_size=50,
+        max_location_batch_size=20,
+        batches_per_phase={},
+        alone={issues[0].fingerprint},
+    )
     assert [len(b.issue_ids) for b in plan.batches] == [3, 1]
     assert plan.batches[1].issue_ids == [issues[0].issue_id] and plan.batches[1].kind == "single"
 
 
 def test_what_is_left_says_why() -> None:
     a, b, c, d = issue(1), issue(2, rule="arg-type", tool="mypy"), issue(3), issue(4)
-    left = explain_remaining([a, b, c, d], fixable=lambda i: i.tool == "ruff",
-                             set_aside={a.fingerprint: "its batch b1 was rolled back: x"},
-                             planned=[c.issue_id], fixer="autofix", limit="max_iterations=1 reached")
+    left = explain_remaining(
+        [a, b, c, d],
+        fixable=lambda i: i.tool == "ruff",
+        set_aside={a.fingerprint: "its batch b1 was rolled back: x"},
+        planned=[c.issue_id],
+        fixer="autofix",
+        limit="max_iterations=1 reached",
+    )
     reasons = {(r.tool, r.reason): r.count for r in left}
     assert reasons == {
         ("ruff", "its batch b1 was rolled back: x"): 1,
         ("mypy", "no fixer in the chain 'autofix' can fix it"): 1,
         ("ruff", "the run ended before it was fixed (max_iterations=1 reached)"): 1,
-        ("ruff", "left out of the plan by a cap or by the end of the run (max_iterations=1 reached)"): 1,
+        (
+            "ruff",
+            "left out of the plan by a cap or by the end of the run (max_iterations=1 reached)",
+        ): 1,
     }

@@ -22,19 +22,39 @@ from tests.scenario import append_run
 
 
 def _worker(*extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "AIRFIX__CONSUMERS__LEASE_TTL_MS": "2000",
-           "AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "100", "AIRFIX__CONSUMERS__BLOCK_MS": "100",
-           "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "200"}
+    env = {
+        **os.environ,
+        "AIRFIX__CONSUMERS__LEASE_TTL_MS": "2000",
+        "AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "100",
+        "AIRFIX__CONSUMERS__BLOCK_MS": "100",
+        "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "200",
+    }
     return subprocess.Popen(
-        [sys.executable, "-m", "airfix.services.commands.cli", "worker", "--redis-url", REAL_URL,
-         "--roles", "projections", "--log-format", "json", *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "airfix.services.commands.cli",
+            "worker",
+            "--redis-url",
+            REAL_URL,
+            "--roles",
+            "projections",
+            "--log-format",
+            "json",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def _settled(client: redis.Redis, keys: Keys, groups: list[str]) -> bool:
-    return all(group_metrics(client, keys, g).lag == 0 and group_metrics(client, keys, g).pending == 0
-               for g in groups)
+    return all(
+        group_metrics(client, keys, g).lag == 0 and group_metrics(client, keys, g).pending == 0
+        for g in groups
+    )
 
 
 def test_sigterm_stops_cleanly_and_loses_nothing() -> None:
@@ -88,10 +108,16 @@ def test_operator_redis_cli_commands_verbatim() -> None:
         host, port = host_port.split(":")
 
         def cli(*args: str) -> str:
-            return subprocess.run(["redis-cli", "-h", host, "-p", port, "-n", db, *args],
-                                  capture_output=True, text=True, check=True).stdout
+            return subprocess.run(
+                ["redis-cli", "-h", host, "-p", port, "-n", db, *args],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
 
-        assert "open-1/b3\n5\n" == cli("ZRANGE", "autonomous_fix:task_queue", "0", "-1", "WITHSCORES")
+        assert "open-1/b3\n5\n" == cli(
+            "ZRANGE", "autonomous_fix:task_queue", "0", "-1", "WITHSCORES"
+        )
         history = cli("LRANGE", "autonomous_fix:run_history", "0", "9").strip().splitlines()
         assert ["done-1"] == [json.loads(h)["run_id"] for h in history]
         assert 1 == json.loads(cli("GET", "autonomous_fix:summary:build"))["total_count"]

@@ -39,7 +39,7 @@ class GuardPolicy:
 
 def _suppressions(line: str) -> list[str]:
     """The suppression comments on a line, whitespace-free (``#noqa:E501``)."""
-    return [_SPACE.sub("", line[m.start():]).lower() for m in SUPPRESSIONS.finditer(line)]
+    return [_SPACE.sub("", line[m.start() :]).lower() for m in SUPPRESSIONS.finditer(line)]
 
 
 def check_diff(diff: str, policy: GuardPolicy = GuardPolicy()) -> list[str]:
@@ -67,5 +67,9 @@ def check_diff(diff: str, policy: GuardPolicy = GuardPolicy()) -> list[str]:
                     problems.append(f"adds a suppression in {f}: {shown[(f, comment)]}")
     touched = {m.group(1) for m in re.finditer(r"^diff --git a/(\S+) b/", diff, re.MULTILINE)}
     if not policy.allow_config_edits:
-        problems += [f"edits lint/type/test configuration {f}" for f in sorted(touched) if CONFIG_FILES.search(f)]
+        problems += [
+            f"edits lint/type/test configuration {f}"
+            for f in sorted(touched)
+            if CONFIG_FILES.search(f)
+        ]
     return problems

@@ -229,7 +229,11 @@ COMMAND_TYPES: dict[str, type[Command]] = {c.__name__: c for c in AnyCommand.__a
 
 
 #: fields a command may leave empty for the run's own value
-_FROM_STATE = {"fixer": lambda s: s.fixer, "iteration": lambda s: s.iteration, "mode": lambda s: s.batching}
+_FROM_STATE = {
+    "fixer": lambda s: s.fixer,
+    "iteration": lambda s: s.iteration,
+    "mode": lambda s: s.batching,
+}
 _COMMAND_ONLY = ("now",)
 
 
@@ -238,15 +242,28 @@ def events_for(s: RunState, c: Command) -> list[Event]:
     if isinstance(c, Tick):
         return []
     if isinstance(c, StartFix):
-        return [FixStarted(batch_id=c.batch_id, fixer=c.fixer or s.fixer, worker=c.worker,
-                           attempt=s.attempts.get(c.batch_id, 0) + 1)]
+        return [
+            FixStarted(
+                batch_id=c.batch_id,
+                fixer=c.fixer or s.fixer,
+                worker=c.worker,
+                attempt=s.attempts.get(c.batch_id, 0) + 1,
+            )
+        ]
     if isinstance(c, CompleteIteration):
-        return [IterationCompleted(
-            iteration=s.iteration, committed=s.committed_this_iteration,
-            rolled_back=s.rolled_back_this_iteration, failed=s.failed_this_iteration,
-            score=s.score if c.score is None else c.score,
-            issues_remaining=s.issues_open if c.issues_remaining is None else c.issues_remaining,
-            progress=s.committed_this_iteration > 0 or s.improved_this_iteration)]
+        return [
+            IterationCompleted(
+                iteration=s.iteration,
+                committed=s.committed_this_iteration,
+                rolled_back=s.rolled_back_this_iteration,
+                failed=s.failed_this_iteration,
+                score=s.score if c.score is None else c.score,
+                issues_remaining=s.issues_open
+                if c.issues_remaining is None
+                else c.issues_remaining,
+                progress=s.committed_this_iteration > 0 or s.improved_this_iteration,
+            )
+        ]
     if c.event is None:
         raise InvalidTransition(s.state, type(c).__name__, "unknown command type")
     fields = {k: v for k, v in msgspec.structs.asdict(c).items() if k not in _COMMAND_ONLY}

@@ -75,7 +75,11 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
             if broken:
                 return "tool_error", f"tools could not measure: {', '.join(broken)}"
             if c.healthy and after.healthy_streak >= max(1, lim.stability_runs):
-                runs = f", {after.healthy_streak} full checks in a row" if lim.stability_runs > 1 else ""
+                runs = (
+                    f", {after.healthy_streak} full checks in a row"
+                    if lim.stability_runs > 1
+                    else ""
+                )
                 return "succeeded", f"healthy (score {c.score:g}{runs})"
         return _timeout(before, c.now)
     if isinstance(c, FailFix) and c.fatal:
@@ -93,11 +97,15 @@ def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] |
         return _cost(after) or _timeout(before, c.now)
     if isinstance(c, CompleteIteration):
         if after.simulation:
-            return "simulated", (f"simulation: {after.batches_planned} batch(es) planned, "
-                                 "no fixer ran, nothing was changed")
+            return "simulated", (
+                f"simulation: {after.batches_planned} batch(es) planned, "
+                "no fixer ran, nothing was changed"
+            )
         if c.nothing_fixable:
-            reason = (f"nothing left is fixable by the fixer chain {after.fixer!r}: "
-                      f"{after.issues_open} issue(s) remain")
+            reason = (
+                f"nothing left is fixable by the fixer chain {after.fixer!r}: "
+                f"{after.issues_open} issue(s) remain"
+            )
             return ("partially_fixed" if after.commits else "nothing_fixable"), reason
         if lim.max_iterations > 0 and after.iterations_completed >= lim.max_iterations:
             reason = f"max_iterations={lim.max_iterations} reached"

@@ -368,5 +368,3 @@ def should_run_dynamic(
     ``force`` runs them anyway (the original's ``--force-dynamic``).
     """
     return force or (not math.isnan(static_score) and static_score >= static_pass_threshold)
-
-

@@ -64,8 +64,11 @@ def _without(issues: list[IssueRecord], fingerprints: Iterable[str]) -> list[Iss
 
 
 def _issue_counts(ev: HealthChecked) -> dict[str, int]:
-    return {t.tool: int(t.counts.get("issues", 0)) for t in ev.tools
-            if t.status not in ("tool_error", "skipped")}
+    return {
+        t.tool: int(t.counts.get("issues", 0))
+        for t in ev.tools
+        if t.status not in ("tool_error", "skipped")
+    }
 
 
 def iteration_view(events: Sequence[Event], iteration: int) -> IterationView:
@@ -93,9 +96,15 @@ def iteration_view(events: Sequence[Event], iteration: int) -> IterationView:
             issues = _without(issues, ev.resolved)
             counts = {**counts, **ev.counts_after}
             outcomes.update(dict.fromkeys(ev.tests_fixed, PASSED))
-    return IterationView(iteration=iteration, issues=issues, discovered=discovered, batches=batches,
-                         outcomes=outcomes,
-                         counts=counts, flaky=sorted(flaky))
+    return IterationView(
+        iteration=iteration,
+        issues=issues,
+        discovered=discovered,
+        batches=batches,
+        outcomes=outcomes,
+        counts=counts,
+        flaky=sorted(flaky),
+    )
 
 
 class Lessons(msgspec.Struct, frozen=True, kw_only=True):
@@ -120,7 +129,9 @@ def lessons(events: Sequence[Event]) -> Lessons:
             if isinstance(ev, StackDropped) and not ev.blamed:
                 continue  # it merely conflicted with a dropped one: planned again as it was
             fps = members.get(ev.batch_id, [])
-            what = {FixRolledBack: "rolled back", FixFailed: "failed"}.get(type(ev), "dropped from the stack")
+            what = {FixRolledBack: "rolled back", FixFailed: "failed"}.get(
+                type(ev), "dropped from the stack"
+            )
             reason = f"its batch {ev.batch_id} was {what}: {ev.reason}"
             culprits = [fp for fp in getattr(ev, "culprits", []) if fp in fps]
             if culprits:
@@ -160,7 +171,11 @@ def explain_remaining(
             reason = f"the run ended before it was fixed ({limit})"
         groups.setdefault((issue.tool, issue.rule or "-", reason), []).append(issue)
     out = []
-    for (tool, rule, reason), members in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+    for (tool, rule, reason), members in sorted(
+        groups.items(), key=lambda kv: (-len(kv[1]), kv[0])
+    ):
         files = sorted({i.file for i in members if i.file})
-        out.append(Remaining(tool=tool, rule=rule, count=len(members), reason=reason, files=files[:3]))
+        out.append(
+            Remaining(tool=tool, rule=rule, count=len(members), reason=reason, files=files[:3])
+        )
     return out

@@ -73,8 +73,20 @@ _PHASE_RANK: dict[str, int] = {p: i for i, p in enumerate(PHASES)}
 BatchKind = Literal["cleanup", "location", "mega", "single"]
 
 _TYPE_TOOLS = frozenset({"mypy", "pyright", "pyre", "pytype", "tsc", "dmypy"})
-_TEST_TOOLS = frozenset({"pytest", "unittest", "jest", "vitest", "go test", "flutter test",
-                         "js_test", "go_test", "flutter_test", "dart_test"})
+_TEST_TOOLS = frozenset(
+    {
+        "pytest",
+        "unittest",
+        "jest",
+        "vitest",
+        "go test",
+        "flutter test",
+        "js_test",
+        "go_test",
+        "flutter_test",
+        "dart_test",
+    }
+)
 _PHASE_NOUN = {"build": "build errors", "test": "test failures", "lint": "lint issues"}
 
 
@@ -355,15 +367,25 @@ def split_batch(batch: BatchPlanned, issues: Sequence[IssueRecord]) -> list[Plan
     files = sorted({i.file for i in issues})
     if len(files) > 1:
         first = set(files[: len(files) // 2])
-        halves = [[i for i in issues if i.file in first], [i for i in issues if i.file not in first]]
+        halves = [
+            [i for i in issues if i.file in first],
+            [i for i in issues if i.file not in first],
+        ]
     else:
         ordered = sorted(issues, key=_sort_key)
-        halves = [ordered[: len(ordered) // 2], ordered[len(ordered) // 2:]]
+        halves = [ordered[: len(ordered) // 2], ordered[len(ordered) // 2 :]]
     return [
-        PlanBatch(batch_id=f"{batch.batch_id}.{k}", phase=batch.phase, mode=batch.mode,
-                  issue_ids=[i.issue_id for i in half], priority=batch.priority,
-                  description=batch.description, files=sorted({i.file for i in half} - {""}),
-                  split_of=batch.batch_id, kind=batch.kind)
+        PlanBatch(
+            batch_id=f"{batch.batch_id}.{k}",
+            phase=batch.phase,
+            mode=batch.mode,
+            issue_ids=[i.issue_id for i in half],
+            priority=batch.priority,
+            description=batch.description,
+            files=sorted({i.file for i in half} - {""}),
+            split_of=batch.batch_id,
+            kind=batch.kind,
+        )
         for k, half in enumerate(halves, 1)
     ]
 

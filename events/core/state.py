@@ -206,9 +206,16 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
             "attempts": {**s.attempts, ev.batch_id: s.attempts.get(ev.batch_id, 0) + 1},
         }
     if isinstance(ev, BatchSkipped):
-        return {"pending": _without(s.pending, ev.batch_id), "batches_skipped": s.batches_skipped + 1}
+        return {
+            "pending": _without(s.pending, ev.batch_id),
+            "batches_skipped": s.batches_skipped + 1,
+        }
     if isinstance(ev, FixApplied):
-        return {"cost_usd": s.cost_usd + ev.cost_usd, "turns": s.turns + ev.turns, "candidate": ev.candidate}
+        return {
+            "cost_usd": s.cost_usd + ev.cost_usd,
+            "turns": s.turns + ev.turns,
+            "candidate": ev.candidate,
+        }
     if isinstance(ev, FixFailed):
         return {
             "cost_usd": s.cost_usd + ev.cost_usd,
@@ -249,8 +256,8 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:
     if isinstance(ev, StackDropped):
         k = s.stack_batches.index(ev.batch_id)
         return {
-            "stack": s.stack[:k] + s.stack[k + 1:],
-            "stack_batches": s.stack_batches[:k] + s.stack_batches[k + 1:],
+            "stack": s.stack[:k] + s.stack[k + 1 :],
+            "stack_batches": s.stack_batches[:k] + s.stack_batches[k + 1 :],
             "rolled_back": s.rolled_back + 1,
             "rolled_back_this_iteration": s.rolled_back_this_iteration + 1,
         }
@@ -308,7 +315,9 @@ def evolve(state: RunState, event: Event) -> RunState:
     else:
         why = illegal(state, event)
     if why is not None:  # the message is built only here: evolve runs per event of every replay
-        raise InvalidTransition(state.state, name, f"run {state.run_id!r} at version {state.version}: {why}")
+        raise InvalidTransition(
+            state.state, name, f"run {state.run_id!r} at version {state.version}: {why}"
+        )
     return msgspec.structs.replace(
         state,
         **_apply(state, event),
@@ -328,4 +337,14 @@ def fold(events: Iterable[Event], state: RunState | None = None) -> RunState:
         raise InvalidTransition("new", "fold", "no events and no state: the run id is unknown")
     return state
 
-__all__ = ["STATES", "TERMINAL_STATE", "TRANSITIONS", "RunState", "StateName", "evolve", "fold", "initial_state"]
+
+__all__ = [
+    "STATES",
+    "TERMINAL_STATE",
+    "TRANSITIONS",
+    "RunState",
+    "StateName",
+    "evolve",
+    "fold",
+    "initial_state",
+]

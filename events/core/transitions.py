@@ -124,7 +124,8 @@ def illegal(s: RunState, ev: Event) -> str | None:
     if isinstance(ev, StackDropped) and ev.batch_id not in s.stack_batches:
         return f"batch {ev.batch_id!r} is not on the stack ({s.stack_batches})"
     if isinstance(ev, StackLanded) and [c.batch_id for c in ev.commits] != [
-            b for b in s.stack_batches if b in {c.batch_id for c in ev.commits}]:
+        b for b in s.stack_batches if b in {c.batch_id for c in ev.commits}
+    ]:
         return f"StackLanded must name stacked batches in stack order ({s.stack_batches})"
     if isinstance(ev, RunCompleted) and ev.status not in TERMINAL_STATUSES:
         return f"status {ev.status!r} is not one of {TERMINAL_STATUSES}"

@@ -97,8 +97,12 @@ def compare(
         else:
             still_new.append(issue)
     kept = {id(i) for i in rewritten}
-    return Comparison(fixed=[i for i in fixed if id(i) not in kept], new=still_new,
-                      remaining=remaining, rewritten=rewritten)
+    return Comparison(
+        fixed=[i for i in fixed if id(i) not in kept],
+        new=still_new,
+        remaining=remaining,
+        rewritten=rewritten,
+    )
 
 
 def regressed(before_tests: TestCounts | None, after_tests: TestCounts | None) -> list[str]:
@@ -125,7 +129,10 @@ def regressed(before_tests: TestCounts | None, after_tests: TestCounts | None) -
 
 
 def regressed_tests(
-    before: Mapping[str, str], after: Mapping[str, str], *, flaky: Collection[str] = (),
+    before: Mapping[str, str],
+    after: Mapping[str, str],
+    *,
+    flaky: Collection[str] = (),
     tests_may_go: bool = False,
 ) -> list[str]:
     """How the tests got worse, judged test by test (empty when they did not).
@@ -151,8 +158,11 @@ def regressed_tests(
             broken.append(test)
         elif now == "skipped" and not tests_may_go:
             skipped.append(test)
-    uncollected = sorted(t for t, o in after.items()
-                         if o == "error" and t not in before and "::" not in t and t not in ignore)
+    uncollected = sorted(
+        t
+        for t, o in after.items()
+        if o == "error" and t not in before and "::" not in t and t not in ignore
+    )
 
     def listed(tests: list[str]) -> str:
         more = f" and {len(tests) - 5} more" if len(tests) > 5 else ""
@@ -162,8 +172,10 @@ def regressed_tests(
     if broken:
         out.append(f"{len(broken)} test(s) that passed now fail: {listed(broken)}")
     if gone:
-        out.append(f"{len(gone)} test(s) that passed no longer run (deleted or not collected): "
-                   f"{listed(gone)}")
+        out.append(
+            f"{len(gone)} test(s) that passed no longer run (deleted or not collected): "
+            f"{listed(gone)}"
+        )
     if skipped:
         out.append(f"{len(skipped)} test(s) that passed are now skipped: {listed(skipped)}")
     if uncollected:
@@ -227,8 +239,11 @@ def judge_batch(
         more = f" and {len(new) - 5} more" if len(new) > 5 else ""
         reasons.append(f"{len(new)} new issue(s): {shown}{more}")
     if by_id:
-        reasons.extend(regressed_tests(before_outcomes or {}, after_outcomes or {}, flaky=flaky,
-                                       tests_may_go=tests_may_go))
+        reasons.extend(
+            regressed_tests(
+                before_outcomes or {}, after_outcomes or {}, flaky=flaky, tests_may_go=tests_may_go
+            )
+        )
     else:
         reasons.extend(regressed(before_tests, after_tests))
     return Verdict(

@@ -34,8 +34,12 @@ CONNECT_TIMEOUT_S = 10.0
 def connect(url: str | None = None, *, fresh_embedded: bool = False) -> redis.Redis:
     """A client for ``url``, or for the embedded store when ``url`` is empty."""
     if url:
-        return redis.Redis.from_url(url, health_check_interval=30, socket_keepalive=True,
-                                    socket_connect_timeout=CONNECT_TIMEOUT_S)
+        return redis.Redis.from_url(
+            url,
+            health_check_interval=30,
+            socket_keepalive=True,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+        )
     server = fakeredis.FakeServer(version=EMBEDDED_VERSION) if fresh_embedded else embedded_server()
     return fakeredis.FakeRedis(server=server)
 

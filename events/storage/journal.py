@@ -45,13 +45,17 @@ def load(path: Path, *, warn: bool = True) -> list[Event]:
                 if n == len(complete) and not tail:
                     tail = raw  # the last line is bad: a torn write, treated like a missing newline
                     break
-                raise JournalError(f"journal {path}, line {n}: {exc.reason}; fix or move the file") from None
+                raise JournalError(
+                    f"journal {path}, line {n}: {exc.reason}; fix or move the file"
+                ) from None
         good_bytes += len(raw) + 1
     if tail.strip():
         if warn:
-            print(f"airfix: journal {path}: line {len(events) + 1} is torn (a crash while writing it?); "
-                  f"keeping the {len(events)} complete event(s) before it and cutting it off",
-                  file=sys.stderr)
+            print(
+                f"airfix: journal {path}: line {len(events) + 1} is torn (a crash while writing it?); "
+                f"keeping the {len(events)} complete event(s) before it and cutting it off",
+                file=sys.stderr,
+            )
         with path.open("r+b") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             fh.truncate(good_bytes)
@@ -90,7 +94,9 @@ def load_actions(journal: Path) -> list[dict[str, Any]]:
         except ValueError:
             if n == len(lines):  # no newline after it: torn
                 break
-            raise JournalError(f"{path}, line {n}: not a JSON action; fix or move the file") from None
+            raise JournalError(
+                f"{path}, line {n}: not a JSON action; fix or move the file"
+            ) from None
     return out
 
 

@@ -80,8 +80,9 @@ def id_key(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def merge_by_id(sources: Sequence[tuple[tuple[int, int], Callable[[], Iterator[LogEntry]]]]
-                ) -> Iterator[LogEntry]:
+def merge_by_id(
+    sources: Sequence[tuple[tuple[int, int], Callable[[], Iterator[LogEntry]]]],
+) -> Iterator[LogEntry]:
     """Merge id-ordered entry iterators into one id-ordered stream.  Each source comes with the id
     of its first entry and is opened only when the merge reaches it, so many short sources (the
     trimmed runs of a long log) are never all open at once."""
@@ -110,12 +111,15 @@ def merge_by_id(sources: Sequence[tuple[tuple[int, int], Callable[[], Iterator[L
             heapq.heappush(heap, (id_key(nxt.entry_id), n, nxt, it))
 
 
-def read_archive(path: Path, run_id: str, from_version: int = 1,
-                 to_version: int | None = None) -> Iterator[Event]:
+def read_archive(
+    path: Path, run_id: str, from_version: int = 1, to_version: int | None = None
+) -> Iterator[Event]:
     """The events of a run archived by ``airfix trim --archive`` (JSON lines, version order)."""
     if not path.is_file():
-        raise StoreError(f"run {run_id!r} was archived to {path}, which is not there any more; put "
-                         "the file back (or airfix import it elsewhere) to read the run")
+        raise StoreError(
+            f"run {run_id!r} was archived to {path}, which is not there any more; put "
+            "the file back (or airfix import it elsewhere) to read the run"
+        )
     with path.open("rb") as fh:
         for n, raw in enumerate(fh, 1):
             if not raw.strip():
@@ -200,7 +204,8 @@ class EventStore:
     @staticmethod
     def _positions(events: Sequence[Event], flat: Sequence[Any]) -> list[Position]:
         return [
-            Position(ev.version, _s(flat[2 * i]), _s(flat[2 * i + 1])) for i, ev in enumerate(events)
+            Position(ev.version, _s(flat[2 * i]), _s(flat[2 * i + 1]))
+            for i, ev in enumerate(events)
         ]
 
     def _validate(self, run_id: str, events: Sequence[Event], expected_version: int) -> list[Any]:
@@ -224,7 +229,9 @@ class EventStore:
                     "(versions are gapless: use stamp())"
                 )
             if not ev.event_id or ev.event_id in seen:
-                raise InvalidEventError(f"{where} ({name}): missing or repeated event_id {ev.event_id!r}")
+                raise InvalidEventError(
+                    f"{where} ({name}): missing or repeated event_id {ev.event_id!r}"
+                )
             seen.add(ev.event_id)
             f = codec.to_fields(ev)
             args += [ev.event_id, codec.digest(ev), f["type"], f["at"], f["data"], run_id]
@@ -260,10 +267,14 @@ class EventStore:
     def read_log(self, partition: int, after: str = "0-0", count: int = 1000) -> list[LogEntry]:
         """One page of a partition log, strictly after ``after``; undecodable entries included."""
         key = self.keys.log(partition)
-        chunk = self.client.xrange(key, f"({after}" if after not in ("-", "0", "0-0") else "-", "+", count=count)
+        chunk = self.client.xrange(
+            key, f"({after}" if after not in ("-", "0", "0-0") else "-", "+", count=count
+        )
         return [self.entry(key, entry_id, fields) for entry_id, fields in chunk]
 
-    def iter_log(self, partition: int, after: str = "0-0", *, page: int = 1000) -> Iterator[LogEntry]:
+    def iter_log(
+        self, partition: int, after: str = "0-0", *, page: int = 1000
+    ) -> Iterator[LogEntry]:
         while True:
             chunk = self.read_log(partition, after, page)
             yield from chunk
@@ -273,7 +284,9 @@ class EventStore:
 
     def trim_record(self, run_id: str) -> dict[str, Any]:
         """What ``airfix trim`` recorded for the run (``{}``: never trimmed)."""
-        raw = self.client.hget(self.keys.trimmed(partition_of(run_id, self.keys.partitions)), run_id)
+        raw = self.client.hget(
+            self.keys.trimmed(partition_of(run_id, self.keys.partitions)), run_id
+        )
         return json.loads(raw) if raw else {}
 
     def iter_history(self, partition: int, *, page: int = 1000) -> Iterator[LogEntry]:
@@ -284,10 +297,13 @@ class EventStore:
         if not trimmed:
             return self.iter_log(partition, page=page)
         sources: list[tuple[tuple[int, int], Callable[[], Iterator[LogEntry]]]] = [
-            ((0, 0), lambda: self.iter_log(partition, page=page))]
+            ((0, 0), lambda: self.iter_log(partition, page=page))
+        ]
         for run, raw in trimmed.items():
             rec = json.loads(raw)
-            sources.append((id_key(rec["first"]), partial(self._trimmed_entries, partition, as_str(run))))
+            sources.append(
+                (id_key(rec["first"]), partial(self._trimmed_entries, partition, as_str(run)))
+            )
         return merge_by_id(sources)
 
     def _trimmed_entries(self, partition: int, run_id: str) -> Iterator[LogEntry]:
@@ -296,17 +312,27 @@ class EventStore:
         for ev in self.read_run(run_id, page=256):
             rec = ledger.get(f"e:{ev.event_id}".encode())
             if rec is None:
-                raise StoreError(f"run {run_id!r}: event {ev.event_id} (v{ev.version}) of its stream "
-                                 "or archive is not in its ledger; the archive is not this run's")
-            fields = {k.encode(): v if isinstance(v, bytes) else v.encode()
-                      for k, v in codec.to_fields(ev).items()}
+                raise StoreError(
+                    f"run {run_id!r}: event {ev.event_id} (v{ev.version}) of its stream "
+                    "or archive is not in its ledger; the archive is not this run's"
+                )
+            fields = {
+                k.encode(): v if isinstance(v, bytes) else v.encode()
+                for k, v in codec.to_fields(ev).items()
+            }
             yield LogEntry(stream, as_str(rec).split()[2], fields, ev, None)
 
     @staticmethod
     def entry(stream: str, entry_id: Any, fields: Any) -> LogEntry:
         eid = _s(entry_id)
         try:
-            return LogEntry(stream, eid, fields or {}, codec.from_fields(fields, where=stream, entry_id=eid), None)
+            return LogEntry(
+                stream,
+                eid,
+                fields or {},
+                codec.from_fields(fields, where=stream, entry_id=eid),
+                None,
+            )
         except UndecodableEntry as exc:
             return LogEntry(stream, eid, fields or {}, None, exc)
 

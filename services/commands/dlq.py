@@ -46,8 +46,17 @@ def render_list(dls: list[DeadLetter], out: IO[str] | None = None) -> None:
         table.add_column(col, no_wrap=True)  # ids are what people copy into show/retry/discard
     table.add_column("error", overflow="ellipsis", no_wrap=True, max_width=60)
     for d in dls:
-        cells = (d.id, d.group, d.kind, d.run, str(d.version), d.event_type, str(d.attempts),
-                 _when(d.parked_at), d.error[:80])
+        cells = (
+            d.id,
+            d.group,
+            d.kind,
+            d.run,
+            str(d.version),
+            d.event_type,
+            str(d.attempts),
+            _when(d.parked_at),
+            d.error[:80],
+        )
         table.add_row(*(escape(printable(c, newlines=False)) for c in cells))
     console.print(table)
 
@@ -55,21 +64,41 @@ def render_list(dls: list[DeadLetter], out: IO[str] | None = None) -> None:
 def render_show(dl: DeadLetter, out: IO[str] | None = None) -> None:
     info = dl.to_dict(event=True)
     w = out or sys.stdout
-    for key in ("id", "group", "kind", "run", "version", "type", "event_id", "stream", "entry",
-                "attempts", "consumer", "error"):
+    for key in (
+        "id",
+        "group",
+        "kind",
+        "run",
+        "version",
+        "type",
+        "event_id",
+        "stream",
+        "entry",
+        "attempts",
+        "consumer",
+        "error",
+    ):
         w.write(f"{key:<9} {printable(str(info[key]))}\n")
     if dl.truncated:
-        w.write(f"truncated the dead letter keeps the first {DEAD_LETTER_COPY_BYTES} bytes of the "
-                f"original ({dl.original_bytes} bytes): entry {printable(dl.entry)} of "
-                f"{printable(dl.stream)}\n")
+        w.write(
+            f"truncated the dead letter keeps the first {DEAD_LETTER_COPY_BYTES} bytes of the "
+            f"original ({dl.original_bytes} bytes): entry {printable(dl.entry)} of "
+            f"{printable(dl.stream)}\n"
+        )
     if info["checkpoints_when_parked"]:
-        w.write("checkpoints when parked: "
-                + ", ".join(f"{k} {v}" for k, v in info["checkpoints_when_parked"].items()) + "\n")
+        w.write(
+            "checkpoints when parked: "
+            + ", ".join(f"{k} {v}" for k, v in info["checkpoints_when_parked"].items())
+            + "\n"
+        )
     if info["event"] is not None:
         w.write("original event:\n" + json.dumps(info["event"], indent=2) + "\n")
     else:
-        w.write(f"original entry (undecodable: {printable(info['undecodable'])}):\n"
-                + json.dumps({_s(k): _shown(v) for k, v in dl.original.items()}, indent=2) + "\n")
+        w.write(
+            f"original entry (undecodable: {printable(info['undecodable'])}):\n"
+            + json.dumps({_s(k): _shown(v) for k, v in dl.original.items()}, indent=2)
+            + "\n"
+        )
 
 
 def describe(out: Outcome) -> str:
@@ -88,6 +117,8 @@ def describe(out: Outcome) -> str:
     if out.resumed:
         line += f"\nrun {out.run} is no longer halted in {out.group}"
     elif out.still_parked:
-        line += (f"\nrun {out.run} stays halted in {out.group}: {out.still_parked} parked entr"
-                 f"{'y' if out.still_parked == 1 else 'ies'} left (retry the oldest, or discard them)")
+        line += (
+            f"\nrun {out.run} stays halted in {out.group}: {out.still_parked} parked entr"
+            f"{'y' if out.still_parked == 1 else 'ies'} left (retry the oldest, or discard them)"
+        )
     return line

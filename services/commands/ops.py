@@ -58,10 +58,14 @@ def iter_timeline(events: Iterable[Event], *, at: int | None = None) -> Iterator
         before = state or initial_state(ev.run_id)
         state = evolve(before, ev)
         yield Step(
-            version=ev.version, type=type(ev).__name__, event_id=ev.event_id,
+            version=ev.version,
+            type=type(ev).__name__,
+            event_id=ev.event_id,
             at=ev.recorded_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             line=describe(ev),
-            transition=f"{before.state} -> {state.state}" if before.state != state.state else state.state,
+            transition=f"{before.state} -> {state.state}"
+            if before.state != state.state
+            else state.state,
             state=state,
         )
 
@@ -91,15 +95,28 @@ def write_timeline(steps: Iterable[Step], out: IO[bytes], *, json: bool = False)
         if json:
             state = msgspec.to_builtins(msgspec.structs.replace(s.state, commits=[]))
             state["commits"] = len(s.state.commits)
-            chunk.append((b"," if final is not None else b"") + _ENC.encode(
-                {"version": s.version, "type": s.type, "event_id": s.event_id, "at": s.at,
-                 "line": s.line, "transition": s.transition, "state": state}))
+            chunk.append(
+                (b"," if final is not None else b"")
+                + _ENC.encode(
+                    {
+                        "version": s.version,
+                        "type": s.type,
+                        "event_id": s.event_id,
+                        "at": s.at,
+                        "line": s.line,
+                        "transition": s.transition,
+                        "state": state,
+                    }
+                )
+            )
         else:
             st = s.state
-            chunk.append(f"v{s.version:<4} {s.at} {s.type} ({s.transition})\n       {s.line}\n"
-                         f"       iteration {st.iteration}, score {st.score:.2f}, issues {st.issues_initial} "
-                         f"-> {st.issues_open}, committed {st.committed}, rolled back {st.rolled_back}, "
-                         f"failed {st.fix_failed}\n".encode())
+            chunk.append(
+                f"v{s.version:<4} {s.at} {s.type} ({s.transition})\n       {s.line}\n"
+                f"       iteration {st.iteration}, score {st.score:.2f}, issues {st.issues_initial} "
+                f"-> {st.issues_open}, committed {st.committed}, rolled back {st.rolled_back}, "
+                f"failed {st.fix_failed}\n".encode()
+            )
         final = s.state
         if len(chunk) >= 1000:
             out.write(b"".join(chunk))
@@ -110,8 +127,13 @@ def write_timeline(steps: Iterable[Step], out: IO[bytes], *, json: bool = False)
     if json:
         out.write(b'],"state":' + _ENC.encode(final) + b"}\n")
     else:
-        out.write((f"state at v{final.version}: {final.state}"
-                   + (f" {final.status} ({final.reason})" if final.status else "") + "\n").encode())
+        out.write(
+            (
+                f"state at v{final.version}: {final.state}"
+                + (f" {final.status} ({final.reason})" if final.status else "")
+                + "\n"
+            ).encode()
+        )
     out.flush()
     return final
 
@@ -133,8 +155,9 @@ def import_events(store: EventStore, events: Iterable[Event]) -> dict[str, tuple
     return out
 
 
-def rebuild_all(store: EventStore, live: list[Projection], scratch: list[Projection],
-                *, check: bool) -> dict[str, bool]:
+def rebuild_all(
+    store: EventStore, live: list[Projection], scratch: list[Projection], *, check: bool
+) -> dict[str, bool]:
     """Rebuild every projection into ``scratch`` and compare with ``live`` (name -> equal).
 
     Without ``check`` the live views are then rebuilt in place from the log."""
@@ -160,8 +183,10 @@ def inspect_store(app: Any) -> dict[str, Any]:
     groups: set[str] = set()
     for stream in keys.logs():
         if client.exists(stream):
-            groups |= {g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
-                       for g in client.xinfo_groups(stream)}
+            groups |= {
+                g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
+                for g in client.xinfo_groups(stream)
+            }
     metrics = [dict(group_metrics(client, keys, g).__dict__) for g in sorted(groups)]
     checkpoints = {}
     for p in app.projections():
@@ -175,8 +200,14 @@ def inspect_store(app: Any) -> dict[str, Any]:
                 behind += len(client.xrange(stream, f"({at}", "+", count=100_000))
         checkpoints[p.name] = {"checkpoints": got, "entries_behind": behind}
     runs = int(client.zcard(keys.runs)) if client.exists(keys.runs) else 0
-    return {"prefix": keys.prefix, "partitions": keys.partitions, "logs": logs, "runs": runs,
-            "groups": metrics, "projections": checkpoints}
+    return {
+        "prefix": keys.prefix,
+        "partitions": keys.partitions,
+        "logs": logs,
+        "runs": runs,
+        "groups": metrics,
+        "projections": checkpoints,
+    }
 
 
 def render_inspect(info: dict[str, Any], out: IO[str] | None = None) -> None:
@@ -184,14 +215,31 @@ def render_inspect(info: dict[str, Any], out: IO[str] | None = None) -> None:
     from rich.table import Table
 
     console = Console(file=out or sys.stdout)
-    console.print(f"prefix {info['prefix']}, {info['partitions']} partitions, {info['runs']} runs, "
-                  f"{sum(info['logs'].values())} log entries")
+    console.print(
+        f"prefix {info['prefix']}, {info['partitions']} partitions, {info['runs']} runs, "
+        f"{sum(info['logs'].values())} log entries"
+    )
     groups = Table(title="consumer groups")
-    for col in ("group", "lag", "pending", "oldest idle ms", "dead letters", "consumers", "halted runs"):
+    for col in (
+        "group",
+        "lag",
+        "pending",
+        "oldest idle ms",
+        "dead letters",
+        "consumers",
+        "halted runs",
+    ):
         groups.add_column(col)
     for g in info["groups"]:
-        groups.add_row(g["group"], str(g["lag"]), str(g["pending"]), str(g["oldest_pending_idle_ms"]),
-                       str(g["dead_letters"]), str(g["consumers"]), str(g["halted_runs"]))
+        groups.add_row(
+            g["group"],
+            str(g["lag"]),
+            str(g["pending"]),
+            str(g["oldest_pending_idle_ms"]),
+            str(g["dead_letters"]),
+            str(g["consumers"]),
+            str(g["halted_runs"]),
+        )
     console.print(groups)
     views = Table(title="projections")
     views.add_column("view")

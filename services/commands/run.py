@@ -35,9 +35,18 @@ from airfix.services.runtime.logstream import configure_service_logging
 log = get_logger("airfix.run")
 
 EXIT_CODES = {
-    "succeeded": 0, "simulated": 0, "failed": 1, "partially_fixed": 3, "no_progress": 4,
-    "budget_exhausted": 5, "timed_out": 6, "verify_failed": 7, "tool_error": 8, "cancelled": 9,
-    "nothing_fixable": 11, "fixer_unavailable": 12,
+    "succeeded": 0,
+    "simulated": 0,
+    "failed": 1,
+    "partially_fixed": 3,
+    "no_progress": 4,
+    "budget_exhausted": 5,
+    "timed_out": 6,
+    "verify_failed": 7,
+    "tool_error": 8,
+    "cancelled": 9,
+    "nothing_fixable": 11,
+    "fixer_unavailable": 12,
 }
 
 
@@ -51,8 +60,10 @@ def render(report: RunReport, *, stream: Any = None) -> None:
     console = Console(file=out, soft_wrap=True, width=None if out.isatty() else 1000)
     title = f"airfix run {report.run_id}: [bold]{report.status or report.state}[/bold]"
     console.print(title)
-    console.print(f"  target {report.target}  branch {report.branch or '-'}  "
-                  f"iterations {report.iterations}  {report.duration_s:.1f}s")
+    console.print(
+        f"  target {report.target}  branch {report.branch or '-'}  "
+        f"iterations {report.iterations}  {report.duration_s:.1f}s"
+    )
     if report.environment:
         console.print(f"  {environment_line(report.environment)}", markup=False)
     if report.reason:
@@ -61,11 +72,15 @@ def render(report: RunReport, *, stream: Any = None) -> None:
     for col in ("tool", "before", "after", "status before", "status after"):
         tools.add_column(col)
     for t in report.tools:
-        tools.add_row(t.tool, _n(t.issues_before), _n(t.issues_after), t.status_before, t.status_after)
+        tools.add_row(
+            t.tool, _n(t.issues_before), _n(t.issues_after), t.status_before, t.status_after
+        )
     tools.add_row("[bold]total[/bold]", str(report.issues_before), str(report.issues_after), "", "")
     console.print(tools)
-    console.print(f"  batches planned {report.batches_planned}, committed {len(report.commits)}, "
-                  f"rolled back {len(report.rolled_back)}, failed {len(report.failed)}")
+    console.print(
+        f"  batches planned {report.batches_planned}, committed {len(report.commits)}, "
+        f"rolled back {len(report.rolled_back)}, failed {len(report.failed)}"
+    )
     for c in report.commits:
         console.print(f"  [green]commit[/green] {c['sha'][:10]} {c['message']}")
     for r in report.rolled_back:
@@ -77,8 +92,10 @@ def render(report: RunReport, *, stream: Any = None) -> None:
     if report.tool_errors:
         console.print(f"  [red]tool errors:[/red] {', '.join(report.tool_errors)}")
     if not report.tests_ran and report.commits:
-        console.print("  [yellow]not verified by tests: none found[/yellow] (the project has no tests "
-                      "airfix could run)")
+        console.print(
+            "  [yellow]not verified by tests: none found[/yellow] (the project has no tests "
+            "airfix could run)"
+        )
     if report.remaining:
         console.print(f"  left: {sum(r.count for r in report.remaining)} issue(s)")
         for r in report.remaining:
@@ -98,13 +115,18 @@ def where_the_work_is(report: RunReport) -> list[str]:
     if not n:
         return lines or [f"  no commits: {base} is checked out as before"]
     if "fast-forwarded" in report.checkout:
-        return [*lines, f"  review: git log --stat -{n}   git diff HEAD~{n} HEAD",
-                f"  undo:   git reset --keep {report.base_sha[:10]}"]
+        return [
+            *lines,
+            f"  review: git log --stat -{n}   git diff HEAD~{n} HEAD",
+            f"  undo:   git reset --keep {report.base_sha[:10]}",
+        ]
     return [
         *lines,
         f"  {n} commit(s) on branch {branch}, on top of {base} ({report.base_sha[:10]})",
-        (f"  review: git log --stat {report.base_sha[:10]}..{branch}   "
-         f"git diff {report.base_sha[:10]} {branch}"),
+        (
+            f"  review: git log --stat {report.base_sha[:10]}..{branch}   "
+            f"git diff {report.base_sha[:10]} {branch}"
+        ),
         f"  take:   git checkout {base} && git merge --ff-only {branch}",
         f"  drop:   git checkout {base} && git branch -D {branch}",
     ]
@@ -115,8 +137,11 @@ def environment_line(environment: dict[str, str]) -> str:
     python = environment.get("python", "?")
     source = environment.get("python_source", "")
     where = "airfix's own interpreter" if source == "airfix" else f"from {source}"
-    tools = ", ".join(f"{k.removeprefix('tool.')} {v}" for k, v in sorted(environment.items())
-                      if k.startswith("tool."))
+    tools = ", ".join(
+        f"{k.removeprefix('tool.')} {v}"
+        for k, v in sorted(environment.items())
+        if k.startswith("tool.")
+    )
     return f"python {python} ({environment.get('python_version', '?')}, {where}); {tools}"
 
 
@@ -145,7 +170,9 @@ class Progress:
         for ev in self.app.store.read_run(self.run_id, self.seen + 1):
             self.seen = ev.version
             stamp_ = ev.recorded_at.strftime("%H:%M:%S")
-            self.console.print(f"[dim]{stamp_}[/dim] {escape(describe(ev))}", markup=True, soft_wrap=True)
+            self.console.print(
+                f"[dim]{stamp_}[/dim] {escape(describe(ev))}", markup=True, soft_wrap=True
+            )
 
 
 def serve_embedded(port: int) -> Any:
@@ -158,11 +185,16 @@ def serve_embedded(port: int) -> Any:
     try:
         tcp = TcpFakeServer(("127.0.0.1", port), server_type="redis")
     except OSError as exc:
-        raise AirfixError(f"--serve-redis {port}: cannot listen on 127.0.0.1:{port} ({exc})") from None
+        raise AirfixError(
+            f"--serve-redis {port}: cannot listen on 127.0.0.1:{port} ({exc})"
+        ) from None
     tcp.fake_server = embedded_server()  # the same data the in-process services use
     threading.Thread(target=tcp.serve_forever, name="serve-redis", daemon=True).start()
-    print(f"airfix: embedded store served at redis://127.0.0.1:{port}/0 (redis-cli -p {port})",
-          file=sys.stderr, flush=True)
+    print(
+        f"airfix: embedded store served at redis://127.0.0.1:{port}/0 (redis-cli -p {port})",
+        file=sys.stderr,
+        flush=True,
+    )
     return tcp
 
 
@@ -171,7 +203,11 @@ def _serve_until_interrupted(port: int) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"airfix: run finished; still serving on port {port} until Ctrl-C", file=sys.stderr, flush=True)
+    print(
+        f"airfix: run finished; still serving on port {port} until Ctrl-C",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
@@ -200,18 +236,34 @@ def _ask_cancel(run_id: str) -> bool:
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return False
     try:
-        answer = input(f"\nairfix: cancel run {run_id} [c], or detach and let the workers go on [d]? ")
+        answer = input(
+            f"\nairfix: cancel run {run_id} [c], or detach and let the workers go on [d]? "
+        )
     except (EOFError, KeyboardInterrupt):
         return True
     return answer.strip().lower().startswith("c")
 
 
-def main_run(config: Config, *, target: str | None, sample: bool, batching: str, fixer: str,
-             simulation: bool, max_iterations: int | None, json_out: bool, inline: bool,
-             wait_timeout_s: float | None, serve_redis: int | None = None,
-             log_level: str | None = None, detach: bool = False) -> int:
+def main_run(
+    config: Config,
+    *,
+    target: str | None,
+    sample: bool,
+    batching: str,
+    fixer: str,
+    simulation: bool,
+    max_iterations: int | None,
+    json_out: bool,
+    inline: bool,
+    wait_timeout_s: float | None,
+    serve_redis: int | None = None,
+    log_level: str | None = None,
+    detach: bool = False,
+) -> int:
     if serve_redis is not None and config.store.redis_url:
-        raise AirfixError("--serve-redis exposes the embedded store; it cannot be used with --redis-url")
+        raise AirfixError(
+            "--serve-redis exposes the embedded store; it cannot be used with --redis-url"
+        )
     app = build_app(config, journal=True)
     # the terminal shows log_level; the log stream (airfix tail) gets info and above
     configure_service_logging(app, log_level or config.logging.level, config.logging.format)
@@ -222,13 +274,25 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
         target_path = Path(target)
     else:
         raise AirfixError("pass --target PATH (a git repository) or --sample")
-    iterations = max_iterations if max_iterations is not None else config.circuit_breaker.max_total_runs
-    run_id = request_run(app, config, target_path, batching=batching, fixer=fixer,
-                         simulation=simulation, max_iterations=iterations)
+    iterations = (
+        max_iterations if max_iterations is not None else config.circuit_breaker.max_total_runs
+    )
+    run_id = request_run(
+        app,
+        config,
+        target_path,
+        batching=batching,
+        fixer=fixer,
+        simulation=simulation,
+        max_iterations=iterations,
+    )
     progress = None if json_out else Progress(app, run_id)
     if progress is not None:
-        print(f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
-              file=sys.stderr, flush=True)
+        print(
+            f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
+            file=sys.stderr,
+            flush=True,
+        )
     hosted = inline or not config.store.redis_url
     try:
         with _termination_as_interrupt():
@@ -238,12 +302,19 @@ def main_run(config: Config, *, target: str | None, sample: bool, batching: str,
                 wait_for_workers(app, run_id, timeout_s=wait_timeout_s, progress=progress)
     except KeyboardInterrupt:
         if not hosted and (detach or not _ask_cancel(run_id)):
-            print(f"airfix: detached from run {run_id}; it goes on in the workers. Follow it: airfix tail "
-                  f"{run_id} --follow; cancel it: airfix cancel {run_id}", file=sys.stderr, flush=True)
+            print(
+                f"airfix: detached from run {run_id}; it goes on in the workers. Follow it: airfix tail "
+                f"{run_id} --follow; cancel it: airfix cancel {run_id}",
+                file=sys.stderr,
+                flush=True,
+            )
             return 130
         cancel_run(app, run_id, reason="interrupted from the terminal (Ctrl-C)")
-        print(f"airfix: run {run_id} cancelled; commits made so far stay on its branch",
-              file=sys.stderr, flush=True)
+        print(
+            f"airfix: run {run_id} cancelled; commits made so far stay on its branch",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         if progress is not None:
             progress()

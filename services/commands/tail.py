@@ -36,8 +36,20 @@ from airfix.projections.status import newest_runs
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 EVENT_LEVEL = "info"  # events are facts, shown at info: ``--level warning`` keeps problems only
-_CONTEXT_KEYS = ("timestamp", "level", "logger", "event", "run_id", "event_id", "version",
-                 "correlation_id", "causation_id", "event_type", "stream", "entry_id")
+_CONTEXT_KEYS = (
+    "timestamp",
+    "level",
+    "logger",
+    "event",
+    "run_id",
+    "event_id",
+    "version",
+    "correlation_id",
+    "causation_id",
+    "event_type",
+    "stream",
+    "entry_id",
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +89,9 @@ def parse_filter(run_id: str | None, types: str | None, level: str | None) -> Fi
         names = [t.strip() for t in types.split(",") if t.strip()]
         unknown = [t for t in names if t.lower() not in by_lower]
         if unknown:
-            raise AirfixError(f"--type: unknown {', '.join(unknown)}; known: log, {', '.join(sorted(EVENT_TYPES))}")
+            raise AirfixError(
+                f"--type: unknown {', '.join(unknown)}; known: log, {', '.join(sorted(EVENT_TYPES))}"
+            )
         wanted = frozenset(by_lower[t.lower()] for t in names)
     lvl = (level or "debug").lower()
     if lvl not in LEVELS:
@@ -96,11 +110,19 @@ def log_item(line: bytes | str, where: str) -> Item:
     except ValueError as exc:
         data = f"not JSON ({exc})"
     if not isinstance(data, dict):
-        data = {"event": f"unreadable log line at {where}: {data if isinstance(data, str) else 'not an object'}",
-                "level": "error", "raw": as_str(line)[:200]}
+        data = {
+            "event": f"unreadable log line at {where}: {data if isinstance(data, str) else 'not an object'}",
+            "level": "error",
+            "raw": as_str(line)[:200],
+        }
     level = str(data.get("level", "info")).lower()
-    return Item("log", str(data.get("run_id", "")), _epoch(data.get("timestamp")),
-                level if level in LEVELS else "info", log=data)
+    return Item(
+        "log",
+        str(data.get("run_id", "")),
+        _epoch(data.get("timestamp")),
+        level if level in LEVELS else "info",
+        log=data,
+    )
 
 
 def _epoch(stamp: Any) -> float:
@@ -127,9 +149,13 @@ class RedisFeed:
         self.log_key = keys.log_lines
         self.positions: dict[str, str] = {}
         if run_id is not None:
-            self.positions[keys.run_stream(run_id)] = "0-0" if from_start else f"0-{store.version(run_id)}"
+            self.positions[keys.run_stream(run_id)] = (
+                "0-0" if from_start else f"0-{store.version(run_id)}"
+            )
         else:
-            self.positions.update({k: "0-0" for k in keys.logs()} if from_start else store.log_ends())
+            self.positions.update(
+                {k: "0-0" for k in keys.logs()} if from_start else store.log_ends()
+            )
         self.positions[self.log_key] = "0-0" if from_start else _last_id(client, self.log_key)
         self.partition_logs = set(keys.logs())
 
@@ -174,8 +200,13 @@ def _last_id(client: redis.Redis, key: str) -> str:
 def _undecodable(error: Any, key: str, entry_id: str) -> Item:
     """A log entry that cannot be decoded is shown as an error line, never skipped."""
     reason = getattr(error, "reason", str(error))
-    return Item("log", "", time.time(), "error",
-                log={"event": f"undecodable entry {key} {entry_id}: {reason}", "level": "error"})
+    return Item(
+        "log",
+        "",
+        time.time(),
+        "error",
+        log={"event": f"undecodable entry {key} {entry_id}: {reason}", "level": "error"},
+    )
 
 
 @dataclass
@@ -293,7 +324,9 @@ class JournalFeed:
 class Tail:
     """Shows a feed's items through a filter, one line each (or one JSON object each)."""
 
-    def __init__(self, feed: Feed, flt: Filter, *, out: IO[str] | None = None, json_out: bool = False) -> None:
+    def __init__(
+        self, feed: Feed, flt: Filter, *, out: IO[str] | None = None, json_out: bool = False
+    ) -> None:
         self.feed, self.filter, self.json_out = feed, flt, json_out
         self.out = out or sys.stdout
         self.states: dict[str, RunState] = {}
@@ -307,8 +340,12 @@ class Tail:
                 return shown
             for item in sorted(items, key=lambda i: i.at):
                 state = self._advance(item.event) if item.event is not None else None
-                if (self.filter.run_id is not None and state is not None and state.terminal
-                        and state.run_id == self.filter.run_id):
+                if (
+                    self.filter.run_id is not None
+                    and state is not None
+                    and state.terminal
+                    and state.run_id == self.filter.run_id
+                ):
                     ended = True  # one more read picks up the log lines that trail the last event
                 if self.filter.keeps(item):
                     self.show(item, state)
@@ -343,18 +380,31 @@ class Tail:
         log = item.log or {}
         extra = " ".join(f"{k}={_short(v)}" for k, v in log.items() if k not in _CONTEXT_KEYS)
         name = f" {log['logger']}:" if log.get("logger") else ""
-        return f"{clock} {who}{'log':<10} [{item.level}]{name} {log.get('event', '')}" + (f"  {extra}" if extra else "")
+        return f"{clock} {who}{'log':<10} [{item.level}]{name} {log.get('event', '')}" + (
+            f"  {extra}" if extra else ""
+        )
 
 
 def render_json(item: Item, state: RunState | None) -> str:
     at = _dt.datetime.fromtimestamp(item.at, _dt.UTC).isoformat()
     if item.event is not None:
         ev = item.event
-        return json.dumps({"kind": "event", "run_id": ev.run_id, "version": ev.version,
-                           "type": type(ev).__name__, "at": at, "state": state.state if state else None,
-                           "status": state.status if state else None, "text": describe(ev),
-                           "event": msgspec.to_builtins(ev)})
-    return json.dumps({"kind": "log", "run_id": item.run_id, "level": item.level, "at": at, "log": item.log})
+        return json.dumps(
+            {
+                "kind": "event",
+                "run_id": ev.run_id,
+                "version": ev.version,
+                "type": type(ev).__name__,
+                "at": at,
+                "state": state.state if state else None,
+                "status": state.status if state else None,
+                "text": describe(ev),
+                "event": msgspec.to_builtins(ev),
+            }
+        )
+    return json.dumps(
+        {"kind": "log", "run_id": item.run_id, "level": item.level, "at": at, "log": item.log}
+    )
 
 
 def _short(value: Any) -> str:
@@ -365,8 +415,14 @@ def _short(value: Any) -> str:
 LATEST = "latest"
 
 
-def open_feed(app_or_none: Any, *, journal: Path | None, logs: Path | None, run_id: str | None,
-              from_start: bool) -> tuple[Feed, str | None]:
+def open_feed(
+    app_or_none: Any,
+    *,
+    journal: Path | None,
+    logs: Path | None,
+    run_id: str | None,
+    from_start: bool,
+) -> tuple[Feed, str | None]:
     """The server feed when there is a server, the journal feed on the embedded store; and the run
     id, with ``latest`` resolved to the newest run."""
     if app_or_none is not None:

@@ -17,8 +17,10 @@ def render(report: TrimReport, out: IO[str] | None = None) -> None:
     console = Console(file=out or sys.stdout, highlight=False, soft_wrap=True)
     verb = "would remove" if report.dry_run else "removed"
     total = sum(report.removed.values())
-    console.print(f"{'dry run: ' if report.dry_run else ''}{verb} {total} log entr"
-                  f"{'y' if total == 1 else 'ies'} of {len(report.runs)} finished run(s)")
+    console.print(
+        f"{'dry run: ' if report.dry_run else ''}{verb} {total} log entr"
+        f"{'y' if total == 1 else 'ies'} of {len(report.runs)} finished run(s)"
+    )
     if report.removed:
         table = Table()
         table.add_column("stream")
@@ -27,9 +29,11 @@ def render(report: TrimReport, out: IO[str] | None = None) -> None:
             table.add_row(stream, str(n))
         console.print(table)
     if report.archived:
-        console.print(f"{'would archive' if report.dry_run else 'archived'} {len(report.archived)} "
-                      f"run(s) to {Path(next(iter(report.archived.values()))).parent} and "
-                      f"{'would remove' if report.dry_run else 'removed'} their run streams")
+        console.print(
+            f"{'would archive' if report.dry_run else 'archived'} {len(report.archived)} "
+            f"run(s) to {Path(next(iter(report.archived.values()))).parent} and "
+            f"{'would remove' if report.dry_run else 'removed'} their run streams"
+        )
     for run, why in sorted(report.refused.items()):
         console.print(f"kept {run}: {why}")
     if report.kept:

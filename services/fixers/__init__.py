@@ -63,13 +63,16 @@ def chain(spec: str) -> list[Fixer]:
     names = [n.strip() for n in spec.split(",")]
     empty = [str(i) for i, n in enumerate(names, 1) if not n]
     if empty:
-        raise AirfixError(f"fixer: empty fixer name at position {', '.join(empty)} of {spec!r}; give "
-                          f"names separated by single commas, e.g. autofix,claude (known: "
-                          f"{', '.join(sorted(REGISTRY))})")
+        raise AirfixError(
+            f"fixer: empty fixer name at position {', '.join(empty)} of {spec!r}; give "
+            f"names separated by single commas, e.g. autofix,claude (known: "
+            f"{', '.join(sorted(REGISTRY))})"
+        )
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
-        raise AirfixError(f"fixer: unknown fixer(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(sorted(REGISTRY))}")
+        raise AirfixError(
+            f"fixer: unknown fixer(s) {', '.join(unknown)}; known: {', '.join(sorted(REGISTRY))}"
+        )
     return [REGISTRY[n]() for n in names]
 
 

@@ -32,8 +32,14 @@ class DeterministicFix(Protocol):
 class EditFix(DeterministicFix, Protocol):
     """Edits the target's files itself, for exactly ``issues``."""
 
-    def apply(self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig, *,
-              environment: Mapping[str, str] = ...) -> FixOutcome:
+    def apply(
+        self,
+        target: Path,
+        issues: Sequence[IssueRecord],
+        config: FixerConfig,
+        *,
+        environment: Mapping[str, str] = ...,
+    ) -> FixOutcome:
         """``environment``: what the run's checks use (``RunStarted.environment``), so the fix
         runs the same tool as the check that judges it."""
         ...
@@ -43,7 +49,9 @@ class EditFix(DeterministicFix, Protocol):
 class CommandFix(DeterministicFix, Protocol):
     """Runs commands in the target (cwd = target)."""
 
-    def commands(self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig) -> list[list[str]]:
+    def commands(
+        self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig
+    ) -> list[list[str]]:
         """The commands to run; [] when the tool is not installed."""
         ...
 
@@ -57,8 +65,9 @@ def register_deterministic(fix: DeterministicFix) -> None:
     DETERMINISTIC[fix.tool] = fix
 
 
-def _run_commands(fixer: CommandFix, request: FixRequest, issues: list[IssueRecord],
-                  ran: list[list[str]]) -> str:
+def _run_commands(
+    fixer: CommandFix, request: FixRequest, issues: list[IssueRecord], ran: list[list[str]]
+) -> str:
     """Run a command fix; the reason it failed, or "" when it worked."""
     commands = fixer.commands(request.target, issues, request.config)
     if not commands:
@@ -67,7 +76,12 @@ def _run_commands(fixer: CommandFix, request: FixRequest, issues: list[IssueReco
     for cmd in commands:
         ran.append(cmd)
         proc = run_process(cmd, request.target, request.config.timeout_s, env)
-        if proc.timed_out or proc.launch_error or proc.exit_code is None or not fixer.ok_exit(proc.exit_code):
+        if (
+            proc.timed_out
+            or proc.launch_error
+            or proc.exit_code is None
+            or not fixer.ok_exit(proc.exit_code)
+        ):
             why = proc.launch_error or ("timed out" if proc.timed_out else f"exit {proc.exit_code}")
             return f"{' '.join(Path(cmd[0]).name.split() + cmd[1:3])} failed ({why}): {tail(proc.stderr, 500)}"
     return ""
@@ -89,14 +103,18 @@ class AutoFixer:
                 by_tool.setdefault(issue.tool, []).append(issue)
         others = sorted({i.tool for i in request.issues if not self.supports(i, request.config)})
         if not by_tool:
-            return FixOutcome(ok=False, reason=f"no deterministic fixer for {', '.join(others)} issues",
-                              duration_s=time.monotonic() - started)
+            return FixOutcome(
+                ok=False,
+                reason=f"no deterministic fixer for {', '.join(others)} issues",
+                duration_s=time.monotonic() - started,
+            )
         ran: list[list[str]] = []
         for tool, issues in sorted(by_tool.items()):
             fixer = DETERMINISTIC[tool]
             if isinstance(fixer, EditFix):
-                outcome = fixer.apply(request.target, issues, request.config,
-                                      environment=request.environment)
+                outcome = fixer.apply(
+                    request.target, issues, request.config, environment=request.environment
+                )
                 ran += outcome.commands
                 failure = "" if outcome.ok else outcome.reason
             elif isinstance(fixer, CommandFix):
@@ -104,7 +122,9 @@ class AutoFixer:
             else:
                 failure = f"{tool}'s fixer has neither apply() nor commands()"
             if failure:
-                return FixOutcome(ok=False, reason=failure, commands=ran, duration_s=time.monotonic() - started)
+                return FixOutcome(
+                    ok=False, reason=failure, commands=ran, duration_s=time.monotonic() - started
+                )
         note = f"{', '.join(others)} issues left for another fixer" if others else ""
         return FixOutcome(ok=True, reason=note, commands=ran, duration_s=time.monotonic() - started)
 

@@ -101,7 +101,9 @@ def eslint_messages(
     """ESLint's messages on ``files``, each with the issue the adapter makes of it, per file."""
     cmd = [eslint, "-f", "json", "--no-warn-ignored", "--no-error-on-unmatched-pattern",
            "--", *files]  # fmt: skip
-    proc = run_process(cmd, target, timeout_s, scrubbed_env(os.environ))  # ESLint runs the target's config
+    proc = run_process(
+        cmd, target, timeout_s, scrubbed_env(os.environ)
+    )  # ESLint runs the target's config
     if proc.launch_error or proc.timed_out or proc.exit_code not in (0, 1):
         why = proc.launch_error or ("timed out" if proc.timed_out else f"exit {proc.exit_code}")
         raise EslintFailed(f"eslint failed ({why}): {error_summary(proc.stderr or proc.stdout)}")
@@ -110,7 +112,11 @@ def eslint_messages(
     for rec in json.loads(proc.stdout[proc.stdout.find("[") :]):
         for msg in rec["messages"]:
             text = str(msg.get("message") or "")
-            if msg.get("ruleId") is None and not msg.get("fatal") and text.startswith(IGNORED_PREFIXES):
+            if (
+                msg.get("ruleId") is None
+                and not msg.get("fatal")
+                and text.startswith(IGNORED_PREFIXES)
+            ):
                 continue
             raw.append(msg)
     if len(raw) != len(report.findings):
@@ -119,7 +125,13 @@ def eslint_messages(
     found = report.findings
     order = sorted(  # the order of to_issues (a stable sort on the same key)
         range(len(found)),
-        key=lambda k: (found[k].file, found[k].line, found[k].column, found[k].rule, found[k].message),
+        key=lambda k: (
+            found[k].file,
+            found[k].line,
+            found[k].column,
+            found[k].rule,
+            found[k].message,
+        ),
     )
     out: dict[str, list[tuple[IssueRecord, dict[str, Any]]]] = {}
     for issue, k in zip(issues, order, strict=True):
@@ -163,9 +175,7 @@ def _read(path: Path) -> tuple[str, bool]:
     return (text[1:], True) if text.startswith(BOM) else (text, False)
 
 
-def fix_batch(
-    target: Path, issues: Sequence[IssueRecord], timeout_s: float = 300.0
-) -> FixReport:
+def fix_batch(target: Path, issues: Sequence[IssueRecord], timeout_s: float = 300.0) -> FixReport:
     """Apply ESLint's fixes for exactly ``issues`` (see the module docstring)."""
     target = Path(target)
     eslint = project_bin(target, "eslint") or find_executable("eslint")
@@ -361,7 +371,11 @@ class EslintFix:
         return issue.tool == self.tool and issue.fix == "safe" and issue.rule != "invalid-syntax"
 
     def apply(
-        self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig, *,
+        self,
+        target: Path,
+        issues: Sequence[IssueRecord],
+        config: FixerConfig,
+        *,
         environment: Mapping[str, str] | None = None,
     ) -> FixOutcome:
         """Apply the fixes of exactly ``issues``; ``ok`` when ESLint ran and at least one of them
@@ -390,4 +404,3 @@ class EslintFix:
 
 
 register_deterministic(EslintFix())
-

@@ -61,8 +61,14 @@ def _offset(starts: list[int], text: str, location: dict[str, Any]) -> int:
 def fix_edits(text: str, fix: dict[str, Any]) -> list[Edit]:
     """A ruff fix's edits as character ranges of ``text``."""
     starts = _line_starts(text)
-    return [Edit(_offset(starts, text, e["location"]), _offset(starts, text, e["end_location"]),
-                 str(e.get("content") or "")) for e in fix.get("edits") or []]
+    return [
+        Edit(
+            _offset(starts, text, e["location"]),
+            _offset(starts, text, e["end_location"]),
+            str(e.get("content") or ""),
+        )
+        for e in fix.get("edits") or []
+    ]
 
 
 def apply_fixes(text: str, fixes: Sequence[dict[str, Any]]) -> tuple[str, int]:
@@ -72,12 +78,18 @@ def apply_fixes(text: str, fixes: Sequence[dict[str, Any]]) -> tuple[str, int]:
         edits = fix_edits(text, fix)
         if not edits:
             continue
-        clash = any(e.start < t.end and t.start < e.end or (e.start == e.end == t.start == t.end)
-                    for e in edits for group in taken for t in group)
+        clash = any(
+            e.start < t.end and t.start < e.end or (e.start == e.end == t.start == t.end)
+            for e in edits
+            for group in taken
+            for t in group
+        )
         if not clash:
             taken.append(edits)
-    for edit in sorted((e for group in taken for e in group), key=lambda e: (e.start, e.end), reverse=True):
-        text = text[: edit.start] + edit.content + text[edit.end:]
+    for edit in sorted(
+        (e for group in taken for e in group), key=lambda e: (e.start, e.end), reverse=True
+    ):
+        text = text[: edit.start] + edit.content + text[edit.end :]
     return text, len(taken)
 
 
@@ -95,8 +107,14 @@ class RuffFix:
         applicability = (d.fix or {}).get("applicability")
         return applicability == "safe" or (applicability == "unsafe" and config.allow_unsafe_fixes)
 
-    def apply(self, target: Path, issues: Sequence[IssueRecord], config: FixerConfig, *,
-              environment: Mapping[str, str] | None = None) -> FixOutcome:
+    def apply(
+        self,
+        target: Path,
+        issues: Sequence[IssueRecord],
+        config: FixerConfig,
+        *,
+        environment: Mapping[str, str] | None = None,
+    ) -> FixOutcome:
         started = time.monotonic()
         ruff = RuffAdapter()
         python = python_env_of(dict(environment or {}))
@@ -106,7 +124,16 @@ class RuffFix:
         files = sorted({i.file for i in issues if i.file})
         if exe is None:
             return FixOutcome(ok=False, reason=ruff.missing())
-        cmd = [exe, "check", "--output-format", "json", "--no-cache", "--force-exclude", "--", *files]
+        cmd = [
+            exe,
+            "check",
+            "--output-format",
+            "json",
+            "--no-cache",
+            "--force-exclude",
+            "--",
+            *files,
+        ]
         wanted = Counter(i.fingerprint for i in issues)
         baseline: Counter[str] | None = None
         originals = {f: _read(target / f) for f in files if (target / f).is_file()}
@@ -115,14 +142,27 @@ class RuffFix:
         for _ in range(ROUNDS):
             proc = run_process(cmd, target, config.timeout_s)
             if proc.exit_code not in (0, 1):
-                why = proc.launch_error or ("timed out" if proc.timed_out else f"exit {proc.exit_code}")
-                return FixOutcome(ok=False, reason=f"ruff check failed ({why}): {tail(proc.stderr, 500)}",
-                                  commands=[cmd], duration_s=time.monotonic() - started)
+                why = proc.launch_error or (
+                    "timed out" if proc.timed_out else f"exit {proc.exit_code}"
+                )
+                return FixOutcome(
+                    ok=False,
+                    reason=f"ruff check failed ({why}): {tail(proc.stderr, 500)}",
+                    commands=[cmd],
+                    duration_s=time.monotonic() - started,
+                )
             found = diagnostics(parse_ruff_json(proc.stdout, target))
             now = Counter(d.issue.fingerprint for d in found)
             baseline = baseline if baseline is not None else now
-            chosen = self._choose(found, wanted, baseline, now, config, changed,
-                                  nearest(found, issues) if applied == 0 else set())
+            chosen = self._choose(
+                found,
+                wanted,
+                baseline,
+                now,
+                config,
+                changed,
+                nearest(found, issues) if applied == 0 else set(),
+            )
             if not chosen:
                 break
             round_applied = 0
@@ -130,19 +170,32 @@ class RuffFix:
                 path = target / file
                 new, n = apply_fixes(_read(path), fixes)
                 if n:
-                    with path.open("w", encoding="utf-8", newline="") as fh:  # its line endings kept
+                    with path.open(
+                        "w", encoding="utf-8", newline=""
+                    ) as fh:  # its line endings kept
                         fh.write(new)
                     round_applied += n
                     changed[file] = changed_rows(originals.get(file, ""), new)
             applied += round_applied
             if not round_applied:
                 break
-        return FixOutcome(ok=applied > 0, reason="" if applied else "ruff offers no applicable fix "
-                          "for the batch's issues", commands=[cmd], duration_s=time.monotonic() - started)
+        return FixOutcome(
+            ok=applied > 0,
+            reason="" if applied else "ruff offers no applicable fix for the batch's issues",
+            commands=[cmd],
+            duration_s=time.monotonic() - started,
+        )
 
-    def _choose(self, found: list[Diagnostic], wanted: Counter[str], baseline: Counter[str],
-                now: Counter[str], config: FixerConfig, changed: dict[str, set[int]],
-                exact: set[str]) -> dict[str, list[dict[str, Any]]]:
+    def _choose(
+        self,
+        found: list[Diagnostic],
+        wanted: Counter[str],
+        baseline: Counter[str],
+        now: Counter[str],
+        config: FixerConfig,
+        changed: dict[str, set[int]],
+        exact: set[str],
+    ) -> dict[str, list[dict[str, Any]]]:
         """Per file, the fixes to apply this round: the batch's issues still present, and
         follow-up diagnostics that the batch's own edits created (see the module docstring).
 
@@ -156,11 +209,17 @@ class RuffFix:
             fp = d.issue.fingerprint
             if not self._applicable(d, config) or d.fix is None:
                 continue
-            if todo[fp] > 0 and (not exact or d.issue.issue_id in exact or
-                                 not any(x.startswith(f"{fp}:") for x in exact)):
+            if todo[fp] > 0 and (
+                not exact
+                or d.issue.issue_id in exact
+                or not any(x.startswith(f"{fp}:") for x in exact)
+            ):
                 todo[fp] -= 1
-            elif extra[fp] > 0 and fp not in wanted and (
-                    d.issue.rule in FOLLOW_UP or d.issue.line in changed.get(d.issue.file, ())):
+            elif (
+                extra[fp] > 0
+                and fp not in wanted
+                and (d.issue.rule in FOLLOW_UP or d.issue.line in changed.get(d.issue.file, ()))
+            ):
                 extra[fp] -= 1
             else:
                 continue
@@ -175,11 +234,20 @@ def nearest(found: Sequence[Diagnostic], issues: Sequence[IssueRecord]) -> set[s
     occurrences (fixed one of them) or moved lines since."""
     mine: set[str] = set()
     for issue in sorted(issues, key=lambda i: (i.file, i.line, i.column)):
-        candidates = [d.issue for d in found
-                      if d.issue.fingerprint == issue.fingerprint and d.issue.issue_id not in mine]
+        candidates = [
+            d.issue
+            for d in found
+            if d.issue.fingerprint == issue.fingerprint and d.issue.issue_id not in mine
+        ]
         if candidates:
-            best = min(candidates, key=lambda c: (abs(c.line - issue.line), abs(c.column - issue.column),
-                                                  c.issue_id != issue.issue_id))
+            best = min(
+                candidates,
+                key=lambda c: (
+                    abs(c.line - issue.line),
+                    abs(c.column - issue.column),
+                    c.issue_id != issue.issue_id,
+                ),
+            )
             mine.add(best.issue_id)
     return mine
 

@@ -81,8 +81,15 @@ def build_command(exe: str, prompt: str | None, config: FixerConfig) -> list[str
     cmd = [exe, "-p"]
     if prompt is not None:
         cmd.append(prompt)
-    cmd += ["--output-format", "stream-json", "--verbose", "--max-turns", str(config.max_turns),
-            "--permission-mode", "acceptEdits"]
+    cmd += [
+        "--output-format",
+        "stream-json",
+        "--verbose",
+        "--max-turns",
+        str(config.max_turns),
+        "--permission-mode",
+        "acceptEdits",
+    ]
     if config.model:
         cmd += ["--model", config.model]
     if config.max_budget_usd > 0:
@@ -160,9 +167,13 @@ class StreamState:
             status = info.get("status", "") if isinstance(info, dict) else ""
             if status == "rejected":
                 self.rate_limited = f"rate limit rejected ({info.get('rateLimitType', '?')})"
-            log.info("fixer progress", kind="rate_limit", status=status,
-                     limit=(info.get("rateLimitType", "") if isinstance(info, dict) else ""),
-                     **self.context)
+            log.info(
+                "fixer progress",
+                kind="rate_limit",
+                status=status,
+                limit=(info.get("rateLimitType", "") if isinstance(info, dict) else ""),
+                **self.context,
+            )
         else:  # stream_event deltas and future types: counted, not logged line by line
             log.debug("fixer event", kind=str(kind), **self.context)
         return False
@@ -171,9 +182,15 @@ class StreamState:
         subtype = event.get("subtype", "")
         if subtype == "init":
             self.model = str(event.get("model", ""))
-            log.info("fixer progress", kind="init", session_id=self.session_id, model=self.model,
-                     permission_mode=event.get("permissionMode", ""),
-                     tools=len(event.get("tools") or []), **self.context)
+            log.info(
+                "fixer progress",
+                kind="init",
+                session_id=self.session_id,
+                model=self.model,
+                permission_mode=event.get("permissionMode", ""),
+                tools=len(event.get("tools") or []),
+                **self.context,
+            )
         else:
             log.debug("fixer event", kind=f"system.{subtype}", **self.context)
 
@@ -196,11 +213,20 @@ class StreamState:
                 log.info("fixer progress", kind="text", text=_short(block["text"]), **self.context)
             elif btype == "tool_use":
                 name = str(block.get("name", "?"))
-                log.info("fixer progress", kind="tool_use", tool=name,
-                         input=_tool_input(name, block.get("input")), **self.context)
+                log.info(
+                    "fixer progress",
+                    kind="tool_use",
+                    tool=name,
+                    input=_tool_input(name, block.get("input")),
+                    **self.context,
+                )
             elif btype == "thinking":
-                log.debug("fixer progress", kind="thinking",
-                          text=_short(block.get("thinking", "")), **self.context)
+                log.debug(
+                    "fixer progress",
+                    kind="thinking",
+                    text=_short(block.get("thinking", "")),
+                    **self.context,
+                )
 
     def _user(self, event: dict[str, Any]) -> None:
         message = event.get("message") or {}
@@ -222,7 +248,7 @@ def _number(value: Any, kind: type) -> Any:
 
 
 def classify_result(result: dict[str, Any], *, rate_limited: str = "", max_turns: int = 0) -> str:
-    """"" when the result event means success, else the failure reason.
+    """ "" when the result event means success, else the failure reason.
 
     Success is ``subtype == "success"`` and ``is_error`` false - nothing else, whatever the exit
     code.  A rate limit (in the result text, ``api_error_status`` 429, an assistant message's
@@ -238,46 +264,63 @@ def classify_result(result: dict[str, Any], *, rate_limited: str = "", max_turns
     if isinstance(errors, list) and errors:
         detail = "; ".join(str(e) for e in errors) + (f" ({detail})" if detail else "")
     detail = tail_text(" ".join(detail.split()), 400)
-    if (result.get("api_error_status") == 429 or _RATE_LIMIT.search(detail or "")
-            or rate_limited):
+    if result.get("api_error_status") == 429 or _RATE_LIMIT.search(detail or "") or rate_limited:
         return f"rate limit: {detail or rate_limited}"
     if subtype == "error_max_turns":
         turns = _number(result.get("num_turns"), int)
-        return (f"error_max_turns: stopped after {turns} turns (fixer.max_turns = {max_turns})"
-                + (f": {detail}" if detail else ""))
+        return f"error_max_turns: stopped after {turns} turns (fixer.max_turns = {max_turns})" + (
+            f": {detail}" if detail else ""
+        )
     if subtype == "error_max_budget_usd":
         cost = _number(result.get("total_cost_usd"), float)
         return f"error_max_budget_usd: spent ${cost:.4f} (fixer.max_budget_usd)" + (
-            f": {detail}" if detail else "")
+            f": {detail}" if detail else ""
+        )
     if subtype and subtype != "success":
         return f"{subtype}" + (f": {detail}" if detail else "")
     return "is_error result" + (f": {detail}" if detail else " without a message")
 
 
 AUTH_ERRORS = ("authentication_failed", "invalid_api_key", "oauth_token_revoked", "billing_error")
-_AUTH_TEXT = re.compile(r"not logged in|/login|invalid api key|authentication[_ ]failed|"
-                        r"credit balance is too low", re.IGNORECASE)
-_BAD_ARGS = re.compile(r"error: (unknown option|option .* argument|too many arguments|"
-                       r"missing required argument)", re.IGNORECASE)
-LOGIN_HELP = ("log the Claude Code CLI in where airfix's workers run (`claude` then `/login`, or "
-              "`claude setup-token`), or give the workers ANTHROPIC_API_KEY")
+_AUTH_TEXT = re.compile(
+    r"not logged in|/login|invalid api key|authentication[_ ]failed|"
+    r"credit balance is too low",
+    re.IGNORECASE,
+)
+_BAD_ARGS = re.compile(
+    r"error: (unknown option|option .* argument|too many arguments|"
+    r"missing required argument)",
+    re.IGNORECASE,
+)
+LOGIN_HELP = (
+    "log the Claude Code CLI in where airfix's workers run (`claude` then `/login`, or "
+    "`claude setup-token`), or give the workers ANTHROPIC_API_KEY"
+)
 
 
-def incurable(state: StreamState, result: dict[str, Any] | None, stderr: str, launch_error: str) -> str:
+def incurable(
+    state: StreamState, result: dict[str, Any] | None, stderr: str, launch_error: str
+) -> str:
     """Why no retry of this fixer can work ("" when one might): it cannot authenticate, it is not
     there, or it refused its own command line.  The run then ends at once with the fix to apply,
     instead of failing the same way on every batch."""
     if launch_error:
-        return (f"the Claude Code CLI could not start ({launch_error}); install it "
-                "(npm install -g @anthropic-ai/claude-code) or set fixer.claude_executable")
+        return (
+            f"the Claude Code CLI could not start ({launch_error}); install it "
+            "(npm install -g @anthropic-ai/claude-code) or set fixer.claude_executable"
+        )
     text = _result_text((result or {}).get("result")) if result else ""
-    if state.auth_failed or (result is not None and result.get("is_error") and _AUTH_TEXT.search(text)):
+    if state.auth_failed or (
+        result is not None and result.get("is_error") and _AUTH_TEXT.search(text)
+    ):
         said = " ".join(text.split()) or state.auth_failed
         return f"the Claude Code CLI cannot authenticate ({said}): {LOGIN_HELP}"
     refused = [line.strip() for line in stderr.splitlines() if _BAD_ARGS.match(line.strip())]
     if result is None and refused:
-        return (f"the Claude Code CLI refused its command line ({refused[0]}): check the fixer.* "
-                "options (model, allowed_tools, ...) against `claude --help` for this CLI version")
+        return (
+            f"the Claude Code CLI refused its command line ({refused[0]}): check the fixer.* "
+            "options (model, allowed_tools, ...) against `claude --help` for this CLI version"
+        )
     return ""
 
 
@@ -306,9 +349,11 @@ class ClaudeFixer:
         from airfix.services.tools.base import find_executable
 
         if find_executable(config.claude_executable) is None:
-            return (f"fixer claude: executable {config.claude_executable!r} not found (fixer.claude_executable, "
-                    "looked next to the Python interpreter and on PATH); install Claude Code with "
-                    "`npm install -g @anthropic-ai/claude-code`, or set fixer.claude_executable to its path")
+            return (
+                f"fixer claude: executable {config.claude_executable!r} not found (fixer.claude_executable, "
+                "looked next to the Python interpreter and on PATH); install Claude Code with "
+                "`npm install -g @anthropic-ai/claude-code`, or set fixer.claude_executable to its path"
+            )
         return ""
 
     def fix(self, request: FixRequest) -> FixOutcome:
@@ -320,34 +365,55 @@ class ClaudeFixer:
         batch = request.batch
         exe = find_executable(cfg.claude_executable)
         if exe is None:
-            return FixOutcome(ok=False, reason=(
-                f"claude: executable {cfg.claude_executable!r} not found (fixer.claude_executable; "
-                "install Claude Code: npm install -g @anthropic-ai/claude-code)"))
+            return FixOutcome(
+                ok=False,
+                reason=(
+                    f"claude: executable {cfg.claude_executable!r} not found (fixer.claude_executable; "
+                    "install Claude Code: npm install -g @anthropic-ai/claude-code)"
+                ),
+            )
         try:
             prompt = render_request(request)
         except Exception as exc:  # noqa: BLE001 - a broken prompts file fails this fix, clearly
-            return FixOutcome(ok=False, reason=f"claude: cannot render the prompt: {exc}",
-                              duration_s=time.monotonic() - started)
+            return FixOutcome(
+                ok=False,
+                reason=f"claude: cannot render the prompt: {exc}",
+                duration_s=time.monotonic() - started,
+            )
         # stdin when argv cannot carry it: too long, or it would parse as an option
         on_stdin = len(prompt.encode("utf-8")) > ARG_PROMPT_LIMIT or prompt.startswith("-")
         cmd = build_command(exe, None if on_stdin else prompt, cfg)
         shown = build_command(exe, None, cfg)
         if not on_stdin:
             shown.insert(2, f"<prompt: {len(prompt)} chars>")
-        env = scrubbed_env(os.environ, keep=claude_env(os.environ))  # its auth, none of airfix's secrets
+        env = scrubbed_env(
+            os.environ, keep=claude_env(os.environ)
+        )  # its auth, none of airfix's secrets
         env.pop("CLAUDECODE", None)
         ctx = {"fixer": self.name, "batch_id": batch.batch_id}
         state = StreamState(context=ctx)
-        log.info("fixer started", command=shown, cwd=str(request.target), prompt_chars=len(prompt),
-                 prompt_on_stdin=on_stdin, **ctx)
-        res = stream_process(cmd, request.target, timeout_s=cfg.timeout_s,
-                             idle_timeout_s=cfg.idle_timeout_s, on_line=state.feed, env=env,
-                             stdin_text=prompt if on_stdin else None, done_grace_s=RESULT_GRACE_S)
+        log.info(
+            "fixer started",
+            command=shown,
+            cwd=str(request.target),
+            prompt_chars=len(prompt),
+            prompt_on_stdin=on_stdin,
+            **ctx,
+        )
+        res = stream_process(
+            cmd,
+            request.target,
+            timeout_s=cfg.timeout_s,
+            idle_timeout_s=cfg.idle_timeout_s,
+            on_line=state.feed,
+            env=env,
+            stdin_text=prompt if on_stdin else None,
+            done_grace_s=RESULT_GRACE_S,
+        )
         duration = time.monotonic() - started
         result = state.result
         cost = _number(result.get("total_cost_usd"), float) if result else 0.0
-        turns = (_number(result.get("num_turns"), int) if result
-                 else len(state.assistant_messages))
+        turns = _number(result.get("num_turns"), int) if result else len(state.assistant_messages)
         stderr = tail_text(res.stderr_tail)
         if res.launch_error:
             reason = f"claude: could not start {exe}: {res.launch_error}"
@@ -355,21 +421,42 @@ class ClaudeFixer:
             why = classify_result(result, rate_limited=state.rate_limited, max_turns=cfg.max_turns)
             reason = f"claude: {why}" if why else ""
         elif res.killed:
-            reason = (f"claude: {res.killed}; its process group was killed "
-                      f"({state.events} events read, no result event)")
+            reason = (
+                f"claude: {res.killed}; its process group was killed "
+                f"({state.events} events read, no result event)"
+            )
         else:
-            how = (f"killed by signal {-res.exit_code}" if res.exit_code is not None and res.exit_code < 0
-                   else f"exit {res.exit_code}")
+            how = (
+                f"killed by signal {-res.exit_code}"
+                if res.exit_code is not None and res.exit_code < 0
+                else f"exit {res.exit_code}"
+            )
             reason = f"claude: no result event; {how}" + (f"; stderr: {stderr}" if stderr else "")
             if state.rate_limited:
                 reason += f"; {state.rate_limited}"
         fatal = incurable(state, result, res.stderr_tail, res.launch_error)
         if fatal:
             reason = f"claude: {fatal}"
-        outcome = FixOutcome(ok=not reason, reason=reason, cost_usd=cost, turns=turns,
-                             duration_s=duration, commands=[shown], fatal=bool(fatal))
-        log.info("fixer finished", ok=outcome.ok, reason=reason[:LOG_TEXT_CHARS],
-                 subtype=(result or {}).get("subtype", ""), cost_usd=cost, turns=turns,
-                 exit_code=res.exit_code, lingered=res.lingered, session_id=state.session_id,
-                 duration_s=round(duration, 3), **ctx)
+        outcome = FixOutcome(
+            ok=not reason,
+            reason=reason,
+            cost_usd=cost,
+            turns=turns,
+            duration_s=duration,
+            commands=[shown],
+            fatal=bool(fatal),
+        )
+        log.info(
+            "fixer finished",
+            ok=outcome.ok,
+            reason=reason[:LOG_TEXT_CHARS],
+            subtype=(result or {}).get("subtype", ""),
+            cost_usd=cost,
+            turns=turns,
+            exit_code=res.exit_code,
+            lingered=res.lingered,
+            session_id=state.session_id,
+            duration_s=round(duration, 3),
+            **ctx,
+        )
         return outcome

@@ -179,8 +179,10 @@ def stream_process(
             except OSError:
                 pass
 
-    threads = [threading.Thread(target=read_stdout, name="fixer-stdout", daemon=True),
-               threading.Thread(target=read_stderr, name="fixer-stderr", daemon=True)]
+    threads = [
+        threading.Thread(target=read_stdout, name="fixer-stdout", daemon=True),
+        threading.Thread(target=read_stderr, name="fixer-stderr", daemon=True),
+    ]
     if stdin_text is not None:
         threads.append(threading.Thread(target=write_stdin, name="fixer-stdin", daemon=True))
     for t in threads:
@@ -220,7 +222,9 @@ def stream_process(
             _terminate(proc)
         elif done:
             try:
-                proc.wait(timeout=max(0.01, min(done_grace_s, started + timeout_s - time.monotonic())))
+                proc.wait(
+                    timeout=max(0.01, min(done_grace_s, started + timeout_s - time.monotonic()))
+                )
             except subprocess.TimeoutExpired:
                 lingered = True
                 _terminate(proc)
@@ -229,9 +233,11 @@ def stream_process(
             try:
                 proc.wait(timeout=max(0.01, min(overall_left, idle_timeout_s)))
             except subprocess.TimeoutExpired:
-                killed = (f"timed out after {timeout_s:g}s (fixer.timeout_s)"
-                          if overall_left <= idle_timeout_s else
-                          f"no output for {idle_timeout_s:g}s (fixer.idle_timeout_s)")
+                killed = (
+                    f"timed out after {timeout_s:g}s (fixer.timeout_s)"
+                    if overall_left <= idle_timeout_s
+                    else f"no output for {idle_timeout_s:g}s (fixer.idle_timeout_s)"
+                )
                 killed += " after closing its output"
                 _terminate(proc)
     finally:
@@ -248,9 +254,17 @@ def stream_process(
                 pass
     # Lines that arrived after "done" are not passed on; they are not part of the outcome.
     stderr = "".join(err_tail)[-STDERR_TAIL_CHARS:]
-    return StreamResult(cmd=list(cmd), exit_code=proc.returncode, stderr_tail=stderr,
-                        duration_s=time.monotonic() - started, lines=count, killed=killed,
-                        launch_error="", done_early=done, lingered=lingered)
+    return StreamResult(
+        cmd=list(cmd),
+        exit_code=proc.returncode,
+        stderr_tail=stderr,
+        duration_s=time.monotonic() - started,
+        lines=count,
+        killed=killed,
+        launch_error="",
+        done_early=done,
+        lingered=lingered,
+    )
 
 
 def tail_text(text: str, limit: int = 500) -> str:
@@ -270,7 +284,9 @@ def _safe_file_arg(path: str) -> str:
     return f"./{path}" if path.startswith("-") else path
 
 
-def expand_command(template: Sequence[str], values: Mapping[str, str], files: Sequence[str]) -> list[str]:
+def expand_command(
+    template: Sequence[str], values: Mapping[str, str], files: Sequence[str]
+) -> list[str]:
     """The argv for ``template``: each argument substituted on its own, ``{files}`` expanded.
 
     Raises :class:`CommandError` for an unknown placeholder or ``{files}`` inside a longer
@@ -290,11 +306,15 @@ def expand_command(template: Sequence[str], values: Mapping[str, str], files: Se
                 return "}"
             name = m.group(1)
             if name == "files":
-                raise CommandError(f"fixer.command: {{files}} must be a whole argument, got {arg!r}; "
-                                   "use {files_file} inside a longer argument")
+                raise CommandError(
+                    f"fixer.command: {{files}} must be a whole argument, got {arg!r}; "
+                    "use {files_file} inside a longer argument"
+                )
             if name not in values:
-                raise CommandError(f"fixer.command: unknown placeholder {{{name}}} in {arg!r}; known: "
-                                   + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
+                raise CommandError(
+                    f"fixer.command: unknown placeholder {{{name}}} in {arg!r}; known: "
+                    + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+                )
             return values[name]
 
         argv.append(_PLACEHOLDER.sub(sub, arg))
@@ -315,15 +335,19 @@ class CommandFixer:
         from airfix.services.tools.base import find_executable
 
         if not config.command:
-            return ('fixer command: fixer.command is empty; set the agent command template, e.g. '
-                    '["aider", "--yes", "--message-file", "{prompt_file}", "{files}"]')
+            return (
+                "fixer command: fixer.command is empty; set the agent command template, e.g. "
+                '["aider", "--yes", "--message-file", "{prompt_file}", "{files}"]'
+            )
         try:
             argv = expand_command(config.command, {p: p for p in PLACEHOLDERS}, ["file.py"])
         except CommandError as exc:
             return f"fixer command: {exc}"
         if not argv or find_executable(argv[0]) is None:
-            return (f"fixer command: executable {(argv or [''])[0]!r} of fixer.command not found (looked "
-                    "next to the Python interpreter and on PATH); install it or give its full path")
+            return (
+                f"fixer command: executable {(argv or [''])[0]!r} of fixer.command not found (looked "
+                "next to the Python interpreter and on PATH); install it or give its full path"
+            )
         return ""
 
     def fix(self, request: FixRequest) -> FixOutcome:
@@ -334,38 +358,58 @@ class CommandFixer:
         cfg = request.config
         batch = request.batch
         if not cfg.command:
-            return FixOutcome(ok=False, reason="fixer.command is empty: set the agent command "
-                              'template, e.g. ["aider", "--yes", "--message-file", "{prompt_file}", '
-                              '"{files}"]')
+            return FixOutcome(
+                ok=False,
+                reason="fixer.command is empty: set the agent command "
+                'template, e.g. ["aider", "--yes", "--message-file", "{prompt_file}", '
+                '"{files}"]',
+            )
         files = list(dict.fromkeys([*batch.files, *(i.file for i in request.issues if i.file)]))
         try:
             prompt = render_request(request)
         except Exception as exc:  # noqa: BLE001 - a broken prompts file fails this fix, clearly
-            return FixOutcome(ok=False, reason=f"cannot render the prompt: {exc}",
-                              duration_s=time.monotonic() - started)
+            return FixOutcome(
+                ok=False,
+                reason=f"cannot render the prompt: {exc}",
+                duration_s=time.monotonic() - started,
+            )
         with tempfile.TemporaryDirectory(prefix="airfix-fix-") as tmp:
             prompt_file = Path(tmp) / "prompt.md"
             files_file = Path(tmp) / "files.txt"
             prompt_file.write_text(prompt, encoding="utf-8")
             files_file.write_text("".join(f"{f}\n" for f in files), encoding="utf-8")
-            values = {"prompt_file": str(prompt_file), "files_file": str(files_file),
-                      "target": str(request.target), "batch_id": batch.batch_id,
-                      "run_id": request.run_id, "phase": batch.phase}
+            values = {
+                "prompt_file": str(prompt_file),
+                "files_file": str(files_file),
+                "target": str(request.target),
+                "batch_id": batch.batch_id,
+                "run_id": request.run_id,
+                "phase": batch.phase,
+            }
             try:
                 argv = expand_command(cfg.command, values, files)
             except CommandError as exc:
                 return FixOutcome(ok=False, reason=str(exc), duration_s=time.monotonic() - started)
             exe = find_executable(argv[0]) if argv else None
             if exe is None:
-                return FixOutcome(ok=False, reason=f"fixer.command: executable {argv[0]!r} not found "
-                                  "(looked next to the Python interpreter and on PATH)",
-                                  commands=[argv], duration_s=time.monotonic() - started)
+                return FixOutcome(
+                    ok=False,
+                    reason=f"fixer.command: executable {argv[0]!r} not found "
+                    "(looked next to the Python interpreter and on PATH)",
+                    commands=[argv],
+                    duration_s=time.monotonic() - started,
+                )
             argv[0] = exe
             # the agent works in the target: airfix's secrets scrubbed, plus what the config names
-            env = {**scrubbed_env(os.environ, keep=cfg.command_env), "AIRFIX_PROMPT_FILE": str(prompt_file),
-                   "AIRFIX_FILES_FILE": str(files_file), "AIRFIX_TARGET": str(request.target),
-                   "AIRFIX_BATCH_ID": batch.batch_id, "AIRFIX_RUN_ID": request.run_id,
-                   "AIRFIX_PHASE": batch.phase}
+            env = {
+                **scrubbed_env(os.environ, keep=cfg.command_env),
+                "AIRFIX_PROMPT_FILE": str(prompt_file),
+                "AIRFIX_FILES_FILE": str(files_file),
+                "AIRFIX_TARGET": str(request.target),
+                "AIRFIX_BATCH_ID": batch.batch_id,
+                "AIRFIX_RUN_ID": request.run_id,
+                "AIRFIX_PHASE": batch.phase,
+            }
             ctx = {"fixer": self.name, "batch_id": batch.batch_id}
             log.info("fixer started", command=argv, cwd=str(request.target), **ctx)
 
@@ -373,8 +417,14 @@ class CommandFixer:
                 if line.strip():
                     log.info("fixer progress", kind="output", text=line[:LOG_TEXT_CHARS], **ctx)
 
-            res = stream_process(argv, request.target, timeout_s=cfg.timeout_s,
-                                 idle_timeout_s=cfg.idle_timeout_s, on_line=on_line, env=env)
+            res = stream_process(
+                argv,
+                request.target,
+                timeout_s=cfg.timeout_s,
+                idle_timeout_s=cfg.idle_timeout_s,
+                on_line=on_line,
+                env=env,
+            )
         duration = time.monotonic() - started
         name = Path(argv[0]).name
         stderr = tail_text(res.stderr_tail)
@@ -383,12 +433,21 @@ class CommandFixer:
         elif res.killed:
             reason = f"{name}: {res.killed}; its process group was killed"
         elif res.exit_code != 0:
-            how = (f"killed by signal {-res.exit_code}" if res.exit_code is not None and res.exit_code < 0
-                   else f"exit {res.exit_code}")
+            how = (
+                f"killed by signal {-res.exit_code}"
+                if res.exit_code is not None and res.exit_code < 0
+                else f"exit {res.exit_code}"
+            )
             reason = f"{name}: {how}" + (f"; stderr: {stderr}" if stderr else "")
         else:
             reason = ""
         outcome = FixOutcome(ok=not reason, reason=reason, duration_s=duration, commands=[argv])
-        log.info("fixer finished", ok=outcome.ok, reason=reason[:LOG_TEXT_CHARS],
-                 exit_code=res.exit_code, duration_s=round(duration, 3), **ctx)
+        log.info(
+            "fixer finished",
+            ok=outcome.ok,
+            reason=reason[:LOG_TEXT_CHARS],
+            exit_code=res.exit_code,
+            duration_s=round(duration, 3),
+            **ctx,
+        )
         return outcome

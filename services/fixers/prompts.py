@@ -52,23 +52,55 @@ __all__ = [
 ]
 
 PHASES = ("build", "test", "lint")
-PLACEHOLDERS = frozenset({"phase", "language", "target", "batch_id", "description", "issue_count",
-                          "issues", "files", "checks", "hint", "rules"})
+PLACEHOLDERS = frozenset(
+    {
+        "phase",
+        "language",
+        "target",
+        "batch_id",
+        "description",
+        "issue_count",
+        "issues",
+        "files",
+        "checks",
+        "hint",
+        "rules",
+    }
+)
 RULES_PLACEHOLDERS = frozenset({"forbidden", "config_files"})
 MESSAGE_LIMIT = 4000  # characters of one issue message in a prompt
 UNKNOWN_LANGUAGE = "unknown"
 
 _EXTENSIONS = {
-    ".py": "python", ".pyi": "python",
-    ".js": "javascript", ".jsx": "javascript", ".mjs": "javascript", ".cjs": "javascript",
-    ".ts": "typescript", ".tsx": "typescript", ".mts": "typescript", ".cts": "typescript",
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".jsx": "javascript",
+    ".mjs": "javascript",
+    ".cjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".mts": "typescript",
+    ".cts": "typescript",
     ".go": "go",
     ".dart": "dart",
 }
-_TOOL_LANGUAGE = {"ruff": "python", "mypy": "python", "pytest": "python", "coverage": "python",
-                  "eslint": "javascript", "js_test": "javascript", "tsc": "typescript",
-                  "go_vet": "go", "go_test": "go", "gofmt": "go", "golangci-lint": "go",
-                  "dart_analyze": "dart", "dart_test": "dart", "flutter_test": "dart"}
+_TOOL_LANGUAGE = {
+    "ruff": "python",
+    "mypy": "python",
+    "pytest": "python",
+    "coverage": "python",
+    "eslint": "javascript",
+    "js_test": "javascript",
+    "tsc": "typescript",
+    "go_vet": "go",
+    "go_test": "go",
+    "gofmt": "go",
+    "golangci-lint": "go",
+    "dart_analyze": "dart",
+    "dart_test": "dart",
+    "flutter_test": "dart",
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -159,13 +191,17 @@ def _load_cached(path: str, _mtime: int) -> PromptSet:
     def template(value: Any, key: str, allowed: frozenset[str]) -> string.Template:
         t = string.Template(text(value, key))
         if not t.is_valid():
-            raise ConfigError(f"{where}: {key}: invalid placeholder syntax (use $name, ${{name}} "
-                              "or $$ for a dollar sign)")
+            raise ConfigError(
+                f"{where}: {key}: invalid placeholder syntax (use $name, ${{name}} "
+                "or $$ for a dollar sign)"
+            )
         unknown = sorted(set(t.get_identifiers()) - allowed)
         if unknown:
-            raise ConfigError(f"{where}: {key}: unknown placeholder(s) "
-                              f"{', '.join('$' + u for u in unknown)}; known: "
-                              f"{', '.join('$' + a for a in sorted(allowed))}")
+            raise ConfigError(
+                f"{where}: {key}: unknown placeholder(s) "
+                f"{', '.join('$' + u for u in unknown)}; known: "
+                f"{', '.join('$' + a for a in sorted(allowed))}"
+            )
         return t
 
     def language(value: Any, key: str) -> LanguagePrompts:
@@ -200,8 +236,10 @@ def _load_cached(path: str, _mtime: int) -> PromptSet:
     if missing:
         raise ConfigError(f"{where}: phases: missing template(s) for {', '.join(missing)}")
     phases = {p: template(phases_raw[p], f"phases.{p}", PLACEHOLDERS) for p in PHASES}
-    languages = {str(name): language(spec, f"languages.{name}")
-                 for name, spec in mapping(data.get("languages"), "languages").items()}
+    languages = {
+        str(name): language(spec, f"languages.{name}")
+        for name, spec in mapping(data.get("languages"), "languages").items()
+    }
     tools = {str(k): text(v, f"tools.{k}") for k, v in mapping(data.get("tools"), "tools").items()}
     return PromptSet(
         source=path,
@@ -216,7 +254,9 @@ def _load_cached(path: str, _mtime: int) -> PromptSet:
 # ---------------------------------------------------------------- what goes into a prompt
 
 
-def batch_language(issues: Sequence[IssueRecord], files: Sequence[str], target: Path | None = None) -> str:
+def batch_language(
+    issues: Sequence[IssueRecord], files: Sequence[str], target: Path | None = None
+) -> str:
     """The batch's language: the most common one among its files' extensions, then its tools',
     then the target's first detected language; ``"unknown"`` when nothing tells."""
     votes: dict[str, int] = {}
@@ -240,7 +280,9 @@ def batch_language(issues: Sequence[IssueRecord], files: Sequence[str], target: 
     return UNKNOWN_LANGUAGE
 
 
-def verification_commands(prompts: PromptSet, language: str, issues: Sequence[IssueRecord]) -> list[str]:
+def verification_commands(
+    prompts: PromptSet, language: str, issues: Sequence[IssueRecord]
+) -> list[str]:
     """The commands the verifier's checks correspond to: the language's checks, preceded by the
     commands of the tools that reported this batch's issues when the language's list lacks them."""
     checks = list(prompts.language(language).checks)
@@ -278,8 +320,10 @@ def format_issues(issues: Sequence[IssueRecord]) -> str:
             where += f":{issue.line}"
             if issue.column:
                 where += f":{issue.column}"
-        head = (f"{n}. {where} - {_one_line(issue.tool) or '?'} {_one_line(issue.rule) or '-'} "
-                f"({_one_line(issue.severity) or 'error'})")
+        head = (
+            f"{n}. {where} - {_one_line(issue.tool) or '?'} {_one_line(issue.rule) or '-'} "
+            f"({_one_line(issue.severity) or 'error'})"
+        )
         out.append(head)
         out += ["   " + line if line else "   " for line in _message_lines(issue.message)]
     return "\n".join(out)
@@ -337,6 +381,12 @@ def render_prompt(
 def render_request(request: FixRequest) -> str:
     """:func:`render_prompt` for a fixer's request, with ``fixer.prompts_file``'s templates."""
     batch = request.batch
-    return render_prompt(phase=batch.phase, target=request.target, batch_id=batch.batch_id,
-                         description=batch.description, issues=request.issues,
-                         files=list(batch.files), prompts=prompts_for(request.config.prompts_file))
+    return render_prompt(
+        phase=batch.phase,
+        target=request.target,
+        batch_id=batch.batch_id,
+        description=batch.description,
+        issues=request.issues,
+        files=list(batch.files),
+        prompts=prompts_for(request.config.prompts_file),
+    )

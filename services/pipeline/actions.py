@@ -57,12 +57,21 @@ log = get_logger("airfix.roles")
 
 def _health(m: Measurement, scope: str = "full") -> RecordHealth:
     results = [
-        msgspec.structs.replace(r, counts={**r.counts, "issues": sum(1 for i in m.issues if i.tool == r.tool)})
+        msgspec.structs.replace(
+            r, counts={**r.counts, "issues": sum(1 for i in m.issues if i.tool == r.tool)}
+        )
         for r in m.results
     ]
-    return RecordHealth(now=time.time(), tools=results, score=m.report.score, parts=m.report.parts,
-                        healthy=m.report.healthy, scope=scope,  # type: ignore[arg-type]
-                        test_outcomes=m.outcomes, flaky=m.flaky)
+    return RecordHealth(
+        now=time.time(),
+        tools=results,
+        score=m.report.score,
+        parts=m.report.parts,
+        healthy=m.report.healthy,
+        scope=scope,  # type: ignore[arg-type]
+        test_outcomes=m.outcomes,
+        flaky=m.flaky,
+    )
 
 
 def act_start(p: Pipeline, state: RunState) -> list[Event]:
@@ -74,11 +83,22 @@ def act_start(p: Pipeline, state: RunState) -> list[Event]:
         base, base_branch = repo.head(), repo.branch()
         environment = environment_facts(repo.path, find_python(repo.path, state.python))
         branch = "" if state.simulation else f"{p.config.git.branch_prefix}{state.run_id}"
-        if branch and not repo.move_ref(f"refs/heads/{branch}", base, ZERO) \
-                and repo.ref(f"refs/heads/{branch}") != base:
+        if (
+            branch
+            and not repo.move_ref(f"refs/heads/{branch}", base, ZERO)
+            and repo.ref(f"refs/heads/{branch}") != base
+        ):
             raise GitError(f"branch {branch} already exists in {repo.path} at another commit")
-        return decide(state, StartRun(worker=p.worker, base_sha=base, branch=branch,
-                                      environment=environment, base_branch=base_branch))
+        return decide(
+            state,
+            StartRun(
+                worker=p.worker,
+                base_sha=base,
+                branch=branch,
+                environment=environment,
+                base_branch=base_branch,
+            ),
+        )
     except GitError as exc:
         return decide(state, Fail(reason=str(exc)))
 
@@ -104,8 +124,15 @@ def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
     history = p.events(state)
     if not state.planned and not state.simulation:
         view = iteration_view(history, state.iteration)
-        events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(view.issues),
-                                                 score=state.score, nothing_fixable=True))
+        events = decide(
+            state,
+            CompleteIteration(
+                now=time.time(),
+                issues_remaining=len(view.issues),
+                score=state.score,
+                nothing_fixable=True,
+            ),
+        )
         return p.finish(state, events, view.issues, history)
     if state.stack:  # the tests judge the stack's tip; that measurement closes the iteration
         landing = stack.land(p, state, iteration_view(history, state.iteration), history)
@@ -115,8 +142,10 @@ def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
             new = decide(s, command)
             s, landed = p.advance(s, new), landed + new
         repo, ref = Repo.open(state.target), f"refs/heads/{state.branch}"
-        return Step(landed + _closing(p, s, landing.measurement, history),
-                    after=lambda: repo.move_ref(ref, landing.tip, landed_tip(state)))
+        return Step(
+            landed + _closing(p, s, landing.measurement, history),
+            after=lambda: repo.move_ref(ref, landing.tip, landed_tip(state)),
+        )
     with p.tree(state, "check") as wt:
         m = p.measure(wt.path, p.config, python=p.python(state))
     return _closing(p, state, m, history)
@@ -125,8 +154,10 @@ def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
 def _closing(p: Pipeline, state: RunState, m: Measurement, history: list[Event]) -> list[Event]:
     """IterationCompleted, the closing measurement as the next iteration's opening check, and the
     run's end when a verdict or a limit says so."""
-    events = decide(state, CompleteIteration(now=time.time(), issues_remaining=len(m.issues),
-                                             score=m.report.score))
+    events = decide(
+        state,
+        CompleteIteration(now=time.time(), issues_remaining=len(m.issues), score=m.report.score),
+    )
     closed, limit = events[:1], events[1:]  # IterationCompleted, then a limit's RunCompleted
     after = p.advance(state, closed)
     # the closing measurement is always recorded; a healthy or broken check outranks the limit
@@ -148,16 +179,29 @@ def act_plan(p: Pipeline, state: RunState) -> list[Event] | Step:
     except AirfixError as exc:
         return decide(state, Fail(reason=str(exc)))
     learned = lessons(history)
-    fixable = [i for i in view.issues if fixer_registry.supported(chain, i, cfg.fixer)
-               and i.fingerprint not in learned.set_aside]
+    fixable = [
+        i
+        for i in view.issues
+        if fixer_registry.supported(chain, i, cfg.fixer) and i.fingerprint not in learned.set_aside
+    ]
     left_out = len(view.issues) - len(fixable)
     if left_out:
-        log.info("issues no fixer in the chain can repair, or set aside after failed attempts, are "
-                 "left out of the plan", left_out=left_out, fixer=state.fixer)
-    plan = plan_batches(fixable, mode=state.batching, iteration=state.iteration, run_id=state.run_id,
-                        max_cleanup_batch_size=cfg.issue_grouping.max_cleanup_batch_size,
-                        max_location_batch_size=cfg.issue_grouping.max_location_batch_size,
-                        batches_per_phase=phase_caps(cfg.batch_sizes), alone=learned.alone)
+        log.info(
+            "issues no fixer in the chain can repair, or set aside after failed attempts, are "
+            "left out of the plan",
+            left_out=left_out,
+            fixer=state.fixer,
+        )
+    plan = plan_batches(
+        fixable,
+        mode=state.batching,
+        iteration=state.iteration,
+        run_id=state.run_id,
+        max_cleanup_batch_size=cfg.issue_grouping.max_cleanup_batch_size,
+        max_location_batch_size=cfg.issue_grouping.max_location_batch_size,
+        batches_per_phase=phase_caps(cfg.batch_sizes),
+        alone=learned.alone,
+    )
     events: list[Event] = []
     s = state
     for batch in plan.batches:
@@ -175,8 +219,13 @@ def act_fix(p: Pipeline, state: RunState) -> list[Event]:
     planned = view.batches[batch]
     if not open_issues_of(planned, view):
         n = len(planned.issue_ids)
-        return decide(state, SkipBatch(batch_id=batch, reason=f"already fixed: its {n} issue(s) are gone "
-                                                             "since an earlier batch's commit"))
+        return decide(
+            state,
+            SkipBatch(
+                batch_id=batch,
+                reason=f"already fixed: its {n} issue(s) are gone since an earlier batch's commit",
+            ),
+        )
     return decide(state, StartFix(batch_id=batch, fixer=state.fixer, worker=p.worker))
 
 
@@ -190,9 +239,19 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
 
     def failed(reason: str, outcome: fixer_registry.FixOutcome | None = None) -> list[Event]:
         o = outcome or fixer_registry.FixOutcome(ok=False)
-        events = decide(state, FailFix(batch_id=batch.batch_id, fixer=state.fixer, reason=reason,
-                                       cost_usd=o.cost_usd, turns=o.turns, duration_s=o.duration_s,
-                                       now=time.time(), fatal=o.fatal))
+        events = decide(
+            state,
+            FailFix(
+                batch_id=batch.batch_id,
+                fixer=state.fixer,
+                reason=reason,
+                cost_usd=o.cost_usd,
+                turns=o.turns,
+                duration_s=o.duration_s,
+                now=time.time(),
+                fatal=o.fatal,
+            ),
+        )
         return p.finish(state, events, view.issues, history)
 
     try:
@@ -209,19 +268,37 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
             # fixer may have been paid for already, so the attempt fails instead of running again
             previous = p.store.client.get(marker)
             who = previous.decode() if isinstance(previous, bytes) else str(previous)
-            return failed(f"worker {who} died while fixing this batch (attempt {attempt}); not "
-                          "running the fixer twice")
-        request = fixer_registry.FixRequest(run_id=state.run_id, target=wt.path, batch=batch,
-                                            issues=mine, config=p.config.fixer,
-                                            environment=state.environment)
+            return failed(
+                f"worker {who} died while fixing this batch (attempt {attempt}); not "
+                "running the fixer twice"
+            )
+        request = fixer_registry.FixRequest(
+            run_id=state.run_id,
+            target=wt.path,
+            batch=batch,
+            issues=mine,
+            config=p.config.fixer,
+            environment=state.environment,
+        )
         outcome = fixer_registry.run_chain(chain, request)
         changed = wt.changed_files()
         if not (outcome.ok and changed):
-            return failed(outcome.reason if not outcome.ok else "the fixer changed nothing", outcome)
+            return failed(
+                outcome.reason if not outcome.ok else "the fixer changed nothing", outcome
+            )
         candidate = wt.commit_all(f"airfix candidate for {batch.batch_id}", run_hooks=False)
-    return decide(state, ApplyFix(batch_id=batch.batch_id, fixer=state.fixer, files_changed=changed,
-                                  cost_usd=outcome.cost_usd, turns=outcome.turns,
-                                  duration_s=outcome.duration_s, candidate=candidate))
+    return decide(
+        state,
+        ApplyFix(
+            batch_id=batch.batch_id,
+            fixer=state.fixer,
+            files_changed=changed,
+            cost_usd=outcome.cost_usd,
+            turns=outcome.turns,
+            duration_s=outcome.duration_s,
+            candidate=candidate,
+        ),
+    )
 
 
 def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[str]) -> str:
@@ -229,7 +306,9 @@ def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[st
     if not m.tests_ran and not before.tests_measured:
         return "not verified by tests: none found"
     passed = sum(1 for t, o in before.outcomes.items() if o == "passed")
-    still = sum(1 for t, o in before.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed")
+    still = sum(
+        1 for t, o in before.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed"
+    )
     total = len(m.outcomes) or (m.tests.total if m.tests else 0)
     text = f"the full test suite ran: {still} of the {passed} tests that passed before pass ({total} run)"
     flaky = set(before.flaky) | set(m.flaky) | set(newly_flaky)
@@ -253,39 +332,71 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
     mine = open_issues_of(batch, view)
     base = tip(state)
     if not state.candidate:
-        return p.finish(state, decide(state, RollBack(
-            batch_id=batch.batch_id, reason="the fix recorded no candidate commit to verify",
-            reset_to=base, now=time.time())), view.issues, history)
+        return p.finish(
+            state,
+            decide(
+                state,
+                RollBack(
+                    batch_id=batch.batch_id,
+                    reason="the fix recorded no candidate commit to verify",
+                    reset_to=base,
+                    now=time.time(),
+                ),
+            ),
+            view.issues,
+            history,
+        )
     g = p.config.guards
     python = p.python(state)
     staged = p.stacked(state)
     with p.tree(state, "verify", sha=state.candidate) as wt:
-        problems = check_diff(wt.diff(base, state.candidate),
-                              GuardPolicy(g.allow_suppressions, g.allow_test_deletion, g.allow_config_edits))
+        problems = check_diff(
+            wt.diff(base, state.candidate),
+            GuardPolicy(g.allow_suppressions, g.allow_test_deletion, g.allow_config_edits),
+        )
         m = p.measure(wt.path, p.config, scope="static" if staged else "batch", python=python)
         measured = {r.tool for r in m.results if r.status in ("passed", "failed")}
         before = [i for i in view.issues if i.tool in measured]  # what this check can judge
         flaky = set(view.flaky) | set(m.flaky)
-        suspects = [t for t, o in view.outcomes.items()
-                    if o == "passed" and t not in flaky and m.outcomes.get(t) in ("failed", "error")]
+        suspects = [
+            t
+            for t, o in view.outcomes.items()
+            if o == "passed" and t not in flaky and m.outcomes.get(t) in ("failed", "error")
+        ]
         newly_flaky: list[str] = []
         if suspects and len(suspects) <= RERUN_LIMIT:  # fails after the change: again, alone
             again = rerun_tests(wt.path, p.config, suspects, python)
             newly_flaky = sorted(t for t in suspects if again.get(t) == "passed")
-        verdict = judge_batch([i for i in mine if i.tool in measured] or mine, before, m.issues,
-                              before_tests=None if staged else p.tests_before(history, state.iteration),
-                              after_tests=m.tests, before_outcomes=None if staged else view.outcomes,
-                              after_outcomes=m.outcomes, flaky=flaky | set(newly_flaky),
-                              tests_may_go=g.allow_test_deletion,
-                              tool_errors=[r.tool for r in m.results if r.status == "tool_error"])
+        verdict = judge_batch(
+            [i for i in mine if i.tool in measured] or mine,
+            before,
+            m.issues,
+            before_tests=None if staged else p.tests_before(history, state.iteration),
+            after_tests=m.tests,
+            before_outcomes=None if staged else view.outcomes,
+            after_outcomes=m.outcomes,
+            flaky=flaky | set(newly_flaky),
+            tests_may_go=g.allow_test_deletion,
+            tool_errors=[r.tool for r in m.results if r.status == "tool_error"],
+        )
         reasons = problems + list(verdict.reasons)
 
         def rolled_back(reason: str, regressions: Sequence[str] = ()) -> list[Event]:
-            events = decide(state, RollBack(batch_id=batch.batch_id, reason=reason[:2000], reset_to=base,
-                                            regressions=list(regressions)[:100], flaky=newly_flaky,
-                                            now=time.time()))
+            events = decide(
+                state,
+                RollBack(
+                    batch_id=batch.batch_id,
+                    reason=reason[:2000],
+                    reset_to=base,
+                    regressions=list(regressions)[:100],
+                    flaky=newly_flaky,
+                    now=time.time(),
+                ),
+            )
             after = p.advance(state, events)
-            for half in [] if after.terminal else split_batch(batch, mine):  # bisect for the culprit
+            for half in (
+                [] if after.terminal else split_batch(batch, mine)
+            ):  # bisect for the culprit
                 new = decide(after, half)
                 after = p.advance(after, new)
                 events += new
@@ -296,34 +407,65 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             return rolled_back("; ".join(reasons), new)
         after_counts = m.counts_by_tool()
         before_counts = {t: view.counts[t] for t in after_counts if t in view.counts}
-        planned = PlannedBatch(batch_id=batch.batch_id, phase=batch.phase, mode=batch.mode,
-                               issue_ids=list(batch.issue_ids), priority=batch.priority,
-                               description=batch.description, files=list(batch.files) or ["."],
-                               kind=batch.kind or ("mega" if batch.mode == "mega" else "location"),
-                               rules=sorted({i.rule for i in mine if i.rule}) or ["?"])
+        planned = PlannedBatch(
+            batch_id=batch.batch_id,
+            phase=batch.phase,
+            mode=batch.mode,
+            issue_ids=list(batch.issue_ids),
+            priority=batch.priority,
+            description=batch.description,
+            files=list(batch.files) or ["."],
+            kind=batch.kind or ("mega" if batch.mode == "mega" else "location"),
+            rules=sorted({i.rule for i in mine if i.rule}) or ["?"],
+        )
         files = [f for f in wt.git("diff", "--name-only", base, state.candidate).splitlines() if f]
         verified = STAGED if staged else _verified_by(view, m, newly_flaky)
-        message = commit_message(planned, before_counts, after_counts, state.fixer, state.run_id,
-                                 files=files, fixed=verdict.fixed, verified=verified)
+        message = commit_message(
+            planned,
+            before_counts,
+            after_counts,
+            state.fixer,
+            state.run_id,
+            files=files,
+            fixed=verdict.fixed,
+            verified=verified,
+        )
         wt.git("reset", "-q", "--soft", base)  # HEAD on the tip, the candidate's tree staged
         try:
             sha = wt.commit_all(message, run_hooks=p.config.git.run_hooks)
         except GitError as exc:  # a hook refused it: the batch goes, the run goes on
             return rolled_back(f"the commit was refused: {str(exc)[-1500:]}")
-    tests_fixed = sorted(t for t, o in m.outcomes.items()
-                         if o == "passed" and view.outcomes.get(t) not in (None, "passed"))
-    events = decide(state, Commit(batch_id=batch.batch_id, sha=sha, message=message, files=files,
-                                  counts_before=before_counts, counts_after=after_counts,
-                                  resolved=[i.fingerprint for i in verdict.comparison.fixed]
-                                  if verdict.comparison else [],
-                                  tests_fixed=tests_fixed, flaky=newly_flaky, verified_by=verified,
-                                  staged=staged, now=time.time()))
+    tests_fixed = sorted(
+        t
+        for t, o in m.outcomes.items()
+        if o == "passed" and view.outcomes.get(t) not in (None, "passed")
+    )
+    events = decide(
+        state,
+        Commit(
+            batch_id=batch.batch_id,
+            sha=sha,
+            message=message,
+            files=files,
+            counts_before=before_counts,
+            counts_after=after_counts,
+            resolved=[i.fingerprint for i in verdict.comparison.fixed]
+            if verdict.comparison
+            else [],
+            tests_fixed=tests_fixed,
+            flaky=newly_flaky,
+            verified_by=verified,
+            staged=staged,
+            now=time.time(),
+        ),
+    )
     if staged:  # on the stack: the run branch moves when the stack's tip has passed the tests
         return p.finish(state, events, m.issues, history)
     repo = Repo.open(state.target)
     ref = f"refs/heads/{state.branch}"
-    return Step(p.finish(state, events, m.issues, history),
-                after=lambda: repo.move_ref(ref, sha, base))
+    return Step(
+        p.finish(state, events, m.issues, history), after=lambda: repo.move_ref(ref, sha, base)
+    )
 
 
 ACTIONS: dict[Action, Callable[[Pipeline, RunState], list[Event] | Step]] = {

@@ -90,13 +90,22 @@ class Pipeline:
                 for t in ev.tools:
                     if t.status in ("passed", "failed") and "tests_total" in t.counts:
                         c = t.counts
-                        return TestCounts(passed=c.get("tests_passed", 0), failed=c.get("tests_failed", 0),
-                                          errors=c.get("tests_errors", 0), skipped=c.get("tests_skipped", 0))
+                        return TestCounts(
+                            passed=c.get("tests_passed", 0),
+                            failed=c.get("tests_failed", 0),
+                            errors=c.get("tests_errors", 0),
+                            skipped=c.get("tests_skipped", 0),
+                        )
                 return None
         return None
 
-    def finish(self, state: RunState, events: list[Event], issues: Sequence[IssueRecord],
-               history: Sequence[Event]) -> list[Event]:
+    def finish(
+        self,
+        state: RunState,
+        events: list[Event],
+        issues: Sequence[IssueRecord],
+        history: Sequence[Event],
+    ) -> list[Event]:
         """When ``events`` end the run, say in the final event what is left, and why."""
         if not events or not isinstance(events[-1], RunCompleted):
             return events
@@ -107,9 +116,14 @@ class Pipeline:
         cfg = self.config.fixer
         learned = lessons(history)
         planned = [i for ev in history if isinstance(ev, BatchPlanned) for i in ev.issue_ids]
-        left = explain_remaining(issues, fixable=lambda i: fixer_registry.supported(chain, i, cfg),
-                                 set_aside=learned.set_aside, planned=planned,
-                                 fixer=state.fixer, limit=events[-1].reason)
+        left = explain_remaining(
+            issues,
+            fixable=lambda i: fixer_registry.supported(chain, i, cfg),
+            set_aside=learned.set_aside,
+            planned=planned,
+            fixer=state.fixer,
+            limit=events[-1].reason,
+        )
         return [*events[:-1], msgspec.structs.replace(events[-1], remaining=left)]
 
 
@@ -152,8 +166,10 @@ def follow_log(repo: Repo, state: RunState) -> None:
         if not repo.move_ref(ref, want, have) and repo.ref(ref) not in recorded:
             raise BranchMoved(f"the run branch {state.branch} moved while airfix was moving it")
         return
-    raise BranchMoved(f"the run branch {state.branch} is at {have or 'nothing (deleted)'}, which "
-                      f"the run never recorded (its tip is {want[:12]}): it was changed outside airfix")
+    raise BranchMoved(
+        f"the run branch {state.branch} is at {have or 'nothing (deleted)'}, which "
+        f"the run never recorded (its tip is {want[:12]}): it was changed outside airfix"
+    )
 
 
 def _safe(name: str) -> str:
@@ -177,11 +193,17 @@ def open_issues_of(batch: BatchPlanned, view: IterationView) -> list[IssueRecord
     taken = {i.issue_id for i in out}
     # an id an earlier commit resolved may stand for a same-fingerprint issue still open (which
     # occurrence a fix removed is not knowable): fill up to the batch's count per fingerprint
-    wanted = Counter(view.discovered[i].fingerprint for i in batch.issue_ids
-                     if i in view.discovered and i not in open_by_id)
+    wanted = Counter(
+        view.discovered[i].fingerprint
+        for i in batch.issue_ids
+        if i in view.discovered and i not in open_by_id
+    )
     for issue in view.issues:
-        if issue.issue_id not in taken and wanted[issue.fingerprint] > 0 \
-                and issue.issue_id not in batch.issue_ids:
+        if (
+            issue.issue_id not in taken
+            and wanted[issue.fingerprint] > 0
+            and issue.issue_id not in batch.issue_ids
+        ):
             wanted[issue.fingerprint] -= 1
             out.append(issue)
     return out

@@ -38,11 +38,14 @@ class Repo:
     path: Path
 
     def git(self, *args: str, check: bool = True, env: dict[str, str] | None = None) -> str:
-        proc = subprocess.run(["git", *args], check=False, cwd=self.path, capture_output=True, text=True,
-                              env=env)
+        proc = subprocess.run(
+            ["git", *args], check=False, cwd=self.path, capture_output=True, text=True, env=env
+        )
         if check and proc.returncode != 0:
-            raise GitError(f"git {' '.join(args)} failed in {self.path}: "
-                           f"{(proc.stderr or proc.stdout).strip()[-1000:]}")
+            raise GitError(
+                f"git {' '.join(args)} failed in {self.path}: "
+                f"{(proc.stderr or proc.stdout).strip()[-1000:]}"
+            )
         return proc.stdout
 
     @classmethod
@@ -53,8 +56,13 @@ class Repo:
             raise GitError(f"target {p} does not exist")
         if not p.is_dir():
             raise GitError(f"target {p} is not a directory")
-        proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], check=False, cwd=p,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            check=False,
+            cwd=p,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise GitError(f"target {p} is not a git repository (git init, commit, then retry)")
         repo = cls(Path(proc.stdout.strip()))
@@ -70,8 +78,10 @@ class Repo:
         dirty = self.dirty_files()
         if dirty:
             shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
-            raise GitError(f"target {self.path} has uncommitted changes ({shown}); "
-                           "commit or stash them first: airfix commits only its own work")
+            raise GitError(
+                f"target {self.path} has uncommitted changes ({shown}); "
+                "commit or stash them first: airfix commits only its own work"
+            )
 
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
@@ -110,19 +120,29 @@ class Repo:
     def move_ref(self, ref: str, new: str, old: str) -> bool:
         """Move ``ref`` to ``new`` only if it is at ``old`` (:data:`ZERO`: only if it does not
         exist); False when it was not, and then nothing changed."""
-        proc = subprocess.run(["git", "update-ref", "-m", "airfix", ref, new, old], check=False,
-                              cwd=self.path, capture_output=True, text=True)
+        proc = subprocess.run(
+            ["git", "update-ref", "-m", "airfix", ref, new, old],
+            check=False,
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+        )
         return proc.returncode == 0
 
     def succeeds(self, *args: str) -> bool:
         """Whether ``git ARGS`` exits 0 (for commands whose failure is an answer: a conflict)."""
-        proc = subprocess.run(["git", *args], check=False, cwd=self.path, capture_output=True,
-                              env=_identity_env())
+        proc = subprocess.run(
+            ["git", *args], check=False, cwd=self.path, capture_output=True, env=_identity_env()
+        )
         return proc.returncode == 0
 
     def is_ancestor(self, older: str, newer: str) -> bool:
-        proc = subprocess.run(["git", "merge-base", "--is-ancestor", older, newer], check=False,
-                              cwd=self.path, capture_output=True)
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", older, newer],
+            check=False,
+            cwd=self.path,
+            capture_output=True,
+        )
         return proc.returncode == 0
 
 
@@ -155,8 +175,15 @@ def _remove_worktree(repo: Repo, path: Path) -> None:
 
 def identity_env(repo: Repo, sha: str) -> dict[str, str]:
     """The environment to make a commit again with ``sha``'s author (the committer is now)."""
-    name, email, date = repo.git("log", "-1", "--format=%an%x00%ae%x00%aI", sha).rstrip("\n").split("\0")
-    return {**_identity_env(), "GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_AUTHOR_DATE": date}
+    name, email, date = (
+        repo.git("log", "-1", "--format=%an%x00%ae%x00%aI", sha).rstrip("\n").split("\0")
+    )
+    return {
+        **_identity_env(),
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_AUTHOR_DATE": date,
+    }
 
 
 def _identity_env() -> dict[str, str]:
@@ -170,6 +197,7 @@ def _identity_env() -> dict[str, str]:
 
 
 def _config(key: str) -> str:
-    proc = subprocess.run(["git", "config", "--get", key], check=False, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        ["git", "config", "--get", key], check=False, capture_output=True, text=True
+    )
     return proc.stdout.strip()

@@ -72,13 +72,19 @@ def mypy_cache_dir(target: Path, python: str = "") -> Path:
     return path
 
 
-def _run(adapter: ToolAdapter, target: Path, timeout_s: float,
-         files: Sequence[str] | None = None) -> ToolRun:
+def _run(
+    adapter: ToolAdapter, target: Path, timeout_s: float, files: Sequence[str] | None = None
+) -> ToolRun:
     started = time.monotonic()
     run = adapter.run(target, files, timeout_s=timeout_s)
-    log.info("tool finished", tool=adapter.name, status=run.result.status,
-             issues=len(run.issues), duration_s=round(time.monotonic() - started, 3),
-             **({"error": run.result.error[:300]} if run.result.error else {}))
+    log.info(
+        "tool finished",
+        tool=adapter.name,
+        status=run.result.status,
+        issues=len(run.issues),
+        duration_s=round(time.monotonic() - started, 3),
+        **({"error": run.result.error[:300]} if run.result.error else {}),
+    )
     return run
 
 
@@ -97,24 +103,40 @@ def _with_test_counts(run: ToolRun) -> ToolRun:
 def counts_of_tests(run: ToolRun) -> TestCounts:
     """A runner's counts, each test once: ``tests_failed`` excludes errors."""
     m = run.metrics
-    return TestCounts(passed=int(m.get("tests_passed", 0)), failed=int(m.get("tests_failed", 0)),
-                      errors=int(m.get("tests_errors", 0)), skipped=int(m.get("tests_skipped", 0)))
+    return TestCounts(
+        passed=int(m.get("tests_passed", 0)),
+        failed=int(m.get("tests_failed", 0)),
+        errors=int(m.get("tests_errors", 0)),
+        skipped=int(m.get("tests_skipped", 0)),
+    )
 
 
-def tool_adapters(target: Path, python: PythonEnv | None) -> tuple[list[ToolAdapter], list[ToolResult]]:
+def tool_adapters(
+    target: Path, python: PythonEnv | None
+) -> tuple[list[ToolAdapter], list[ToolResult]]:
     """The target's adapters (set to the project's interpreter), and tool errors for what airfix
     cannot check."""
     by_language = adapters_for_target(target)
     errors: list[ToolResult] = []
     if not by_language:
-        errors.append(ToolResult(tool="language-detection", status="tool_error",
-                                 error=f"no supported language detected in {target} "
-                                       "(pyproject.toml, package.json, go.mod, pubspec.yaml)"))
+        errors.append(
+            ToolResult(
+                tool="language-detection",
+                status="tool_error",
+                error=f"no supported language detected in {target} "
+                "(pyproject.toml, package.json, go.mod, pubspec.yaml)",
+            )
+        )
     adapters: list[ToolAdapter] = []
     for language, found in by_language.items():
         if not found:
-            errors.append(ToolResult(tool=f"{language}-tools", status="tool_error",
-                                     error=f"{language} detected but airfix has no adapters for it yet"))
+            errors.append(
+                ToolResult(
+                    tool=f"{language}-tools",
+                    status="tool_error",
+                    error=f"{language} detected but airfix has no adapters for it yet",
+                )
+            )
         adapters += found
     for a in adapters:
         if python is not None and isinstance(a, BaseToolAdapter):
@@ -124,22 +146,32 @@ def tool_adapters(target: Path, python: PythonEnv | None) -> tuple[list[ToolAdap
     return adapters, errors
 
 
-def measure(target: Path, config: Config, *, scope: str = "full",
-            python: PythonEnv | None = None) -> Measurement:
+def measure(
+    target: Path, config: Config, *, scope: str = "full", python: PythonEnv | None = None
+) -> Measurement:
     """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
     checks that open and close an iteration need; ``scope="static"`` (a commit of a stack, whose
     tests run once on the stack's tip) runs only the static tools."""
     started = time.monotonic()
     adapters, results = tool_adapters(target, python)
     static = [a for a in adapters if a.tier == "static"]
-    dynamic = [] if scope == "static" else [
-        a for a in adapters if a.tier != "static" and not (scope == "batch" and a.name == "coverage")]
+    dynamic = (
+        []
+        if scope == "static"
+        else [
+            a
+            for a in adapters
+            if a.tier != "static" and not (scope == "batch" and a.name == "coverage")
+        ]
+    )
     hc = config.health_check
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, len(static))) as pool:
         # each thread gets a copy of the caller's context, so tool log lines keep run_id & co.
-        futures = [pool.submit(contextvars.copy_context().run, _run, a, target, hc.tool_timeout_s)
-                   for a in static]
+        futures = [
+            pool.submit(contextvars.copy_context().run, _run, a, target, hc.tool_timeout_s)
+            for a in static
+        ]
         static_runs = [f.result() for f in futures]
     static_wall = time.monotonic() - t0
     dynamic_runs = [_run(a, target, hc.test_timeout_s) for a in dynamic]
@@ -156,23 +188,44 @@ def measure(target: Path, config: Config, *, scope: str = "full",
         if r.coverage_percent is not None:
             coverage = r.coverage_percent / 100.0
     outcomes = dict(outcome_runs[0].tests) if outcome_runs else {}
-    flaky = sorted({t for r in outcome_runs[1:] for t, o in r.tests.items()
-                    if t in outcomes and (o in PASSING) != (outcomes[t] in PASSING)})
+    flaky = sorted(
+        {
+            t
+            for r in outcome_runs[1:]
+            for t, o in r.tests.items()
+            if t in outcomes and (o in PASSING) != (outcomes[t] in PASSING)
+        }
+    )
     rerun = [t for t, o in outcomes.items() if o in ("failed", "error") and t not in flaky]
     if rerun and scope == "full" and len(rerun) <= RERUN_LIMIT:
         again = rerun_tests(target, config, rerun, python)
         flaky = sorted({*flaky, *(t for t in rerun if again.get(t) in PASSING)})
     phases = {a.name: a.phase for a in adapters}
-    report = health_score(results, tests=tests, coverage=coverage, criteria=config.completion_criteria,
-                          static_pass_threshold=hc.static_pass_threshold, tool_phases=phases)
-    return Measurement(results=results, issues=issues, report=report, tests=tests, coverage=coverage,
-                       outcomes=outcomes, flaky=flaky, duration_s=time.monotonic() - started,
-                       static_wall_s=static_wall,
-                       static_sum_s=sum(r.result.duration_s for r in static_runs))
+    report = health_score(
+        results,
+        tests=tests,
+        coverage=coverage,
+        criteria=config.completion_criteria,
+        static_pass_threshold=hc.static_pass_threshold,
+        tool_phases=phases,
+    )
+    return Measurement(
+        results=results,
+        issues=issues,
+        report=report,
+        tests=tests,
+        coverage=coverage,
+        outcomes=outcomes,
+        flaky=flaky,
+        duration_s=time.monotonic() - started,
+        static_wall_s=static_wall,
+        static_sum_s=sum(r.result.duration_s for r in static_runs),
+    )
 
 
-def rerun_tests(target: Path, config: Config, test_ids: Sequence[str],
-                python: PythonEnv | None = None) -> dict[str, str]:
+def rerun_tests(
+    target: Path, config: Config, test_ids: Sequence[str], python: PythonEnv | None = None
+) -> dict[str, str]:
     """Run only these tests again (the runner that can select tests by id: pytest) and return
     their outcomes; an empty dict when no runner can."""
     adapters, _ = tool_adapters(target, python)
@@ -187,7 +240,11 @@ def rerun_tests(target: Path, config: Config, test_ids: Sequence[str],
 def environment_facts(target: Path, python: PythonEnv) -> dict[str, str]:
     """What the run's checks will use, for ``RunStarted.environment`` and the run's first lines:
     the project's interpreter (how it was found) and each tool's version (``tool.<name>``)."""
-    facts = {"python": python.python, "python_version": python.version, "python_source": python.source}
+    facts = {
+        "python": python.python,
+        "python_version": python.version,
+        "python_source": python.source,
+    }
     adapters, _ = tool_adapters(target, python)
     for a in adapters:
         facts[f"tool.{a.name}"] = a.version() if a.available() else "not installed"

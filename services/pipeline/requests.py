@@ -56,9 +56,21 @@ def fresh_sample_repo() -> Path:
     """A temporary git repository holding a copy of the sample project (the checkout stays clean)."""
     dest = Path(tempfile.mkdtemp(prefix="airfix-sample-")) / "sample_project"
     shutil.copytree(sample_source(), dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    env_cmds = [["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                ["git", "-c", "user.name=airfix", "-c", "user.email=airfix@localhost",
-                 "commit", "-q", "-m", "sample project"]]
+    env_cmds = [
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        [
+            "git",
+            "-c",
+            "user.name=airfix",
+            "-c",
+            "user.email=airfix@localhost",
+            "commit",
+            "-q",
+            "-m",
+            "sample project",
+        ],
+    ]
     for cmd in env_cmds:
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
     return dest
@@ -69,8 +81,17 @@ def target_lock_key(app: App, repo: Repo) -> str:
     return f"{app.keys.prefix}:target_lock:{digest}"
 
 
-def request_run(app: App, config: Config, target: Path, *, batching: str, fixer: str,
-                simulation: bool, max_iterations: int, run_id: str | None = None) -> str:
+def request_run(
+    app: App,
+    config: Config,
+    target: Path,
+    *,
+    batching: str,
+    fixer: str,
+    simulation: bool,
+    max_iterations: int,
+    run_id: str | None = None,
+) -> str:
     """Validate everything, then append RunRequested; returns the run id.
 
     ``run_id`` (an orchestrator's own id, e.g. one derived from an Airflow DAG run) makes the
@@ -89,19 +110,31 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
     repo.require_clean()
     run_id = run_id or new_run_id()
     cb = config.circuit_breaker
-    limits = Limits(max_iterations=max_iterations, max_consecutive_failures=cb.max_consecutive_failures,
-                    max_duration_s=cb.max_duration_hours * 3600, no_progress_iterations=cb.no_progress_iterations,
-                    max_cost_usd=cb.max_cost_usd,
-                    stability_runs=config.completion_criteria.stability_runs)
+    limits = Limits(
+        max_iterations=max_iterations,
+        max_consecutive_failures=cb.max_consecutive_failures,
+        max_duration_s=cb.max_duration_hours * 3600,
+        no_progress_iterations=cb.no_progress_iterations,
+        max_cost_usd=cb.max_cost_usd,
+        stability_runs=config.completion_criteria.stability_runs,
+    )
     python = config.target_project.python
     if python and not Path(python).expanduser().is_file():
-        raise AirfixError(f"target_project.python (--python): {python} is not a file; give the "
-                          "project's interpreter, e.g. /path/to/project/.venv/bin/python")
-    command = RequestRun(target=str(repo.path), batching=batching, fixer=fixer,  # type: ignore[arg-type]
-                         simulation=simulation, limits=limits, requested_by=_user(),
-                         config=secrets.redact_config(config_to_dict(config), config.secrets.redact_keys),
-                         python=str(Path(python).expanduser().absolute()) if python else "",
-                         verify=verify_mode(config.fixer.verify, chain))
+        raise AirfixError(
+            f"target_project.python (--python): {python} is not a file; give the "
+            "project's interpreter, e.g. /path/to/project/.venv/bin/python"
+        )
+    command = RequestRun(
+        target=str(repo.path),
+        batching=batching,
+        fixer=fixer,  # type: ignore[arg-type]
+        simulation=simulation,
+        limits=limits,
+        requested_by=_user(),
+        config=secrets.redact_config(config_to_dict(config), config.secrets.redact_keys),
+        python=str(Path(python).expanduser().absolute()) if python else "",
+        verify=verify_mode(config.fixer.verify, chain),
+    )
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
     # everything is checked: only now take the target (atomically, services/pipeline/target_lock.py)
     lock = target_lock_key(app, repo)
@@ -116,19 +149,29 @@ def request_run(app: App, config: Config, target: Path, *, batching: str, fixer:
         raise
     # no key named "target" (or "msg"): inside an Airflow 3.3 task, the supervisor that forwards log
     # lines passes each key as a keyword next to its own "target" argument, and the task dies
-    log.info("run requested", run_id=run_id, repo=str(repo.path), batching=batching, fixer=fixer,
-             simulation=simulation, max_iterations=max_iterations)
+    log.info(
+        "run requested",
+        run_id=run_id,
+        repo=str(repo.path),
+        batching=batching,
+        fixer=fixer,
+        simulation=simulation,
+        max_iterations=max_iterations,
+    )
     return run_id
 
 
 def _existing_run(app: App, run_id: str, target: Path) -> str:
     first = next(iter(app.store.read_run(run_id, 1, 1)), None)
     if not isinstance(first, RunRequested):
-        raise AirfixError(f"run {run_id} exists but does not start with RunRequested; not reusing it")
+        raise AirfixError(
+            f"run {run_id} exists but does not start with RunRequested; not reusing it"
+        )
     wanted = Repo.open(target).path
     if Path(first.target) != wanted:
-        raise AirfixError(f"run {run_id} already exists on {first.target}, not on {wanted}; "
-                          "use another run id")
+        raise AirfixError(
+            f"run {run_id} already exists on {first.target}, not on {wanted}; use another run id"
+        )
     log.info("run already requested; not requesting it again", run_id=run_id, repo=first.target)
     return run_id
 
@@ -144,7 +187,10 @@ def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "in
     """Host every role and projection in this process until the run is finished."""
     pipeline = Pipeline(app.store, app.config, worker=worker)
     # only this run: a journal may hold older, unfinished runs whose targets are gone
-    handlers = [*role_handlers(pipeline, ROLES, only_run=run_id), ProjectorHandler(app.projections())]
+    handlers = [
+        *role_handlers(pipeline, ROLES, only_run=run_id),
+        ProjectorHandler(app.projections()),
+    ]
     consumers = [Consumer(app.store, h, app.settings, name=worker) for h in handlers]
     stop = threading.Event()
 
@@ -175,7 +221,9 @@ def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "in
             c.release_all()
 
 
-def wait_for_workers(app: App, run_id: str, *, timeout_s: float | None = None, progress: Any = None) -> None:
+def wait_for_workers(
+    app: App, run_id: str, *, timeout_s: float | None = None, progress: Any = None
+) -> None:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         status = load_status(app.client, app.keys, run_id)
@@ -184,8 +232,10 @@ def wait_for_workers(app: App, run_id: str, *, timeout_s: float | None = None, p
         if progress is not None:
             progress()
         if deadline is not None and time.monotonic() > deadline:
-            raise AirfixError(f"run {run_id} did not finish within {timeout_s}s; are workers running? "
-                              "(airfix worker --redis-url ... --roles all)")
+            raise AirfixError(
+                f"run {run_id} did not finish within {timeout_s}s; are workers running? "
+                "(airfix worker --redis-url ... --roles all)"
+            )
         time.sleep(0.2)
 
 
@@ -220,12 +270,19 @@ def finalize(report: RunReport, config: Config) -> str:
             repo.move_ref(ref, shas[-1], repo.ref(ref) or "")  # a verifier died before moving it
         if not shas:
             repo.move_ref(ref, ZERO, report.base_sha)  # delete it, if it is still empty
-            return f"no commits: {report.base_branch or report.base_sha[:12]} is checked out as before"
-        untouched = (not repo.dirty_files() and repo.head() == report.base_sha
-                     and repo.branch() == (report.base_branch or "HEAD"))
+            return (
+                f"no commits: {report.base_branch or report.base_sha[:12]} is checked out as before"
+            )
+        untouched = (
+            not repo.dirty_files()
+            and repo.head() == report.base_sha
+            and repo.branch() == (report.base_branch or "HEAD")
+        )
         if not untouched:
-            return (f"your checkout changed during the run, so it was left alone; the commits are on "
-                    f"{report.branch}")
+            return (
+                f"your checkout changed during the run, so it was left alone; the commits are on "
+                f"{report.branch}"
+            )
         if config.git.commit_to_current_branch and report.base_branch not in ("", "HEAD"):
             repo.git("merge", "-q", "--ff-only", report.branch)
             repo.move_ref(ref, ZERO, shas[-1])
@@ -237,7 +294,9 @@ def finalize(report: RunReport, config: Config) -> str:
         return f"the checkout was left as it was ({exc})"
 
 
-def cancel_run(app: App, run_id: str, *, reason: str = "", requested_by: str = "") -> tuple[RunState, bool]:
+def cancel_run(
+    app: App, run_id: str, *, reason: str = "", requested_by: str = ""
+) -> tuple[RunState, bool]:
     """End a run as ``cancelled`` (RunCancelled at its newest version, retried while it moves);
     returns its state and whether this call cancelled it (False: it had already finished).
 
@@ -253,8 +312,11 @@ def cancel_run(app: App, run_id: str, *, reason: str = "", requested_by: str = "
             return state, False
         cancel = Cancel(reason=reason or "cancelled", requested_by=requested_by or _user())
         try:
-            app.store.append(run_id, stamp(decide(state, cancel), run_id=run_id,
-                                           expected_version=state.version), state.version)
+            app.store.append(
+                run_id,
+                stamp(decide(state, cancel), run_id=run_id, expected_version=state.version),
+                state.version,
+            )
         except ConcurrencyError:
             time.sleep(0.05)  # a step landed meanwhile: cancel on top of it
             continue

@@ -76,8 +76,9 @@ class RoleHandler:
                 continue
             if self.pipeline.store.version(event.run_id) != event.version:
                 continue  # the run moved on: this step was already taken
-            with bind_event(event, stream=entry.stream, entry_id=entry.entry_id, role=self.role,
-                            action=action):
+            with bind_event(
+                event, stream=entry.stream, entry_id=entry.entry_id, role=self.role, action=action
+            ):
                 self._act(action, state, event)
 
     def _act(self, action: Action, state: RunState, cause: Event) -> None:
@@ -85,8 +86,10 @@ class RoleHandler:
         store = self.pipeline.store
         turn = threading.Event()  # set when the run moves on without us: our processes stop
         try:
-            with RunWatcher(store.client, store.keys.run_stream(state.run_id), state.version, turn), \
-                    cancel_scope(turn):
+            with (
+                RunWatcher(store.client, store.keys.run_stream(state.run_id), state.version, turn),
+                cancel_scope(turn),
+            ):
                 result = ACTIONS[action](self.pipeline, state)
         except BranchMoved as exc:  # nothing can be verified or committed safely any more
             result = decide(state, Fail(reason=str(exc)))
@@ -96,8 +99,12 @@ class RoleHandler:
         step = result if isinstance(result, Step) else Step(result)
         if not step.events:
             return
-        stamped = stamp(step.events, run_id=state.run_id, expected_version=state.version,
-                        causation_id=cause.event_id)
+        stamped = stamp(
+            step.events,
+            run_id=state.run_id,
+            expected_version=state.version,
+            causation_id=cause.event_id,
+        )
         try:
             self.pipeline.store.append(state.run_id, stamped, state.version)
         except ConcurrencyError as exc:
@@ -105,8 +112,11 @@ class RoleHandler:
             return
         if step.after is not None:
             step.after()  # only now: the log says this step was ours
-        log.info("step done", events=[type(e).__name__ for e in step.events],
-                 duration_s=round(time.monotonic() - started, 3))
+        log.info(
+            "step done",
+            events=[type(e).__name__ for e in step.events],
+            duration_s=round(time.monotonic() - started, 3),
+        )
 
 
 def _action(state: RunState) -> Action:
@@ -115,8 +125,9 @@ def _action(state: RunState) -> Action:
     return next_action(state)
 
 
-def role_handlers(pipeline: Pipeline, roles: Sequence[Role], *,
-                  only_run: str | None = None) -> list[RoleHandler]:
+def role_handlers(
+    pipeline: Pipeline, roles: Sequence[Role], *, only_run: str | None = None
+) -> list[RoleHandler]:
     return [RoleHandler(pipeline, r, only_run=only_run) for r in roles]
 
 

@@ -45,8 +45,14 @@ class Landing:
 
 def regressions(opening: dict[str, str], m: Measurement, flaky: set[str]) -> list[str]:
     """Tests that passed at the iteration's start and do not pass now (missing ones included)."""
-    return sorted(t for t, o in opening.items() if o == "passed" and t not in flaky
-                  and m.outcomes.get(t, "missing") != "passed" and m.outcomes.get(t) != "skipped")
+    return sorted(
+        t
+        for t, o in opening.items()
+        if o == "passed"
+        and t not in flaky
+        and m.outcomes.get(t, "missing") != "passed"
+        and m.outcomes.get(t) != "skipped"
+    )
 
 
 def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Event]) -> Landing:
@@ -73,28 +79,52 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
         batch, _ = stack[culprit]
         shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
         if batch in rebuilt:  # it passed where it was made: the re-application is to blame
-            commands.append(DropFromStack(batch_id=batch, blamed=False, reason=(
-                f"the tests broke ({shown}) once it was re-applied without a batch taken out before "
-                "it; its issues are planned again")))
+            commands.append(
+                DropFromStack(
+                    batch_id=batch,
+                    blamed=False,
+                    reason=(
+                        f"the tests broke ({shown}) once it was re-applied without a batch taken out before "
+                        "it; its issues are planned again"
+                    ),
+                )
+            )
         else:
-            commands.append(DropFromStack(batch_id=batch, reason=(
-                f"the tests on the stack's tip broke ({shown}) and bisection blamed this batch")))
+            commands.append(
+                DropFromStack(
+                    batch_id=batch,
+                    reason=(
+                        f"the tests on the stack's tip broke ({shown}) and bisection blamed this batch"
+                    ),
+                )
+            )
         log.info("stack bisected", culprit=batch, tests=len(broken))
         kept, parent = stack[:culprit], (stack[culprit - 1][1] if culprit else base)
-        for later, sha in stack[culprit + 1:]:
+        for later, sha in stack[culprit + 1 :]:
             new, why = _reapply(p, state, parent, sha)
             if new is None:
-                commands.append(DropFromStack(batch_id=later, blamed=False, reason=(
-                    f"{why} once {batch} was taken out of the stack; its issues are planned again")))
+                commands.append(
+                    DropFromStack(
+                        batch_id=later,
+                        blamed=False,
+                        reason=(
+                            f"{why} once {batch} was taken out of the stack; its issues are planned again"
+                        ),
+                    )
+                )
                 continue
             kept.append((later, new))
             rebuilt.add(later)
             parent = new
         stack = kept
     passed = sum(1 for o in view.outcomes.values() if o == "passed")
-    still = sum(1 for t, o in view.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed")
-    verified = (f"as part of a stack of {len(stack)} commit(s) whose tip passed the full test suite "
-                f"({still} of the {passed} tests that passed before pass)")
+    still = sum(
+        1 for t, o in view.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed"
+    )
+    verified = (
+        f"as part of a stack of {len(stack)} commit(s) whose tip passed the full test suite "
+        f"({still} of the {passed} tests that passed before pass)"
+    )
     landed = _rewrite(p, state, repo, base, stack, committed, rebuilt, verified) if stack else []
     if landed:
         commands.append(LandStack(commits=landed, verified_by=verified))
@@ -133,8 +163,16 @@ def _reapply(p: Pipeline, state: RunState, parent: str, sha: str) -> tuple[str |
         return wt.head(), ""
 
 
-def _rewrite(p: Pipeline, state: RunState, repo: Repo, base: str, stack: list[tuple[str, str]],
-             committed: dict[str, Committed], rebuilt: set[str], verified: str) -> list[Landed]:
+def _rewrite(
+    p: Pipeline,
+    state: RunState,
+    repo: Repo,
+    base: str,
+    stack: list[tuple[str, str]],
+    committed: dict[str, Committed],
+    rebuilt: set[str],
+    verified: str,
+) -> list[Landed]:
     """The kept commits again on ``base``, each message saying how it was verified and, for those
     re-applied on another parent, with its counts measured again."""
     out: list[Landed] = []
@@ -145,19 +183,34 @@ def _rewrite(p: Pipeline, state: RunState, repo: Repo, base: str, stack: list[tu
         before, after = event.counts_before, event.counts_after
         if batch in rebuilt or (previous_after is not None and previous_after != before):
             with p.tree(state, "verify", sha=sha) as wt:
-                after = p.measure(wt.path, p.config, scope="static", python=p.python(state)).counts_by_tool()
-            before = {t: previous_after[t] for t in after if previous_after and t in previous_after} or before
-        message = _VERIFIED.sub(f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip())
+                after = p.measure(
+                    wt.path, p.config, scope="static", python=p.python(state)
+                ).counts_by_tool()
+            before = {
+                t: previous_after[t] for t in after if previous_after and t in previous_after
+            } or before
+        message = _VERIFIED.sub(
+            f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip()
+        )
         message = _COUNTS.sub(_counts_block(before, after), message + "\n").rstrip() + "\n"
         tree = repo.git("rev-parse", f"{sha}^{{tree}}").strip()
         try:
-            new = repo.git("commit-tree", tree, "-p", parent, "-m", message,
-                           env=identity_env(repo, sha)).strip()
+            new = repo.git(
+                "commit-tree", tree, "-p", parent, "-m", message, env=identity_env(repo, sha)
+            ).strip()
         except GitError as exc:
             raise GitError(f"could not land the stack at {batch}: {exc}") from exc
         files = [f for f in repo.git("diff", "--name-only", parent, new).splitlines() if f]
-        out.append(Landed(batch_id=batch, sha=new, message=message, files=files,
-                          counts_before=dict(before), counts_after=dict(after)))
+        out.append(
+            Landed(
+                batch_id=batch,
+                sha=new,
+                message=message,
+                files=files,
+                counts_before=dict(before),
+                counts_after=dict(after),
+            )
+        )
         parent, previous_after = new, dict(after)
     return out
 

@@ -82,12 +82,21 @@ class TargetBusy(AirfixError):
 
     def __init__(self, holder: str, target: str, lock: str, detail: str) -> None:
         self.holder = holder
-        super().__init__(f"run {holder} is still active on {target}{detail}; wait for it or cancel it "
-                         f"(airfix cancel {holder}) (lock key {lock})")
+        super().__init__(
+            f"run {holder} is still active on {target}{detail}; wait for it or cancel it "
+            f"(airfix cancel {holder}) (lock key {lock})"
+        )
 
 
-def acquire(client: redis.Redis, keys: Keys, lock: str, run_id: str, *, target: str,
-            claim_window_ms: int | None = None) -> str:
+def acquire(
+    client: redis.Redis,
+    keys: Keys,
+    lock: str,
+    run_id: str,
+    *,
+    target: str,
+    claim_window_ms: int | None = None,
+) -> str:
     """Make ``run_id`` the holder of ``lock``, atomically; returns the previous holder ("" when the
     lock was free, ``run_id`` itself when it already held it).  Raises :class:`TargetBusy`."""
     window = CLAIM_WINDOW_MS if claim_window_ms is None else claim_window_ms
@@ -95,14 +104,21 @@ def acquire(client: redis.Redis, keys: Keys, lock: str, run_id: str, *, target: 
     seen = as_str(client.get(lock) or b"")
     for _ in range(_MAX_TRIES):
         index = keys.run_index(seen or run_id)
-        reply = script(keys=[lock, claim_key(lock), keys.status, index], args=[seen, run_id, window])
+        reply = script(
+            keys=[lock, claim_key(lock), keys.status, index], args=[seen, run_id, window]
+        )
         answer, holder = as_str(reply[0]), as_str(reply[1])
         if answer in ("OK", "SAME"):
             return holder
         if answer == "ACTIVE":
             why = as_str(reply[2])
-            detail = "" if why == "recorded" else (
-                f" (being requested: it has no event yet, and its claim expires in {int(why) / 1000:.0f}s)")
+            detail = (
+                ""
+                if why == "recorded"
+                else (
+                    f" (being requested: it has no event yet, and its claim expires in {int(why) / 1000:.0f}s)"
+                )
+            )
             raise TargetBusy(holder, target, lock, detail)
         seen = holder  # MOVED: someone else changed the lock between our GET and the script
     raise AirfixError(f"the target lock {lock} kept changing hands ({_MAX_TRIES} tries); try again")

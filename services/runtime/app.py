@@ -67,8 +67,10 @@ class App:
             handler = factory(self, group)
             if handler is not None:
                 return handler
-        raise AirfixError(f"group {group} has no handler in this airfix (known: projections, "
-                          "projection:<view>, role:<role>); its dead letters can only be discarded")
+        raise AirfixError(
+            f"group {group} has no handler in this airfix (known: projections, "
+            "projection:<view>, role:<role>); its dead letters can only be discarded"
+        )
 
     def handlers(self, roles: list[str]) -> list[Handler]:
         out: list[Handler] = []
@@ -78,7 +80,9 @@ class App:
             elif role == "projections-separately":  # one group per projection (fault tests)
                 out += [ProjectionHandler(p) for p in self.projections()]
             else:
-                raise ValueError(f"unknown role {role!r}; known roles: projections, projections-separately")
+                raise ValueError(
+                    f"unknown role {role!r}; known roles: projections, projections-separately"
+                )
         return out
 
 

@@ -23,7 +23,9 @@ from airfix.services.runtime.logs import get_logger
 
 log = get_logger("airfix.cancel")
 
-CURRENT: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("airfix_cancel", default=None)
+CURRENT: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
+    "airfix_cancel", default=None
+)
 
 
 def cancelled() -> bool:
@@ -45,8 +47,14 @@ class RunWatcher:
     """Sets ``event`` when the run's stream gets an entry past ``version`` (a cancel, or another
     worker's step): one blocking ``XREAD`` at a time in a daemon thread, no busy loop."""
 
-    def __init__(self, client: redis.Redis, stream: str, version: int, event: threading.Event,
-                 block_ms: int = 500) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        version: int,
+        event: threading.Event,
+        block_ms: int = 500,
+    ) -> None:
         self.client, self.stream, self.version, self.event = client, stream, version, event
         self.block_ms = block_ms
         self.stopped = threading.Event()
@@ -62,13 +70,18 @@ class RunWatcher:
     def _watch(self) -> None:
         while not self.stopped.is_set():
             try:
-                grew = self.client.xread({self.stream: f"0-{self.version}"}, count=1, block=self.block_ms)
+                grew = self.client.xread(
+                    {self.stream: f"0-{self.version}"}, count=1, block=self.block_ms
+                )
             except redis.RedisError as exc:  # the step goes on; its append decides in the end
                 log.warning("cannot watch the run for a cancel", error=repr(exc))
                 self.stopped.wait(1.0)
                 continue
             if grew and not self.stopped.is_set():
-                log.info("the run moved on without this step: stopping its processes",
-                         stream=self.stream, version=self.version)
+                log.info(
+                    "the run moved on without this step: stopping its processes",
+                    stream=self.stream,
+                    version=self.version,
+                )
                 self.event.set()
                 return

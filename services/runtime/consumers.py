@@ -87,7 +87,9 @@ class RuntimeSettings:
 
     @classmethod
     def from_config(cls, section: Any) -> RuntimeSettings:
-        return cls(**{f: getattr(section, f) for f in cls.__dataclass_fields__ if hasattr(section, f)})
+        return cls(
+            **{f: getattr(section, f) for f in cls.__dataclass_fields__ if hasattr(section, f)}
+        )
 
 
 def consumer_name() -> str:
@@ -163,8 +165,12 @@ class Consumer:
 
     def try_own(self, partition: int) -> bool:
         """Take ``partition``'s lease if nobody holds it (a dead-letter retry outside any worker)."""
-        if self.client.set(self.keys.lease(self.group, partition), self.name, nx=True,
-                           px=self.settings.lease_ttl_ms):
+        if self.client.set(
+            self.keys.lease(self.group, partition),
+            self.name,
+            nx=True,
+            px=self.settings.lease_ttl_ms,
+        ):
             with self._lock:
                 self.owned.add(partition)
             return True
@@ -173,8 +179,10 @@ class Consumer:
     def renew_leases(self) -> None:
         with self._lock:
             for p in list(self.owned):
-                if not self._renew(keys=[self.keys.lease(self.group, p)],
-                                   args=[self.name, self.settings.lease_ttl_ms]):
+                if not self._renew(
+                    keys=[self.keys.lease(self.group, p)],
+                    args=[self.name, self.settings.lease_ttl_ms],
+                ):
                     self.log.warning("lease lost", partition=p)
                     self.owned.discard(p)
                     self._reset_pending = True  # the consumer thread resets caches, not us
@@ -202,8 +210,12 @@ class Consumer:
                     break
                 if p in self.owned:
                     continue
-                if self.client.set(self.keys.lease(self.group, p), self.name, nx=True,
-                                   px=self.settings.lease_ttl_ms):
+                if self.client.set(
+                    self.keys.lease(self.group, p),
+                    self.name,
+                    nx=True,
+                    px=self.settings.lease_ttl_ms,
+                ):
                     self.owned.add(p)
                     acquired.append(p)
                     self.log.info("partition acquired", partition=p, share=share)
@@ -231,8 +243,14 @@ class Consumer:
         claimed: list[tuple[Any, Any]] = []
         cursor = "0-0"
         while True:
-            reply = self.client.xautoclaim(stream, self.group, self.name, min_idle_time=0,
-                                           start_id=cursor, count=self.settings.batch_size)
+            reply = self.client.xautoclaim(
+                stream,
+                self.group,
+                self.name,
+                min_idle_time=0,
+                start_id=cursor,
+                count=self.settings.batch_size,
+            )
             cursor = _s(reply[0])
             claimed.extend(reply[1])
             if cursor == "0-0":
@@ -254,7 +272,9 @@ class Consumer:
         if not owned:
             return []
         streams = {self.keys.log(p): ">" for p in owned}
-        reply = self.client.xreadgroup(self.group, self.name, streams, count=self.settings.batch_size)
+        reply = self.client.xreadgroup(
+            self.group, self.name, streams, count=self.settings.batch_size
+        )
         out = []
         for stream, rows in reply or []:
             key = _s(stream)
@@ -367,13 +387,25 @@ class Consumer:
         for e in entries:
             run = _s(e.fields.get(b"run", b"")) if e.fields else ""
             if e.error is not None:
-                self.dead_letter(stream, e, str(e.error), counts.get(e.entry_id, 1), kind="undecodable")
+                self.dead_letter(
+                    stream, e, str(e.error), counts.get(e.entry_id, 1), kind="undecodable"
+                )
             elif self.handler.ordered and run in halted:
-                self.dead_letter(stream, e, f"run {run} is halted in group {self.group}",
-                                 counts.get(e.entry_id, 1), kind="held")
+                self.dead_letter(
+                    stream,
+                    e,
+                    f"run {run} is halted in group {self.group}",
+                    counts.get(e.entry_id, 1),
+                    kind="held",
+                )
             elif counts.get(e.entry_id, 1) > self.settings.delivery_cap:
-                self._give_up(stream, e, "delivery cap reached before handling (crashed handlers)",
-                              counts[e.entry_id], halted)
+                self._give_up(
+                    stream,
+                    e,
+                    "delivery cap reached before handling (crashed handlers)",
+                    counts[e.entry_id],
+                    halted,
+                )
             else:
                 good.append(e)
         if not good:
@@ -381,7 +413,9 @@ class Consumer:
         try:
             self.handler.handle(good)
         except Exception as exc:  # noqa: BLE001 - a handler failure is data for the retry policy
-            self.log.warning("batch failed; retrying entry by entry", error=repr(exc), size=len(good))
+            self.log.warning(
+                "batch failed; retrying entry by entry", error=repr(exc), size=len(good)
+            )
             self._one_by_one(stream, good, halted)
             return
         self._ack(stream, [e.entry_id for e in good])
@@ -391,7 +425,9 @@ class Consumer:
         for e in entries:
             run = e.event.run_id if e.event else ""
             if self.handler.ordered and run in halted:
-                self.dead_letter(stream, e, f"run {run} is halted in group {self.group}", 1, kind="held")
+                self.dead_letter(
+                    stream, e, f"run {run} is halted in group {self.group}", 1, kind="held"
+                )
                 continue
             # the failed batch was one delivery of every entry in it: re-deliver before the solo try
             self.client.xclaim(stream, self.group, self.name, 0, [e.entry_id])
@@ -405,11 +441,20 @@ class Consumer:
                         self._give_up(stream, e, repr(exc), attempts, halted)
                         break
                     self.stats.retried += 1
-                    delay = min(self.settings.retry_backoff_max_ms,
-                                self.settings.retry_backoff_ms * 2 ** (attempts - 1))
-                    self.log.warning("handler failed; will retry", entry=e.entry_id, run_id=run,
-                                     attempt=attempts, cap=self.settings.delivery_cap,
-                                     error=repr(exc), retry_in_ms=delay, exc_info=True)
+                    delay = min(
+                        self.settings.retry_backoff_max_ms,
+                        self.settings.retry_backoff_ms * 2 ** (attempts - 1),
+                    )
+                    self.log.warning(
+                        "handler failed; will retry",
+                        entry=e.entry_id,
+                        run_id=run,
+                        attempt=attempts,
+                        cap=self.settings.delivery_cap,
+                        error=repr(exc),
+                        retry_in_ms=delay,
+                        exc_info=True,
+                    )
                     if self.stop_event.wait(delay / 1000):
                         return  # shutting down: leave it pending for the next owner
                     # a real re-delivery, so Redis counts the attempt
@@ -419,17 +464,33 @@ class Consumer:
                 self.stats.handled += 1
                 break
 
-    def _give_up(self, stream: str, e: LogEntry, error: str, attempts: int, halted: set[str]) -> None:
+    def _give_up(
+        self, stream: str, e: LogEntry, error: str, attempts: int, halted: set[str]
+    ) -> None:
         self.dead_letter(stream, e, error, attempts, kind="failed")
         run = e.event.run_id if e.event else _s(e.fields.get(b"run", b""))
         if self.handler.ordered and run:
             halted.add(run)
-            self.client.hset(self.keys.halted(self.group), run, msgspec.json.encode({
-                "entry": e.entry_id, "stream": stream, "error": error, "attempts": attempts,
-                "at": time.time(),
-            }))
-            self.log.error("run halted: an ordered handler cannot get past an event",
-                           run_id=run, entry=e.entry_id, error=error, attempts=attempts)
+            self.client.hset(
+                self.keys.halted(self.group),
+                run,
+                msgspec.json.encode(
+                    {
+                        "entry": e.entry_id,
+                        "stream": stream,
+                        "error": error,
+                        "attempts": attempts,
+                        "at": time.time(),
+                    }
+                ),
+            )
+            self.log.error(
+                "run halted: an ordered handler cannot get past an event",
+                run_id=run,
+                entry=e.entry_id,
+                error=error,
+                attempts=attempts,
+            )
 
     def _halted_runs(self) -> set[str]:
         """Runs this group halted; re-read at each rebalance (an operator may have cleared one),
@@ -440,20 +501,31 @@ class Consumer:
 
     def _delivery_counts(self, stream: str, entries: Sequence[LogEntry]) -> dict[str, int]:
         ids = [e.entry_id for e in entries]
-        rows = self.client.xpending_range(stream, self.group, min=ids[0], max=ids[-1],
-                                          count=max(len(ids), 1) * 4)
+        rows = self.client.xpending_range(
+            stream, self.group, min=ids[0], max=ids[-1], count=max(len(ids), 1) * 4
+        )
         wanted = set(ids)
-        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows
-                if _s(r["message_id"]) in wanted}
+        return {
+            _s(r["message_id"]): int(r["times_delivered"])
+            for r in rows
+            if _s(r["message_id"]) in wanted
+        }
 
-    def dead_letter(self, stream: str, e: LogEntry, error: str, attempts: int, *, kind: str) -> None:
+    def dead_letter(
+        self, stream: str, e: LogEntry, error: str, attempts: int, *, kind: str
+    ) -> None:
         """Copy the entry, with why it failed, to the group's dead-letter stream; ack it.
 
         The copy is bounded (:func:`bounded_copy`): ``stream`` and ``entry`` say where the original
         is, so a multi-MB entry parked by several groups is not duplicated once per group."""
         fields: dict[Any, Any] = {
-            "kind": kind, "group": self.group, "stream": stream, "entry": e.entry_id,
-            "error": error[:2000], "attempts": attempts, "consumer": self.name,
+            "kind": kind,
+            "group": self.group,
+            "stream": stream,
+            "entry": e.entry_id,
+            "error": error[:2000],
+            "attempts": attempts,
+            "consumer": self.name,
             "parked_at": f"{time.time():.3f}",
         }
         fields.update(bounded_copy(e.fields or {}))
@@ -465,10 +537,16 @@ class Consumer:
         pipe.xack(stream, self.group, e.entry_id)
         pipe.execute()
         self.stats.dead_lettered += 1
-        self.log.error("entry dead-lettered", entry=e.entry_id, stream=stream, kind=kind,
-                       attempts=attempts, error=error[:500],
-                       run_id=_s((e.fields or {}).get(b"run", b"")),
-                       event_type=_s((e.fields or {}).get(b"type", b"?")))
+        self.log.error(
+            "entry dead-lettered",
+            entry=e.entry_id,
+            stream=stream,
+            kind=kind,
+            attempts=attempts,
+            error=error[:500],
+            run_id=_s((e.fields or {}).get(b"run", b"")),
+            event_type=_s((e.fields or {}).get(b"type", b"?")),
+        )
 
     def _ack(self, stream: str, ids: list[str]) -> None:
         if ids:

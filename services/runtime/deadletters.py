@@ -123,17 +123,26 @@ class DeadLetter:
     def from_fields(cls, group: str, dl_id: Any, fields: Any) -> DeadLetter:
         raw = {k if isinstance(k, bytes) else str(k).encode(): v for k, v in (fields or {}).items()}
         f = {_s(k): v for k, v in raw.items()}
-        original = {k[5:]: v if isinstance(v, bytes) else str(v).encode()
-                    for k, v in raw.items() if k.startswith(b"orig.")}
+        original = {
+            k[5:]: v if isinstance(v, bytes) else str(v).encode()
+            for k, v in raw.items()
+            if k.startswith(b"orig.")
+        }
         return cls(
-            group=group, id=_s(dl_id), kind=_s(f.get("kind", b"?")) or "?", stream=_s(f.get("stream", b"")),
-            entry=_s(f.get("entry", b"")), error=_s(f.get("error", b"")),
-            attempts=_int(f.get("attempts", 0)), consumer=_s(f.get("consumer", b"")),
+            group=group,
+            id=_s(dl_id),
+            kind=_s(f.get("kind", b"?")) or "?",
+            stream=_s(f.get("stream", b"")),
+            entry=_s(f.get("entry", b"")),
+            error=_s(f.get("error", b"")),
+            attempts=_int(f.get("attempts", 0)),
+            consumer=_s(f.get("consumer", b"")),
             parked_at=_float(f.get("parked_at", 0)),
             original=original,
             parked={k: _s(v) for k, v in f.items() if k.startswith("ckpt.")},
             truncated=_s(f.get("truncated", b"")) == "1",
-            original_bytes=_int(f.get("orig_bytes", 0)) or sum(len(k) + len(v) for k, v in original.items()),
+            original_bytes=_int(f.get("orig_bytes", 0))
+            or sum(len(k) + len(v) for k, v in original.items()),
         )
 
     def _orig(self, name: str) -> str:
@@ -169,26 +178,46 @@ class DeadLetter:
                 if rows:
                     return EventStore.entry(self.stream, self.entry, rows[0][1])
             if self.run and self.version > 0 and RUN_ID_RE.match(self.run):
-                rows = store.client.xrange(store.keys.run_stream(self.run), f"0-{self.version}",
-                                           f"0-{self.version}")
+                rows = store.client.xrange(
+                    store.keys.run_stream(self.run), f"0-{self.version}", f"0-{self.version}"
+                )
                 if rows and _s(rows[0][1].get(b"id", b"")) == self.event_id:
                     return EventStore.entry(self.stream, self.entry or "0-0", rows[0][1])
         where = f"entry {self.entry or '?'} of {self.stream or '?'}"
-        return LogEntry(self.stream, self.entry or "0-0", self.original, None, UndecodableEntry(
-            self.stream or "?", self.entry or "?",
-            f"the dead letter keeps only the first {DEAD_LETTER_COPY_BYTES} bytes of the original "
-            f"({self.original_bytes} bytes), and {where} is no longer there (nor its run's event "
-            f"v{self.version})" if store is not None else
-            f"the dead letter keeps only the first {DEAD_LETTER_COPY_BYTES} bytes of the original "
-            f"({self.original_bytes} bytes); the whole entry is {where}"))
+        return LogEntry(
+            self.stream,
+            self.entry or "0-0",
+            self.original,
+            None,
+            UndecodableEntry(
+                self.stream or "?",
+                self.entry or "?",
+                f"the dead letter keeps only the first {DEAD_LETTER_COPY_BYTES} bytes of the original "
+                f"({self.original_bytes} bytes), and {where} is no longer there (nor its run's event "
+                f"v{self.version})"
+                if store is not None
+                else f"the dead letter keeps only the first {DEAD_LETTER_COPY_BYTES} bytes of the original "
+                f"({self.original_bytes} bytes); the whole entry is {where}",
+            ),
+        )
 
     def to_dict(self, *, event: bool = False, store: EventStore | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "group": self.group, "kind": self.kind, "run": self.run,
-            "version": self.version, "type": self.event_type, "event_id": self.event_id,
-            "stream": self.stream, "entry": self.entry, "error": self.error,
-            "attempts": self.attempts, "consumer": self.consumer, "parked_at": self.parked_at,
-            "truncated": self.truncated, "original_bytes": self.original_bytes,
+            "id": self.id,
+            "group": self.group,
+            "kind": self.kind,
+            "run": self.run,
+            "version": self.version,
+            "type": self.event_type,
+            "event_id": self.event_id,
+            "stream": self.stream,
+            "entry": self.entry,
+            "error": self.error,
+            "attempts": self.attempts,
+            "consumer": self.consumer,
+            "parked_at": self.parked_at,
+            "truncated": self.truncated,
+            "original_bytes": self.original_bytes,
         }
         if event:
             entry = self.log_entry(store)
@@ -223,13 +252,18 @@ class Outcome:
 def dlq_groups(client: redis.Redis, keys: Keys) -> list[str]:
     """Every group that has a dead-letter stream."""
     head = keys.dead_letters("")
-    return sorted(_s(k)[len(head):] for k in client.scan_iter(match=f"{head}*", count=1000))
+    return sorted(_s(k)[len(head) :] for k in client.scan_iter(match=f"{head}*", count=1000))
 
 
-def list_dead_letters(client: redis.Redis, keys: Keys, group: str | None = None) -> list[DeadLetter]:
+def list_dead_letters(
+    client: redis.Redis, keys: Keys, group: str | None = None
+) -> list[DeadLetter]:
     groups = [group] if group else dlq_groups(client, keys)
-    return [DeadLetter.from_fields(g, i, f) for g in groups
-            for i, f in client.xrange(keys.dead_letters(g)) or []]
+    return [
+        DeadLetter.from_fields(g, i, f)
+        for g in groups
+        for i, f in client.xrange(keys.dead_letters(g)) or []
+    ]
 
 
 def _load(client: redis.Redis, keys: Keys, group: str, dl_id: str) -> DeadLetter | None:
@@ -240,17 +274,28 @@ def _load(client: redis.Redis, keys: Keys, group: str, dl_id: str) -> DeadLetter
 def find(client: redis.Redis, keys: Keys, dl_id: str, group: str | None = None) -> DeadLetter:
     """The dead letter ``dl_id`` (of ``group``, or of whichever group has it); bad input raises."""
     if not _ID.match(dl_id) or max(id_key(dl_id)) >= 2**64:
-        raise AirfixError(f"{dl_id!r} is not a dead-letter id (they look like 1732467240123-0; "
-                          "see airfix dlq list)")
+        raise AirfixError(
+            f"{dl_id!r} is not a dead-letter id (they look like 1732467240123-0; "
+            "see airfix dlq list)"
+        )
     groups = [group] if group else dlq_groups(client, keys)
     found = [d for g in groups if (d := _load(client, keys, g, dl_id)) is not None]
     if not found:
-        where = f"group {group}" if group else (
-            f"any group ({', '.join(groups)})" if groups else "any group (there are no dead letters)")
+        where = (
+            f"group {group}"
+            if group
+            else (
+                f"any group ({', '.join(groups)})"
+                if groups
+                else "any group (there are no dead letters)"
+            )
+        )
         raise AirfixError(f"no dead letter {dl_id} in {where}; see airfix dlq list")
     if len(found) > 1:
-        raise AirfixError(f"dead letter {dl_id} exists in groups {', '.join(d.group for d in found)}; "
-                          "pass --group")
+        raise AirfixError(
+            f"dead letter {dl_id} exists in groups {', '.join(d.group for d in found)}; "
+            "pass --group"
+        )
     return found[0]
 
 
@@ -258,8 +303,11 @@ def backlog(client: redis.Redis, keys: Keys, dl: DeadLetter) -> list[DeadLetter]
     """The group's failed/held dead letters of ``dl``'s run, oldest (by log position) first."""
     if not dl.run:
         return []
-    same = [d for d in list_dead_letters(client, keys, dl.group)
-            if d.run == dl.run and d.kind in STOPPING]
+    same = [
+        d
+        for d in list_dead_letters(client, keys, dl.group)
+        if d.run == dl.run and d.kind in STOPPING
+    ]
     return sorted(same, key=lambda d: _entry_key(d.entry))
 
 
@@ -276,7 +324,8 @@ def to_retry(client: redis.Redis, keys: Keys, dl: DeadLetter, ordered: bool) -> 
         raise AirfixError(
             f"dead letter {dl.id} (run {dl.run} v{dl.version}) waits behind {head.id} (v{head.version}, "
             f"{head.kind}) in group {dl.group}: a run's parked entries are retried oldest first; "
-            f"retry {head.id} (or discard it) first")
+            f"retry {head.id} (or discard it) first"
+        )
     return todo
 
 
@@ -299,7 +348,10 @@ def perform(consumer: Consumer, op: str, dl_id: str) -> Outcome:
     out = Outcome(op=op, group=group, dead_letter=dl_id, served_by=consumer.name)
     dl = _load(client, keys, group, dl_id)
     if dl is None:
-        out.state, out.error = "failed", f"no dead letter {dl_id} in group {group} (already handled?)"
+        out.state, out.error = (
+            "failed",
+            f"no dead letter {dl_id} in group {group} (already handled?)",
+        )
         return out
     out.run = dl.run
     if op == "discard":
@@ -335,9 +387,11 @@ def _partition(keys: Keys, dl: DeadLetter, *, required: bool = True) -> int | No
     if dl.run and RUN_ID_RE.match(dl.run):
         return partition_of(dl.run, keys.partitions)
     if required:
-        raise AirfixError(f"dead letter {dl.id} comes from {printable(dl.stream or '(no stream)')}, "
-                          f"which is no partition log of this store ({keys.prefix}, {keys.partitions} "
-                          "partitions), and names no run; it can only be discarded")
+        raise AirfixError(
+            f"dead letter {dl.id} comes from {printable(dl.stream or '(no stream)')}, "
+            f"which is no partition log of this store ({keys.prefix}, {keys.partitions} "
+            "partitions), and names no run; it can only be discarded"
+        )
     return None
 
 
@@ -392,18 +446,32 @@ def request(app: App, op: str, dl: DeadLetter, *, wait_s: float = 30.0) -> Outco
     if partition is None:  # a malformed dead letter that no partition's run order concerns
         app.client.xdel(app.keys.dead_letters(dl.group), dl.id)
         _record(app, op, dl)
-        return Outcome(op=op, group=dl.group, dead_letter=dl.id, state="done", done=[dl.id],
-                       served_by="this command")
+        return Outcome(
+            op=op,
+            group=dl.group,
+            dead_letter=dl.id,
+            state="done",
+            done=[dl.id],
+            served_by="this command",
+        )
     consumer = Consumer(app.store, handler, app.settings, name=f"dlq-{consumer_name()}")
     req_key = app.keys.dlq_requests(dl.group)
-    app.client.hset(req_key, dl.id, json.dumps({"op": op, "state": "queued", "by": consumer.name,
-                                                "at": time.time()}))
+    app.client.hset(
+        req_key,
+        dl.id,
+        json.dumps({"op": op, "state": "queued", "by": consumer.name, "at": time.time()}),
+    )
     deadline = time.monotonic() + wait_s
     while True:
         raw = app.client.hget(req_key, dl.id)
         if raw is None:  # someone else's command took our request's answer
-            return Outcome(op=op, group=dl.group, dead_letter=dl.id, state="failed",
-                           error="the request vanished (another airfix dlq command?)")
+            return Outcome(
+                op=op,
+                group=dl.group,
+                dead_letter=dl.id,
+                state="failed",
+                error="the request vanished (another airfix dlq command?)",
+            )
         answer = json.loads(raw)
         if answer.get("state") != "queued":
             app.client.hdel(req_key, dl.id)
@@ -412,18 +480,27 @@ def request(app: App, op: str, dl: DeadLetter, *, wait_s: float = 30.0) -> Outco
             with _Renewer(consumer):
                 raw = app.client.hget(req_key, dl.id)  # served just before the lease came free?
                 answer = json.loads(raw) if raw else {}
-                out = (Outcome(**answer) if answer.get("state") not in (None, "queued")
-                       else perform(consumer, op, dl.id))
+                out = (
+                    Outcome(**answer)
+                    if answer.get("state") not in (None, "queued")
+                    else perform(consumer, op, dl.id)
+                )
             app.client.hdel(req_key, dl.id)
             if out.done:
                 _record(app, op, dl)
             return out
         if time.monotonic() >= deadline:
             owner = _s(app.client.get(app.keys.lease(dl.group, partition)) or b"?")
-            return Outcome(op=op, group=dl.group, dead_letter=dl.id, run=dl.run, state="queued",
-                           error=f"partition {partition} of group {dl.group} is owned by {owner}, "
-                                 f"which has not served the request within {wait_s:g}s; it stays "
-                                 "queued for that consumer")
+            return Outcome(
+                op=op,
+                group=dl.group,
+                dead_letter=dl.id,
+                run=dl.run,
+                state="queued",
+                error=f"partition {partition} of group {dl.group} is owned by {owner}, "
+                f"which has not served the request within {wait_s:g}s; it stays "
+                "queued for that consumer",
+            )
         time.sleep(0.05)
 
 
@@ -446,15 +523,22 @@ def _record(app: App, op: str, dl: DeadLetter) -> None:
     from airfix.events.storage.journal import JournaledStore, record_action
 
     if isinstance(app.store, JournaledStore) and dl.event_id:
-        record_action(app.store.journal, {"op": op, "group": dl.group, "event": dl.event_id,
-                                          "kind": dl.kind})
+        record_action(
+            app.store.journal, {"op": op, "group": dl.group, "event": dl.event_id, "kind": dl.kind}
+        )
 
 
 def reapply(app: App, action: Mapping[str, Any]) -> None:
     """Do a recorded retry/discard again after a journal replay re-derived the dead letters."""
     group, event_id = str(action["group"]), str(action["event"])
-    dl = next((d for d in list_dead_letters(app.client, app.keys, group)
-               if d.event_id == event_id and d.kind == action.get("kind", d.kind)), None)
+    dl = next(
+        (
+            d
+            for d in list_dead_letters(app.client, app.keys, group)
+            if d.event_id == event_id and d.kind == action.get("kind", d.kind)
+        ),
+        None,
+    )
     if dl is None:
         return  # not parked this time (the cause went away): nothing to do again
     handler = app.handler_for(group) if action["op"] == "retry" else _Discarder(group)
@@ -464,9 +548,14 @@ def reapply(app: App, action: Mapping[str, Any]) -> None:
         app.client.xdel(app.keys.dead_letters(group), dl.id)
         return
     if not consumer.try_own(partition):
-        raise AirfixError(f"cannot redo the recorded {action['op']} of {event_id}: its partition is owned")
+        raise AirfixError(
+            f"cannot redo the recorded {action['op']} of {event_id}: its partition is owned"
+        )
     with _Renewer(consumer):
         out = perform(consumer, str(action["op"]), dl.id)
     if out.state != "done":
-        print(f"airfix: the recorded {out.op} of event {event_id} in group {group} failed this time: "
-              f"{out.error}", file=sys.stderr)
+        print(
+            f"airfix: the recorded {out.op} of event {event_id} in group {group} failed this time: "
+            f"{out.error}",
+            file=sys.stderr,
+        )

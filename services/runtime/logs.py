@@ -151,7 +151,9 @@ def configure_logging(
     floor = name
     if redis_sink is not None and sink_level is not None:
         if sink_level.lower() not in _LEVELS:
-            raise ConfigError(f"sink level: expected one of {', '.join(_LEVELS)}, got {sink_level!r}")
+            raise ConfigError(
+                f"sink level: expected one of {', '.join(_LEVELS)}, got {sink_level!r}"
+            )
         floor = min(name, sink_level.lower(), key=_LEVELS.index)
     if fmt not in _FORMATS:
         msg = f"logging.format: expected one of {', '.join(_FORMATS)}, got {fmt!r}"
@@ -177,11 +179,13 @@ def configure_logging(
     else:
         isatty = getattr(out, "isatty", None)
         colors = bool(isatty and isatty())
-        processors.append(_redacted_text(
-            structlog.dev.ConsoleRenderer(
-                colors=colors, exception_formatter=_console_exception_formatter(colors)
+        processors.append(
+            _redacted_text(
+                structlog.dev.ConsoleRenderer(
+                    colors=colors, exception_formatter=_console_exception_formatter(colors)
+                )
             )
-        ))
+        )
 
     structlog.configure(
         processors=processors,
@@ -228,7 +232,9 @@ def _drop_below(level: str) -> Processor:
 
 
 def _level_of(method_name: str) -> str:
-    name = {"warn": "warning", "exception": "error", "fatal": "critical"}.get(method_name, method_name)
+    name = {"warn": "warning", "exception": "error", "fatal": "critical"}.get(
+        method_name, method_name
+    )
     return name if name in _LEVELS else "info"
 
 

@@ -35,8 +35,11 @@ class RedisLogSink:
         self.client, self.key, self.maxlen = client, key, maxlen
 
     def __call__(self, event_dict: dict[str, Any]) -> None:
-        fields = {"run_id": str(event_dict.get("run_id", "")), "level": str(event_dict.get("level", "")),
-                  "line": encode_line(event_dict)}
+        fields = {
+            "run_id": str(event_dict.get("run_id", "")),
+            "level": str(event_dict.get("level", "")),
+            "line": encode_line(event_dict),
+        }
         self.client.xadd(self.key, fields, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
 
 
@@ -77,7 +80,7 @@ class FileLogSink:
 
     def _compact(self) -> None:
         """Keep the newest ``maxlen`` lines; called with the lock held, replaces the file atomically."""
-        lines = self.path.read_bytes().splitlines(keepends=True)[-self.maxlen:]
+        lines = self.path.read_bytes().splitlines(keepends=True)[-self.maxlen :]
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_bytes(b"".join(lines))
         os.replace(tmp, self.path)

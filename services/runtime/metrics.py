@@ -14,6 +14,7 @@ from airfix.events.storage.store import as_str as _s
 
 log = structlog.get_logger("airfix.runtime")
 
+
 @dataclass(frozen=True)
 class GroupMetrics:
     group: str
@@ -30,7 +31,9 @@ def group_info(client: redis.Redis, stream: str, group: str) -> dict[str, Any] |
     return next((g for g in client.xinfo_groups(stream) if _s(g["name"]) == group), None)
 
 
-def group_lag(client: redis.Redis, stream: str, info: dict[str, Any], *, at_most: int | None = None) -> int:
+def group_lag(
+    client: redis.Redis, stream: str, info: dict[str, Any], *, at_most: int | None = None
+) -> int:
     """Entries the group has not read yet.  Redis reports NULL lag after trims or SETID; then count
     what is past the group's position (``at_most`` bounds the count when only "any?" matters)."""
     if info.get("lag") is not None:

@@ -47,7 +47,9 @@ from airfix.events.storage.store import as_str as _s
 if TYPE_CHECKING:
     from airfix.services.runtime.app import App
 
-_TRIM_LUA = STREAM_IDS_LUA + resources.files("airfix.events.storage").joinpath("trim.lua").read_text()
+_TRIM_LUA = (
+    STREAM_IDS_LUA + resources.files("airfix.events.storage").joinpath("trim.lua").read_text()
+)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?[smhdw])+$")
 
@@ -67,8 +69,10 @@ def parse_duration(text: str) -> float:
     """``7d``, ``12h``, ``30m``, ``45s``, ``2w`` or a sum such as ``1h30m``, in seconds."""
     t = text.strip().lower()
     if not _DURATION.match(t):
-        raise AirfixError(f"--older-than {text!r} is not a duration: use a number and a unit "
-                          "(s, m, h, d, w), e.g. 7d, 12h, 30m or 1h30m")
+        raise AirfixError(
+            f"--older-than {text!r} is not a duration: use a number and a unit "
+            "(s, m, h, d, w), e.g. 7d, 12h, 30m or 1h30m"
+        )
     return sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smhdw])", t))
 
 
@@ -116,6 +120,7 @@ class Verdict:
 
 def judge(f: RunFacts, *, now: float, older_than: float) -> Verdict:
     """Whether a run's log entries may go; the first reason to keep them wins."""
+
     def keep(category: str, why: str) -> Verdict:
         return Verdict(f.run_id, False, why, category)
 
@@ -141,8 +146,11 @@ def judge(f: RunFacts, *, now: float, older_than: float) -> Verdict:
 def log_positions(app: App, run_id: str) -> tuple[str, ...]:
     """The run's partition-log entry ids, from its ledger (``e:<event id>`` -> "v run log digest")."""
     ledger = app.client.hgetall(app.keys.run_index(run_id))
-    rows = sorted((int(_s(v).split()[0]), _s(v).split()[2]) for k, v in ledger.items()
-                  if _s(k).startswith("e:"))
+    rows = sorted(
+        (int(_s(v).split()[0]), _s(v).split()[2])
+        for k, v in ledger.items()
+        if _s(k).startswith("e:")
+    )
     return tuple(pos for _, pos in rows)
 
 
@@ -154,8 +162,11 @@ def group_positions(app: App, stream: str) -> list[GroupPosition]:
     for g in app.client.xinfo_groups(stream):
         name, n = _s(g["name"]), int(g["pending"])
         rows = app.client.xpending_range(stream, name, min="-", max="+", count=n) if n else []
-        out.append(GroupPosition(name, _s(g["last-delivered-id"]),
-                                 frozenset(_s(r["message_id"]) for r in rows)))
+        out.append(
+            GroupPosition(
+                name, _s(g["last-delivered-id"]), frozenset(_s(r["message_id"]) for r in rows)
+            )
+        )
     return out
 
 
@@ -167,7 +178,7 @@ def _runs_by_group(app: App) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     head = app.keys.halted("")
     for key in app.client.scan_iter(match=f"{head}*", count=1000):
         for run in app.client.hkeys(key):
-            halted.setdefault(_s(run), set()).add(_s(key)[len(head):])
+            halted.setdefault(_s(run), set()).add(_s(key)[len(head) :])
     dead: dict[str, set[str]] = {}
     for d in list_dead_letters(app.client, app.keys):
         if d.run:
@@ -185,18 +196,24 @@ def gather(app: App, runs: Iterable[str] | None = None) -> list[RunFacts]:
     positions = {p: group_positions(app, keys.log(p)) for p in range(keys.partitions)}
     facts = []
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         for run, raw in zip(chunk, client.hmget(keys.status, chunk) if chunk else []):
             st = _STATUS.decode(raw) if raw else _Finished()
             p = partition_of(run, keys.partitions)
             entries = log_positions(app, run) if st.state == "completed" else ()
-            facts.append(RunFacts(
-                run_id=run, partition=p, entries=entries, state=st.state,
-                finished_at=st.finished_at, halted_in=tuple(sorted(halted.get(run, ()))),
-                dead_letters_in=tuple(sorted(dead.get(run, ()))),
-                unacked_by=tuple(unacknowledged_by(entries, positions[p])),
-                log_read_by_nobody=not positions[p],
-            ))
+            facts.append(
+                RunFacts(
+                    run_id=run,
+                    partition=p,
+                    entries=entries,
+                    state=st.state,
+                    finished_at=st.finished_at,
+                    halted_in=tuple(sorted(halted.get(run, ()))),
+                    dead_letters_in=tuple(sorted(dead.get(run, ()))),
+                    unacked_by=tuple(unacknowledged_by(entries, positions[p])),
+                    log_read_by_nobody=not positions[p],
+                )
+            )
     return facts
 
 
@@ -229,32 +246,51 @@ def write_archive(app: App, run_id: str, directory: Path) -> Path:
     expected = app.store.version(run_id)
     if n != expected:
         tmp.unlink()
-        raise AirfixError(f"run {run_id}: wrote {n} events to its archive but its ledger says "
-                          f"{expected}; nothing was trimmed for it")
+        raise AirfixError(
+            f"run {run_id}: wrote {n} events to its archive but its ledger says "
+            f"{expected}; nothing was trimmed for it"
+        )
     tmp.replace(path)
     return path
 
 
-def trim_run(app: App, run_id: str, entries: Sequence[str], archive: Path | None, *,
-             now: float) -> tuple[str, int]:
+def trim_run(
+    app: App, run_id: str, entries: Sequence[str], archive: Path | None, *, now: float
+) -> tuple[str, int]:
     """Run trim.lua for one run: ("OK", removed) or (why it refused, 0)."""
     keys = app.keys
     p = partition_of(run_id, keys.partitions)
-    record = {"at": now, "first": entries[0] if entries else "0-0", "last": entries[-1] if entries else "0-0",
-              "entries": len(entries), "archive": str(archive) if archive else ""}
+    record = {
+        "at": now,
+        "first": entries[0] if entries else "0-0",
+        "last": entries[-1] if entries else "0-0",
+        "entries": len(entries),
+        "archive": str(archive) if archive else "",
+    }
     script = app.client.register_script(_TRIM_LUA)
-    reply = script(keys=[keys.log(p), keys.trimmed(p), keys.run_stream(run_id)],
-                   args=[run_id, msgspec.json.encode(record), "1" if archive else "0", *entries])
+    reply = script(
+        keys=[keys.log(p), keys.trimmed(p), keys.run_stream(run_id)],
+        args=[run_id, msgspec.json.encode(record), "1" if archive else "0", *entries],
+    )
     status = _s(reply[0])
     if status == "OK":
         return "OK", int(reply[1])
     if status == "NOGROUP":
         return "no consumer group reads its partition log", 0
-    return f"{'not read yet' if status == 'UNREAD' else 'pending'} in group {_s(reply[1])} ({_s(reply[2])})", 0
+    return (
+        f"{'not read yet' if status == 'UNREAD' else 'pending'} in group {_s(reply[1])} ({_s(reply[2])})",
+        0,
+    )
 
 
-def trim(app: App, *, older_than: float, archive: Path | None = None, dry_run: bool = False,
-         now: float | None = None) -> TrimReport:
+def trim(
+    app: App,
+    *,
+    older_than: float,
+    archive: Path | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> TrimReport:
     """Remove what every consumer is done with (see the module docstring); ``dry_run`` writes nothing."""
     now = time.time() if now is None else now
     report = TrimReport(dry_run=dry_run, older_than_s=older_than)
@@ -263,8 +299,10 @@ def trim(app: App, *, older_than: float, archive: Path | None = None, dry_run: b
     for v in verdicts:
         if not v.trim:
             report.kept[v.category] = report.kept.get(v.category, 0) + 1
-    chosen = sorted((facts[v.run_id] for v in verdicts if v.trim),
-                    key=lambda f: id_key(f.entries[0]) if f.entries else (0, 0))
+    chosen = sorted(
+        (facts[v.run_id] for v in verdicts if v.trim),
+        key=lambda f: id_key(f.entries[0]) if f.entries else (0, 0),
+    )
     for f in chosen:
         stream = app.keys.log(f.partition)
         if dry_run:
@@ -293,8 +331,10 @@ def _record(app: App, run_id: str, archive: Path | None) -> None:
     from airfix.events.storage.journal import JournaledStore, record_action
 
     if isinstance(app.store, JournaledStore):
-        record_action(app.store.journal, {"op": "trim", "run": run_id,
-                                          "archive": str(archive) if archive else ""})
+        record_action(
+            app.store.journal,
+            {"op": "trim", "run": run_id, "archive": str(archive) if archive else ""},
+        )
 
 
 def reapply(app: App, action: Mapping[str, Any]) -> None:
@@ -302,17 +342,25 @@ def reapply(app: App, action: Mapping[str, Any]) -> None:
     run_id = str(action["run"])
     archive = Path(str(action["archive"])) if action.get("archive") else None
     if archive is not None and not archive.is_file():
-        print(f"airfix: run {run_id}'s archive {archive} is gone; keeping its stream", file=sys.stderr)
+        print(
+            f"airfix: run {run_id}'s archive {archive} is gone; keeping its stream", file=sys.stderr
+        )
         archive = None
     facts = gather(app, [run_id])
     verdict = judge(facts[0], now=float("inf"), older_than=0) if facts else None
     if verdict is None or not verdict.trim:
-        print(f"airfix: cannot trim run {run_id} again after the journal replay: "
-              f"{verdict.why if verdict else 'unknown run'}", file=sys.stderr)
+        print(
+            f"airfix: cannot trim run {run_id} again after the journal replay: "
+            f"{verdict.why if verdict else 'unknown run'}",
+            file=sys.stderr,
+        )
         return
     status, _ = trim_run(app, run_id, facts[0].entries, archive, now=time.time())
     if status != "OK":
-        print(f"airfix: cannot trim run {run_id} again after the journal replay: {status}", file=sys.stderr)
+        print(
+            f"airfix: cannot trim run {run_id} again after the journal replay: {status}",
+            file=sys.stderr,
+        )
 
 
 # --------------------------------------------------------------------------------- rendering

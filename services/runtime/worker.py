@@ -63,8 +63,9 @@ class Worker:
     def run(self, *, burst: bool = False) -> list[ConsumerStats]:
         """Run every consumer until stopped (or until all are idle, with ``burst``)."""
         threads = [
-            threading.Thread(target=self._run_one, args=(c, burst), name=f"consumer:{c.group}",
-                             daemon=True)
+            threading.Thread(
+                target=self._run_one, args=(c, burst), name=f"consumer:{c.group}", daemon=True
+            )
             for c in self.consumers
         ]
         hb = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
@@ -82,8 +83,10 @@ class Worker:
                 t.join(max(0.0, deadline - time.monotonic()))
             stuck = [t.name for t in threads if t.is_alive()]
             if stuck:
-                log.error("shutdown deadline passed; unfinished entries stay pending for reclaim",
-                          consumers=stuck)
+                log.error(
+                    "shutdown deadline passed; unfinished entries stay pending for reclaim",
+                    consumers=stuck,
+                )
         if self.errors:
             raise self.errors[0]
         return [c.stats for c in self.consumers]
@@ -99,8 +102,12 @@ class Worker:
                 if consumer.polls != polls_at_failure:  # it worked since the last outage
                     backoff = 0.1
                 polls_at_failure = consumer.polls
-                log.warning("redis unavailable; reconnecting", group=consumer.group,
-                            error=repr(exc), retry_in_s=round(backoff, 2))
+                log.warning(
+                    "redis unavailable; reconnecting",
+                    group=consumer.group,
+                    error=repr(exc),
+                    retry_in_s=round(backoff, 2),
+                )
                 consumer.owned.clear()  # leases may have expired meanwhile; rebalance re-takes them
                 consumer._next_rebalance = 0.0
                 consumer._groups_ready = False  # a restarted server may have lost the groups
@@ -114,8 +121,13 @@ class Worker:
                 return
 
 
-def drain(store: EventStore, handlers: Iterable[Handler], settings: RuntimeSettings | None = None,
-          *, on_idle: Callable[[], bool] | None = None) -> None:
+def drain(
+    store: EventStore,
+    handlers: Iterable[Handler],
+    settings: RuntimeSettings | None = None,
+    *,
+    on_idle: Callable[[], bool] | None = None,
+) -> None:
     """Run every handler in this thread until no group has anything left (tests, embedded runs)."""
     consumers = [Consumer(store, h, settings) for h in handlers]
     try:

@@ -201,7 +201,9 @@ class TestTally:
         self._count(outcome, +1)
 
     def _count(self, outcome: TestOutcome, n: int) -> None:
-        name = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}[outcome]
+        name = {"passed": "passed", "failed": "failed", "error": "errors", "skipped": "skipped"}[
+            outcome
+        ]
         setattr(self, name, getattr(self, name) + n)
 
     def metrics(self) -> dict[str, float]:
@@ -330,7 +332,9 @@ def run_process(
     try:
         while True:  # in slices, so a cancelled step stops its processes within a quarter second
             try:
-                out, err = proc.communicate(timeout=max(0.001, min(0.25, deadline - time.monotonic())))
+                out, err = proc.communicate(
+                    timeout=max(0.001, min(0.25, deadline - time.monotonic()))
+                )
                 break
             except subprocess.TimeoutExpired:
                 stopped = cancelled()
@@ -400,8 +404,9 @@ def _mtime(path: str) -> float:
 _VERSIONS: dict[tuple[tuple[str, ...], float], str] = {}
 
 
-def _probe_version(argv: Sequence[str], mtime: float,
-                   environment: Callable[[Path], dict[str, str]]) -> str:
+def _probe_version(
+    argv: Sequence[str], mtime: float, environment: Callable[[Path], dict[str, str]]
+) -> str:
     """``<tool> --version``, once per executable (and per install: the mtime is in the key).
 
     Adapters are created per measurement; without this every check re-spawned every tool once
@@ -540,14 +545,21 @@ class BaseToolAdapter(ABC):
         """Why the tool cannot be started, and how to get it."""
         if self._as_module and self.module is not None:
             python = self._python()
-            where = (self.python_env.describe() if self.python_env is not None
-                     else f"{python} (airfix's own interpreter)")
-            return (f"{self.name}: {self.module} is not installed in the project's environment "
-                    f"{where}; install it there ({python} -m pip install {self.module}) or give "
-                    "the project's interpreter with --python")
-        return (f"{self.name}: executable {self.executable!r} not found (looked in the project's "
-                f"environment, next to {sys.executable} and on PATH); install it "
-                f"(pip install {self.executable_name})")
+            where = (
+                self.python_env.describe()
+                if self.python_env is not None
+                else f"{python} (airfix's own interpreter)"
+            )
+            return (
+                f"{self.name}: {self.module} is not installed in the project's environment "
+                f"{where}; install it there ({python} -m pip install {self.module}) or give "
+                "the project's interpreter with --python"
+            )
+        return (
+            f"{self.name}: executable {self.executable!r} not found (looked in the project's "
+            f"environment, next to {sys.executable} and on PATH); install it "
+            f"(pip install {self.executable_name})"
+        )
 
     # -- commands
 

@@ -89,10 +89,14 @@ class CoverageAdapter(BaseToolAdapter):
         judge_tests(code, tests, proc, "coverage")
         environment_failure(self, tests, ctx.target, proc)
         if not data.exists() and any(ctx.workdir.glob("coverage.data.*")):
-            combine = self.spawn(ctx, [*self.invocation(ctx.executable), "combine", f"--data-file={data}"])
+            combine = self.spawn(
+                ctx, [*self.invocation(ctx.executable), "combine", f"--data-file={data}"]
+            )
             check_exit(combine, (0,), "coverage combine")
         out = ctx.workdir / "coverage.json"
-        report = self.spawn(ctx, [*self.invocation(ctx.executable), "json", f"--data-file={data}", "-o", str(out)])
+        report = self.spawn(
+            ctx, [*self.invocation(ctx.executable), "json", f"--data-file={data}", "-o", str(out)]
+        )
         json_code = check_exit(
             report, (0, 2), "coverage json"
         )  # 2 = below the project's fail_under

@@ -63,8 +63,14 @@ def _poetry(target: Path) -> Path | None:
     if not (target / "poetry.lock").is_file():
         return None
     try:
-        proc = subprocess.run(["poetry", "env", "info", "--executable"], cwd=target, check=False,
-                              capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            ["poetry", "env", "info", "--executable"],
+            cwd=target,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     path = Path(proc.stdout.strip()) if proc.returncode == 0 and proc.stdout.strip() else None
@@ -79,8 +85,9 @@ def _pdm(target: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def find_python(target: Path, explicit: str = "",
-                environ: Mapping[str, str] | None = None) -> PythonEnv:
+def find_python(
+    target: Path, explicit: str = "", environ: Mapping[str, str] | None = None
+) -> PythonEnv:
     """The interpreter the target's tools run with (see the module docstring for the order)."""
     env = os.environ if environ is None else environ
     target = Path(target)
@@ -124,8 +131,13 @@ def python_version(python: str) -> str:
     key = (python, _mtime(python))
     if key not in _VERSIONS:
         try:
-            proc = subprocess.run([python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
-                                  check=False, capture_output=True, text=True, timeout=30)
+            proc = subprocess.run(
+                [python, "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             _VERSIONS[key] = proc.stdout.strip() if proc.returncode == 0 else ""
         except (OSError, subprocess.TimeoutExpired):
             _VERSIONS[key] = ""
@@ -137,8 +149,13 @@ def has_module(python: str, module: str) -> bool:
     key = (python, _mtime(python), module)
     if key not in _MODULES:
         try:
-            proc = subprocess.run([python, "-c", f"import {module}"], check=False,
-                                  capture_output=True, timeout=60, env=_quiet_env())
+            proc = subprocess.run(
+                [python, "-c", f"import {module}"],
+                check=False,
+                capture_output=True,
+                timeout=60,
+                env=_quiet_env(),
+            )
             _MODULES[key] = proc.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             _MODULES[key] = False
@@ -166,5 +183,8 @@ def python_env_of(environment: Mapping[str, str]) -> PythonEnv | None:
     python = environment.get("python", "")
     if not python:
         return None
-    return PythonEnv(python=python, source=environment.get("python_source", ""),
-                     version=environment.get("python_version", ""))
+    return PythonEnv(
+        python=python,
+        source=environment.get("python_source", ""),
+        version=environment.get("python_version", ""),
+    )

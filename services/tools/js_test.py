@@ -499,7 +499,9 @@ def _message(test_id: str, text: str) -> str:
     return message
 
 
-def _test_finding(file: str, line: int, rule: str, key_rule: str, test_id: str, text: str) -> Finding:
+def _test_finding(
+    file: str, line: int, rule: str, key_rule: str, test_id: str, text: str
+) -> Finding:
     return Finding(
         phase="test",
         file=file,

@@ -252,15 +252,18 @@ def missing_dependencies(report: JunitReport, target: Path) -> list[tuple[str, s
             continue
         for name in _NO_MODULE.findall(f.message):
             top = name.split(".", 1)[0]
-            own = any((root / top).is_dir() or (root / f"{top}.py").is_file()
-                      for root in (target, target / "src"))
+            own = any(
+                (root / top).is_dir() or (root / f"{top}.py").is_file()
+                for root in (target, target / "src")
+            )
             if not own and (top, f.file) not in out:
                 out.append((top, f.file))
     return out
 
 
-def environment_failure(adapter: BaseToolAdapter, report: JunitReport, target: Path,
-                        proc: ProcessResult) -> None:
+def environment_failure(
+    adapter: BaseToolAdapter, report: JunitReport, target: Path, proc: ProcessResult
+) -> None:
     """Raise a ``tool_error`` that names the missing packages and how to install them."""
     missing = missing_dependencies(report, target)
     if not missing:
@@ -272,7 +275,9 @@ def environment_failure(adapter: BaseToolAdapter, report: JunitReport, target: P
     raise ToolFailure(
         f"{adapter.name}: the project's environment {where} lacks {shown}: install the project's "
         f"dependencies there (e.g. {python} -m pip install -e '.[test]'), or give the project's "
-        "interpreter with --python", proc)
+        "interpreter with --python",
+        proc,
+    )
 
 
 EXIT_MEANINGS = {2: "interrupted", 3: "internal error", 4: "usage or configuration error"}
@@ -306,7 +311,10 @@ class PytestAdapter(BaseToolAdapter):
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
     ) -> list[str]:
-        return [*self.invocation(exe), *pytest_args(target, workdir / "junit.xml", self.extra_args, files)]
+        return [
+            *self.invocation(exe),
+            *pytest_args(target, workdir / "junit.xml", self.extra_args, files),
+        ]
 
     def execute(self, ctx: RunContext) -> ToolRun:
         proc = self.spawn(

@@ -55,7 +55,9 @@ def diagnostics(report: RuffReport) -> list[Diagnostic]:
     """The report's issues (ids as the adapter assigns them) paired with their fixes."""
     pairs = list(zip(report.findings, report.fixes, strict=True))
     issues = to_issues("ruff", report.findings)
-    ordered = sorted(pairs, key=lambda p: (p[0].file, p[0].line, p[0].column, p[0].rule, p[0].message))
+    ordered = sorted(
+        pairs, key=lambda p: (p[0].file, p[0].line, p[0].column, p[0].rule, p[0].message)
+    )
     return [Diagnostic(issue=i, fix=fix) for i, (_, fix) in zip(issues, ordered, strict=True)]
 
 

@@ -31,16 +31,22 @@ def main(dag_id: str, conf: str, out: str) -> int:
     from sqlalchemy import select
 
     with create_session() as session:
-        run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc())).first()
+        run = session.scalars(
+            select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc())
+        ).first()
         if run is not None:
             report["state"] = str(run.state)
             report["run_id"] = run.run_id
-            for ti in session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
-                                                                 TaskInstance.run_id == run.run_id)):
+            for ti in session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id
+                )
+            ):
                 name = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
                 report["tasks"][name] = str(ti.state) if ti.state else None
-            for x in session.scalars(select(XComModel).where(XComModel.dag_id == dag_id,
-                                                             XComModel.run_id == run.run_id)):
+            for x in session.scalars(
+                select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id)
+            ):
                 name = x.task_id if x.map_index < 0 else f"{x.task_id}[{x.map_index}]"
                 report["xcom"][f"{name}:{x.key}"] = XComModel.deserialize_value(x)
     with open(out, "w") as fh:

@@ -1,4 +1,4 @@
-""""No commit touches a line that none of its issues is on", checked from ``git diff -U0``.
+""" "No commit touches a line that none of its issues is on", checked from ``git diff -U0``.
 
 Why: a fix for rule R in file F should change the lines R's issues are on, not reformat the file
 or tidy up unrelated code (issue 9: a 4-line fix became +260/-138 under a formatter).  Judging
@@ -57,13 +57,15 @@ class Offence:
     why: str
 
     def __str__(self) -> str:
-        body = "\n".join([*("-" + r for r in self.hunk.removed[:6]), *("+" + a for a in self.hunk.added[:6])])
+        body = "\n".join(
+            [*("-" + r for r in self.hunk.removed[:6]), *("+" + a for a in self.hunk.added[:6])]
+        )
         more = " …" if len(self.hunk.removed) > 6 or len(self.hunk.added) > 6 else ""
         return f"{self.commit[:10]} {self.hunk.file or self.hunk.new_file} {self.hunk.header}: {self.why}{more}\n{body}"
 
 
 def _path(line: str, prefix: str) -> str:
-    rest = line[len(prefix):].rstrip("\n").split("\t", 1)[0]
+    rest = line[len(prefix) :].rstrip("\n").split("\t", 1)[0]
     if rest == "/dev/null":
         return ""
     return rest[2:] if rest[:2] in ("a/", "b/") else rest
@@ -117,13 +119,19 @@ def parse_diff(text: str) -> list[Hunk]:
     return hunks
 
 
-def issue_lines(parent: Measurement, rules: Iterable[str], files: Iterable[str]) -> dict[str, set[int]]:
+def issue_lines(
+    parent: Measurement, rules: Iterable[str], files: Iterable[str]
+) -> dict[str, set[int]]:
     """Per file, the parent lines the commit's issues are on (see the module docstring)."""
     wanted, names = set(rules), set(files)
     out: dict[str, set[int]] = {f: set() for f in names}
     for issue in parent.ruff or ():
         if issue.rule in wanted and issue.file in names:
-            spans = [(issue.row, issue.end_row), *issue.fix_spans] if issue.safe else [(issue.row, issue.end_row)]
+            spans = (
+                [(issue.row, issue.end_row), *issue.fix_spans]
+                if issue.safe
+                else [(issue.row, issue.end_row)]
+            )
             for lo, hi in spans:
                 out[issue.file].update(range(lo, hi + 1))
     for error in parent.mypy or ():
@@ -132,8 +140,9 @@ def issue_lines(parent: Measurement, rules: Iterable[str], files: Iterable[str])
     return out
 
 
-def check_commit(sha: str, diff: str, parent: Measurement, rules: Iterable[str],
-                 imports: Mapping[str, set[int]]) -> list[Offence]:
+def check_commit(
+    sha: str, diff: str, parent: Measurement, rules: Iterable[str], imports: Mapping[str, set[int]]
+) -> list[Offence]:
     """Every hunk of ``diff`` (parent → ``sha``) that touches no line of the commit's issues.
 
     ``imports``: per file, the parent's lines of import statements (``measure.import_lines``).
@@ -149,9 +158,9 @@ def check_commit(sha: str, diff: str, parent: Measurement, rules: Iterable[str],
             offences.append(Offence(sha, h, "binary change"))
         elif not h.file:
             offences.append(Offence(sha, h, "adds a file no issue is in"))
-        elif not (judged & lines.get(name, set()) or (
-            h.old_count and judged <= imports.get(name, set())
-        )):
+        elif not (
+            judged & lines.get(name, set()) or (h.old_count and judged <= imports.get(name, set()))
+        ):
             why = "touches no line of the commit's issues"
             if not lines.get(name):
                 why += " (no issue of its rules in this file at the parent)"

@@ -39,14 +39,25 @@ def removed(before: Measurement, after: Measurement) -> int:
     return sum(max(0, n - left.get(key, 0)) for key, n in before.safe_by_key().items())
 
 
-def hand_fix(repo: Path, sha: str, *, python: Path, test_paths: tuple[str, ...] = (),
-             import_paths: tuple[str, ...] = ()) -> HandResult:
+def hand_fix(
+    repo: Path,
+    sha: str,
+    *,
+    python: Path,
+    test_paths: tuple[str, ...] = (),
+    import_paths: tuple[str, ...] = (),
+) -> HandResult:
     """Clone commit ``sha`` of ``repo``, run ``ruff check --fix`` there and measure before/after
     (ruff and pytest; mypy is left out: a type checker plays no part in the hand script)."""
     tools = ("ruff", "pytest")
     with tempfile.TemporaryDirectory(prefix="corpus-hand-") as tmp:
         copy = clone_at(repo, sha, Path(tmp) / "copy")
-        kw = {"python": python, "test_paths": test_paths, "import_paths": import_paths, "tools": tools}
+        kw = {
+            "python": python,
+            "test_paths": test_paths,
+            "import_paths": import_paths,
+            "tools": tools,
+        }
         before = measure_tree(copy, **kw)  # type: ignore[arg-type]
         start = time.monotonic()
         proc = subprocess.run([tool("ruff"), "check", "--fix", "--no-cache", "."], cwd=copy,

@@ -164,7 +164,9 @@ def parse_ruff(text: str, tree: Path) -> list[RuffIssue]:
 
 def ruff_issues(tree: Path) -> list[RuffIssue]:
     cmd = [tool("ruff"), "check", "--output-format", "json", "--no-cache", "--force-exclude", "."]
-    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, env=clean_env(), check=False)
+    proc = subprocess.run(
+        cmd, cwd=tree, capture_output=True, text=True, env=clean_env(), check=False
+    )
     if proc.returncode not in (0, 1):
         raise MeasureError(f"ruff exit {proc.returncode} in {tree}: {proc.stderr[-2000:]}")
     return parse_ruff(proc.stdout, tree)
@@ -181,7 +183,9 @@ def uses_ruff_format(tree: Path) -> bool:
     proc = subprocess.run([tool("ruff"), "format", "--check", "--no-cache", "."], cwd=tree,
                           capture_output=True, text=True, env=clean_env(), check=False)  # fmt: skip
     if proc.returncode not in (0, 1):
-        raise MeasureError(f"ruff format --check exit {proc.returncode} in {tree}: {proc.stderr[-2000:]}")
+        raise MeasureError(
+            f"ruff format --check exit {proc.returncode} in {tree}: {proc.stderr[-2000:]}"
+        )
     return proc.returncode == 0
 
 
@@ -230,7 +234,9 @@ def mypy_errors(tree: Path, python: Path, cache: Path) -> list[MypyError]:
         cmd += ["--python-executable", str(python)]
     if not mypy_configures_files(tree):
         cmd.append(".")
-    proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True, env=clean_env(), check=False)
+    proc = subprocess.run(
+        cmd, cwd=tree, capture_output=True, text=True, env=clean_env(), check=False
+    )
     errors, syntax = [], False
     for line in proc.stdout.splitlines():
         line = line.strip()
@@ -251,9 +257,13 @@ def mypy_errors(tree: Path, python: Path, cache: Path) -> list[MypyError]:
             )
         )
     if proc.returncode not in (0, 1, 2) or (proc.returncode == 2 and not syntax):
-        raise MeasureError(f"mypy exit {proc.returncode} in {tree}: {(proc.stdout + proc.stderr)[-2000:]}")
+        raise MeasureError(
+            f"mypy exit {proc.returncode} in {tree}: {(proc.stdout + proc.stderr)[-2000:]}"
+        )
     if (proc.returncode == 1) != bool(errors) and proc.returncode != 2:
-        raise MeasureError(f"mypy exit {proc.returncode} with {len(errors)} error records in {tree}")
+        raise MeasureError(
+            f"mypy exit {proc.returncode} with {len(errors)} error records in {tree}"
+        )
     return errors
 
 
@@ -290,8 +300,13 @@ class PytestRun:
     output_tail: str
 
 
-def run_pytest(tree: Path, python: Path, test_paths: Sequence[str], import_paths: Sequence[str],
-               timeout_s: float = 900.0) -> PytestRun:
+def run_pytest(
+    tree: Path,
+    python: Path,
+    test_paths: Sequence[str],
+    import_paths: Sequence[str],
+    timeout_s: float = 900.0,
+) -> PytestRun:
     """The tree's tests with the project's interpreter; ``import_paths`` of *this* tree go first on
     ``sys.path`` (so a venv's editable ``.pth`` pointing at another checkout cannot win)."""
     with tempfile.TemporaryDirectory(prefix="corpus-pytest-") as tmp:
@@ -372,9 +387,15 @@ def import_lines(source: bytes) -> set[int]:
     return lines
 
 
-def measure_tree(tree: Path, *, python: Path, test_paths: Sequence[str] = (),
-                 import_paths: Sequence[str] = (), tools: Sequence[str] = TOOLS,
-                 mypy_cache: Path | None = None) -> Measurement:
+def measure_tree(
+    tree: Path,
+    *,
+    python: Path,
+    test_paths: Sequence[str] = (),
+    import_paths: Sequence[str] = (),
+    tools: Sequence[str] = TOOLS,
+    mypy_cache: Path | None = None,
+) -> Measurement:
     """Measure a directory as it is with the tools named in ``tools``."""
     m = Measurement()
     if "ruff" in tools:
@@ -388,9 +409,16 @@ def measure_tree(tree: Path, *, python: Path, test_paths: Sequence[str] = (),
     return m
 
 
-def measure_commit(repo: Path, sha: str, *, python: Path, test_paths: Sequence[str] = (),
-                   import_paths: Sequence[str] = (), tools: Sequence[str] = TOOLS,
-                   mypy_cache: Path | None = None) -> Measurement:
+def measure_commit(
+    repo: Path,
+    sha: str,
+    *,
+    python: Path,
+    test_paths: Sequence[str] = (),
+    import_paths: Sequence[str] = (),
+    tools: Sequence[str] = TOOLS,
+    mypy_cache: Path | None = None,
+) -> Measurement:
     """Measure commit ``sha`` of ``repo`` in a temporary worktree (the repository is untouched)."""
     with worktree_at(repo, sha) as tree:
         return measure_tree(tree, python=python, test_paths=test_paths,

@@ -76,7 +76,9 @@ def fetch_sdist(project: Project) -> Path:
                     f"{project.name}=={project.version}", "-d", download)  # fmt: skip
                 got = Path(download) / project.sdist
                 if not got.is_file():
-                    raise FetchError(f"pip download gave {os.listdir(download)}, not {project.sdist}")
+                    raise FetchError(
+                        f"pip download gave {os.listdir(download)}, not {project.sdist}"
+                    )
                 check_sha256(project, got)
                 got.replace(archive)
         check_sha256(project, archive)

@@ -58,7 +58,9 @@ def git(repo: Path, *args: str) -> str:
         ["git", "-C", str(repo), *args], capture_output=True, text=True, env=git_env(), check=False
     )
     if proc.returncode != 0:
-        raise GitError(f"git {' '.join(args)} in {repo}: exit {proc.returncode}: {proc.stderr.strip()}")
+        raise GitError(
+            f"git {' '.join(args)} in {repo}: exit {proc.returncode}: {proc.stderr.strip()}"
+        )
     return proc.stdout
 
 

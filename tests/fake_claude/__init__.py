@@ -14,13 +14,25 @@ from pathlib import Path
 from typing import Any
 
 FAKE_CLAUDE = Path(__file__).resolve().parent / "claude"
-ENV_VARS = ("FAKE_CLAUDE_MODE", "FAKE_CLAUDE_DELAY", "FAKE_CLAUDE_RECORD", "FAKE_CLAUDE_PIDFILE",
-            "FAKE_CLAUDE_EDITS", "FAKE_CLAUDE_COST")
+ENV_VARS = (
+    "FAKE_CLAUDE_MODE",
+    "FAKE_CLAUDE_DELAY",
+    "FAKE_CLAUDE_RECORD",
+    "FAKE_CLAUDE_PIDFILE",
+    "FAKE_CLAUDE_EDITS",
+    "FAKE_CLAUDE_COST",
+)
 
 
-def fake_env(mode: str | None = None, *, delay: float | None = None, record: Path | None = None,
-             pidfile: Path | None = None, edits: list[dict[str, Any]] | None = None,
-             cost: float | None = None) -> dict[str, str]:
+def fake_env(
+    mode: str | None = None,
+    *,
+    delay: float | None = None,
+    record: Path | None = None,
+    pidfile: Path | None = None,
+    edits: list[dict[str, Any]] | None = None,
+    cost: float | None = None,
+) -> dict[str, str]:
     """``FAKE_CLAUDE_*`` variables for ``monkeypatch.setenv`` (only the ones given)."""
     env: dict[str, str] = {}
     if mode is not None:

@@ -73,7 +73,10 @@ def count_applies(projection: Projection) -> None:
     key = counter_key(projection.view_key())
 
     def apply(event: Event, entry_id: str) -> list[Op]:
-        return [*orig(event, entry_id), Op("ZADD", key, ("INCR", 1, f"{event.run_id}:{event.version}"))]
+        return [
+            *orig(event, entry_id),
+            Op("ZADD", key, ("INCR", 1, f"{event.run_id}:{event.version}")),
+        ]
 
     projection.apply = apply  # type: ignore[method-assign]
 
@@ -82,8 +85,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="fault-worker")
     p.add_argument("--redis-url", default="")
     p.add_argument("--prefix", default="autonomous_fix")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="config override (value parsed as YAML)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="config override (value parsed as YAML)",
+    )
     p.add_argument("--name")
     p.add_argument("--burst", action="store_true")
     p.add_argument("--log-level", default="info")
@@ -108,8 +116,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _instrument(handler: Any, args: argparse.Namespace, client: Any, lock: threading.Lock,
-                counts: dict[str, int]) -> None:
+def _instrument(
+    handler: Any,
+    args: argparse.Namespace,
+    client: Any,
+    lock: threading.Lock,
+    counts: dict[str, int],
+) -> None:
     orig = handler.handle
     group = handler.group
     prefix = args.prefix
@@ -125,8 +138,11 @@ def _instrument(handler: Any, args: argparse.Namespace, client: Any, lock: threa
 
     def maybe_hang(where: str, entries: Sequence[LogEntry]) -> None:
         if hang is not None and hang == (calls, where):
-            client.hset(fkey(prefix, "hung"), group, json.dumps({
-                "where": where, "entries": [[e.stream, e.entry_id] for e in entries]}))
+            client.hset(
+                fkey(prefix, "hung"),
+                group,
+                json.dumps({"where": where, "entries": [[e.stream, e.entry_id] for e in entries]}),
+            )
             threading.Event().wait()  # until the test kills the process
 
     if args.poison_group == group and args.poison_event:
@@ -156,10 +172,17 @@ def _instrument(handler: Any, args: argparse.Namespace, client: Any, lock: threa
                 counts[group] = counts.get(group, 0) + 1
                 n = counts[group]
             if n == args.die_after:
-                client.set(fkey(prefix, "died"), json.dumps({
-                    "group": group, "n": n, "pid": os.getpid(),
-                    "entries": [[e.stream, e.entry_id] for e in entries],
-                }))
+                client.set(
+                    fkey(prefix, "died"),
+                    json.dumps(
+                        {
+                            "group": group,
+                            "n": n,
+                            "pid": os.getpid(),
+                            "entries": [[e.stream, e.entry_id] for e in entries],
+                        }
+                    ),
+                )
                 sys.stderr.flush()
                 os.kill(os.getpid(), signal.SIGKILL)  # applied, not acked
                 time.sleep(60)  # not reached
@@ -185,8 +208,11 @@ def run(argv: Sequence[str]) -> int:
         _instrument(h, args, app.client, lock, counts)
     if args.wait_leases_free:
         deadline = time.monotonic() + args.wait_leases_free
-        while any(app.client.exists(app.keys.lease(h.group, p))
-                  for h in handlers for p in range(app.keys.partitions)):
+        while any(
+            app.client.exists(app.keys.lease(h.group, p))
+            for h in handlers
+            for p in range(app.keys.partitions)
+        ):
             if time.monotonic() > deadline:
                 print("leases still held after the deadline", file=sys.stderr)
                 return 3
@@ -257,4 +283,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

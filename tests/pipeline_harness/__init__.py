@@ -31,8 +31,12 @@ from airfix.services.commands.ops import timeline
 from airfix.services.pipeline.requests import finalize, release_lock, request_run, run_inline
 from airfix.services.runtime.app import App
 
-GIT_ENV = {"GIT_AUTHOR_NAME": "tester", "GIT_AUTHOR_EMAIL": "tester@localhost",
-           "GIT_COMMITTER_NAME": "tester", "GIT_COMMITTER_EMAIL": "tester@localhost"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "tester",
+    "GIT_AUTHOR_EMAIL": "tester@localhost",
+    "GIT_COMMITTER_NAME": "tester",
+    "GIT_COMMITTER_EMAIL": "tester@localhost",
+}
 
 # A tiny project: ruff finds two unused imports (F401, one cleanup batch), an f-string without
 # placeholders (F541, its own batch) -- safe fixes -- and an ambiguous name (E741) that no fixer
@@ -96,8 +100,14 @@ MINI_RUFF = 4  # F401 os, F401 sys, F541 (safe fixes), E741 (no fix)
 
 
 def git(repo: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", *args], check=False, cwd=repo, capture_output=True, text=True,
-                          env={**os.environ, **GIT_ENV})
+    proc = subprocess.run(
+        ["git", *args],
+        check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GIT_ENV},
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc.stdout
@@ -184,13 +194,27 @@ class RunTimeout(AssertionError):
     pass
 
 
-def run_to_end(app: App, target: Path, *, fixer: str = "autofix", batching: str = "smart",
-               simulation: bool = False, max_iterations: int = 1,
-               timeout_s: float = 240.0) -> tuple[str, RunReport]:
+def run_to_end(
+    app: App,
+    target: Path,
+    *,
+    fixer: str = "autofix",
+    batching: str = "smart",
+    simulation: bool = False,
+    max_iterations: int = 1,
+    timeout_s: float = 240.0,
+) -> tuple[str, RunReport]:
     """Request a run and host it in this process until it is terminal (or fail after ``timeout_s``,
     or as soon as a consumer group halts the run)."""
-    run_id = request_run(app, app.config, target, batching=batching, fixer=fixer,
-                         simulation=simulation, max_iterations=max_iterations)
+    run_id = request_run(
+        app,
+        app.config,
+        target,
+        batching=batching,
+        fixer=fixer,
+        simulation=simulation,
+        max_iterations=max_iterations,
+    )
     deadline = time.monotonic() + timeout_s
     last_check = [0.0]
 
@@ -257,15 +281,25 @@ def tool(name: str) -> str:
 
 
 def ruff_count(repo: Path) -> int:
-    proc = subprocess.run([tool("ruff"), "check", "--no-cache", "--output-format", "json", "."],
-                          check=False, cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("ruff"), "check", "--no-cache", "--output-format", "json", "."],
+        check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode in (0, 1), proc.stderr
     return len(json.loads(proc.stdout))
 
 
 def mypy_count(repo: Path, cache_dir: Path) -> int:
-    proc = subprocess.run([tool("mypy"), "-O", "json", "--cache-dir", str(cache_dir)],
-                          check=False, cwd=repo, capture_output=True, text=True)
+    proc = subprocess.run(
+        [tool("mypy"), "-O", "json", "--cache-dir", str(cache_dir)],
+        check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode in (0, 1), proc.stdout + proc.stderr
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     return sum(1 for r in records if r.get("severity", "error") == "error")
@@ -274,9 +308,24 @@ def mypy_count(repo: Path, cache_dir: Path) -> int:
 def pytest_failed(repo: Path) -> tuple[int, int]:
     """(failed + errors, total) of the project's tests, from pytest's own summary line."""
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
-                           "addopts=", "--no-header"], check=False, cwd=repo, capture_output=True, text=True,
-                          env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "addopts=",
+            "--no-header",
+        ],
+        check=False,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     counts = {k: int(n) for n, k in re.findall(r"(\d+) (passed|failed|errors?|skipped)", summary)}
     bad = counts.get("failed", 0) + counts.get("error", 0) + counts.get("errors", 0)

@@ -52,7 +52,7 @@ class TestDeletingFixer(_RuffOnly):
 
 
 class NoqaFixer(_RuffOnly):
-    """"Fixes" every issue of the batch by appending ``# noqa: <rule>`` to its line."""
+    """ "Fixes" every issue of the batch by appending ``# noqa: <rule>`` to its line."""
 
     name = "noqa"
 

@@ -19,8 +19,12 @@ from tests.conftest import REAL_URL, real_client
 from tests.pipeline_harness import commits_since
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST = {"AIRFIX__CONSUMERS__LEASE_TTL_MS": "2000", "AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "200",
-        "AIRFIX__CONSUMERS__BLOCK_MS": "200", "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "500"}
+FAST = {
+    "AIRFIX__CONSUMERS__LEASE_TTL_MS": "2000",
+    "AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "200",
+    "AIRFIX__CONSUMERS__BLOCK_MS": "200",
+    "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "500",
+}
 
 
 def keys_under(client, prefix: str) -> list[bytes]:  # type: ignore[no-untyped-def]
@@ -55,11 +59,24 @@ class Workers:
 
     def start(self, name: str, *, harness: bool = False, **env: str) -> subprocess.Popen[bytes]:
         module = "tests.pipeline_harness.worker" if harness else "airfix.services.commands.cli"
-        args = ([] if harness else ["worker"]) + ["--redis-url", REAL_URL, "--roles", "all",
-                                                  "--name", name, "--log-format", "json"]
+        args = ([] if harness else ["worker"]) + [
+            "--redis-url",
+            REAL_URL,
+            "--roles",
+            "all",
+            "--name",
+            name,
+            "--log-format",
+            "json",
+        ]
         with open(self.log(name), "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT,
-                                    env=worker_env(self.prefix, **env), stdout=log, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", module, *args],
+                cwd=ROOT,
+                env=worker_env(self.prefix, **env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.procs[name] = proc
         return proc
 
@@ -97,18 +114,31 @@ def worker_pool(tmp_path: Path, prefix: str) -> Iterator[Workers]:
 
 
 def cli(args: list[str], prefix: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airfix.services.commands.cli", *args], check=False,
-                          env=worker_env(prefix), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", *args],
+        check=False,
+        env=worker_env(prefix),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
-def assert_commits_match_events(repo: Path, base: str, run_branch: str, committed: Sequence[Committed | Landed]) -> None:
+def assert_commits_match_events(
+    repo: Path, base: str, run_branch: str, committed: Sequence[Committed | Landed]
+) -> None:
     log = commits_since(repo, base, run_branch)
     assert log, "no commit on the run branch"
     assert len({e.batch_id for e in committed}) == len(committed), "a batch was committed twice"
     assert len(committed) == len(log), ([e.sha for e in committed], [c["sha"] for c in log])
     assert [e.sha for e in committed] == [c["sha"] for c in log]
-    batches = [line.split(":", 1)[1].strip() for c in log for line in c["message"].splitlines()
-               if line.startswith("Airfix-Batch:")]
+    batches = [
+        line.split(":", 1)[1].strip()
+        for c in log
+        for line in c["message"].splitlines()
+        if line.startswith("Airfix-Batch:")
+    ]
     assert batches == [e.batch_id for e in committed]
 
 
@@ -125,7 +155,7 @@ def wait_for(what: str, predicate, timeout: float, workers: Workers):  # type: i
 
 def slowfix_starts(client, key: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     """(pid, batch id) of every fix slowfix started, in order (the harness's ``<key>:log``)."""
-    rows = [r.decode() if isinstance(r, bytes) else str(r) for r in client.lrange(f"{key}:log", 0, -1)]
+    rows = [
+        r.decode() if isinstance(r, bytes) else str(r) for r in client.lrange(f"{key}:log", 0, -1)
+    ]
     return [(pid, batch) for pid, batch in (r.split(" ", 1) for r in rows)]
-
-

@@ -83,8 +83,8 @@ def load_config(
     try:
         cfg = msgspec.convert(merged, Config)
     except msgspec.ValidationError as exc:
-        key_path, message = _explain(str(exc), merged)
-        raise ConfigError(f"{message}{where(key_path)}") from None
+        bad_path, message = _explain(str(exc), merged)
+        raise ConfigError(f"{message}{where(bad_path)}") from None
 
     problems = _semantic_problems(cfg)
     if problems:
@@ -116,9 +116,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     if data is None:  # an empty file (or only comments) means "all defaults"
         return {}, {}
     if not isinstance(data, dict):
-        line = node.start_mark.line + 1 if node is not None else 1
+        lineno = node.start_mark.line + 1 if node is not None else 1
         raise ConfigError(
-            f"{path}, line {line}: expected a mapping of sections at the top level, "
+            f"{path}, line {lineno}: expected a mapping of sections at the top level, "
             f"got {_type_name(data)}"
         )
     lines: dict[tuple[str, ...], int] = {}

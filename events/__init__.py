@@ -11,7 +11,7 @@ from airfix.events.errors import (
     UndecodableEntry,
 )
 from airfix.events.keys import DEFAULT_PREFIX, Keys, partition_of
-from airfix.events.schema import *
+from airfix.events.schema import *  # noqa: F403  (the package re-exports the wire contract)
 from airfix.events.schema import AnyEvent, Event, stamp
 
 __all__ = [

@@ -86,7 +86,7 @@ def assert_views_equal_clean_pass(app: App, *, skip: tuple[str, ...] = ()) -> di
     live = app.projections()
     fresh = app.projections(scratch)
     dumps: dict[str, Any] = {}
-    for lv, fr in zip(live, fresh):
+    for lv, fr in zip(live, fresh, strict=True):
         assert lv.name == fr.name
         rebuild(app.store, fr)
         expected = fr.dump()

@@ -77,7 +77,7 @@ def test_a_repeated_request_with_the_same_run_id_appends_nothing(tmp_path: Path)
 def test_an_existing_run_id_on_another_target_is_refused(tmp_path: Path) -> None:
     app = embedded_app()
     _request(app, make_repo(tmp_path / "a"), "af-demo-2")
-    with pytest.raises(AirfixError, match="already exists on .*a/mini, not on .*b/mini"):
+    with pytest.raises(AirfixError, match=r"already exists on .*a/mini, not on .*b/mini"):
         _request(app, make_repo(tmp_path / "b"), "af-demo-2")
 
 

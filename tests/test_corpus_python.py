@@ -329,6 +329,27 @@ def fmt_rules(counter: Counter[tuple[str, str]]) -> str:
     return ", ".join(f"{r} {n}" for r, n in by_rule.most_common())
 
 
+def check_corpus(project: Project, repo: Path, python: str, base: str, judge: Judge) -> Measurement:
+    """The corpus itself must be what the manifest says, or the run's verdicts mean nothing."""
+    key = project.key
+    assert git.status_porcelain(repo) == "", f"{key}: the fresh repository is not clean"
+    for module in project.venv_only_modules:
+        assert not module_importable(sys.executable, module), f"{key}: airfix's env has {module}"
+        assert module_importable(python, module), f"{key}: the project's venv lacks {module}"
+    with git.worktree_at(repo, base) as tree:
+        assert not measure.uses_ruff_format(tree), (
+            f"{key} uses ruff's formatter: the diff check would need the exemption issue 9 gives it"
+        )
+    baseline = judge.at(base)
+    assert baseline.safe_total > 0, f"{key}: no safely fixable ruff issue at the baseline"
+    assert baseline.passed(), f"{key}: no test passes at the baseline:\n{baseline.pytest_tail}"
+    for test_id in project.ruff_fix_breaks:
+        assert (baseline.tests or {}).get(test_id) == "passed", (
+            f"{key}: {test_id} does not pass at the baseline"
+        )
+    return baseline
+
+
 # ------------------------------------------------------------------------------ the test
 
 
@@ -345,22 +366,7 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     judge = Judge(project, repo, python, git.cache_dir("mypy", key))
     setup_s = time.monotonic() - started
 
-    # the corpus itself must be what the manifest says, or the verdicts below mean nothing
-    assert git.status_porcelain(repo) == "", f"{key}: the fresh repository is not clean"
-    for module in project.venv_only_modules:
-        assert not module_importable(sys.executable, module), f"{key}: airfix's env has {module}"
-        assert module_importable(python, module), f"{key}: the project's venv lacks {module}"
-    with git.worktree_at(repo, base) as tree:
-        assert not measure.uses_ruff_format(tree), (
-            f"{key} uses ruff's formatter: the diff check would need the exemption issue 9 gives it"
-        )
-    baseline = judge.at(base)
-    assert baseline.safe_total > 0, f"{key}: no safely fixable ruff issue at the baseline"
-    assert baseline.passed(), f"{key}: no test passes at the baseline:\n{baseline.pytest_tail}"
-    for test_id in project.ruff_fix_breaks:
-        assert (baseline.tests or {}).get(test_id) == "passed", (
-            f"{key}: {test_id} does not pass at the baseline"
-        )
+    baseline = check_corpus(project, repo, python, base, judge)
 
     run = run_airfix(project, repo, python, tmp_path)
     summary = run.summary

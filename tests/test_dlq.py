@@ -622,7 +622,7 @@ def test_dead_letters_of_any_shape_are_listed_shown_and_discarded(app: App) -> N
         app, "retry", rows[0]
     )  # names no partition log: its run's owner does it
     assert "failed" == out.state
-    with pytest.raises(AirfixError, match="no partition log of this store.*can only be discarded"):
+    with pytest.raises(AirfixError, match=r"no partition log of this store.*can only be discarded"):
         deadletters.request(app, "retry", rows[1])
     for d in rows:
         assert "done" == deadletters.request(app, "discard", d, wait_s=5).state, d

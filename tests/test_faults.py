@@ -336,7 +336,7 @@ def run_on_lanes(
         lanes[i % len(lanes)].submit(argv)
     out: dict[Any, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
-    for lane, keys in zip(lanes, per_lane):
+    for lane, keys in zip(lanes, per_lane, strict=True):
         for key in keys:
             out[key] = lane.result(max(1.0, deadline - time.monotonic()))
     return out
@@ -601,7 +601,7 @@ def test_redis_restart_mid_appends_loses_nothing_acknowledged(redis_server) -> N
     t = threading.Thread(target=appender)
     t.start()
     try:
-        for cycle in range(2):
+        for _cycle in range(2):
             base = len(acked)
             poll(lambda b=base: len(acked) >= b + 300 or errors, 60, "appends to flow")
             assert not errors, errors

@@ -846,6 +846,16 @@ class TestPrompts:
             (("$rules\n", "$unknown_thing\n"), "unknown placeholder(s) $unknown_thing"),
             (("$rules\n", "$ 5\n"), "invalid placeholder syntax"),
             (("  lint: |\n", "  lint_x: |\n"), "missing template(s) for lint"),
+            (
+                ("  go:\n", "  go:\n    checkz: [x]\n"),
+                "languages.go: Object contains unknown field `checkz`",
+            ),
+            (
+                ("  go:\n", "  go:\n    phases:\n      lnt:\n        hint: x\n"),
+                "languages.go.phases.lnt: unknown phase",
+            ),
+            (("tools:\n", "tools:\n  x: [1]\n"), "tools.x: Expected `str`, got `array`"),
+            (("version: 1", "version: 2"), "version: Invalid enum value 2"),
         ],
     )
     def test_bad_prompts_files_are_config_errors(self, tmp_path, change, message):

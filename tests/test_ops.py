@@ -28,10 +28,8 @@ def cli(
     full.pop("AIRFIX_REDIS_URL", None)
     extra = ["--redis-url", url] if url else []
     cmd, rest = args[0], list(args[1:])
-    if cmd == "projections":
-        cmd_args = [cmd, rest[0], *extra, *rest[1:]]
-    else:
-        cmd_args = [cmd, *extra, *rest]
+    # options go after the subcommand (and after the projections subcommand's own verb)
+    cmd_args = [cmd, rest[0], *extra, *rest[1:]] if cmd == "projections" else [cmd, *extra, *rest]
     return subprocess.run(
         [sys.executable, "-m", "airfix.services.commands.cli", *cmd_args],
         env=full,
@@ -100,7 +98,7 @@ def test_a_torn_or_bad_export_line_is_named_and_nothing_is_imported(
     append_run(server_app.store, "r1")
     lines = cli("export", "r1").stdout.splitlines()
     path = tmp_path / "bad.jsonl"
-    path.write_text("\n".join(lines[:3] + [lines[3][:40]]) + "\n")
+    path.write_text("\n".join([*lines[:3], lines[3][:40]]) + "\n")
     out = cli("import", str(path), env={"AIRFIX__STORE__PREFIX": "other"})
     assert 2 == out.returncode and "line 4" in out.stderr
     assert [] == server_app.client.keys("other:*:run:*")

@@ -124,7 +124,7 @@ def test_sample_run_commits_verified_batches_on_its_own_branch(
     assert (
         git(s.repo, "rev-parse", f"{log[0]['sha']}^").strip() == s.base
     )  # a straight line on base
-    for commit, event in zip(log, committed):
+    for commit, event in zip(log, committed, strict=True):
         assert SUBJECT.match(commit["subject"]), commit["subject"]
         assert len(commit["subject"]) <= 100, commit["subject"]
         assert commit["message"] == event.message.strip()

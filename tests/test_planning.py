@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -154,7 +155,7 @@ def test_ids_unique_and_priorities_follow_phases(issues, mode, cleanup, location
     assert [b.batch_id for b in p.batches] == [f"r-9/7-{b.priority}" for b in p.batches]
     ranks = [RANK[b.phase] for b in p.batches]
     assert ranks == sorted(ranks)
-    for earlier, later in zip(p.batches, p.batches[1:]):
+    for earlier, later in pairwise(p.batches):
         if RANK[earlier.phase] < RANK[later.phase]:
             assert earlier.priority < later.priority
 

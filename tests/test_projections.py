@@ -93,7 +93,7 @@ def test_rebuild_equals_live(store: EventStore, client: redis.Redis) -> None:
     live = views(client, store.keys)
     drain(store, [ProjectionHandler(v) for v in live])
     scratch = Keys(prefix="scratch:autonomous_fix", partitions=4)
-    for live_view, scratch_view in zip(live, views(client, scratch)):
+    for live_view, scratch_view in zip(live, views(client, scratch), strict=True):
         rebuild(store, scratch_view)
         assert live_view.dump() == scratch_view.dump(), live_view.name
 

@@ -103,7 +103,7 @@ def test_several_workers_keep_each_run_in_order(store: EventStore, client) -> No
     for t in threads:
         t.start()
     time.sleep(0.5)  # let all three join and split the partitions
-    for wave in range(4):  # appends while consumers run
+    for _wave in range(4):  # appends while consumers run
         for r in range(10):
             run = f"run{r}"
             v = store.version(run)

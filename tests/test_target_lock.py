@@ -113,7 +113,7 @@ def test_an_active_run_is_never_taken_over(app: App, repo: Path) -> None:
     app.client.delete(lock)
     assert "" == target_lock.acquire(app.client, app.keys, lock, "claimed", target=str(repo))
     with pytest.raises(
-        AirfixError, match="run claimed is still active .*being requested: it has no event yet"
+        AirfixError, match=r"run claimed is still active .*being requested: it has no event yet"
     ):
         _request(app, repo)
     assert b"claimed" == app.client.get(lock)

@@ -84,7 +84,7 @@ def test_sigterm_stops_cleanly_and_loses_nothing() -> None:
         assert 0 == second.returncode
         assert _settled(client, app.keys, groups)
         scratch = Keys(prefix="scratch:autonomous_fix", partitions=app.keys.partitions)
-        for live, fresh in zip(app.projections(), app.projections(scratch)):
+        for live, fresh in zip(app.projections(), app.projections(scratch), strict=True):
             rebuild(store, fresh)
             assert live.dump() == fresh.dump(), live.name
         assert 10 == client.llen(app.keys.run_history)  # 12 finished runs, capped at the default 10

@@ -10,6 +10,7 @@ spelled out.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 import msgspec
@@ -225,11 +226,11 @@ AnyCommand = (
     | Fail
     | Tick
 )
-COMMAND_TYPES: dict[str, type[Command]] = {c.__name__: c for c in AnyCommand.__args__}  # type: ignore[attr-defined]
+COMMAND_TYPES: dict[str, type[Command]] = {c.__name__: c for c in AnyCommand.__args__}
 
 
 #: fields a command may leave empty for the run's own value
-_FROM_STATE = {
+_FROM_STATE: dict[str, Callable[[RunState], object]] = {
     "fixer": lambda s: s.fixer,
     "iteration": lambda s: s.iteration,
     "mode": lambda s: s.batching,
@@ -264,11 +265,12 @@ def events_for(s: RunState, c: Command) -> list[Event]:
                 progress=s.committed_this_iteration > 0 or s.improved_this_iteration,
             )
         ]
-    if c.event is None:
+    event_type: type[Event] | None = c.event
+    if event_type is None:
         raise InvalidTransition(s.state, type(c).__name__, "unknown command type")
     fields = {k: v for k, v in msgspec.structs.asdict(c).items() if k not in _COMMAND_ONLY}
-    wanted = {f.name for f in msgspec.structs.fields(c.event)}
+    wanted = {f.name for f in msgspec.structs.fields(event_type)}
     for name, own in _FROM_STATE.items():
         if name in wanted and fields.get(name) in (None, ""):
             fields[name] = own(s)
-    return [c.event(**{k: v for k, v in fields.items() if k in wanted})]
+    return [event_type(**{k: v for k, v in fields.items() if k in wanted})]

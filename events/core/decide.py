@@ -64,56 +64,71 @@ def _cost(after: RunState) -> tuple[str, str] | None:
     return None
 
 
+def _after_health(before: RunState, after: RunState, c: RecordHealth) -> tuple[str, str] | None:
+    lim = after.limits
+    if c.scope == "full":
+        broken = [t.tool for t in c.tools if t.status == "tool_error"]
+        if broken:
+            return "tool_error", f"tools could not measure: {', '.join(broken)}"
+        if c.healthy and after.healthy_streak >= max(1, lim.stability_runs):
+            runs = (
+                f", {after.healthy_streak} full checks in a row" if lim.stability_runs > 1 else ""
+            )
+            return "succeeded", f"healthy (score {c.score:g}{runs})"
+    return _timeout(before, c.now)
+
+
+def _after_failure(
+    before: RunState, after: RunState, c: FailFix | RollBack
+) -> tuple[str, str] | None:
+    if isinstance(c, FailFix) and c.fatal:
+        return "fixer_unavailable", c.reason
+    n = after.limits.max_consecutive_failures
+    if n > 0 and after.consecutive_failures >= n:
+        what = "rolled back" if isinstance(c, RollBack) else "failed"
+        reason = f"max_consecutive_failures={n} reached: {n} fixes in a row {what}"
+        if after.commits:
+            return "partially_fixed", reason
+        return ("verify_failed" if isinstance(c, RollBack) else "failed"), reason
+    return _cost(after) or _timeout(before, c.now)
+
+
+def _after_iteration(
+    before: RunState, after: RunState, c: CompleteIteration
+) -> tuple[str, str] | None:
+    lim = after.limits
+    if after.simulation:
+        return "simulated", (
+            f"simulation: {after.batches_planned} batch(es) planned, "
+            "no fixer ran, nothing was changed"
+        )
+    if c.nothing_fixable:
+        reason = (
+            f"nothing left is fixable by the fixer chain {after.fixer!r}: "
+            f"{after.issues_open} issue(s) remain"
+        )
+        return ("partially_fixed" if after.commits else "nothing_fixable"), reason
+    if lim.max_iterations > 0 and after.iterations_completed >= lim.max_iterations:
+        reason = f"max_iterations={lim.max_iterations} reached"
+        return ("partially_fixed" if after.commits else "budget_exhausted"), reason
+    n = lim.no_progress_iterations
+    if n > 0 and after.iterations_without_progress >= n:
+        return "no_progress", f"no_progress_iterations={n} reached: no commit, no better score"
+    return _cost(after) or _timeout(before, c.now)
+
+
 def _verdict(before: RunState, after: RunState, c: Command) -> tuple[str, str] | None:
     """The terminal (status, reason) the policy reaches after ``c``'s own events, if any."""
-    lim = after.limits
     if after.terminal:
         return None
     if isinstance(c, RecordHealth):
-        if c.scope == "full":
-            broken = [t.tool for t in c.tools if t.status == "tool_error"]
-            if broken:
-                return "tool_error", f"tools could not measure: {', '.join(broken)}"
-            if c.healthy and after.healthy_streak >= max(1, lim.stability_runs):
-                runs = (
-                    f", {after.healthy_streak} full checks in a row"
-                    if lim.stability_runs > 1
-                    else ""
-                )
-                return "succeeded", f"healthy (score {c.score:g}{runs})"
-        return _timeout(before, c.now)
-    if isinstance(c, FailFix) and c.fatal:
-        return "fixer_unavailable", c.reason
+        return _after_health(before, after, c)
     if isinstance(c, (FailFix, RollBack)):
-        n = lim.max_consecutive_failures
-        if n > 0 and after.consecutive_failures >= n:
-            what = "rolled back" if isinstance(c, RollBack) else "failed"
-            reason = f"max_consecutive_failures={n} reached: {n} fixes in a row {what}"
-            if after.commits:
-                return "partially_fixed", reason
-            return ("verify_failed" if isinstance(c, RollBack) else "failed"), reason
-        return _cost(after) or _timeout(before, c.now)
+        return _after_failure(before, after, c)
     if isinstance(c, Commit):
         return _cost(after) or _timeout(before, c.now)
     if isinstance(c, CompleteIteration):
-        if after.simulation:
-            return "simulated", (
-                f"simulation: {after.batches_planned} batch(es) planned, "
-                "no fixer ran, nothing was changed"
-            )
-        if c.nothing_fixable:
-            reason = (
-                f"nothing left is fixable by the fixer chain {after.fixer!r}: "
-                f"{after.issues_open} issue(s) remain"
-            )
-            return ("partially_fixed" if after.commits else "nothing_fixable"), reason
-        if lim.max_iterations > 0 and after.iterations_completed >= lim.max_iterations:
-            reason = f"max_iterations={lim.max_iterations} reached"
-            return ("partially_fixed" if after.commits else "budget_exhausted"), reason
-        n = lim.no_progress_iterations
-        if n > 0 and after.iterations_without_progress >= n:
-            return "no_progress", f"no_progress_iterations={n} reached: no commit, no better score"
-        return _cost(after) or _timeout(before, c.now)
+        return _after_iteration(before, after, c)
     if isinstance(c, Tick):
         return _timeout(before, c.now)
     return None
@@ -139,9 +154,9 @@ def decide(state: RunState, command: Command) -> list[Event]:
     events = events_for(state, command)
     after = state
     for ev in events:
-        why = illegal(after, ev)
-        if why is not None:
-            raise InvalidTransition(state.state, cname, why)
+        refused = illegal(after, ev)
+        if refused is not None:
+            raise InvalidTransition(state.state, cname, refused)
         after = evolve(
             after,
             msgspec.structs.replace(ev, run_id=after.run_id, version=after.version + 1),

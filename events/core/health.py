@@ -230,6 +230,40 @@ def _errors(result: ToolResult) -> int:
     return max(n, 1) if result.status == "failed" else n
 
 
+class _Tally(msgspec.Struct):
+    """What the tools of one check said, per phase."""
+
+    ran: dict[str, bool]
+    broken: set[str]
+    errors: dict[str, int]
+    tests: TestCounts | None
+    tool_errors: list[str]
+
+
+def _tally(tool_results: Sequence[ToolResult], tool_phases: Mapping[str, Phase] | None) -> _Tally:
+    t = _Tally(
+        ran={"build": False, "lint": False, "test": False},
+        broken=set(),
+        errors={"build": 0, "lint": 0},
+        tests=None,
+        tool_errors=[],
+    )
+    for r in sorted(tool_results, key=lambda r: r.tool):
+        if r.status == "skipped":
+            continue
+        phase = _phase_of(r.tool, tool_phases)
+        t.ran[phase] = True
+        if r.status == "tool_error":
+            t.broken.add(phase)
+            t.tool_errors.append(f"{r.tool}: {r.error or 'tool error'}")
+        elif phase == "test":
+            counted = TestCounts.from_counts(r.counts)
+            t.tests = counted if t.tests is None else t.tests + counted
+        else:
+            t.errors[phase] += _errors(r)
+    return t
+
+
 def health_score(
     tool_results: Sequence[ToolResult],
     *,
@@ -256,24 +290,14 @@ def health_score(
         raise ValueError(f"coverage must be a fraction in [0, 1], got {coverage!r}")
     criteria = criteria or DefaultCriteria()
 
-    ran: dict[str, bool] = {"build": False, "lint": False, "test": False}
-    broken: set[str] = set()
-    errors = {"build": 0, "lint": 0}
-    tool_tests: TestCounts | None = None
-    tool_errors: list[str] = []
-    for r in sorted(tool_results, key=lambda r: r.tool):
-        if r.status == "skipped":
-            continue
-        phase = _phase_of(r.tool, tool_phases)
-        ran[phase] = True
-        if r.status == "tool_error":
-            broken.add(phase)
-            tool_errors.append(f"{r.tool}: {r.error or 'tool error'}")
-        elif phase == "test":
-            counted = TestCounts.from_counts(r.counts)
-            tool_tests = counted if tool_tests is None else tool_tests + counted
-        else:
-            errors[phase] += _errors(r)
+    t = _tally(tool_results, tool_phases)
+    ran, broken, errors, tool_tests, tool_errors = (
+        t.ran,
+        t.broken,
+        t.errors,
+        t.tests,
+        t.tool_errors,
+    )
 
     parts: dict[str, float] = {}
     if ran["build"]:

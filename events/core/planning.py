@@ -142,6 +142,26 @@ def phase_caps(sizes: object) -> dict[Phase, int]:
 # ---------------------------------------------------------------- planning
 
 
+def _check_plan_args(
+    mode: BatchingMode,
+    max_cleanup_batch_size: int,
+    max_location_batch_size: int,
+    batches_per_phase: Mapping[Phase, int],
+) -> None:
+    if mode not in ("mega", "smart", "individual"):
+        raise ValueError(f"unknown batching mode {mode!r}; expected mega, smart or individual")
+    if max_cleanup_batch_size < 1 or max_location_batch_size < 1:
+        raise ValueError(
+            "max_cleanup_batch_size and max_location_batch_size must be at least 1, got "
+            f"{max_cleanup_batch_size} and {max_location_batch_size}"
+        )
+    for phase, limit in batches_per_phase.items():
+        if phase not in _PHASE_RANK:
+            raise ValueError(f"batches_per_phase: unknown phase {phase!r}")
+        if limit < 0:
+            raise ValueError(f"batches_per_phase[{phase!r}] must be >= 0, got {limit}")
+
+
 def plan_batches(
     issues: Sequence[IssueRecord],
     *,
@@ -165,19 +185,7 @@ def plan_batches(
     Raises:
         ValueError: an unknown mode or phase, a cap below 1, or a negative per-phase count.
     """
-    if mode not in ("mega", "smart", "individual"):
-        raise ValueError(f"unknown batching mode {mode!r}; expected mega, smart or individual")
-    if max_cleanup_batch_size < 1 or max_location_batch_size < 1:
-        raise ValueError(
-            "max_cleanup_batch_size and max_location_batch_size must be at least 1, got "
-            f"{max_cleanup_batch_size} and {max_location_batch_size}"
-        )
-    for phase, limit in batches_per_phase.items():
-        if phase not in _PHASE_RANK:
-            raise ValueError(f"batches_per_phase: unknown phase {phase!r}")
-        if limit < 0:
-            raise ValueError(f"batches_per_phase[{phase!r}] must be >= 0, got {limit}")
-
+    _check_plan_args(mode, max_cleanup_batch_size, max_location_batch_size, batches_per_phase)
     by_phase = _sorted_by_phase(issues)
     kept: list[PlannedBatch] = []
     deferred_ids: list[str] = []

@@ -251,7 +251,7 @@ class EventStore:
         end = f"0-{to_version}" if to_version is not None else "+"
         first = True
         while True:
-            chunk = self.client.xrange(key, f"0-{start}", end, count=page)
+            chunk = self.client.xrange(key, f"0-{start}", end, count=page) or []
             if first and not chunk and not self.client.exists(key):
                 archive = self.trim_record(run_id).get("archive")
                 if archive:  # trim --archive moved the run's stream to a file
@@ -267,8 +267,11 @@ class EventStore:
     def read_log(self, partition: int, after: str = "0-0", count: int = 1000) -> list[LogEntry]:
         """One page of a partition log, strictly after ``after``; undecodable entries included."""
         key = self.keys.log(partition)
-        chunk = self.client.xrange(
-            key, f"({after}" if after not in ("-", "0", "0-0") else "-", "+", count=count
+        chunk = (
+            self.client.xrange(
+                key, f"({after}" if after not in ("-", "0", "0-0") else "-", "+", count=count
+            )
+            or []
         )
         return [self.entry(key, entry_id, fields) for entry_id, fields in chunk]
 
@@ -342,6 +345,6 @@ class EventStore:
         for key in self.keys.logs():
             pipe.xrevrange(key, "+", "-", count=1)
         out = {}
-        for key, rows in zip(self.keys.logs(), pipe.execute()):
+        for key, rows in zip(self.keys.logs(), pipe.execute(), strict=True):
             out[key] = _s(rows[0][0]) if rows else "0-0"
         return out

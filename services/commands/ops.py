@@ -162,7 +162,7 @@ def rebuild_all(
 
     Without ``check`` the live views are then rebuilt in place from the log."""
     equal: dict[str, bool] = {}
-    for lv, sv in zip(live, scratch):
+    for lv, sv in zip(live, scratch, strict=True):
         rebuild(store, sv)
         equal[lv.name] = lv.dump() == sv.dump()
         sv.clear()

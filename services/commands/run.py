@@ -4,6 +4,7 @@ each event, handle Ctrl-C (cancel or detach), and print the summary with where t
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -98,9 +99,11 @@ def render(report: RunReport, *, stream: Any = None) -> None:
         )
     if report.remaining:
         console.print(f"  left: {sum(r.count for r in report.remaining)} issue(s)")
-        for r in report.remaining:
-            where = f" ({', '.join(r.files)})" if r.files else ""
-            console.print(f"    {r.tool} {r.rule}: {r.count}, {r.reason}{where}", markup=False)
+        for left in report.remaining:
+            where = f" ({', '.join(left.files)})" if left.files else ""
+            console.print(
+                f"    {left.tool} {left.rule}: {left.count}, {left.reason}{where}", markup=False
+            )
     for line in where_the_work_is(report):
         console.print(line, markup=False)
 
@@ -208,10 +211,8 @@ def _serve_until_interrupted(port: int) -> None:
         file=sys.stderr,
         flush=True,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
 
 
 @contextmanager

@@ -106,7 +106,9 @@ def run_chain(fixers: list[Fixer], request: FixRequest) -> FixOutcome:
     return FixOutcome(
         ok=any(o.ok for o in outcomes) and not fatal,
         fatal=fatal,
-        reason="; ".join(said(f.name, o.reason) for f, o in zip(fixers, outcomes) if o.reason),
+        reason="; ".join(
+            said(f.name, o.reason) for f, o in zip(fixers, outcomes, strict=True) if o.reason
+        ),
         cost_usd=sum(o.cost_usd for o in outcomes),
         turns=sum(o.turns for o in outcomes),
         duration_s=sum(o.duration_s for o in outcomes),

@@ -79,7 +79,7 @@ def apply_fixes(text: str, fixes: Sequence[dict[str, Any]]) -> tuple[str, int]:
         if not edits:
             continue
         clash = any(
-            e.start < t.end and t.start < e.end or (e.start == e.end == t.start == t.end)
+            (e.start < t.end and t.start < e.end) or (e.start == e.end == t.start == t.end)
             for e in edits
             for group in taken
             for t in group

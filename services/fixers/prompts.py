@@ -25,8 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+import msgspec
 import yaml
 
 from airfix.events.errors import ConfigError
@@ -101,6 +102,7 @@ _TOOL_LANGUAGE = {
     "dart_test": "dart",
     "flutter_test": "dart",
 }
+_T = TypeVar("_T")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _CONTROL_ONE_LINE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -157,6 +159,90 @@ def load_prompts(path: str | Path | None = None) -> PromptSet:
     return _load_cached(str(resolved), mtime)
 
 
+class _PhaseSpec(msgspec.Struct, forbid_unknown_fields=True):
+    hint: str = ""
+    template: str = ""
+
+
+class _LanguageSpec(msgspec.Struct, forbid_unknown_fields=True):
+    checks: list[str] = []
+    forbidden: list[str] = []
+    config_files: list[str] = []
+    hint: str = ""
+    phases: dict[str, dict[str, Any]] = {}  # converted per phase, so errors name it
+
+
+class _PromptsFile(msgspec.Struct, forbid_unknown_fields=True):
+    """The prompts file as written; typed so msgspec names the key and the type that is wrong."""
+
+    version: Literal[1] = 1  # the file format's version; a later format will not load silently
+    phases: dict[str, str] = {}
+    rules: str = ""
+    languages: dict[str, dict[str, Any]] = {}  # converted per language, so errors name it
+    default_language: dict[str, Any] = {}
+    tools: dict[str, Any] = {}  # converted per tool, so errors name it
+
+
+def _none_to_default(value: Any) -> Any:
+    """YAML's empty value (``key:``) means "not given", as if the key were absent."""
+    if isinstance(value, dict):
+        return {k: _none_to_default(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _template(where: str, text: str, key: str, allowed: frozenset[str]) -> string.Template:
+    t = string.Template(text)
+    if not t.is_valid():
+        raise ConfigError(
+            f"{where}: {key}: invalid placeholder syntax (use $name, ${{name}} "
+            "or $$ for a dollar sign)"
+        )
+    unknown = sorted(set(t.get_identifiers()) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: {key}: unknown placeholder(s) "
+            f"{', '.join('$' + u for u in unknown)}; known: "
+            f"{', '.join('$' + a for a in sorted(allowed))}"
+        )
+    return t
+
+
+def _convert(where: str, key: str, value: Any, kind: type[_T]) -> _T:
+    """``value`` as ``kind``; a mismatch is a ConfigError naming the file and the key."""
+    try:
+        return msgspec.convert(_none_to_default(value), kind)
+    except msgspec.ValidationError as exc:
+        message, _, at = str(exc).partition(" - at `$")
+        at = at.rstrip("`").lstrip(".")
+        raise ConfigError(
+            f"{where}: {'.'.join(k for k in (key, at) if k) or 'top level'}: {message}"
+        ) from None
+
+
+def _language(where: str, value: dict[str, Any], key: str) -> LanguagePrompts:
+    spec = _convert(where, key, value, _LanguageSpec)
+    unknown = sorted(set(spec.phases) - set(PHASES))
+    if unknown:
+        raise ConfigError(
+            f"{where}: {key}.phases.{unknown[0]}: unknown phase; known: {', '.join(PHASES)}"
+        )
+    phases = {
+        ph: _convert(where, f"{key}.phases.{ph}", v, _PhaseSpec) for ph, v in spec.phases.items()
+    }
+    return LanguagePrompts(
+        checks=tuple(spec.checks),
+        forbidden=tuple(spec.forbidden),
+        config_files=tuple(spec.config_files),
+        hint=spec.hint.strip(),
+        phase_hints={ph: ps.hint.strip() for ph, ps in phases.items() if ps.hint},
+        phase_templates={
+            ph: _template(where, ps.template, f"{key}.phases.{ph}.template", PLACEHOLDERS)
+            for ph, ps in phases.items()
+            if ps.template
+        },
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, _mtime: int) -> PromptSet:
     try:
@@ -165,89 +251,19 @@ def _load_cached(path: str, _mtime: int) -> PromptSet:
         raise ConfigError(f"{path}: cannot read prompts: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    where = path
-
-    def mapping(value: Any, key: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
-        return value
-
-    def text(value: Any, key: str) -> str:
-        if value is None:
-            return ""
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: {key}: expected a string, got {type(value).__name__}")
-        return value
-
-    def strings(value: Any, key: str) -> tuple[str, ...]:
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: {key}: expected a list of strings")
-        return tuple(value)
-
-    def template(value: Any, key: str, allowed: frozenset[str]) -> string.Template:
-        t = string.Template(text(value, key))
-        if not t.is_valid():
-            raise ConfigError(
-                f"{where}: {key}: invalid placeholder syntax (use $name, ${{name}} "
-                "or $$ for a dollar sign)"
-            )
-        unknown = sorted(set(t.get_identifiers()) - allowed)
-        if unknown:
-            raise ConfigError(
-                f"{where}: {key}: unknown placeholder(s) "
-                f"{', '.join('$' + u for u in unknown)}; known: "
-                f"{', '.join('$' + a for a in sorted(allowed))}"
-            )
-        return t
-
-    def language(value: Any, key: str) -> LanguagePrompts:
-        raw = mapping(value, key)
-        extra = set(raw) - {"checks", "forbidden", "config_files", "hint", "phases"}
-        if extra:
-            raise ConfigError(f"{where}: {key}: unknown key(s) {', '.join(sorted(extra))}")
-        hints: dict[str, str] = {}
-        templates: dict[str, string.Template] = {}
-        for phase, spec in mapping(raw.get("phases"), f"{key}.phases").items():
-            pkey = f"{key}.phases.{phase}"
-            if phase not in PHASES:
-                raise ConfigError(f"{where}: {pkey}: unknown phase; known: {', '.join(PHASES)}")
-            spec = mapping(spec, pkey)
-            if set(spec) - {"hint", "template"}:
-                raise ConfigError(f"{where}: {pkey}: expected only hint and template")
-            if spec.get("hint"):
-                hints[phase] = text(spec["hint"], f"{pkey}.hint").strip()
-            if spec.get("template"):
-                templates[phase] = template(spec["template"], f"{pkey}.template", PLACEHOLDERS)
-        return LanguagePrompts(
-            checks=strings(raw.get("checks"), f"{key}.checks"),
-            forbidden=strings(raw.get("forbidden"), f"{key}.forbidden"),
-            config_files=strings(raw.get("config_files"), f"{key}.config_files"),
-            hint=text(raw.get("hint"), f"{key}.hint").strip(),
-            phase_hints=hints,
-            phase_templates=templates,
-        )
-
-    phases_raw = mapping(data.get("phases"), "phases")
-    missing = [p for p in PHASES if not phases_raw.get(p)]
+    raw = _convert(path, "", data, _PromptsFile)
+    missing = [ph for ph in PHASES if not raw.phases.get(ph)]
     if missing:
-        raise ConfigError(f"{where}: phases: missing template(s) for {', '.join(missing)}")
-    phases = {p: template(phases_raw[p], f"phases.{p}", PLACEHOLDERS) for p in PHASES}
-    languages = {
-        str(name): language(spec, f"languages.{name}")
-        for name, spec in mapping(data.get("languages"), "languages").items()
-    }
-    tools = {str(k): text(v, f"tools.{k}") for k, v in mapping(data.get("tools"), "tools").items()}
+        raise ConfigError(f"{path}: phases: missing template(s) for {', '.join(missing)}")
     return PromptSet(
         source=path,
-        rules=template(data.get("rules"), "rules", RULES_PLACEHOLDERS),
-        phases=phases,
-        languages=languages,
-        default_language=language(data.get("default_language"), "default_language"),
-        tools=tools,
+        rules=_template(path, raw.rules, "rules", RULES_PLACEHOLDERS),
+        phases={ph: _template(path, raw.phases[ph], f"phases.{ph}", PLACEHOLDERS) for ph in PHASES},
+        languages={
+            name: _language(path, spec, f"languages.{name}") for name, spec in raw.languages.items()
+        },
+        default_language=_language(path, raw.default_language, "default_language"),
+        tools={k: _convert(path, f"tools.{k}", v, str) for k, v in raw.tools.items()},
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import msgspec
 
@@ -28,6 +29,7 @@ from airfix.events.core.machine import (
 )
 from airfix.events.core.messages import commit_message
 from airfix.events.core.planning import (
+    BatchKind,
     PlannedBatch,
     phase_caps,
     plan_batches,
@@ -415,7 +417,7 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             priority=batch.priority,
             description=batch.description,
             files=list(batch.files) or ["."],
-            kind=batch.kind or ("mega" if batch.mode == "mega" else "location"),
+            kind=cast(BatchKind, batch.kind or ("mega" if batch.mode == "mega" else "location")),
             rules=sorted({i.rule for i in mine if i.rule}) or ["?"],
         )
         files = [f for f in wt.git("diff", "--name-only", base, state.candidate).splitlines() if f]

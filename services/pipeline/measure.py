@@ -187,7 +187,7 @@ def measure(
             tests = counts_of_tests(r)
         if r.coverage_percent is not None:
             coverage = r.coverage_percent / 100.0
-    outcomes = dict(outcome_runs[0].tests) if outcome_runs else {}
+    outcomes: dict[str, str] = dict(outcome_runs[0].tests) if outcome_runs else {}
     flaky = sorted(
         {
             t

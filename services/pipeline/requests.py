@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -26,7 +26,7 @@ from airfix.events.core.machine import Cancel, RequestRun, RunState, decide, fol
 from airfix.events.core.steps import ROLES
 from airfix.events.errors import AirfixError, ConcurrencyError
 from airfix.events.ids import new_run_id
-from airfix.events.schema import Limits, RunRequested, stamp
+from airfix.events.schema import BatchingMode, Limits, RunRequested, stamp
 from airfix.events.storage.store import check_run_id
 from airfix.projections.base import ProjectorHandler
 from airfix.projections.report import RunReport, build_report
@@ -37,7 +37,7 @@ from airfix.services.pipeline.context import verify_mode
 from airfix.services.pipeline.git import ZERO, Repo
 from airfix.services.pipeline.roles import Pipeline, role_handlers
 from airfix.services.runtime.app import App
-from airfix.services.runtime.consumers import Consumer
+from airfix.services.runtime.consumers import Consumer, Handler
 from airfix.services.runtime.logs import get_logger
 
 log = get_logger("airfix.run")
@@ -126,8 +126,8 @@ def request_run(
         )
     command = RequestRun(
         target=str(repo.path),
-        batching=batching,
-        fixer=fixer,  # type: ignore[arg-type]
+        batching=cast(BatchingMode, batching),  # config and the CLI only let the three through
+        fixer=fixer,
         simulation=simulation,
         limits=limits,
         requested_by=_user(),
@@ -187,7 +187,7 @@ def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "in
     """Host every role and projection in this process until the run is finished."""
     pipeline = Pipeline(app.store, app.config, worker=worker)
     # only this run: a journal may hold older, unfinished runs whose targets are gone
-    handlers = [
+    handlers: list[Handler] = [
         *role_handlers(pipeline, ROLES, only_run=run_id),
         ProjectorHandler(app.projections()),
     ]

@@ -136,7 +136,7 @@ def role_handler_for(app: App, group: str) -> RoleHandler | None:
     role = group.removeprefix("role:")
     if not group.startswith("role:") or role not in ROLES:
         return None
-    return RoleHandler(Pipeline(app.store, app.config, worker=consumer_name()), role)  # type: ignore[arg-type]
+    return RoleHandler(Pipeline(app.store, app.config, worker=consumer_name()), role)
 
 
 register_group_handler(role_handler_for)

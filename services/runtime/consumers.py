@@ -48,6 +48,9 @@ from airfix.services.runtime.metrics import group_info, group_lag
 
 log = structlog.get_logger("airfix.runtime")
 
+#: what XREAD/XREADGROUP return (redis-py types it loosely): per stream, its entries
+StreamsReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
+
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -271,8 +274,8 @@ class Consumer:
             owned = sorted(self.owned)
         if not owned:
             return []
-        streams = {self.keys.log(p): ">" for p in owned}
-        reply = self.client.xreadgroup(
+        streams: dict[Any, Any] = {self.keys.log(p): ">" for p in owned}
+        reply: StreamsReply = self.client.xreadgroup(  # type: ignore[assignment]
             self.group, self.name, streams, count=self.settings.batch_size
         )
         out = []
@@ -290,13 +293,14 @@ class Consumer:
         if not owned:
             self.stop_event.wait(self.settings.block_ms / 1000)
             return
-        streams = {}
+        streams: dict[Any, Any] = {}
         for p in owned:
             key = self.keys.log(p)
             if key not in self.last_seen:
                 self.last_seen[key] = self._group_position(key)
             streams[key] = self.last_seen[key]
-        for stream, rows in self.client.xread(streams, block=self.settings.block_ms) or []:
+        reply: StreamsReply = self.client.xread(streams, block=self.settings.block_ms)  # type: ignore[assignment]
+        for stream, rows in reply or []:
             if rows:  # seen, whoever gets them: waiting again from here cannot spin
                 self.last_seen[_s(stream)] = _s(rows[-1][0])
 

@@ -181,7 +181,7 @@ class DeadLetter:
                 rows = store.client.xrange(
                     store.keys.run_stream(self.run), f"0-{self.version}", f"0-{self.version}"
                 )
-                if rows and _s(rows[0][1].get(b"id", b"")) == self.event_id:
+                if rows and _s((rows[0][1] or {}).get(b"id", b"")) == self.event_id:
                     return EventStore.entry(self.stream, self.entry or "0-0", rows[0][1])
         where = f"entry {self.entry or '?'} of {self.stream or '?'}"
         return LogEntry(

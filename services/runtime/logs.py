@@ -20,7 +20,7 @@ import contextvars
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, ExceptionRenderer, Processor, WrappedLogger
@@ -79,7 +79,9 @@ class _SinkProcessor:
             return event_dict
         mirrored = dict(event_dict)
         if "exc_info" in mirrored:  # the console pipeline renders it later; the sink needs data
-            mirrored = _redact(logger, method_name, _DICT_TRACEBACKS(logger, method_name, mirrored))
+            mirrored = dict(
+                _redact(logger, method_name, _DICT_TRACEBACKS(logger, method_name, mirrored))
+            )
         token = _in_sink.set(True)
         try:
             self._sink(mirrored)
@@ -158,7 +160,8 @@ def configure_logging(
     if fmt not in _FORMATS:
         msg = f"logging.format: expected one of {', '.join(_FORMATS)}, got {fmt!r}"
         raise ConfigError(msg)
-    out = _CurrentStderr() if stream is None else stream
+    # _CurrentStderr is file-like where PrintLogger needs it: write, flush, isatty
+    out = cast(TextIO, _CurrentStderr()) if stream is None else stream
 
     processors: list[Processor] = [
         structlog.contextvars.merge_contextvars,  # first, so explicit kwargs override the context

@@ -38,7 +38,7 @@ def group_lag(
     what is past the group's position (``at_most`` bounds the count when only "any?" matters)."""
     if info.get("lag") is not None:
         return int(info["lag"])
-    return len(client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+", count=at_most))
+    return len(client.xrange(stream, f"({_s(info['last-delivered-id'])}", "+", count=at_most) or [])
 
 
 def group_metrics(client: redis.Redis, keys: Keys, group: str) -> GroupMetrics:

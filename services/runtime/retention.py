@@ -197,7 +197,7 @@ def gather(app: App, runs: Iterable[str] | None = None) -> list[RunFacts]:
     facts = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for run, raw in zip(chunk, client.hmget(keys.status, chunk) if chunk else []):
+        for run, raw in zip(chunk, client.hmget(keys.status, chunk) if chunk else [], strict=True):
             st = _STATUS.decode(raw) if raw else _Finished()
             p = partition_of(run, keys.partitions)
             entries = log_positions(app, run) if st.state == "completed" else ()

@@ -14,8 +14,6 @@ import redis
 import structlog
 
 from airfix.events.storage.store import EventStore
-
-log = structlog.get_logger("airfix.runtime")
 from airfix.services.runtime.consumers import (
     Consumer,
     ConsumerStats,
@@ -23,6 +21,8 @@ from airfix.services.runtime.consumers import (
     RuntimeSettings,
     consumer_name,
 )
+
+log = structlog.get_logger("airfix.runtime")
 
 
 @dataclass

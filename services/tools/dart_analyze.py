@@ -261,7 +261,7 @@ class DartAnalyzeAdapter(BaseToolAdapter):
             else:
                 findings = [
                     replace(f, fix="safe") if (f.file, c) in fixable else f
-                    for f, c in zip(report.findings, report.codes)
+                    for f, c in zip(report.findings, report.codes, strict=True)
                 ]
                 counts["fixable"] = sum(1 for f in findings if f.fix)
         issues = to_issues(self.name, findings)

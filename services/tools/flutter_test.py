@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from airfix.services.tools.base import (
@@ -118,11 +119,8 @@ def _message(head: str, test: _DartTest, prefix: str) -> str:
     return f"{head}: {body}" if body else head
 
 
-def parse_test_json(stdout: str, target: Path) -> DartTestReport:
-    """Counts and one finding per failed test from package:test JSON reporter output."""
-    report = DartTestReport()
-    suites: dict[int, str] = {}
-    tests: dict[int, _DartTest] = {}
+def _events(stdout: str, report: DartTestReport) -> Iterator[dict[str, Any]]:
+    """The reporter's JSON events, one per line; anything else is kept as other output."""
     for raw in stdout.splitlines():
         line = raw.strip()
         event = None
@@ -136,39 +134,53 @@ def parse_test_json(stdout: str, target: Path) -> DartTestReport:
                 report.other_lines.append(raw)
             continue
         report.events += 1
-        kind = event["type"]
-        if kind == "suite":
-            suite = event.get("suite") or {}
-            suites[int(suite.get("id", -1))] = str(suite.get("path") or "")
-        elif kind == "testStart":
-            t = event.get("test") or {}
-            url = t.get("root_url") or t.get("url")
-            line_no = t.get("root_line") if t.get("root_url") else t.get("line")
-            tests[int(t["id"])] = _DartTest(
-                id=int(t["id"]), name=str(t.get("name") or ""), suite=int(t.get("suiteID", -1)),
-                url=str(url) if url else None, line=int(line_no or 0),
-            )  # fmt: skip
-        elif kind == "testDone":
-            test = tests.get(int(event.get("testID", -1)))
-            if test is not None:
-                test.result = str(event.get("result") or "")
-                test.skipped = bool(event.get("skipped"))
-                test.hidden = bool(event.get("hidden"))
-        elif kind == "error":
-            test = tests.get(int(event.get("testID", -1)))
-            if test is not None:
-                test.errors.append(
-                    (str(event.get("error") or ""), str(event.get("stackTrace") or ""),
-                     bool(event.get("isFailure")))
-                )  # fmt: skip
-        elif kind == "print":
-            test = tests.get(int(event.get("testID", -1)))
-            if test is not None and event.get("messageType", "print") == "print":
-                test.prints.append(str(event.get("message") or ""))
-        elif kind == "done":
-            report.done = True
-            success = event.get("success")
-            report.success = success if isinstance(success, bool) else None
+        yield event
+
+
+def _record(
+    event: dict[str, Any],
+    report: DartTestReport,
+    suites: dict[int, str],
+    tests: dict[int, _DartTest],
+) -> None:
+    """Fold one reporter event into the suites, tests and report seen so far."""
+    kind = event["type"]
+    test = tests.get(int(event.get("testID", -1)))
+    if kind == "suite":
+        suite = event.get("suite") or {}
+        suites[int(suite.get("id", -1))] = str(suite.get("path") or "")
+    elif kind == "testStart":
+        t = event.get("test") or {}
+        url = t.get("root_url") or t.get("url")
+        line_no = t.get("root_line") if t.get("root_url") else t.get("line")
+        tests[int(t["id"])] = _DartTest(
+            id=int(t["id"]), name=str(t.get("name") or ""), suite=int(t.get("suiteID", -1)),
+            url=str(url) if url else None, line=int(line_no or 0),
+        )  # fmt: skip
+    elif kind == "testDone" and test is not None:
+        test.result = str(event.get("result") or "")
+        test.skipped = bool(event.get("skipped"))
+        test.hidden = bool(event.get("hidden"))
+    elif kind == "error" and test is not None:
+        test.errors.append(
+            (str(event.get("error") or ""), str(event.get("stackTrace") or ""),
+             bool(event.get("isFailure")))
+        )  # fmt: skip
+    elif kind == "print" and test is not None and event.get("messageType", "print") == "print":
+        test.prints.append(str(event.get("message") or ""))
+    elif kind == "done":
+        report.done = True
+        success = event.get("success")
+        report.success = success if isinstance(success, bool) else None
+
+
+def parse_test_json(stdout: str, target: Path) -> DartTestReport:
+    """Counts and one finding per failed test from package:test JSON reporter output."""
+    report = DartTestReport()
+    suites: dict[int, str] = {}
+    tests: dict[int, _DartTest] = {}
+    for event in _events(stdout, report):
+        _record(event, report, suites, tests)
 
     prefix = str(target).rstrip("/") + "/"
     for test in tests.values():

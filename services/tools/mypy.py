@@ -152,10 +152,8 @@ class MypyAdapter(BaseToolAdapter):
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
     ) -> list[str]:
-        if files is not None:
-            paths = files
-        else:
-            paths = [] if configured_files(target) else ["."]
+        # mypy reads its own file list from its config when it has one
+        paths = files if files is not None else ([] if configured_files(target) else ["."])
         return [
             exe, "-O", "json", "--cache-dir", str(self._cache(workdir)),
             *self._imports_from(exe), *self.extra_args, *paths,

@@ -1,7 +1,7 @@
 """Loading the configuration strictly, with errors that name the key and where it came from.
 
 The original tool read a YAML dict and silently ignored keys it did not know, so users believed they
-had configured timeouts and limits that nothing read (seed D18).  Here every key is a field of a
+had configured timeouts and limits that nothing read.  Here every key is a field of a
 frozen msgspec Struct with ``forbid_unknown_fields=True``: a misspelt key, a wrong type or an
 out-of-range value is a :class:`~airfix.events.errors.ConfigError` whose message names the dotted
 key path and where the value came from (file and line, environment variable, or overrides).

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -220,3 +221,23 @@ def test_mypy_passes_strict_on_the_contract_and_core(tmp_path: Path) -> None:
         env={**os.environ, "MYPYPATH": str(root)},
     )  # fmt: skip
     assert done.returncode == 0, f"mypy:\n{done.stdout}{done.stderr}"
+
+
+#: citations of documents that are not in the repository (design notes, the issue tracker)
+OUTSIDE_REFERENCE = re.compile(
+    r"\bseed (inventory|sec\.|[A-Z]\d)|\bresearch [A-Z]\.\d|\bissue #?\d+\b", re.IGNORECASE
+)
+
+
+def test_no_source_cites_documents_outside_the_repository():
+    """A reader has the repository, not our notes or tracker: comments say the reason itself."""
+    folders = [*FOLDERS, "dags", "scripts", "tests"]
+    cited = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for folder in folders
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if "fixtures" not in path.parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if OUTSIDE_REFERENCE.search(line)
+    ]
+    assert cited == [], "\n".join(cited)

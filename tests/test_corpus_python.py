@@ -1,4 +1,4 @@
-"""Issue 9 acceptance on real Python releases: airfix's run, judged by an independent re-measure.
+"""Real Python releases: airfix's run, judged by an independent re-measure.
 
 For each project of ``tests/fixtures/corpus/python.json``: fetch the sdist (cached), make a fresh
 one-commit repository, give it its own venv, measure it (``tests.corpus.measure``, which never
@@ -338,7 +338,7 @@ def check_corpus(project: Project, repo: Path, python: str, base: str, judge: Ju
         assert module_importable(python, module), f"{key}: the project's venv lacks {module}"
     with git.worktree_at(repo, base) as tree:
         assert not measure.uses_ruff_format(tree), (
-            f"{key} uses ruff's formatter: the diff check would need the exemption issue 9 gives it"
+            f"{key} uses ruff's formatter: the diff check would need a formatter exemption"
         )
     baseline = judge.at(base)
     assert baseline.safe_total > 0, f"{key}: no safely fixable ruff issue at the baseline"
@@ -386,7 +386,7 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     shas: list[str] = []
     if branch in git.branches(repo):
         shas = git.commits_since(repo, base, branch)
-    elif claimed:  # a run without commits may remove its empty branch (issue 9, item 8)
+    elif claimed:  # a run without commits may remove its empty branch
         problems.append(
             f"{key}: the summary's branch {branch!r} does not exist (branches: {git.branches(repo)})"
         )

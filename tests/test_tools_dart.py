@@ -1,7 +1,7 @@
 """The Dart/Flutter adapters (dart analyze, flutter test, dart test) and the ``dart fix`` fixer.
 
-The SDKs are not installable here (research B.9/B.10), so the tools' outputs are fixtures that
-follow the emitters' source exactly (``tests/fixtures/dart/README.md``).  The adapters are run
+The SDKs cannot be installed on the CI machine (no access to their download sites), so the
+tools' outputs are fixtures that follow the emitters' source exactly (``tests/fixtures/dart/README.md``).  The adapters are run
 for real against fake ``dart``/``flutter`` executables that print a fixture (with its recorded
 project root replaced by their working directory) and exit with the recorded status: the adapter
 code path — lookup, spawn, exit-code check, parse, judgement — is the one used with a real SDK.

@@ -7,7 +7,7 @@ Inputs.  Each :class:`~airfix.events.schema.ToolResult` belongs to a phase (``to
 :data:`DEFAULT_TOOL_PHASES`, else ``lint``).  A static tool's findings are ``counts["error"]`` (else ``errors``, else ``issues``);
 warnings and infos (``counts["warning"]``, ``counts["info"]``) are reported by the tool but neither
 scored nor gated, because they are not what the fixer is asked to fix (the original counted them
-and made its gate unpassable, seed D8).  A tool with status ``failed`` but no error count counts
+and made its gate unpassable).  A tool with status ``failed`` but no error count counts
 as one error: a failing build with nothing parsed is not clean.  Test counts come from ``tests``,
 else from the counts of the test-phase tools (``passed``, ``failed``, ``errors``, ``skipped``).
 ``coverage`` is a fraction in [0, 1].
@@ -23,13 +23,13 @@ The formula (n = error count)::
     score    = (0.4 build + 0.2 lint + 0.3 test + 0.1 coverage) / (weights of the parts present)
 
 A part is present when at least one of its tools ran (status other than ``skipped``) or, for test
-and coverage, when a value was given.  Rules that fix the original's defects (seed sec. 6, 7):
+and coverage, when a value was given.  Rules that fix the original's defects:
 
 * The decay is hyperbolic, not clamped: fixing any error raises the score, so progress on a
   project with 2,000 errors is visible (a clamp at 0 would report "no progress" and stop the run).
 * A ``tool_error`` is not "0 findings": its phase's part is 0.0, the report lists it in
-  ``tool_errors``, and the report is never healthy (seed F3, F7).
-* 0 tests run is a test part of 0.0 and an unhealthy report, never "passed" (seed F4, D10).
+  ``tool_errors``, and the report is never healthy.
+* 0 tests run is a test part of 0.0 and an unhealthy report, never "passed".
 * Tiered checks: when the static score is below ``static_pass_threshold`` and no test results
   were given, dynamic checks were skipped: the test part is 0.0 (unmeasured earns no credit,
   so starting the dynamic checks can only raise the score) and the report is not healthy.

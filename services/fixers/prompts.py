@@ -12,8 +12,8 @@ in the *template* and tempts ``format(**values)`` twice.  Additionally every mes
 indented under its numbered record, so a message cannot forge a record of its own, and control
 characters in one-line fields (paths, rules) are escaped.
 
-The original's prompts asked the agent to commit ("Commit is REQUIRED", ``--no-verify``; seed
-inventory 1.15): here airfix commits only verified work, and the prompt says so.
+The original's prompts asked the agent to commit ("Commit is REQUIRED", ``--no-verify``): here
+airfix commits only verified work, and the prompt says so.
 """
 
 from __future__ import annotations

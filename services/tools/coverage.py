@@ -1,8 +1,7 @@
 """coverage.py over pytest: statement coverage as a metric (phase ``test``, no issues).
 
-``coverage run --data-file=<tmp> -m pytest …`` then ``coverage json --data-file=<tmp> -o <tmp>``
-(research B.4); ``totals.percent_covered`` becomes ``metrics["coverage_percent"]``.  The data file
-and the report live in the run's temporary directory (no ``.coverage`` in the target); parallel
+``coverage run --data-file=<tmp> -m pytest …`` then ``coverage json --data-file=<tmp> -o <tmp>``;
+``totals.percent_covered`` becomes ``metrics["coverage_percent"]``.  The data file and the report live in the run's temporary directory (no ``.coverage`` in the target); parallel
 data files (``[run] parallel = true``) are combined first.
 
 Status reflects the *measurement*: ``passed`` when coverage was measured (and the project's own

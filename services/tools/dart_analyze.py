@@ -1,7 +1,6 @@
 """dart analyze: the Dart analyser for Dart and Flutter projects (phase ``build``).
 
-``dart analyze --format=json`` prints one JSON object (research B.9; dart-lang/sdk
-``pkg/dartdev/lib/src/commands/analyze.dart``, ``emitJsonFormat``): ``{"version": 1,
+``dart analyze --format=json`` prints one JSON object: ``{"version": 1,
 "diagnostics": [{"code", "severity": INFO|WARNING|ERROR, "type": LINT|HINT|STATIC_WARNING|
 COMPILE_TIME_ERROR|SYNTACTIC_ERROR|..., "location": {"file": <absolute>, "range": {"start":
 {"offset", "line", "column"}, "end": {...}}}, "problemMessage", "correctionMessage"?,

@@ -1,6 +1,6 @@
 """Which languages a target contains, from the marker files at its root.
 
-Markers (seed inventory 1.20): Python ``pyproject.toml``/``setup.cfg``/``setup.py``/
+Markers: Python ``pyproject.toml``/``setup.cfg``/``setup.py``/
 ``requirements.txt`` (also ``Pipfile``); JavaScript ``package.json``, TypeScript when a
 ``tsconfig.json`` sits next to it or ``typescript`` is a dependency; Go ``go.mod``; Dart
 ``pubspec.yaml``, Flutter when that file depends on the ``flutter`` SDK.  Only the target's root

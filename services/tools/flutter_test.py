@@ -1,8 +1,7 @@
 """flutter test / dart test: Dart's test runners (phase ``test``).
 
 ``flutter test --machine`` and ``dart test --reporter json`` print the same package:test JSON
-reporter protocol (research B.9; dart-lang/test ``pkgs/test/doc/json_reporter.md`` and
-``pkgs/test_core/lib/src/runner/reporter/json.dart``): one event per line, ``start``, ``suite``,
+reporter protocol: one event per line, ``start``, ``suite``,
 ``allSuites``, ``group``, ``testStart{test{id, name, suiteID, groupIDs, line, column, url,
 root_line?, root_column?, root_url?}}``, ``print``, ``error{testID, error, stackTrace,
 isFailure}``, ``testDone{testID, result: success|failure|error, skipped, hidden}``,

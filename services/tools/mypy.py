@@ -1,11 +1,11 @@
 """mypy: the Python type checker (phase ``build``).
 
-Why ``build``: in the original's phase taxonomy (seed inventory 1.10, 6.1) build = analyser
+Why ``build``: in the original's phase taxonomy build = analyser
 *errors* (what stops the program from being correct), test = failing tests, lint = warnings and
 style.  Type errors are analyser errors, so they sit in ``build`` with syntax errors, ahead of
 tests and lint.
 
-``mypy -O json`` prints JSON Lines (research B.2): ``{"file","line","column" (0-based!),
+``mypy -O json`` prints JSON Lines: ``{"file","line","column" (0-based!),
 "end_line","end_column","message","hint","code","severity"}``.  Notes (``severity: note``) belong to
 the error before them and are appended to its message; a note with no error before it is not an
 issue.  Exit 0 = clean, 1 = errors, 2 = blocking errors: with ``"code": "syntax"`` records (mypy

@@ -2,14 +2,13 @@
 
 Counts and failures come from a JUnit XML report written to the run's temporary directory
 (``-o junit_family=xunit1`` so every ``<testcase>`` carries ``file`` and a 0-based ``line``);
-stdout is evidence only.  Exit codes (research B.3): 0 all passed, 1 some failed, 2 interrupted,
+stdout is evidence only.  Exit codes: 0 all passed, 1 some failed, 2 interrupted,
 3 internal error, 4 usage error, 5 no tests collected.
 
 Decisions:
 
 * Exit 5 is ``failed`` with ``tests_total = 0`` and no issues: a project whose test phase finds
-  no tests has not passed it (seed F4 turned "0/0" into a pass), but there is nothing to fix in a
-  file either.  The reason is in ``ToolResult.error``.
+  no tests has not passed it, but there is nothing to fix in a file either.  The reason is in ``ToolResult.error``.
 * Exit 2/3/4, any other code, a missing or unreadable report, or a report that contradicts the
   exit code are ``tool_error``.
 * ``--continue-on-collection-errors``: a test module that fails to import is a *finding*

@@ -1,7 +1,7 @@
 """ruff: the Python linter (phase ``lint``; syntax errors are phase ``build``).
 
 ``ruff check --output-format json --no-cache --force-exclude PATHS`` prints a JSON array of
-findings with *absolute* filenames and 1-based rows/columns (research B.1).  Exit 0 = clean,
+findings with *absolute* filenames and 1-based rows/columns.  Exit 0 = clean,
 1 = findings, 2 = ruff itself failed (bad configuration, unknown rule selector, bad CLI).  Warnings
 on stderr (deprecated options) do not fail a run whose JSON is good.
 

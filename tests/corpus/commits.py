@@ -1,6 +1,6 @@
 """What an airfix commit message claims, parsed from its text (never from airfix's code).
 
-The format checked is the one issue 9 asks for: a ``Rules: R1, R2`` line, and a block
+The format checked is the one airfix promises: a ``Rules: R1, R2`` line, and a block
 
     Counts (before -> after):
       ruff: 74 -> 66

@@ -1,7 +1,7 @@
 """ "No commit touches a line that none of its issues is on", checked from ``git diff -U0``.
 
 Why: a fix for rule R in file F should change the lines R's issues are on, not reformat the file
-or tidy up unrelated code (issue 9: a 4-line fix became +260/-138 under a formatter).  Judging
+or tidy up unrelated code (once a 4-line fix became +260/-138 under a formatter).  Judging
 is per hunk of ``git diff -U0 parent commit``:
 
 * the hunk's removed (or changed) parent lines must overlap the lines of one of the commit's
@@ -16,7 +16,7 @@ is per hunk of ``git diff -U0 parent commit``:
   of a block as an insertion after the line *before* the block, which is inside the span ruff
   rewrites.
 
-Issue 9 exempts a formatter the project already uses (as a separate, labelled step).  No corpus
+A formatter the project already uses would be exempt (as a separate, labelled step).  No corpus
 project uses ruff's formatter (none configures it, none is clean under it at the release), and
 the acceptance test asserts that, so this checker has no such exemption yet.
 """

@@ -35,10 +35,9 @@ from pathlib import Path
 
 from tests.corpus.repo import worktree_at
 
-#: Whether airfix passes ``--python-executable <the project's interpreter>`` to mypy.  At 7d7dd60
-#: services/tools/mypy.py does not; the pipeline being rewritten for issue 9 (item 7) does whenever
-#: the project has an interpreter of its own and mypy is not installed in it (true of every corpus
-#: venv), so the judge measures that.  Against 7d7dd60 this shows as mypy count mismatches.
+#: Whether airfix passes ``--python-executable <the project's interpreter>`` to mypy: it does
+#: whenever the project has an interpreter of its own and mypy is not installed in it (true of
+#: every corpus venv), so the judge measures that.
 MYPY_WITH_PROJECT_PYTHON = True
 
 TOOLS = ("ruff", "mypy", "pytest")
@@ -173,7 +172,7 @@ def ruff_issues(tree: Path) -> list[RuffIssue]:
 
 
 def uses_ruff_format(tree: Path) -> bool:
-    """Whether the project uses ruff's formatter (issue 9's two signals): its configuration says
+    """Whether the project uses ruff's formatter (two signals): its configuration says
     so (a ``format`` section, a ``ruff-format`` pre-commit hook) or the tree is already clean."""
     for name, marker in (("pyproject.toml", "[tool.ruff.format]"), ("ruff.toml", "[format]"),
                          (".ruff.toml", "[format]"), (".pre-commit-config.yaml", "ruff-format")):  # fmt: skip

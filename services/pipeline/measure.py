@@ -6,10 +6,11 @@ Tests always run: a change is never judged, and a project never called healthy, 
 untested).  A detected language without adapters, or no detected language at all, is a
 ``tool_error`` result: airfix never reports a project healthy because it did not know how to look.
 
-Each test runner reports outcomes by test id; when two runs of the suite happen in one check (the
-test runner, and coverage around it), a test whose outcomes differ between them is *flaky*, and
-a test that failed is re-run alone once: passing then also makes it flaky.  Flaky tests are
-recorded and never used to judge a change.
+The suite runs once per check: where coverage is measured, around the test runner (pytest's and
+coverage's results come from that one process).  Each test runner reports outcomes by test id;
+when two runs of a suite happen in one check, a test whose outcomes differ between them is
+*flaky*, and a test that failed is re-run alone once: passing then also makes it flaky.  Flaky
+tests are recorded and never used to judge a change.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ from airfix.config import Config
 from airfix.events.core.health import HealthReport, TestCounts, health_score
 from airfix.events.schema import IssueRecord, ToolResult
 from airfix.services.runtime.logs import get_logger
-from airfix.services.tools import MypyAdapter, ToolAdapter, ToolRun, adapters_for_target
+from airfix.services.tools import (
+    MypyAdapter,
+    RuffAdapter,
+    ToolAdapter,
+    ToolRun,
+    adapters_for_target,
+)
 from airfix.services.tools.base import BaseToolAdapter
+from airfix.services.tools.coverage import CoverageAdapter, split_test_run
 from airfix.services.tools.environment import PythonEnv
 
 log = get_logger("airfix.measure")
@@ -63,13 +71,21 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.outcomes) or (self.tests is not None and self.tests.total > 0)
 
 
-def mypy_cache_dir(target: Path, python: str = "") -> Path:
-    """mypy's incremental cache for one target (and interpreter), outside it: re-checks take a
-    second, not eight."""
+def tool_cache_dir(tool: str, target: Path, python: str = "") -> Path:
+    """A tool's incremental cache for one target (and interpreter), outside the target, kept
+    between the checks of a run and between runs: a mypy re-check takes a second, not eight.
+
+    The tools validate their own entries (mypy by its version, options and each file's hash;
+    ruff by its version, settings and each file's mtime), so a new tool version or configuration
+    never reads a stale result."""
     digest = hashlib.sha256(f"{target.resolve()}\0{python}".encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / "airfix-mypy-cache" / digest
+    path = Path(tempfile.gettempdir()) / f"airfix-{tool}-cache" / digest
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def mypy_cache_dir(target: Path, python: str = "") -> Path:
+    return tool_cache_dir("mypy", target, python)
 
 
 def _run(
@@ -86,6 +102,30 @@ def _run(
         **({"error": run.result.error[:300]} if run.result.error else {}),
     )
     return run
+
+
+def _one_suite_run(adapters: list[ToolAdapter]) -> tuple[list[ToolAdapter], ToolAdapter | None]:
+    """pytest and coverage both run the whole suite; one ``coverage run -m pytest`` gives both
+    results, so the suite runs once per check.  Returns the adapters to run and the test runner
+    the coverage run stands for (None when they do not both run, or coverage is missing)."""
+    cov = next((a for a in adapters if isinstance(a, CoverageAdapter)), None)
+    tests = next((a for a in adapters if a.name == "pytest"), None)
+    if cov is None or tests is None or not cov.available():
+        return adapters, None
+    cov.test_issues_as = tests.name
+    return [a for a in adapters if a is not tests], tests
+
+
+def _as_reported(
+    run: ToolRun, suite_for: ToolAdapter | None, target: Path, timeout_s: float
+) -> list[ToolRun]:
+    """A coverage run that also stood for the test runner, as the two results; if coverage could
+    not measure, the test runner runs on its own so the tests are still judged."""
+    if suite_for is None or run.result.tool != "coverage":
+        return [run]
+    if run.ok:
+        return list(split_test_run(run, suite_for.name))
+    return [_run(suite_for, target, timeout_s), msgspec.structs.replace(run, issues=[])]
 
 
 TEST_METRICS = ("tests_total", "tests_passed", "tests_failed", "tests_errors", "tests_skipped")
@@ -141,8 +181,8 @@ def tool_adapters(
     for a in adapters:
         if python is not None and isinstance(a, BaseToolAdapter):
             a.use_python(python)
-        if isinstance(a, MypyAdapter) and a.cache_dir is None:
-            a.cache_dir = mypy_cache_dir(target, python.python if python else "")
+        if isinstance(a, (MypyAdapter, RuffAdapter)) and a.cache_dir is None:
+            a.cache_dir = tool_cache_dir(a.name, target, python.python if python else "")
     return adapters, errors
 
 
@@ -164,6 +204,7 @@ def measure(
             if a.tier != "static" and not (scope == "batch" and a.name == "coverage")
         ]
     )
+    dynamic, suite_for = _one_suite_run(dynamic)
     hc = config.health_check
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, len(static))) as pool:
@@ -174,7 +215,13 @@ def measure(
         ]
         static_runs = [f.result() for f in futures]
     static_wall = time.monotonic() - t0
-    dynamic_runs = [_run(a, target, hc.test_timeout_s) for a in dynamic]
+    dynamic_runs = [
+        split
+        for a in dynamic
+        for split in _as_reported(
+            _run(a, target, hc.test_timeout_s), suite_for, target, hc.test_timeout_s
+        )
+    ]
     runs = [_with_test_counts(r) for r in static_runs + dynamic_runs]
     results += [r.result for r in runs]
     issues = [i for r in runs for i in r.issues]

@@ -22,6 +22,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from airfix.services.tools.base import (
     COVERAGE_PERCENT,
     TESTS_TOTAL,
@@ -30,6 +32,7 @@ from airfix.services.tools.base import (
     ToolFailure,
     ToolRun,
     check_exit,
+    to_issues,
 )
 from airfix.services.tools.pytest import (
     EXIT_MEANINGS,
@@ -61,6 +64,9 @@ class CoverageAdapter(BaseToolAdapter):
     executable_name = "coverage"
     module = "coverage"
     default_timeout_s = 1800.0
+    #: set when this run also stands for pytest's (one run of the suite per check): failing
+    #: tests then become issues of that tool, see :func:`split_test_run`
+    test_issues_as: str = ""
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
         return None  # always the whole suite
@@ -107,9 +113,11 @@ class CoverageAdapter(BaseToolAdapter):
             raise ToolFailure(f"coverage: unreadable JSON report ({exc})", report) from exc
         metrics.update(tests.metrics())
         percent = metrics[COVERAGE_PERCENT]
+        issues = to_issues(self.test_issues_as, tests.findings) if self.test_issues_as else []
         return self.result(
             ctx,
             "failed" if json_code == 2 else "passed",
+            issues=issues,
             counts={
                 "covered_lines": int(metrics["covered_lines"]),
                 "num_statements": int(metrics["num_statements"]),
@@ -122,6 +130,31 @@ class CoverageAdapter(BaseToolAdapter):
             if json_code == 2
             else "",
         )
+
+
+TEST_COUNTS = ("tests", "passed", "failed", "errors", "skipped")
+
+
+def split_test_run(run: ToolRun, tool: str) -> tuple[ToolRun, ToolRun]:
+    """One ``coverage run -m pytest`` as the two results a check reports: ``tool``'s (pytest: the
+    failing tests as issues, counts, outcomes) and coverage's own (the metric, no issues).
+
+    Both describe the same process, so they carry its command, exit status and duration.
+    """
+    exit_status = run.result.exit_status
+    metrics = {k: v for k, v in run.metrics.items() if k.startswith("tests_")}
+    tests = msgspec.structs.replace(
+        run,
+        result=msgspec.structs.replace(
+            run.result,
+            tool=tool,
+            status="failed" if exit_status == 1 else "passed",
+            counts={k: v for k, v in run.result.counts.items() if k in TEST_COUNTS},
+            error="",
+        ),
+        metrics=metrics,
+    )
+    return tests, msgspec.structs.replace(run, issues=[])
 
 
 def tail_line(text: str) -> str:

@@ -1,11 +1,12 @@
 """ruff: the Python linter (phase ``lint``; syntax errors are phase ``build``).
 
-``ruff check --output-format json --no-cache --force-exclude PATHS`` prints a JSON array of
+``ruff check --output-format json --cache-dir DIR --force-exclude PATHS`` prints a JSON array of
 findings with *absolute* filenames and 1-based rows/columns.  Exit 0 = clean,
 1 = findings, 2 = ruff itself failed (bad configuration, unknown rule selector, bad CLI).  Warnings
 on stderr (deprecated options) do not fail a run whose JSON is good.
 
-Why ``--no-cache``: the cache would be written to ``.ruff_cache`` inside the target.  Why
+Why ``--cache-dir``: ruff's own cache would be written to ``.ruff_cache`` inside the target; the
+caller names one outside it (kept between checks), else ``--no-cache``.  Why
 ``--force-exclude``: files passed explicitly (a scoped verification) would otherwise be linted even
 when the project's configuration excludes them, so a scoped and a full run would disagree.
 """
@@ -106,16 +107,23 @@ class RuffAdapter(BaseToolAdapter):
     tier = "static"
     executable_name = "ruff"
     default_timeout_s = 120.0
+    cache_dir: Path | None = None  # outside the target; None = no cache
 
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
     ) -> list[str]:
+        cache = ["--cache-dir", str(self.cache_dir)] if self.cache_dir else ["--no-cache"]
         return [
-            exe, "check", "--output-format", "json", "--no-cache", "--force-exclude",
+            exe, "check", "--output-format", "json", *cache, "--force-exclude",
             *self.extra_args, *(files if files is not None else ["."]),
         ]  # fmt: skip
 
     def execute(self, ctx: RunContext) -> ToolRun:
+        if self.cache_dir is not None and self.cache_dir.resolve().is_relative_to(ctx.target):
+            raise ToolFailure(f"ruff: cache_dir {self.cache_dir} is inside the target {ctx.target}")
+        return self._check(ctx)
+
+    def _check(self, ctx: RunContext) -> ToolRun:
         proc = self.spawn(
             ctx, self.build_command(ctx.executable, ctx.target, ctx.files, ctx.workdir)
         )

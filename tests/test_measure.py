@@ -1,0 +1,92 @@
+"""A full check runs the project's test suite once: coverage around pytest gives both results.
+
+The project below logs every pytest session it starts (to a file outside the target, so the tree
+stays clean), which is the independent count of how often the suite ran.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+from airfix.config import load_config
+from airfix.services.pipeline.measure import measure, tool_cache_dir
+
+
+def make_project(root: Path, sessions: Path) -> Path:
+    target = root / "proj"
+    (target / "calc").mkdir(parents=True)
+    (target / "tests").mkdir()
+    (target / "pyproject.toml").write_text('[project]\nname = "calc"\nversion = "0"\n')
+    (target / "calc" / "__init__.py").write_text(
+        "def add(a: int, b: int) -> int:\n    return a + b\n\n\n"
+        "def sub(a: int, b: int) -> int:\n    return a + b\n"
+    )
+    (target / "tests" / "test_calc.py").write_text(
+        "from calc import add, sub\n\n\ndef test_add():\n    assert add(1, 2) == 3\n\n\n"
+        "def test_sub():\n    assert sub(3, 1) == 2\n"
+    )
+    (target / "conftest.py").write_text(
+        textwrap.dedent(f"""\
+            def pytest_collection_finish(session):
+                with open({str(sessions)!r}, "a") as f:
+                    f.write(str(len(session.items)) + "\\n")
+        """)
+    )
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *cmd], cwd=target, check=True
+        )
+    return target
+
+
+def test_a_full_check_runs_the_suite_once_for_tests_and_coverage(tmp_path: Path) -> None:
+    sessions = tmp_path / "sessions.log"
+    target = make_project(tmp_path, sessions)
+
+    m = measure(target, load_config(), scope="full")
+
+    # one session for the whole suite (2 tests), then the failing test re-run alone (1 test)
+    assert sessions.read_text().split() == ["2", "1"]
+    by_tool = {r.tool: r for r in m.results}
+    assert by_tool["pytest"].status == "failed"
+    assert by_tool["pytest"].counts["passed"] == 1
+    assert by_tool["pytest"].counts["failed"] == 1
+    assert by_tool["coverage"].status == "passed"
+    assert by_tool["pytest"].command == by_tool["coverage"].command  # the same process
+    assert m.outcomes == {
+        "tests/test_calc.py::test_add": "passed",
+        "tests/test_calc.py::test_sub": "failed",
+    }
+    assert m.coverage is not None and 0 < m.coverage <= 1
+    failing = [i for i in m.issues if i.tool == "pytest"]
+    assert [i.file for i in failing] == ["tests/test_calc.py"]
+    assert not [i for i in m.issues if i.tool == "coverage"]  # a metric, never issues
+
+
+def test_a_batch_check_runs_pytest_alone_without_coverage(tmp_path: Path) -> None:
+    sessions = tmp_path / "sessions.log"
+    target = make_project(tmp_path, sessions)
+
+    m = measure(target, load_config(), scope="batch")
+
+    assert sessions.read_text().split() == ["2"]
+    tools = {r.tool for r in m.results}
+    assert "pytest" in tools and "coverage" not in tools
+
+
+def test_incremental_caches_are_kept_outside_the_target(tmp_path: Path) -> None:
+    target = make_project(tmp_path, tmp_path / "sessions.log")
+    config = load_config()
+
+    measure(target, config, scope="static")
+    first = measure(target, config, scope="static")
+
+    for tool in ("ruff", "mypy"):
+        assert any(tool_cache_dir(tool, target).iterdir()), f"{tool} wrote no cache"
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=target, capture_output=True, text=True
+    ).stdout
+    assert status == "", status  # no .ruff_cache or .mypy_cache in the target
+    assert {r.tool: r.status for r in first.results}["ruff"] in ("passed", "failed")

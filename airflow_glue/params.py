@@ -4,22 +4,43 @@ error for a bad value, before any task runs)."""
 
 from __future__ import annotations
 
+import logging
+
 from airflow.sdk import Param
 
 from airfix.airflow_glue.runs import DEFAULT_OK_STATUSES, EXECUTIONS, WAITS
+from airfix.config import load_config
+from airfix.events.errors import AirfixError
 from airfix.events.schema import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+
+
+def configured_target() -> str:
+    """``target_project.path`` as Airflow's environment configures it (AIRFIX__TARGET_PROJECT__PATH)
+    when the DAG file is parsed: it becomes the param's default, so a conf without a target fixes
+    that repository, as the original's did, and Airflow refuses a run only when neither names one.
+    A run's ``config`` file may also name it (read when the run is requested)."""
+    try:
+        return load_config(None).target_project.path
+    except AirfixError as exc:  # a DAG file must import; the run's own request says what is wrong
+        log.warning("airfix config unreadable while parsing the DAG: %s", exc)
+        return ""
 
 
 def fix_params(
     *, max_iterations: int = 10, simulation: bool = False, wait: bool = True
 ) -> dict[str, Param]:
     """Params of a DAG that requests one fix run; ``wait`` adds the follow-or-defer choice."""
+    target = configured_target()
     params = {
         "target_project": Param(
+            **({"default": target} if target else {}),
             type="string",
             minLength=1,
             description="The git repository to fix (absolute path on the Airflow "
-            "workers and the airfix workers; clean tree, one commit).",
+            "workers and the airfix workers; clean tree, one commit); empty: the config's "
+            "target_project.path.",
         ),
         "max_iterations": Param(
             max_iterations,

@@ -14,13 +14,20 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 from airfix.config import Config, load_config
 from airfix.events.core.steps import ROLES
 from airfix.events.errors import AirfixError
-from airfix.events.schema import TERMINAL_EVENTS, Event, HealthChecked, RunCancelled
+from airfix.events.schema import (
+    TERMINAL_EVENTS,
+    Event,
+    HealthChecked,
+    RunCancelled,
+    StackLanded,
+)
 from airfix.projections.describe import describe
 from airfix.projections.report import RunReport
 from airfix.services.pipeline.git import Repo
@@ -81,11 +88,12 @@ class FixParams:
     def from_params(cls, params: Mapping[str, Any]) -> FixParams:
         """The known keys of ``params``.  Airflow checked each against the DAG's JSON schema when the
         run was triggered; the rule across keys that a schema per key cannot say is checked here."""
-        target = params.get("target_project")
+        config = params.get("config") or None
+        target = params.get("target_project") or load_config(config).target_project.path
         if not target:
             raise AirfixError(
                 "target_project is required: the git repository to fix, e.g. "
-                '{"target_project": "/path/to/repo"}'
+                '{"target_project": "/path/to/repo"}, or target_project.path in the config'
             )
         fp = cls(
             target=str(target),
@@ -96,7 +104,7 @@ class FixParams:
             execution=str(params.get("execution", "workers")),
             wait=str(params.get("wait", "follow")),
             ok_statuses=tuple(params.get("ok_statuses") or DEFAULT_OK_STATUSES),
-            config=params.get("config") or None,
+            config=config,
         )
         fp.check()
         return fp
@@ -169,9 +177,17 @@ def finished(event: Event | None) -> dict[str, Any] | None:
 
 
 def event_lines(event: Event) -> list[str]:
-    """The task-log lines of one event: its one-line description, then why each tool that could not
-    measure failed (the description names the tool; the reason is what a user needs to fix it)."""
-    lines = [f"[airfix {event.version:>3}] {describe(event)}"]
+    """The task-log lines of one event: its version, the time it happened (UTC; the log's own stamp
+    is when the line was written, which for a backlog is much later) and its one-line description,
+    then why each tool that could not measure failed (what a user needs to fix it)."""
+    at = event.recorded_at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+    head = f"[airfix {event.version:>3} {at}Z]"
+    lines = [f"{head} {describe(event)}"]
+    if isinstance(event, StackLanded):  # each commit as it now is on the branch
+        lines += [
+            f"{head} committed {c.sha[:10]} {c.message.partition(chr(10))[0]}"
+            for c in event.commits
+        ]
     if isinstance(event, HealthChecked):
         lines += [
             f"    {t.tool}: {t.error[:500]}"
@@ -193,6 +209,11 @@ class TaskLogProgress:
     def __init__(self, app: App, run_id: str, log: Log, *, after_version: int = 0) -> None:
         self.app, self.run_id, self.log, self.seen = app, run_id, log, after_version
         self.terminal: dict[str, Any] | None = None
+
+    def write_backlog(self) -> int:
+        """Write what is recorded so far; the version written up to."""
+        self()
+        return self.seen
 
     def __call__(self) -> dict[str, Any] | None:
         for ev in self.app.store.read_run(self.run_id, self.seen + 1):

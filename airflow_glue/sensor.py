@@ -16,7 +16,13 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from airfix.airflow_glue.runs import DEFAULT_OK_STATUSES, finished, last_event, open_app
+from airfix.airflow_glue.runs import (
+    DEFAULT_OK_STATUSES,
+    TaskLogProgress,
+    finished,
+    last_event,
+    open_app,
+)
 from airfix.airflow_glue.tasks import finish, user_errors_fail
 from airfix.airflow_glue.trigger import RunFinishedTrigger
 from airfix.events.storage.backend import is_embedded
@@ -70,6 +76,8 @@ class RunFinishedSensor(BaseSensorOperator):
                 f"run {self.fix_run_id} is inline and unfinished, and nothing hosts it "
                 "here: a deferred wait needs airfix workers and a Redis server"
             )
+        # the run's story so far goes into this log; the trigger's log goes on from there
+        version = TaskLogProgress(app, self.fix_run_id, self.log.info).write_backlog()
         self.log.info(
             "deferring until run %s ends (seen up to version %d)", self.fix_run_id, version
         )

@@ -75,6 +75,13 @@ def follow_and_finish(context: Mapping[str, Any], fix_run: str) -> dict[str, Any
     return finish(context, report, fp.ok_statuses, log)
 
 
+def run_and_finish(context: Mapping[str, Any]) -> dict[str, Any]:
+    """The DAG run's fix run from request to summary in this one task, so that it also works on
+    its own (``airflow tasks test autonomous_fixing run_autonomous_fixing DATE``): a run an
+    upstream task already requested is found again by its id, never requested twice."""
+    return follow_and_finish(context, request(context))
+
+
 def cancel_on_kill(context: Mapping[str, Any], app: App, fix_run: str) -> None:
     """When Airflow stops this task (marked failed or success, cleared, killed: its task runner
     calls ``on_kill`` on SIGTERM), cancel the fix run it follows instead of leaving it running."""

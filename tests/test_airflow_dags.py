@@ -137,8 +137,8 @@ def test_the_dag_folder_imports_with_no_errors(home: AirflowHome) -> None:
     assert set(bag["dags"]) == OUR_DAGS
     assert bag["dags"]["autonomous_fixing"] == [
         "choose_wait",
-        "follow_run",
         "request_fix_run",
+        "run_autonomous_fixing",
         "wait_for_run",
     ]
     assert "post_process" in bag["dags"]["hybrid_control_flow"]
@@ -201,7 +201,7 @@ def test_autonomous_fixing_inline_needs_no_worker_and_no_redis(
     base = head(sample)
     conf = {"target_project": str(sample), "max_iterations": 1, "execution": "inline"}
     run = succeeded(home, "autonomous_fixing", conf, env, tmp_path)
-    summary = run.xcom["follow_run:summary"]
+    summary = run.xcom["run_autonomous_fixing:summary"]
     assert summary["status"] == "partially_fixed"
     assert_progress(run)
     assert_committed_as_reported(sample, base, run, summary, env)  # airfix status reads the journal
@@ -218,7 +218,36 @@ def test_a_failing_run_fails_the_dag_run_with_its_reason(home: AirflowHome, tmp_
     assert proc.returncode == 1, proc.stdout[-3000:]
     assert "ended tool_error: tools could not measure: language-detection" in proc.stdout
     assert "    language-detection: no supported language detected in" in proc.stdout  # what to fix
-    assert proc.stdout.count("[DAG TEST] starting task_id=follow_run") == 1
+    assert proc.stdout.count("[DAG TEST] starting task_id=run_autonomous_fixing") == 1
+
+
+def test_the_guides_commands_work_verbatim_with_the_target_from_the_config(
+    home: AirflowHome, workers: Workers, prefix: str, sample: Path, tmp_path: Path
+) -> None:
+    """``airflow tasks test autonomous_fixing run_autonomous_fixing DATE`` runs the whole fix in
+    that one task (it requests the run itself), and a conf without ``target_project`` fixes the
+    configured repository (AIRFIX__TARGET_PROJECT__PATH), as the original DAG did."""
+    env = on_workers(home, prefix, AIRFIX__TARGET_PROJECT__PATH=str(sample))
+    base = head(sample)
+    proc = home.airflow(
+        "tasks", "test", "autonomous_fixing", "run_autonomous_fixing", "2026-12-06", env=env
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    branches = subprocess.run(
+        ["git", "branch", "--list", "airfix/*", "--format=%(refname:short)"],
+        cwd=sample, capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(branches) == 1, branches
+    commits = commits_since(sample, base, branches[0])
+    assert commits, out[-3000:]
+    for c in commits:  # each commit in the task's log, as it reached the branch
+        assert f"committed {c['sha'][:10]} {c['subject']}" in out, c
+    assert "run finished: partially_fixed" in out
+
+    conf = {"max_iterations": 1, "simulation": True}  # the guide's conf: no target in it
+    run = succeeded(home, "autonomous_fixing", conf, env, tmp_path)
+    assert run.xcom["run_autonomous_fixing:summary"]["status"] == "simulated"
 
 
 # ------------------------------------------------------------------ air_executor_demo

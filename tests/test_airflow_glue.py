@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import redis
 from airfix.airflow_glue.runs import (
     FixParams,
     commit_facts,
+    event_lines,
     failure,
     fix_run_id,
     follow,
@@ -193,7 +195,9 @@ def test_follow_writes_one_line_per_event_as_workers_record_them(client: redis.R
     report = follow(app, "run-follow", lines.append, inline=False, block_ms=50)
     thread.join()
     assert len(lines) == len(events)
-    assert [int(re.match(r"\[airfix +(\d+)\]", line).group(1)) for line in lines] == list(  # type: ignore[union-attr]
+    assert [
+        int(re.match(r"\[airfix +(\d+) \d\d:\d\d:\d\d\.\d{3}Z\]", line).group(1)) for line in lines
+    ] == list(  # type: ignore[union-attr]
         range(1, len(lines) + 1)
     )
     assert "run requested on /repos/run-follow" in lines[0]
@@ -330,3 +334,22 @@ def test_no_log_line_uses_a_key_the_airflow_task_supervisor_reserves() -> None:
                     if bad:
                         offenders.append(f"{path.relative_to(root)}:{node.lineno} {sorted(bad)}")
     assert offenders == []
+
+
+def test_every_progress_line_carries_the_time_of_its_event(client: redis.Redis) -> None:
+    app = _app_on(client)
+    app.store.append("run-times", run_events("run-times")[:3], 0)
+    for ev in app.store.read_run("run-times"):
+        at = ev.recorded_at.astimezone(UTC).strftime("%H:%M:%S.%f")[:-3]
+        assert event_lines(ev)[0].startswith(f"[airfix {ev.version:>3} {at}Z] ")
+
+
+def test_without_a_target_in_the_conf_the_configured_one_is_fixed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIRFIX__TARGET_PROJECT__PATH", "/srv/repos/app")
+    assert FixParams.from_params({"max_iterations": 2}).target == "/srv/repos/app"
+    assert FixParams.from_params({"target_project": "/other"}).target == "/other"
+    monkeypatch.delenv("AIRFIX__TARGET_PROJECT__PATH")
+    with pytest.raises(AirfixError, match=r"target_project.path in the config"):
+        FixParams.from_params({"max_iterations": 2})

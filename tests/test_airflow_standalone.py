@@ -229,13 +229,13 @@ def test_the_follow_task_log_shows_each_event_as_the_workers_record_it(
     state = live.run_dag(
         "autonomous_fixing", "rest-follow", {"target_project": str(sample), "max_iterations": 1}
     )
-    log = live.task_log("autonomous_fixing", "rest-follow", "follow_run")
+    log = live.task_log("autonomous_fixing", "rest-follow", "run_autonomous_fixing")
     assert state == "success", "\n".join(log[-60:]) + live.logs()
     tries = live.tries("autonomous_fixing", "rest-follow")
     assert tries == {
         "request_fix_run": 1,
         "choose_wait": 1,
-        "follow_run": 1,
+        "run_autonomous_fixing": 1,
         "wait_for_run": 0,
     }  # no task died
     events = [line for line in log if line.startswith("[airfix ")]
@@ -247,10 +247,10 @@ def test_the_follow_task_log_shows_each_event_as_the_workers_record_it(
         "planned (priority" in line for line in events
     )
     assert "run finished: partially_fixed" in events[-1]
-    summary = live.xcom("autonomous_fixing", "rest-follow", "follow_run", "summary")
+    summary = live.xcom("autonomous_fixing", "rest-follow", "run_autonomous_fixing", "summary")
     commits = commits_since(sample, base, summary["branch"])
     assert summary["status"] == "partially_fixed" and summary["commits"] == len(commits) > 0
-    assert [line.split()[3] for line in events if "] committed " in line] == [
+    assert [line.split()[4] for line in events if "] committed " in line] == [
         c["sha"][:10] for c in commits
     ]
     status = airfix_status(
@@ -302,6 +302,7 @@ def test_the_deferred_wait_runs_in_the_triggerer(live: Live, sample: Path) -> No
         line.startswith("[airfix ") and "run finished: simulated" in line for line in trigger
     ), trigger
     _, ti = live.call(
-        "GET", "/api/v2/dags/autonomous_fixing/dagRuns/rest-defer/taskInstances/follow_run"
+        "GET",
+        "/api/v2/dags/autonomous_fixing/dagRuns/rest-defer/taskInstances/run_autonomous_fixing",
     )
     assert ti["state"] == "skipped"

@@ -53,7 +53,7 @@ class Lines:
 
     def versions(self) -> list[int]:
         return [
-            int(line.split("]")[0].split()[-1]) for line in self.lines if line.startswith("[airfix")
+            int(line.split("]")[0].split()[1]) for line in self.lines if line.startswith("[airfix")
         ]
 
 
@@ -282,11 +282,16 @@ def context(**params: Any) -> dict[str, Any]:
     return {"params": {"execution": "workers", **params}, "ti": FakeTI()}
 
 
-def test_the_sensor_defers_from_the_runs_current_position(server_env: EventStore) -> None:
+def test_the_sensor_defers_from_the_runs_current_position(
+    server_env: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     server_env.append("run-s1", run_events("run-s1", finish=False)[:4], 0)
     sensor = RunFinishedSensor(task_id="wait", fix_run_id="run-s1", block_ms=500)
+    log = Lines()
+    monkeypatch.setattr(RunFinishedSensor, "log", property(lambda self: log))
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context())
+    assert log.versions() == [1, 2, 3, 4]  # the story so far, before the trigger goes on
     trigger = deferred.value.trigger
     assert isinstance(trigger, RunFinishedTrigger)
     assert (trigger.after_version, trigger.stream, trigger.redis_url) == (

@@ -29,7 +29,7 @@ from airfix.events.core.health import HealthReport, TestCounts, health_score
 from airfix.events.schema import IssueRecord, ToolResult
 from airfix.services.runtime.logs import get_logger
 from airfix.services.tools import MypyAdapter, ToolAdapter, ToolRun, adapters_for_target
-from airfix.services.tools.base import BaseToolAdapter
+from airfix.services.tools.adapter import BaseToolAdapter
 from airfix.services.tools.environment import PythonEnv
 
 log = get_logger("airfix.measure")

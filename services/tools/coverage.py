@@ -23,15 +23,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    COVERAGE_PERCENT,
-    TESTS_TOTAL,
-    BaseToolAdapter,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-)
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
 from airfix.services.tools.pytest import (
     EXIT_MEANINGS,
     NO_TESTS,
@@ -41,6 +33,7 @@ from airfix.services.tools.pytest import (
     pytest_environment,
     read_junit,
 )
+from airfix.services.tools.results import COVERAGE_PERCENT, TESTS_TOTAL, ToolRun
 
 
 def parse_coverage_json(text: str) -> dict[str, float]:

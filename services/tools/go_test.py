@@ -46,7 +46,7 @@ from typing import Any
 
 from airfix.events.schema import Phase
 from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
-from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.fingerprints import Finding, to_issues
 from airfix.services.tools.go_toolchain import (
     NO_PACKAGES,
     GoToolAdapter,
@@ -218,20 +218,18 @@ class _BuildErrors:
 
     def add(self, path: str, text_lines: Sequence[str]) -> None:
         found = False
-        for text in text_lines:
-            for one in text.splitlines():
-                finding = (
-                    None
-                    if one.startswith("#")
-                    else compile_finding(one, self.target, "build-error")
-                )
-                if finding is None:
-                    continue
-                found = True
-                key = (finding.file, finding.line, finding.column, finding.message)
-                if key not in self.seen:
-                    self.seen.add(key)
-                    self.report.findings.append(finding)
+        lines = (one for text in text_lines for one in text.splitlines())
+        for one in lines:
+            finding = (
+                None if one.startswith("#") else compile_finding(one, self.target, "build-error")
+            )
+            if finding is None:
+                continue
+            found = True
+            key = (finding.file, finding.line, finding.column, finding.message)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.report.findings.append(finding)
         if found:
             self.explained.add(path.split(" ", 1)[0])
 
@@ -371,9 +369,7 @@ class GoTestAdapter(GoToolAdapter):
     default_timeout_s = 900.0
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
-        if files is None:
-            return None
-        scoped = go_scope(target, [relative_path(str(f), target) for f in files])
+        scoped = go_scope(target, files)
         if scoped is None or not scoped or not all(is_go_test_file(f) for f in scoped):
             return None  # a source change can break any package's tests
         return [f for f in scoped if (target / f).is_file()] or None

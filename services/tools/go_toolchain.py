@@ -233,8 +233,12 @@ def package_patterns(files: Sequence[str]) -> list[str]:
 MODULE_FILES = ("go.mod", "go.sum", "go.work", "go.work.sum")
 
 
-def go_scope(target: Path, files: Sequence[str]) -> list[str] | None:
-    """The ``.go`` files of a scoped run; ``None`` (everything) when module files changed."""
-    if any(Path(f).name in MODULE_FILES for f in files):
+def go_scope(target: Path, files: Sequence[str] | None) -> list[str] | None:
+    """The ``.go`` files of a scoped run, relative to ``target``; ``None`` (everything) for an
+    unscoped run or when module files changed."""
+    if files is None:
         return None
-    return [f for f in files if f.endswith(".go") and (target / f).parent.is_dir()]
+    rel = [relative_path(str(f), target) for f in files]
+    if any(Path(f).name in MODULE_FILES for f in rel):
+        return None
+    return [f for f in rel if f.endswith(".go") and (target / f).parent.is_dir()]

@@ -152,9 +152,7 @@ class GoVetAdapter(GoToolAdapter):
     default_timeout_s = 600.0
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
-        if files is None:
-            return None
-        return go_scope(target, [relative_path(str(f), target) for f in files])
+        return go_scope(target, files)
 
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path

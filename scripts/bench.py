@@ -100,10 +100,10 @@ from airfix.events.schema import (
 from airfix.events.storage.backend import connect
 from airfix.events.storage.store import EventStore
 from airfix.projections.base import ProjectionHandler, ProjectorHandler
+from airfix.services.process import find_executable
 from airfix.services.runtime.app import App, build_app
 from airfix.services.runtime.consumers import RuntimeSettings
 from airfix.services.runtime.worker import Worker, drain
-from airfix.services.tools.base import find_executable
 
 console = Console(stderr=True)
 NOISE_CAVEAT = (

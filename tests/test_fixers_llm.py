@@ -28,7 +28,7 @@ from airfix.projections.status import load_status
 from airfix.services import fixers
 from airfix.services.fixers import FixRequest, claude
 from airfix.services.fixers.claude import ClaudeFixer, StreamState, build_command, classify_result
-from airfix.services.fixers.command import CommandFixer, expand_command, stream_process
+from airfix.services.fixers.command import CommandFixer, expand_command
 from airfix.services.fixers.prompts import (
     PromptSet,
     batch_language,
@@ -39,6 +39,7 @@ from airfix.services.fixers.prompts import (
     verification_commands,
 )
 from airfix.services.pipeline.requests import finalize, release_lock, request_run, run_inline
+from airfix.services.process import stream_process
 from airfix.services.runtime.app import App
 from airfix.services.runtime.logs import configure_logging
 from tests.fake_claude import ENV_VARS, FAKE_CLAUDE, fake_env, read_pids, read_record, wait_dead

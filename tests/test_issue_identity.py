@@ -140,6 +140,6 @@ def test_mypy_issues_keep_their_identity_across_moves_and_respacing(tmp_path: Pa
     ],
 )
 def test_messages_that_quote_source_text_normalise_alike(a: str, b: str) -> None:
-    from airfix.services.tools.base import fingerprint
+    from airfix.services.tools.fingerprints import fingerprint
 
     assert fingerprint("ruff", "R", "f.py", a) == fingerprint("ruff", "R", "f.py", b)

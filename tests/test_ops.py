@@ -126,7 +126,7 @@ def test_replay_has_no_side_effects(
     """Replay starts no process, touches no repository and writes nothing to the store."""
     import airfix.events.storage.store as store_mod
     import airfix.services.pipeline.git as git_mod
-    import airfix.services.tools.base as tools_base
+    import airfix.services.tools.adapter as tools_base
     from airfix.events.storage.backend import connect, embedded_server
 
     client = connect()  # the process-wide embedded store the CLI uses

@@ -25,12 +25,12 @@ from airfix.services.fixers import FixRequest
 from airfix.services.fixers.autofix import DETERMINISTIC, AutoFixer
 from airfix.services.fixers.autofix_go_dart import DartFix
 from airfix.services.tools import ToolRun, adapters_for, adapters_for_target, detect_languages
-from airfix.services.tools.base import to_issues
 from airfix.services.tools.dart_analyze import (
     DartAnalyzeAdapter,
     parse_dart_analyze,
     parse_fix_dry_run,
 )
+from airfix.services.tools.fingerprints import to_issues
 from airfix.services.tools.flutter_test import (
     DartTestAdapter,
     FlutterTestAdapter,

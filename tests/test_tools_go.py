@@ -32,13 +32,8 @@ from airfix.services.fixers.autofix import DETERMINISTIC, AutoFixer
 from airfix.services.fixers.autofix_go_dart import GofmtFix
 from airfix.services.tools import ToolRun, adapters_for, adapters_for_target, detect_languages
 from airfix.services.tools.go_test import GoTestAdapter, parse_go_test_json
-from airfix.services.tools.go_vet import (
-    GoVetAdapter,
-    find_go,
-    find_gofmt,
-    go_environment,
-    parse_go_vet,
-)
+from airfix.services.tools.go_toolchain import find_go, find_gofmt, go_environment
+from airfix.services.tools.go_vet import GoVetAdapter, parse_go_vet
 from airfix.services.tools.gofmt import GofmtAdapter, go_source_files
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "go"

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from airfix.events.schema import IssueRecord
+from airfix.services.process import find_executable
 from airfix.services.tools import (
     REGISTRY,
     CoverageAdapter,
@@ -40,8 +41,8 @@ from airfix.services.tools import (
     register,
     run_process,
 )
-from airfix.services.tools.base import Finding, find_executable, to_issues
 from airfix.services.tools.coverage import parse_coverage_json
+from airfix.services.tools.fingerprints import Finding, to_issues
 from airfix.services.tools.mypy import parse_mypy_json
 from airfix.services.tools.pytest import parse_junit
 from airfix.services.tools.ruff import parse_ruff_json

@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
+from airfix.services.process import run_process, tail
 from airfix.services.secrets import scrubbed_env
-from airfix.services.tools.base import run_process, tail
 
 
 class DeterministicFix(Protocol):

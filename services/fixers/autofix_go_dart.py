@@ -23,8 +23,8 @@ from pathlib import Path
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers.autofix import register_deterministic
-from airfix.services.tools.base import find_executable
-from airfix.services.tools.go_vet import find_gofmt
+from airfix.services.process import find_executable
+from airfix.services.tools.go_toolchain import find_gofmt
 
 
 class GofmtFix:

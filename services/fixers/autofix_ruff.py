@@ -31,7 +31,7 @@ from typing import Any
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome
-from airfix.services.tools.base import run_process, tail
+from airfix.services.process import run_process, tail
 from airfix.services.tools.environment import python_env_of
 from airfix.services.tools.ruff import Diagnostic, RuffAdapter, diagnostics, parse_ruff_json
 

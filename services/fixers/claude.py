@@ -52,7 +52,8 @@ from typing import Any
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome, FixRequest
-from airfix.services.fixers.command import LOG_TEXT_CHARS, stream_process, tail_text
+from airfix.services.fixers.command import LOG_TEXT_CHARS, REASON_TAIL_CHARS
+from airfix.services.process import exit_description, find_executable, stream_process, tail
 from airfix.services.runtime.logs import get_logger
 from airfix.services.secrets import scrubbed_env
 
@@ -263,7 +264,7 @@ def classify_result(result: dict[str, Any], *, rate_limited: str = "", max_turns
     detail = _result_text(result.get("result"))
     if isinstance(errors, list) and errors:
         detail = "; ".join(str(e) for e in errors) + (f" ({detail})" if detail else "")
-    detail = tail_text(" ".join(detail.split()), 400)
+    detail = tail(" ".join(detail.split()), 400)
     if result.get("api_error_status") == 429 or _RATE_LIMIT.search(detail or "") or rate_limited:
         return f"rate limit: {detail or rate_limited}"
     if subtype == "error_max_turns":
@@ -346,7 +347,6 @@ class ClaudeFixer:
 
     def check(self, config: FixerConfig) -> str:
         """What stops this fixer from starting at all ("" = nothing): a missing CLI."""
-        from airfix.services.tools.base import find_executable
 
         if find_executable(config.claude_executable) is None:
             return (
@@ -358,7 +358,6 @@ class ClaudeFixer:
 
     def fix(self, request: FixRequest) -> FixOutcome:
         from airfix.services.fixers.prompts import render_request
-        from airfix.services.tools.base import find_executable
 
         started = time.monotonic()
         cfg = request.config
@@ -414,7 +413,7 @@ class ClaudeFixer:
         result = state.result
         cost = _number(result.get("total_cost_usd"), float) if result else 0.0
         turns = _number(result.get("num_turns"), int) if result else len(state.assistant_messages)
-        stderr = tail_text(res.stderr_tail)
+        stderr = tail(res.stderr_tail, REASON_TAIL_CHARS)
         if res.launch_error:
             reason = f"claude: could not start {exe}: {res.launch_error}"
         elif result is not None:
@@ -426,11 +425,7 @@ class ClaudeFixer:
                 f"({state.events} events read, no result event)"
             )
         else:
-            how = (
-                f"killed by signal {-res.exit_code}"
-                if res.exit_code is not None and res.exit_code < 0
-                else f"exit {res.exit_code}"
-            )
+            how = exit_description(res.exit_code)
             reason = f"claude: no result event; {how}" + (f"; stderr: {stderr}" if stderr else "")
             if state.rate_limited:
                 reason += f"; {state.rate_limited}"

@@ -36,7 +36,7 @@ from airfix.services.tools import (
     ToolRun,
     adapters_for_target,
 )
-from airfix.services.tools.base import BaseToolAdapter
+from airfix.services.tools.adapter import BaseToolAdapter
 from airfix.services.tools.coverage import CoverageAdapter, split_test_run
 from airfix.services.tools.environment import PythonEnv
 

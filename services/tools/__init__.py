@@ -17,23 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    BaseToolAdapter,
-    Finding,
-    ProcessResult,
-    Tier,
-    ToolAdapter,
-    ToolRun,
-    find_executable,
-    fingerprint,
-    normalise_message,
-    run_process,
-    to_issues,
-)
+from airfix.services.process import ProcessResult, find_executable, run_process
+from airfix.services.tools.adapter import BaseToolAdapter, Tier, ToolAdapter
 from airfix.services.tools.coverage import CoverageAdapter
 from airfix.services.tools.dart_analyze import DartAnalyzeAdapter
 from airfix.services.tools.detect import detect_languages, python_adapters
 from airfix.services.tools.eslint import EslintAdapter
+from airfix.services.tools.fingerprints import Finding, fingerprint, normalise_message, to_issues
 from airfix.services.tools.flutter_test import DartTestAdapter, FlutterTestAdapter
 from airfix.services.tools.go_test import GoTestAdapter
 from airfix.services.tools.go_vet import GoVetAdapter
@@ -41,6 +31,7 @@ from airfix.services.tools.gofmt import GofmtAdapter
 from airfix.services.tools.js_test import JsTestAdapter
 from airfix.services.tools.mypy import MypyAdapter
 from airfix.services.tools.pytest import PytestAdapter
+from airfix.services.tools.results import ToolRun
 from airfix.services.tools.ruff import RuffAdapter
 from airfix.services.tools.tsc import TscAdapter
 

@@ -24,16 +24,8 @@ from pathlib import Path
 
 import msgspec
 
-from airfix.services.tools.base import (
-    COVERAGE_PERCENT,
-    TESTS_TOTAL,
-    BaseToolAdapter,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    to_issues,
-)
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import to_issues
 from airfix.services.tools.pytest import (
     EXIT_MEANINGS,
     NO_TESTS,
@@ -43,6 +35,7 @@ from airfix.services.tools.pytest import (
     pytest_environment,
     read_junit,
 )
+from airfix.services.tools.results import COVERAGE_PERCENT, TESTS_TOTAL, ToolRun
 
 
 def parse_coverage_json(text: str) -> dict[str, float]:

@@ -42,16 +42,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    BaseToolAdapter,
-    Finding,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.results import ToolRun
 
 PACKAGE_CONFIG = Path(".dart_tool") / "package_config.json"
 CONFIG_FILES = ("pubspec.yaml", "pubspec.lock", "analysis_options.yaml", "package_config.json")

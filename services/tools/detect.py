@@ -14,7 +14,7 @@ import json
 import re
 from pathlib import Path
 
-from airfix.services.tools.base import BaseToolAdapter
+from airfix.services.tools.adapter import BaseToolAdapter
 from airfix.services.tools.coverage import CoverageAdapter
 from airfix.services.tools.mypy import MypyAdapter
 from airfix.services.tools.pytest import PytestAdapter

@@ -43,19 +43,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from airfix.services.tools.base import (
-    TESTS_TOTAL,
-    BaseToolAdapter,
-    Finding,
-    RunContext,
-    TestTally,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
 from airfix.services.tools.dart_analyze import missing_sdk, require_resolved
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.results import TESTS_TOTAL, TestTally, ToolRun
 
 MESSAGE_LIMIT = 4000
 NO_TESTS = "no tests ran: a test phase without tests is not a pass"

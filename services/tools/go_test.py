@@ -1,7 +1,7 @@
 """go test: Go's test runner (phase ``test``).
 
-``go test -json -count=1 ./...`` prints test2json events, one JSON object per line (research B.7,
-``go doc cmd/test2json``): ``{"Time","Action","Package","Test"?,"Elapsed"?,"Output"?,
+``go test -json -count=1 ./...`` prints test2json events, one JSON object per line (``go doc
+cmd/test2json``): ``{"Time","Action","Package","Test"?,"Elapsed"?,"Output"?,
 "OutputType"?,"FailedBuild"?,"ImportPath"?}`` with actions ``start, run, pause, cont, pass, bench,
 fail, output, skip`` and, since Go 1.24, ``build-output``/``build-fail`` (keyed by
 ``ImportPath``).  An event with ``Test`` is about that test (subtests are ``TestX/case``); one
@@ -42,25 +42,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from airfix.services.tools.base import (
-    TESTS_TOTAL,
-    Finding,
-    RunContext,
-    TestTally,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
-from airfix.services.tools.go_vet import (
+from airfix.events.schema import Phase
+from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import Finding, to_issues
+from airfix.services.tools.go_toolchain import (
     NO_PACKAGES,
     GoToolAdapter,
     compile_finding,
     go_scope,
     package_patterns,
 )
+from airfix.services.tools.results import TESTS_TOTAL, TestTally, ToolRun
 
 MESSAGE_LIMIT = 4000
 NO_TESTS = (
@@ -155,58 +149,136 @@ def _tail_message(head: str, lines: Sequence[str]) -> str:
 # ---------------------------------------------------------------- parsing
 
 
-def parse_go_test_json(stdout: str, stderr: str, target: Path) -> GoTestReport:
-    """Counts and findings from ``go test -json`` output (stdout: events, stderr: text)."""
-    report = GoTestReport()
-    tests: dict[tuple[str, str], _Test] = {}
-    pkg_result: dict[str, str] = {}
-    pkg_output: dict[str, list[str]] = {}
-    pkg_failed_build: dict[str, str] = {}
-    build_lines: dict[str, list[str]] = {}
-    build_failed: list[str] = []
-    for raw in stdout.splitlines():
-        line = raw.strip()
-        if not line:
-            continue
-        event = None
-        if line.startswith("{"):
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = None
-        if not isinstance(event, dict) or not isinstance(event.get("Action"), str):
-            report.other_lines.append(raw)
-            continue
-        report.events += 1
+@dataclass
+class _Events:
+    """The test2json events of one run, gathered by test, by package and by package build."""
+
+    tests: dict[tuple[str, str], _Test] = field(default_factory=dict)
+    pkg_result: dict[str, str] = field(default_factory=dict)
+    pkg_output: dict[str, list[str]] = field(default_factory=dict)
+    pkg_failed_build: dict[str, str] = field(default_factory=dict)
+    build_lines: dict[str, list[str]] = field(default_factory=dict)
+    build_failed: list[str] = field(default_factory=list)
+
+    def add(self, event: dict[str, Any]) -> None:
         action = event["Action"]
         output = event.get("Output")
         if action in ("build-output", "build-fail"):
             path = str(event.get("ImportPath") or "")
             if action == "build-output":
-                build_lines.setdefault(path, []).append(str(output or ""))
-            elif path not in build_failed:
-                build_failed.append(path)
-            continue
+                self.build_lines.setdefault(path, []).append(str(output or ""))
+            elif path not in self.build_failed:
+                self.build_failed.append(path)
+            return
         package = str(event.get("Package") or "")
         name = event.get("Test")
         if name:
-            key = (package, str(name))
-            test = tests.setdefault(key, _Test(package, str(name)))
+            test = self.tests.setdefault((package, str(name)), _Test(package, str(name)))
             if action == "output" and output is not None:
                 test.output.append(str(output))
-            elif action in ("pass", "fail", "skip"):
+            elif action in _RESULTS:
                 test.result = action
-            continue
-        pkg_output.setdefault(package, [])
+            return
+        self.pkg_output.setdefault(package, [])
         if action == "output" and output is not None:
-            pkg_output[package].append(str(output))
-        elif action in ("pass", "fail", "skip"):
-            pkg_result[package] = action
+            self.pkg_output[package].append(str(output))
+        elif action in _RESULTS:
+            self.pkg_result[package] = action
             if event.get("FailedBuild"):
-                pkg_failed_build[package] = str(event["FailedBuild"])
+                self.pkg_failed_build[package] = str(event["FailedBuild"])
 
+    def failed_tests(self) -> list[_Test]:
+        """Tests that failed or never reported a result (the binary died)."""
+        return [t for t in self.tests.values() if t.result not in ("pass", "skip")]
+
+
+_RESULTS = ("pass", "fail", "skip")
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    """The test2json event on ``line``, ``None`` for anything else."""
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("Action"), str) else None
+
+
+@dataclass
+class _BuildErrors:
+    """Compiler lines of failed package builds as findings, deduplicated across a package and its
+    test variant; ``explained`` holds the packages that got at least one."""
+
+    report: GoTestReport
+    target: Path
+    seen: set[tuple[str, int, int, str]] = field(default_factory=set)
+    explained: set[str] = field(default_factory=set)
+
+    def add(self, path: str, text_lines: Sequence[str]) -> None:
+        found = False
+        lines = (one for text in text_lines for one in text.splitlines())
+        for one in lines:
+            finding = (
+                None if one.startswith("#") else compile_finding(one, self.target, "build-error")
+            )
+            if finding is None:
+                continue
+            found = True
+            key = (finding.file, finding.line, finding.column, finding.message)
+            if key not in self.seen:
+                self.seen.add(key)
+                self.report.findings.append(finding)
+        if found:
+            self.explained.add(path.split(" ", 1)[0])
+
+
+def _stderr_blocks(stderr: str) -> dict[str, list[str]]:
+    """Go before 1.24: the build output is text on stderr, after ``# <import path>`` headers."""
+    current = ""
+    blocks: dict[str, list[str]] = {}
+    for one in stderr.splitlines():
+        if one.startswith("# "):
+            current = one[2:].strip()
+            continue
+        blocks.setdefault(current, []).append(one)
+    return blocks
+
+
+def _package_finding(
+    phase: Phase, rule: str, head: str, lines: Sequence[str], pkg_dir: str
+) -> Finding:
+    """A problem of a whole package (no file and line to point at), fingerprinted by ``head``."""
+    return Finding(
+        phase=phase, file=pkg_dir if pkg_dir not in ("", ".") else "", line=0, column=0,
+        rule=rule, message=_tail_message(head, lines), key_message=head,
+    )  # fmt: skip
+
+
+def parse_go_test_json(stdout: str, stderr: str, target: Path) -> GoTestReport:
+    """Counts and findings from ``go test -json`` output (stdout: events, stderr: text)."""
+    report = GoTestReport()
+    events = _Events()
+    for raw in stdout.splitlines():
+        if not raw.strip():
+            continue
+        event = _event(raw.strip())
+        if event is None:
+            report.other_lines.append(raw)
+            continue
+        report.events += 1
+        events.add(event)
     module = module_path(target)
-    for test in tests.values():
+    _count(report, events)
+    _add_test_failures(report, events, target, module)
+    _add_build_failures(report, events, stderr, target, module)
+    _add_package_failures(report, events, target, module)
+    return report
+
+
+def _count(report: GoTestReport, events: _Events) -> None:
+    for test in events.tests.values():
         if test.result == "pass":
             report.passed += 1
         elif test.result == "skip":
@@ -214,15 +286,19 @@ def parse_go_test_json(stdout: str, stderr: str, target: Path) -> GoTestReport:
         else:
             report.failed += 1
     report.total = report.passed + report.failed + report.skipped
-    report.packages = len(pkg_result)
-    report.failed_packages = sum(1 for r in pkg_result.values() if r == "fail")
-    report.build_failures = len(pkg_failed_build)
+    report.packages = len(events.pkg_result)
+    report.failed_packages = sum(1 for r in events.pkg_result.values() if r == "fail")
+    report.build_failures = len(events.pkg_failed_build)
 
-    failed = [t for t in tests.values() if t.result not in ("pass", "skip")]
+
+def _add_test_failures(report: GoTestReport, events: _Events, target: Path, module: str) -> None:
+    """One finding per failed test whose subtests did not fail (a parent failing only because a
+    subtest did is not a second problem), at its ``func TestX(`` declaration."""
+    failed = events.failed_tests()
     failed_names = {(t.package, t.name) for t in failed}
     for test in failed:
         if any(p == test.package and n.startswith(test.name + "/") for p, n in failed_names):
-            continue  # a subtest failed: that is the problem, not a second one
+            continue
         test_id = f"{test.package}::{test.name}"
         file, def_line = locate_test(target, package_dir(test.package, module, target), test.name)
         lines = test.output or []
@@ -234,73 +310,49 @@ def parse_go_test_json(stdout: str, stderr: str, target: Path) -> GoTestReport:
                     key_message=test_id)
         )  # fmt: skip
 
-    seen: set[tuple[str, int, int, str]] = set()
-    explained: set[str] = set()
 
-    def add_compile(path: str, text_lines: Sequence[str]) -> bool:
-        found = False
-        for text in text_lines:
-            for one in text.splitlines():
-                if not one.strip() or one.startswith("#"):
-                    continue
-                finding = compile_finding(one, target, "build-error")
-                if finding is None:
-                    continue
-                found = True
-                key = (finding.file, finding.line, finding.column, finding.message)
-                if key not in seen:
-                    seen.add(key)
-                    report.findings.append(finding)
-        if found:
-            explained.add(path.split(" ", 1)[0])
-        return found
-
-    for path in build_failed:
-        add_compile(path, build_lines.get(path, []))
-    # Go before 1.24: the build output is text on stderr, after "# <import path>" headers.
-    current = ""
-    stderr_blocks: dict[str, list[str]] = {}
-    for one in stderr.splitlines():
-        if one.startswith("# "):
-            current = one[2:].strip()
-            continue
-        stderr_blocks.setdefault(current, []).append(one)
+def _add_build_failures(
+    report: GoTestReport, events: _Events, stderr: str, target: Path, module: str
+) -> None:
+    """Compiler lines of failed builds; a failed build without any is one ``build-failed``
+    finding, or a setup error when the package was never loaded (``[setup failed]``)."""
+    builds = _BuildErrors(report, target)
+    for path in events.build_failed:
+        builds.add(path, events.build_lines.get(path, []))
+    stderr_blocks = _stderr_blocks(stderr)
     for path, text_lines in stderr_blocks.items():
-        add_compile(path, text_lines)
-
-    failed_build_roots = {fb.split(" ", 1)[0] for fb in pkg_failed_build.values()}
-    setup_failed = {p for p, out in pkg_output.items() if any("[setup failed]" in o for o in out)}
-    for path in [*build_failed, *sorted(failed_build_roots)]:
+        builds.add(path, text_lines)
+    failed_build_roots = {fb.split(" ", 1)[0] for fb in events.pkg_failed_build.values()}
+    setup_failed = {
+        p for p, out in events.pkg_output.items() if any("[setup failed]" in o for o in out)
+    }
+    for path in [*events.build_failed, *sorted(failed_build_roots)]:
         root = path.split(" ", 1)[0]
-        if root in explained:
+        if root in builds.explained:
             continue
-        explained.add(root)
-        pkg_dir = package_dir(root, module, target)
-        text = build_lines.get(path, []) or stderr_blocks.get(path, [])
+        builds.explained.add(root)
+        text = events.build_lines.get(path, []) or stderr_blocks.get(path, [])
         if root in setup_failed or path in setup_failed:
             lines = [t.strip() for t in text if t.strip() and not t.startswith("#")]
             report.setup_errors.append(f"{root}: " + " ".join(lines))
             continue
         report.findings.append(
-            Finding(phase="build", file=pkg_dir if pkg_dir not in ("", ".") else "", line=0,
-                    column=0, rule="build-failed",
-                    message=_tail_message(f"{root}: build failed", text),
-                    key_message=f"{root}: build failed")
+            _package_finding("build", "build-failed", f"{root}: build failed", text,
+                             package_dir(root, module, target))
         )  # fmt: skip
 
-    for package, result in pkg_result.items():
-        if result != "fail" or package in pkg_failed_build:
+
+def _add_package_failures(report: GoTestReport, events: _Events, target: Path, module: str) -> None:
+    """A package that failed with no failed test and no build failure (``TestMain`` exiting
+    non-zero, a panic in ``init``)."""
+    failed_packages = {t.package for t in events.failed_tests()}
+    for package, result in events.pkg_result.items():
+        if result != "fail" or package in events.pkg_failed_build or package in failed_packages:
             continue
-        if any(t.package == package for t in failed):
-            continue
-        pkg_dir = package_dir(package, module, target)
         report.findings.append(
-            Finding(phase="test", file=pkg_dir if pkg_dir not in ("", ".") else "", line=0,
-                    column=0, rule="package-failed",
-                    message=_tail_message(f"{package}: package failed", pkg_output[package]),
-                    key_message=f"{package}: package failed")
+            _package_finding("test", "package-failed", f"{package}: package failed",
+                             events.pkg_output[package], package_dir(package, module, target))
         )  # fmt: skip
-    return report
 
 
 # ---------------------------------------------------------------- the adapter
@@ -317,9 +369,7 @@ class GoTestAdapter(GoToolAdapter):
     default_timeout_s = 900.0
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
-        if files is None:
-            return None
-        scoped = go_scope(target, [relative_path(str(f), target) for f in files])
+        scoped = go_scope(target, files)
         if scoped is None or not scoped or not all(is_go_test_file(f) for f in scoped):
             return None  # a source change can break any package's tests
         return [f for f in scoped if (target / f).is_file()] or None

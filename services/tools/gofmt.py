@@ -25,22 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    Finding,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
-from airfix.services.tools.go_vet import (
+from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.go_toolchain import (
     GoToolAdapter,
     compile_finding,
     find_go,
     find_gofmt,
     go_version_of,
 )
+from airfix.services.tools.results import ToolRun
 
 NOT_FORMATTED = "file is not gofmt-formatted"
 CHUNK = 500

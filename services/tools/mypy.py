@@ -32,16 +32,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    BaseToolAdapter,
-    Finding,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.results import ToolRun
 
 CONFIG_FILES = ("mypy.ini", ".mypy.ini", "pyproject.toml", "setup.cfg")
 _CONFIG_WARNING = re.compile(

@@ -33,20 +33,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    TESTS_TOTAL,
-    BaseToolAdapter,
-    Finding,
-    ProcessResult,
-    RunContext,
-    TestOutcome,
-    TestTally,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
+from airfix.services.process import ProcessResult
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.results import TESTS_TOTAL, TestOutcome, TestTally, ToolRun
 
 GUARD_MODULE = "airfix_pytest_guard"
 GUARD_SOURCE = '''"""Loaded into the target's pytest by airfix: keeps plugin artefacts out of the work tree

@@ -21,16 +21,9 @@ from typing import Any
 import msgspec
 
 from airfix.events.schema import IssueRecord
-from airfix.services.tools.base import (
-    BaseToolAdapter,
-    Finding,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
+from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.results import ToolRun
 
 SYNTAX_NAMES = {"invalid-syntax", "syntax-error"}
 IO_ERROR_NAMES = {"io-error"}

@@ -51,16 +51,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from airfix.services.tools.base import (
-    Finding,
-    RunContext,
-    ToolFailure,
-    ToolRun,
-    check_exit,
-    relative_path,
-    to_issues,
-)
+from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
 from airfix.services.tools.eslint import NodeToolAdapter, strip_ansi
+from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
+from airfix.services.tools.results import ToolRun
 
 CONFIG_FILE = "tsconfig.json"
 CHECKED_SUFFIXES = (

@@ -18,7 +18,7 @@ Invocation (cwd = the target, its own process group)::
   never a compound command (``x && git commit`` does not match), so git commit cannot slip in.
   The deny-list repeats it (``Bash(git commit:*)``, push, reset, checkout, stash, rebase, merge,
   WebFetch, WebSearch): deny rules win over allow rules.  The prompt also says not to commit:
-  airfix verifies and commits (the original demanded the agent commit, seed inventory 1.15).
+  airfix verifies and commits (the original demanded that the agent commit).
 * ``CLAUDECODE`` is removed from the child's environment: the CLI refuses to start "inside
   another Claude Code session" when it is set, which happens when airfix itself runs from one.
 

@@ -1,10 +1,11 @@
-"""Projections are folds of the log: ``apply(event) -> ops``, applied exactly once.
+"""Projections on Redis: a pure fold (``projections/core``) bound to a client, and the handler that
+applies it exactly once.
 
-A projection turns an event into a few Redis writes (:class:`Op`).  :class:`ProjectionHandler`
-applies the ops of a batch *and* advances the projection's checkpoint in one Lua call
-(``apply.lua``), skipping entries at or below the checkpoint; the consumer group's ack comes after
-and is only delivery bookkeeping.  So a crash anywhere (before apply, after apply and before ack)
-leaves the view exactly as one clean pass would.
+:class:`ProjectionHandler` loads the states of the runs a batch touches, folds the batch and
+applies the ops *and* advances the projection's checkpoint in one Lua call (``apply.lua``),
+skipping entries at or below the checkpoint; the consumer group's ack comes after and is only
+delivery bookkeeping.  So a crash anywhere (before apply, after apply and before ack) leaves the
+view exactly as one clean pass would.
 
 Every key one projection writes lives in its view key's hash slot, and the checkpoint sits in that
 slot too (``{autonomous_fix:task_queue}:checkpoint``), so each script is cluster-safe.
@@ -13,93 +14,55 @@ slot too (``{autonomous_fix:task_queue}:checkpoint``), so each script is cluster
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-import msgspec
 import redis
 
 from airfix.events.keys import Keys
-from airfix.events.schema import Event
 from airfix.events.storage.store import STREAM_IDS_LUA, EventStore, LogEntry, id_key
 from airfix.events.storage.store import as_str as _s
+from airfix.projections.core.fold import Fold, fold_entries
+from airfix.projections.core.ops import HashField, KeyRef, Op, SetMembers, StateRead, position
+
+__all__ = [
+    "Projection",
+    "ProjectionHandler",
+    "ProjectorHandler",
+    "by_stream",
+    "id_key",
+    "id_newer",
+    "position",
+    "rebuild",
+    "wait_for",
+]
 
 _APPLY_LUA = (
     STREAM_IDS_LUA + resources.files("airfix.projections").joinpath("apply.lua").read_text()
 )
-_ENC = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True)
-class Op:
-    """One Redis write: ``name`` is a command of apply.lua's whitelist."""
-
-    name: str
-    key: str
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True)
-class KeyRef:
-    """An op argument that names another key; it is passed in KEYS and replaced by its index."""
-
-    key: str
-
-
-def position(entry_id: str) -> str:
-    """A fixed-width, lexicographically ordered form of a stream id (for order-stable views)."""
-    ms, _, seq = entry_id.partition("-")
-    return f"{int(ms):015d}-{int(seq or 0):010d}"
 
 
 def id_newer(a: str, b: str) -> bool:
     return id_key(a) > id_key(b)
 
 
-def dumps(obj: Any) -> bytes:
-    return _ENC.encode(obj)
-
-
 class Projection:
-    """Base of every read model.  Subclasses set ``name`` and implement ``view_key``/``apply``.
+    """A fold bound to a Redis client: where its view and checkpoint are, and how to read or drop
+    the whole view.  Subclasses set ``fold`` and implement ``dump``/``clear``."""
 
-    ``apply`` may read the view (for per-run state) but must return ops that depend only on the
-    events seen so far, so a rebuild from the log gives the same view as the live fold.
-    """
-
-    name = "projection"
+    fold: Fold[Any]
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self.client = client
         self.keys = keys
 
+    @property
+    def name(self) -> str:
+        return self.fold.name
+
     def view_key(self) -> str:
-        raise NotImplementedError
-
-    def apply(self, event: Event, entry_id: str) -> list[Op]:
-        raise NotImplementedError
-
-    #: per-run values between events, for projections that need them (staged per batch)
-    runs: RunCache | None = None
-
-    def begin(self) -> None:
-        """A batch starts (projections with caches stage their changes from here)."""
-
-    def commit(self) -> None:
-        """The batch's ops were written: staged cache changes become real."""
-        if self.runs is not None:
-            self.runs.commit()
-
-    def rollback(self) -> None:
-        """The batch's ops may or may not have been written: forget everything cached."""
-        if self.runs is not None:
-            self.runs.clear()
-
-    def reset(self) -> None:
-        """Partitions changed hands: anything cached may be stale."""
-        self.rollback()
+        return self.fold.view_key()
 
     def dump(self) -> Any:
         """The whole view as plain data, for rebuild comparisons."""
@@ -118,26 +81,44 @@ class Projection:
         return {_s(k): _s(v) for k, v in raw.items()}
 
 
-class RunCache:
-    """Per-run values a projection needs between events, staged until the batch is written."""
+_MISSING = object()
 
-    def __init__(self, load: Any, max_runs: int = 10_000) -> None:
-        self._load = load
+
+def read_states(client: Any, reads: Sequence[StateRead | None]) -> list[Any]:
+    """Execute the fold's state reads in one round trip (None reads give None)."""
+    pipe = client.pipeline(transaction=False)
+    for r in reads:
+        if isinstance(r, HashField):
+            pipe.hget(r.key, r.field)
+        elif isinstance(r, SetMembers):
+            pipe.smembers(r.key)
+    raw = iter(pipe.execute() if any(r is not None for r in reads) else [])
+    return [None if r is None else next(raw) for r in reads]
+
+
+class RunStates:
+    """Per-run fold states between batches, staged until the batch is written."""
+
+    def __init__(self, max_runs: int = 10_000) -> None:
         self._max = max_runs
         self._cache: dict[str, Any] = {}
         self._staged: dict[str, Any] = {}
 
-    def get(self, run_id: str) -> Any:
-        if run_id in self._staged:
-            return self._staged[run_id]
-        if run_id not in self._cache:
-            if len(self._cache) >= self._max:
+    def load(self, projection: Projection, run_ids: Iterable[str]) -> dict[str, Any]:
+        """The states of ``run_ids``: staged, cached, or read from the view."""
+        fold = projection.fold
+        out = {r: self._staged.get(r, self._cache.get(r, _MISSING)) for r in dict.fromkeys(run_ids)}
+        missing = [r for r, s in out.items() if s is _MISSING]
+        if missing:
+            raw = read_states(projection.client, [fold.state_at(r) for r in missing])
+            if len(self._cache) + len(missing) > self._max:
                 self._cache.clear()
-            self._cache[run_id] = self._load(run_id)
-        return self._cache[run_id]
+            for r, value in zip(missing, raw, strict=True):
+                out[r] = self._cache[r] = fold.decode(r, value)
+        return out
 
-    def put(self, run_id: str, value: Any) -> None:
-        self._staged[run_id] = value
+    def stage(self, states: Mapping[str, Any]) -> None:
+        self._staged.update(states)
 
     def commit(self) -> None:
         self._cache.update(self._staged)
@@ -163,9 +144,11 @@ class ProjectionHandler:
         self.group = f"projection:{projection.name}"
         self._script = projection.client.register_script(_APPLY_LUA)
         self._checkpoints: dict[str, tuple[int, int]] = {}
+        self.states = RunStates()
 
     def on_partitions_changed(self) -> None:
-        self.projection.reset()
+        """Partitions changed hands: anything cached may be stale."""
+        self.states.clear()
         self._checkpoints.clear()
 
     def handle(self, entries: Sequence[LogEntry]) -> None:
@@ -185,15 +168,13 @@ class ProjectionHandler:
     ) -> tuple[list[str], list[Any], str] | None:
         """The apply.lua call for ``entries`` past the checkpoint (None: nothing to do).
 
-        Stages the projection's cache changes; follow with :meth:`done` or :meth:`failed`."""
-        p = self.projection
+        Stages the folded states; follow with :meth:`done` or :meth:`failed`."""
         ckpt = self._checkpoint(stream)
         fresh = [e for e in entries if e.event is not None and id_key(e.entry_id) > ckpt]
         if not fresh:
             return None
-        p.begin()
         try:
-            keys, args = self._script_args("ckpt", p.checkpoint_key, stream, fresh)
+            keys, args = self._script_args("ckpt", self.projection.checkpoint_key, stream, fresh)
         except BaseException:
             self.failed()
             raise
@@ -202,30 +183,21 @@ class ProjectionHandler:
     def _script_args(
         self, mode: str, fence_key: str, field: str, entries: Sequence[LogEntry]
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of one apply.lua call (see its header) for ``entries``' ops."""
-        p = self.projection
-        keys: dict[str, int] = {fence_key: 1}
-        args: list[Any] = [mode, field, len(entries)]
-        for e in entries:
-            assert e.event is not None
-            ops = p.apply(e.event, e.entry_id)
-            args += [e.entry_id, len(ops)]
-            for op in ops:
-                idx = keys.setdefault(op.key, len(keys) + 1)
-                op_args = [
-                    keys.setdefault(a.key, len(keys) + 1) if isinstance(a, KeyRef) else a
-                    for a in op.args
-                ]
-                args += [op.name, idx, len(op_args), *op_args]
-        return list(keys), args
+        """Fold ``entries`` and stage the states; KEYS and ARGV of one apply.lua call (see its
+        header) for their ops."""
+        pairs = [(e.entry_id, e.event) for e in entries if e.event is not None]
+        states = self.states.load(self.projection, (ev.run_id for _, ev in pairs))
+        states, ops = fold_entries(self.projection.fold, states, pairs)
+        self.states.stage(states)
+        return script_args(mode, fence_key, field, [e for e, _ in pairs], ops)
 
     def done(self, stream: str, last_entry: str) -> None:
-        self.projection.commit()
+        self.states.commit()
         self._checkpoints[stream] = id_key(last_entry)
 
     def failed(self) -> None:
         """The write may or may not have happened: forget every cached thing."""
-        self.projection.rollback()
+        self.states.clear()
         self._checkpoints.clear()
 
     def dead_letter_fields(self, stream: str) -> dict[str, str]:
@@ -248,20 +220,16 @@ class ProjectionHandler:
             return 0
         if entry.event is None:
             raise entry.error or ValueError(f"entry {entry.entry_id} has no event")
-        p.rollback()  # a retry folds from the view as it is in Redis, not from a stale cache
-        p.begin()
+        self.states.clear()  # a retry folds from the view as it is in Redis, not from a cache
         try:
             keys, args = self._script_args(
-                "once",
-                self.projection.keys.retried(p.view_key()),
-                f"{entry.stream}|{entry.entry_id}",
-                [entry],
+                "once", p.keys.retried(p.view_key()), f"{entry.stream}|{entry.entry_id}", [entry]
             )
             applied = int(self._script(keys=keys, args=args))
         except BaseException:
             self.failed()
             raise
-        p.commit()
+        self.states.commit()
         return applied
 
     def apply_entries(self, stream: str, entries: Sequence[LogEntry], *, client: Any = None) -> int:
@@ -277,6 +245,23 @@ class ProjectionHandler:
             raise
         self.done(stream, last)
         return applied
+
+
+def script_args(
+    mode: str, fence_key: str, field: str, entry_ids: Sequence[str], ops: Sequence[list[Op]]
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of one apply.lua call: each entry id with its ops, keys passed by index."""
+    keys: dict[str, int] = {fence_key: 1}
+    args: list[Any] = [mode, field, len(entry_ids)]
+    for entry_id, entry_ops in zip(entry_ids, ops, strict=True):
+        args += [entry_id, len(entry_ops)]
+        for op in entry_ops:
+            name, op_args = op.wire()
+            idx = keys.setdefault(op.key, len(keys) + 1)
+            wire = [keys.setdefault(a.key, len(keys) + 1) if isinstance(a, KeyRef) else a
+                    for a in op_args]  # fmt: skip
+            args += [name, idx, len(wire), *wire]
+    return list(keys), args
 
 
 class ProjectorHandler:

@@ -65,6 +65,14 @@ CONTRACT_MODULES = (
     "airfix.events",
 )
 
+# the projections' folds: pure like the core, and they may name keys; no Redis, no log storage,
+# nothing of the projections' I/O modules (the handler executes what the folds describe)
+PROJECTION_CORE_MAY_IMPORT = (
+    *CORE_MAY_IMPORT,
+    "airfix.events.keys",
+    "airfix.projections.core",
+)
+
 #: lines of ruff-formatted code above which a module must be split or say why it is not
 LONG = 500
 
@@ -122,6 +130,10 @@ def violations(source: str, allowed: tuple[str, ...]) -> list[str]:
 
 def test_the_core_is_pure() -> None:
     assert violations("airfix.events.core", CORE_MAY_IMPORT) == []
+
+
+def test_the_projection_folds_are_pure() -> None:
+    assert violations("airfix.projections.core", PROJECTION_CORE_MAY_IMPORT) == []
 
 
 def test_the_contract_is_data_and_encoding_only() -> None:

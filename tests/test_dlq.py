@@ -77,9 +77,9 @@ class Views:
 
     def _arm(self, view: Any) -> None:
         count_applies(view)
-        inner = view.apply
+        inner = view.fold.apply
 
-        def apply(event: Event, entry_id: str) -> list[Any]:
+        def apply(state: Any, event: Event, entry_id: str) -> tuple[Any, list[Any]]:
             if (
                 self.poisoned
                 and view.name == self.view
@@ -89,9 +89,9 @@ class Views:
                     f"poison: {view.name} cannot fold {event.run_id} v{event.version}"
                 )
             self.calls.append((view.name, event.run_id, event.version))
-            return inner(event, entry_id)
+            return inner(state, event, entry_id)
 
-        view.apply = apply
+        view.fold.apply = apply
 
     def folded(self, view: str, run: str) -> list[int]:
         return [v for name, r, v in self.calls if name == view and r == run]

@@ -66,7 +66,7 @@ def test_redelivery_is_a_no_op(store: EventStore, client: redis.Redis) -> None:
             first = handler.apply_entries(store.keys.log(p), entries)
             before = view.dump()
             assert 0 == handler.apply_entries(store.keys.log(p), entries)
-            view.reset()
+            handler.on_partitions_changed()  # cold caches: the checkpoint alone fences
             assert 0 == handler.apply_entries(
                 store.keys.log(p), entries[: max(1, len(entries) // 2)]
             )

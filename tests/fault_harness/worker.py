@@ -46,7 +46,8 @@ import yaml
 from airfix.config import load_config
 from airfix.events.schema import Event
 from airfix.events.storage.store import LogEntry
-from airfix.projections.base import Op, Projection
+from airfix.projections.base import Projection
+from airfix.projections.core.ops import Op
 from airfix.services.runtime.app import build_app
 from airfix.services.runtime.logs import configure_logging
 from airfix.services.runtime.worker import Worker
@@ -62,6 +63,15 @@ def counter_key(view_key: str) -> str:
     return f"{{{view_key}}}:fault_applied"
 
 
+class CountApplied(Op, frozen=True):
+    """``ZADD <key> INCR 1 <member>``: one more application of ``member`` (``<run>:<version>``)."""
+
+    member: str
+
+    def wire(self) -> tuple[str, tuple[Any, ...]]:
+        return "ZADD", ("INCR", 1, self.member)
+
+
 def count_applies(projection: Projection) -> None:
     """Make every application of an entry also ``ZADD <counter> INCR 1 <run>:<version>``.
 
@@ -69,16 +79,15 @@ def count_applies(projection: Projection) -> None:
     is applied exactly when they are.  The views' own ops are idempotent (ZADD, SET, SADD ...), so
     an entry applied twice could go unnoticed in them; this counter is not: it would show a 2.
     """
-    orig = projection.apply
+    fold = projection.fold
+    orig = fold.apply
     key = counter_key(projection.view_key())
 
-    def apply(event: Event, entry_id: str) -> list[Op]:
-        return [
-            *orig(event, entry_id),
-            Op("ZADD", key, ("INCR", 1, f"{event.run_id}:{event.version}")),
-        ]
+    def apply(state: Any, event: Event, entry_id: str) -> tuple[Any, list[Op]]:
+        state, ops = orig(state, event, entry_id)
+        return state, [*ops, CountApplied(key, f"{event.run_id}:{event.version}")]
 
-    projection.apply = apply  # type: ignore[method-assign]
+    fold.apply = apply  # type: ignore[method-assign]
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

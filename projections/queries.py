@@ -1,0 +1,33 @@
+"""Queries of the read models: what commands, Airflow and people ask the views."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import redis
+
+from airfix.events.keys import Keys
+from airfix.events.storage.store import as_str as _s
+
+
+def newest_runs(client: redis.Redis, keys: Keys, limit: int = 1) -> list[str]:
+    """Run ids, newest request first (``airfix runs``, ``status``, ``tail latest``)."""
+    return [
+        x.decode() if isinstance(x, bytes) else x for x in client.zrevrange(keys.runs, 0, limit - 1)
+    ]
+
+
+def load_status(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, Any] | None:
+    """The run's status as plain data, with ``halted`` naming every consumer group stuck on it."""
+    raw = client.hget(keys.status, run_id)
+    if raw is None:
+        return None
+    status: dict[str, Any] = msgspec.json.decode(raw)
+    halted = {}
+    for key in client.scan_iter(match=f"{keys.prefix}:halted:*", count=1000):
+        info = client.hget(key, run_id)
+        if info is not None:
+            halted[_s(key).split(":halted:", 1)[1]] = msgspec.json.decode(info)
+    status["halted"] = halted
+    return status

@@ -40,6 +40,33 @@ def _tools(ev: HealthChecked) -> str:
     return ", ".join(parts)
 
 
+def _started(ev: RunStarted) -> str:
+    start = ev.base_branch or "HEAD"
+    line = f"started from {start} at {ev.base_sha[:10]} by {ev.worker}; commits go to {ev.branch or '-'}"
+    env = ev.environment
+    if env:
+        tools = ", ".join(
+            f"{k.removeprefix('tool.')} {v}"
+            for k, v in sorted(env.items())
+            if k.startswith("tool.")
+        )
+        source = env.get("python_source", "")
+        where = "airfix's own" if source == "airfix" else f"from {source}"
+        line += (
+            f"\n  checks run with python {env.get('python', '?')} "
+            f"({env.get('python_version', '?')}, {where}); {tools}"
+        )
+    return line
+
+
+def _found(ev: IssuesDiscovered) -> str:
+    by_phase: dict[str, int] = {}
+    for i in ev.issues:
+        by_phase[i.phase] = by_phase.get(i.phase, 0) + 1
+    detail = ", ".join(f"{n} {p}" for p, n in sorted(by_phase.items())) or "none"
+    return f"{len(ev.issues)} issue(s) found: {detail}"
+
+
 def describe(ev: Event) -> str:
     """A short human line for ``ev`` (no run id: callers add it when they show several runs)."""
     if isinstance(ev, RunRequested):
@@ -49,31 +76,12 @@ def describe(ev: Event) -> str:
             f"max {ev.limits.max_iterations} iterations"
         )
     if isinstance(ev, RunStarted):
-        start = ev.base_branch or "HEAD"
-        line = f"started from {start} at {ev.base_sha[:10]} by {ev.worker}; commits go to {ev.branch or '-'}"
-        env = ev.environment
-        if env:
-            tools = ", ".join(
-                f"{k.removeprefix('tool.')} {v}"
-                for k, v in sorted(env.items())
-                if k.startswith("tool.")
-            )
-            source = env.get("python_source", "")
-            where = "airfix's own" if source == "airfix" else f"from {source}"
-            line += (
-                f"\n  checks run with python {env.get('python', '?')} "
-                f"({env.get('python_version', '?')}, {where}); {tools}"
-            )
-        return line
+        return _started(ev)
     if isinstance(ev, HealthChecked):
         verdict = "healthy" if ev.healthy else "not healthy"
         return f"health check ({ev.scope}, iteration {ev.iteration}): score {ev.score:.2f}, {verdict}; {_tools(ev)}"
     if isinstance(ev, IssuesDiscovered):
-        by_phase: dict[str, int] = {}
-        for i in ev.issues:
-            by_phase[i.phase] = by_phase.get(i.phase, 0) + 1
-        detail = ", ".join(f"{n} {p}" for p, n in sorted(by_phase.items())) or "none"
-        return f"{len(ev.issues)} issue(s) found: {detail}"
+        return _found(ev)
     if isinstance(ev, BatchPlanned):
         return (
             f"[{ev.phase}] batch {ev.batch_id} planned (priority {ev.priority}): {ev.description}"

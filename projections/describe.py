@@ -67,7 +67,7 @@ def _found(ev: IssuesDiscovered) -> str:
     return f"{len(ev.issues)} issue(s) found: {detail}"
 
 
-def describe(ev: Event) -> str:
+def describe(ev: Event) -> str:  # noqa: C901 (a line per event type)
     """A short human line for ``ev`` (no run id: callers add it when they show several runs)."""
     if isinstance(ev, RunRequested):
         mode = " (simulation)" if ev.simulation else ""

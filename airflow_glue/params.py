@@ -33,14 +33,15 @@ def fix_params(
 ) -> dict[str, Param]:
     """Params of a DAG that requests one fix run; ``wait`` adds the follow-or-defer choice."""
     target = configured_target()
+    about = (
+        "The git repository to fix (absolute path on the Airflow workers and the airfix "
+        "workers; clean tree, one commit); empty: the config's target_project.path."
+    )
     params = {
-        "target_project": Param(
-            **({"default": target} if target else {}),
-            type="string",
-            minLength=1,
-            description="The git repository to fix (absolute path on the Airflow "
-            "workers and the airfix workers; clean tree, one commit); empty: the config's "
-            "target_project.path.",
+        "target_project": (
+            Param(target, type="string", minLength=1, description=about)
+            if target
+            else Param(type="string", minLength=1, description=about)
         ),
         "max_iterations": Param(
             max_iterations,

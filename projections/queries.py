@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -13,9 +13,8 @@ from airfix.events.storage.store import as_str as _s
 
 def newest_runs(client: redis.Redis, keys: Keys, limit: int = 1) -> list[str]:
     """Run ids, newest request first (``airfix runs``, ``status``, ``tail latest``)."""
-    return [
-        x.decode() if isinstance(x, bytes) else x for x in client.zrevrange(keys.runs, 0, limit - 1)
-    ]
+    rows = cast("list[bytes | str]", client.zrevrange(keys.runs, 0, limit - 1))
+    return [x.decode() if isinstance(x, bytes) else x for x in rows]
 
 
 def load_status(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, Any] | None:

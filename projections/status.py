@@ -10,7 +10,7 @@ The fold is :class:`~airfix.projections.core.status.RunStatusFold`; the queries 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -24,6 +24,8 @@ __all__ = ["RunStatus", "load_status", "newest_runs"]
 
 
 class RunStatus(Projection):
+    fold: RunStatusFold
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         super().__init__(client, keys)
         self.fold = RunStatusFold(keys)
@@ -32,7 +34,10 @@ class RunStatus(Projection):
         states = {
             _s(k): msgspec.json.decode(v) for k, v in self.client.hgetall(self.keys.status).items()
         }
-        runs = [(_s(m), s) for m, s in self.client.zrange(self.keys.runs, 0, -1, withscores=True)]
+        rows = cast(
+            "list[tuple[bytes, float]]", self.client.zrange(self.keys.runs, 0, -1, withscores=True)
+        )
+        runs = [(_s(m), s) for m, s in rows]
         return {"states": states, "runs": runs}
 
     def clear(self) -> None:

@@ -11,7 +11,7 @@ The folds are in :mod:`airfix.projections.core.views`; here they are bound to a 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import redis
@@ -24,13 +24,16 @@ from airfix.projections.core.views import PhaseSummaryFold, RunHistoryFold, Task
 class TaskQueue(Projection):
     """``task_queue``: pending batches scored by priority, each with its JSON record."""
 
+    fold: TaskQueueFold
+
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         super().__init__(client, keys)
         self.fold = TaskQueueFold(keys)
 
     def dump(self) -> Any:
         q = self.keys.task_queue
-        items = [(_s(m), s) for m, s in self.client.zrange(q, 0, -1, withscores=True)]
+        rows = cast("list[tuple[bytes, float]]", self.client.zrange(q, 0, -1, withscores=True))
+        items = [(_s(m), s) for m, s in rows]
         records = {}
         for key in self.client.scan_iter(match=f"{{{q}}}:task:*", count=1000):
             records[_s(key).rsplit(":task:", 1)[1]] = msgspec.json.decode(
@@ -50,6 +53,8 @@ class TaskQueue(Projection):
 class RunHistory(Projection):
     """``run_history``: finished runs, newest first (by log position), capped at ``length``."""
 
+    fold: RunHistoryFold
+
     def __init__(self, client: redis.Redis, keys: Keys, length: int = 10) -> None:
         super().__init__(client, keys)
         self.fold = RunHistoryFold(keys, length)
@@ -67,6 +72,8 @@ class RunHistory(Projection):
 
 class PhaseSummary(Projection):
     """``summary:<phase>``: the latest fix summary of one phase (one projection per phase)."""
+
+    fold: PhaseSummaryFold
 
     def __init__(self, client: redis.Redis, keys: Keys, phase: str) -> None:
         super().__init__(client, keys)

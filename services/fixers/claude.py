@@ -329,7 +329,7 @@ def claude_env(environ: Mapping[str, str]) -> tuple[str, ...]:
     """The variables the Claude Code CLI authenticates with, kept although secrets.env_deny hides
     them from the target: its API key or OAuth token, and the cloud credentials of Bedrock or
     Vertex when one of those is selected."""
-    keep = ("ANTHROPIC_*", "CLAUDE_CODE_*", "CLAUDE_CONFIG_DIR")
+    keep: tuple[str, ...] = ("ANTHROPIC_*", "CLAUDE_CODE_*", "CLAUDE_CONFIG_DIR")
     if environ.get("CLAUDE_CODE_USE_BEDROCK"):
         keep += ("AWS_*",)
     if environ.get("CLAUDE_CODE_USE_VERTEX"):

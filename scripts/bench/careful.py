@@ -1,4 +1,4 @@
-"""Section 8: airfix against a careful person, on the bundled sample project.
+"""Section 8: airfix against a careful person, on the bundled sample (and corpus projects).
 
 The yardstick is a careful person: runs the checks once (ruff, mypy, pytest under coverage),
 applies ``ruff check --fix``, runs the checks once more, then commits.  airfix is worth running
@@ -63,7 +63,7 @@ def run_checks(
     or erroring tests (pytest under coverage in the project's environment ``python``, then the
     coverage report)."""
     ruff = _run([tool("ruff"), "check", "--output-format", "json", "."], root, env, (0, 1))
-    mypy = _run(mypy_argv(root), root, env, (0, 1))
+    mypy = _run(mypy_argv(root), root, env, (0, 1, 2))  # 2: mypy stopped early, errors say why
     coverage = [python, "-m", "coverage"]
     tests = _run([*coverage, "run", "-m", "pytest", "-q", *test_paths], root, env, (0, 1, 5))
     _run([*coverage, "report"], root, env, (0, 2))

@@ -139,6 +139,8 @@ def bench_pipeline_run(res: Results, quick: bool, scratch: Path) -> None:
     w1 = time.time()
     events = list(app.store.read_run(run_id))
     report = report_for(app, run_id)
+    if report.branch:  # the commits are on the run's branch; the checkout may still be on main
+        subprocess.run(["git", "checkout", "-q", report.branch], cwd=air_root, check=True)
     air_left = len(ruff_issues(air_root))
     steps = attribute_run(events, w0, w1)
 

@@ -7,8 +7,11 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
+import os
 import re
 import shlex
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -17,7 +20,8 @@ import pytest
 from airfix.config import load_config
 from airfix.services import fixers
 from airfix.services.commands.cli import build_parser
-from airfix.services.fixers.command import PLACEHOLDERS, expand_command
+from airfix.services.fixers.command import PLACEHOLDERS, CommandFixer, expand_command
+from tests.test_fixers_llm import SMALL, make_repo, make_request, small_issues
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -171,3 +175,54 @@ def test_example_config_loads_and_its_fixers_can_be_built(path: Path) -> None:
 def test_there_are_examples_for_claude_and_for_the_command_fixer() -> None:
     chains = {load_config(p, env={}).fixer.chain[-1] for p in EXAMPLES}
     assert {"claude", "command"} <= chains
+
+
+# A stand-in for an agent CLI: records what airfix handed it (argv, working directory, the prompt
+# from --message-file or stdin, whether the API keys reached it) and edits the batch's first file.
+FAKE_AGENT = """#!{python}
+import json, os, sys
+argv = sys.argv[1:]
+if "--message-file" in argv:
+    prompt = open(argv[argv.index("--message-file") + 1]).read()
+else:
+    prompt = sys.stdin.read()
+files = [a for a in argv if a.endswith(".py")]
+with open(files[0] if files else "small/core.py", "a") as f:
+    f.write("# edited\\n")
+print("agent: editing", flush=True)
+seen = {{k: k in os.environ for k in ("OPENAI_API_KEY", "GITHUB_TOKEN")}}
+json.dump({{"argv": argv, "cwd": os.getcwd(), "prompt": prompt, "env": seen}},
+          open(os.environ["FAKE_AGENT_OUT"], "w"))
+"""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in EXAMPLES if "command" in load_config(p, env={}).fixer.chain],
+    ids=lambda p: p.name,
+)
+def test_command_example_hands_its_agent_the_prompt_and_the_keys(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's command, run by the real command fixer against a stand-in of its agent."""
+    fixer = load_config(path, env={}).fixer
+    agent = shlex.split(fixer.command[-1])[1] if fixer.command[0] == "sh" else fixer.command[0]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / agent).write_text(FAKE_AGENT.format(python=sys.executable))
+    (bin_dir / agent).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGENT_OUT", str(tmp_path / "seen.json"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-kept-for-the-agent")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_hidden_from_the_agent")
+    repo = make_repo(tmp_path, SMALL)
+    request = make_request(
+        repo, small_issues(), command=fixer.command, command_env=fixer.command_env
+    )
+    outcome = CommandFixer().fix(request)
+    assert outcome.ok, outcome.reason
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert "small/core.py:1:8 - ruff F401 (error)" in seen["prompt"]
+    assert Path(seen["cwd"]).resolve() == repo.resolve()
+    assert {"OPENAI_API_KEY": True, "GITHUB_TOKEN": False} == seen["env"]
+    assert "# edited" in (repo / "small" / "core.py").read_text()

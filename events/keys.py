@@ -1,4 +1,4 @@
-"""Every Redis key airfix uses, in one place (see README "Key layout").
+"""Every Redis key airfix uses, in one place (see docs/architecture.md, "Key layout").
 
 Keys that a Lua script touches together share a hash tag, so the layout holds on Redis Cluster:
 

@@ -1,5 +1,6 @@
-"""README's day-to-day workflow, for real: run a fix, follow it with ``airfix tail --follow`` from a
-second process, answer the everyday questions with redis-cli (every line of README's cookbook),
+"""The documented day-to-day workflow, for real: run a fix, follow it with ``airfix tail --follow``
+from a second process, answer the everyday questions with redis-cli (every line of the cookbook
+in docs/operations.md),
 and replay it afterwards; on the real server with a worker process, and on the embedded store.
 """
 
@@ -149,8 +150,8 @@ def test_tail_follow_on_the_server_shows_the_whole_run_and_stops_when_it_ends(
 
 
 def _cookbook() -> list[tuple[str, str]]:
-    """(question, command) for every command line of README's cookbook block."""
-    text = (ROOT / "README.md").read_text()
+    """(question, command) for every command line of the cookbook block in docs/operations.md."""
+    text = (ROOT / "docs" / "operations.md").read_text()
     block = text.split("<!-- cookbook:start -->", 1)[1].split("<!-- cookbook:end -->", 1)[0]
     out, question = [], ""
     for line in block.splitlines():
@@ -221,9 +222,7 @@ def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(
         elif "autonomous_fix:logs" in command:
             assert run_id in lines and "tool finished" in out
         else:
-            raise AssertionError(
-                f"README cookbook line without a check here: {command} ({question})"
-            )
+            raise AssertionError(f"cookbook line without a check here: {command} ({question})")
         checked.append(command)
     assert len(checked) == 12
 

@@ -1,0 +1,228 @@
+"""The documents stay true to the code: README's quick start, links that lead somewhere, airfix
+command lines the CLI accepts, the generated configuration reference, and example configs the
+real loader takes."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from airfix.config import load_config
+from airfix.services import fixers
+from airfix.services.commands.cli import build_parser
+from airfix.services.fixers.command import PLACEHOLDERS, CommandFixer, expand_command
+from tests.test_fixers_llm import SMALL, make_repo, make_request, small_issues
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+EXAMPLES = sorted((ROOT / "config" / "examples").glob("*.yaml"))
+QUICK_START = (
+    'pip install ".[python-tools]" && airfix run --sample --max-iterations 3',
+    "./scripts/test.sh",
+)
+README_LINES = 250  # README for users; the Benchmarks section at its end is not counted
+_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+# a synopsis's placeholders for numbers, as a user would fill them in
+NUMBERS = {"VERSION": "3", "N": "2", "S": "30", "PORT": "6380"}
+_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
+
+
+def _code_blocks(text: str, lang: str) -> list[str]:
+    return [body for kind, body in _FENCE.findall(text) if kind == lang]
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    text = _FENCE.sub("", text)
+    out = set()
+    for heading in re.findall(r"^#{1,6} (.+)$", text, re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        out.add(slug)
+    return out
+
+
+def test_readme_starts_with_the_quick_start_commands() -> None:
+    first = _code_blocks(README.read_text(), "bash")[0]
+    commands = [x for x in first.splitlines() if x.strip() and not x.lstrip().startswith("#")]
+    assert QUICK_START == tuple(commands[:2])
+
+
+def test_readme_is_short_and_ends_with_the_benchmarks() -> None:
+    text = README.read_text()
+    head, sep, benchmarks = text.partition("\n## Benchmarks\n")
+    assert sep, "README has no Benchmarks section"
+    assert "\n## " not in benchmarks, "the Benchmarks section must be README's last"
+    assert len(head.splitlines()) <= README_LINES
+
+
+@pytest.mark.parametrize("doc", [README, *DOCS], ids=lambda p: p.name)
+def test_every_relative_link_points_to_an_existing_file(doc: Path) -> None:
+    text = doc.read_text()
+    broken = []
+    for target in _LINK.findall(_FENCE.sub("", text)):
+        if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        file = (doc.parent / path).resolve() if path else doc
+        if not file.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file.read_text()):
+            broken.append(f"{target}: no heading #{anchor} in {file.name}")
+    assert [] == broken, f"{doc.name}: {broken}"
+
+
+def test_the_link_check_catches_a_missing_file_and_a_missing_heading(tmp_path: Path) -> None:
+    (tmp_path / "here.md").write_text("# Title\n\n## Some `code` here\n")
+    assert "some-code-here" in _anchors((tmp_path / "here.md").read_text())
+    doc = tmp_path / "doc.md"
+    doc.write_text("[a](here.md#some-code-here) [b](gone.md) [c](here.md#nowhere)\n")
+    with pytest.raises(AssertionError, match=r"gone\.md: no such file.*no heading #nowhere"):
+        test_every_relative_link_points_to_an_existing_file(doc)
+
+
+def _airfix_lines(text: str) -> list[str]:
+    """Every ``airfix ...`` command of the text's bash blocks, cut at pipes, redirects and ``&&``;
+    a synopsis's optional ``[...]`` and ``...`` are taken as written out."""
+    out = []
+    for block in _code_blocks(text, "bash"):
+        for line in block.splitlines():
+            for part in re.split(r"\s(?:\||&&|>)\s", line.split(" # ", 1)[0]):
+                part = part.strip().replace("[", "").replace("]", "").replace("...", "")
+                if part.startswith("airfix "):
+                    out.append(part)
+    return out
+
+
+@pytest.mark.parametrize("doc", [README, *DOCS], ids=lambda p: p.name)
+def test_every_airfix_command_shown_is_accepted_by_the_cli(doc: Path) -> None:
+    lines = _airfix_lines(doc.read_text())
+    refused = []
+    for line in lines:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                build_parser().parse_args([NUMBERS.get(w, w) for w in shlex.split(line)[1:]])
+        except SystemExit:
+            refused.append(f"{line}: {err.getvalue().strip().splitlines()[-1]}")
+    assert [] == refused
+    if doc in (README, ROOT / "docs" / "operations.md"):
+        assert lines, f"{doc.name} shows no airfix command"
+
+
+def _config_reference() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "config_reference", ROOT / "scripts" / "config_reference.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_configuration_reference_is_what_the_schema_renders() -> None:
+    reference = _config_reference()
+    checked_in = (ROOT / "docs" / "configuration-reference.md").read_text()
+    assert reference.render() == checked_in, (
+        "docs/configuration-reference.md is out of date: run python scripts/config_reference.py"
+    )
+
+
+def test_the_reference_names_every_key_with_its_range_and_comment(tmp_path: Path) -> None:
+    reference = _config_reference()
+    text = reference.render()
+    cfg = load_config(env={})
+    for section in type(cfg).__struct_fields__:
+        for key in type(getattr(cfg, section)).__struct_fields__:
+            assert f"| `{section}.{key}` |" in text
+    assert (
+        "| `store.partitions` | int, >= 1, <= 1024 | `4` | Number of event-log partitions" in text
+    )
+    assert "| `issue_grouping.mode` | one of: individual, mega, smart | `smart` |" in text
+    stale = tmp_path / "reference.md"
+    stale.write_text(text.replace("1024", "2048"))
+    reference.OUTPUT = stale
+    assert 1 == reference.main(["--check"])
+    stale.write_text(text)
+    assert 0 == reference.main(["--check"])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_config_loads_and_its_fixers_can_be_built(path: Path) -> None:
+    cfg = load_config(path, env={})
+    chain = fixers.chain(",".join(cfg.fixer.chain))
+    assert [f.name for f in chain] == list(cfg.fixer.chain)
+    assert "autofix" == cfg.fixer.chain[0] and len(cfg.fixer.chain) > 1  # the agent gets the rest
+    if "command" in cfg.fixer.chain:
+        values = {p: f"<{p}>" for p in PLACEHOLDERS}
+        argv = expand_command(cfg.fixer.command, values, ["src/app.py"])
+        # the agent is told what to fix: the prompt file, by placeholder or by environment
+        assert "<prompt_file>" in argv or any("AIRFIX_PROMPT_FILE" in a for a in argv)
+        assert cfg.fixer.command_env, "an agent needs its API key passed on: fixer.command_env"
+    assert f"(config/examples/{path.name})" in README.read_text()
+
+
+def test_there_are_examples_for_claude_and_for_the_command_fixer() -> None:
+    chains = {load_config(p, env={}).fixer.chain[-1] for p in EXAMPLES}
+    assert {"claude", "command"} <= chains
+
+
+# A stand-in for an agent CLI: records what airfix handed it (argv, working directory, the prompt
+# from --message-file or stdin, whether the API keys reached it) and edits the batch's first file.
+FAKE_AGENT = """#!{python}
+import json, os, sys
+argv = sys.argv[1:]
+if "--message-file" in argv:
+    prompt = open(argv[argv.index("--message-file") + 1]).read()
+else:
+    prompt = sys.stdin.read()
+files = [a for a in argv if a.endswith(".py")]
+with open(files[0] if files else "small/core.py", "a") as f:
+    f.write("# edited\\n")
+print("agent: editing", flush=True)
+seen = {{k: k in os.environ for k in ("OPENAI_API_KEY", "GITHUB_TOKEN")}}
+json.dump({{"argv": argv, "cwd": os.getcwd(), "prompt": prompt, "env": seen}},
+          open(os.environ["FAKE_AGENT_OUT"], "w"))
+"""
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in EXAMPLES if "command" in load_config(p, env={}).fixer.chain],
+    ids=lambda p: p.name,
+)
+def test_command_example_hands_its_agent_the_prompt_and_the_keys(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's command, run by the real command fixer against a stand-in of its agent."""
+    fixer = load_config(path, env={}).fixer
+    agent = shlex.split(fixer.command[-1])[1] if fixer.command[0] == "sh" else fixer.command[0]
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / agent).write_text(FAKE_AGENT.format(python=sys.executable))
+    (bin_dir / agent).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGENT_OUT", str(tmp_path / "seen.json"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-kept-for-the-agent")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_hidden_from_the_agent")
+    repo = make_repo(tmp_path, SMALL)
+    request = make_request(
+        repo, small_issues(), command=fixer.command, command_env=fixer.command_env
+    )
+    outcome = CommandFixer().fix(request)
+    assert outcome.ok, outcome.reason
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert "small/core.py:1:8 - ruff F401 (error)" in seen["prompt"]
+    assert Path(seen["cwd"]).resolve() == repo.resolve()
+    assert {"OPENAI_API_KEY": True, "GITHUB_TOKEN": False} == seen["env"]
+    assert "# edited" in (repo / "small" / "core.py").read_text()

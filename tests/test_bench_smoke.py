@@ -58,12 +58,16 @@ EXPECTED = [
     "careful_sample_airfix_commits",
     "careful_sample_careful_removed",
     "careful_sample_airfix_removed",
+    "careful_sample_careful_safe_removed",
+    "careful_sample_airfix_safe_removed",
+    "careful_sample_careful_tests_broken",
+    "careful_sample_airfix_tests_broken",
 ]
 
 
 #: Counts (and step times that may round to nothing) may be 0; every other figure must be > 0.
 def _may_be_zero(name: str, unit: str) -> bool:
-    return unit == "issues" or name.startswith("pipeline_airfix_step_")
+    return unit in ("issues", "tests") or name.startswith("pipeline_airfix_step_")
 
 
 @pytest.mark.slow
@@ -120,6 +124,8 @@ def test_bench_quick_reports_every_metric(tmp_path: Path) -> None:
     assert row["ratio"] == metrics["careful_sample_ratio"]["value"]
     assert row["careful_committed"] is True  # the sample has safely fixable issues
     assert row["airfix_commits"] >= 1 and row["careful_issues_removed"] > 0
+    assert row["airfix_tests_broken"] == []  # airfix verifies: no test that passed fails
+    assert 0 < row["airfix_safe_removed_pct"] <= 100 and row["safe_fixable"] > 0
     assert "careful person vs airfix" in proc.stdout
     assert "airfix benchmark" in proc.stdout  # the table was printed
 

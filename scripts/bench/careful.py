@@ -1,5 +1,9 @@
 """Section 8: airfix against a careful person, on the bundled sample (and corpus projects).
 
+Besides time, the quality each leaves: the share of the safely fixable ruff issues removed and the
+tests that passed before and do not after (the careful person trusts ``ruff check --fix``; airfix
+verifies), both measured by the corpus judge, independently of airfix.
+
 The yardstick is a careful person: runs the checks once (ruff, mypy, pytest under coverage),
 applies ``ruff check --fix``, runs the checks once more, then commits.  airfix is worth running
 instead when its ``airfix run --fixer autofix`` (embedded store, hosted in-process as the quick
@@ -153,18 +157,51 @@ class Case:
     python: str = sys.executable  # the project's environment (pytest runs there)
     test_paths: tuple[str, ...] = ()
     airfix_python: str | None = None  # passed as --python when airfix cannot find it itself
+    import_paths: tuple[str, ...] = ()
+
+
+def judged(case: Case, root: Path) -> Any:
+    """The corpus judge's measure of ``root`` as it is (ruff with fix safety, pytest by test id):
+    independent of airfix, the same for both contenders (untimed)."""
+    from tests.corpus.measure import measure_tree
+
+    return measure_tree(
+        root,
+        python=Path(case.python),
+        test_paths=case.test_paths,
+        import_paths=case.import_paths,
+        tools=("ruff", "pytest"),
+    )
+
+
+def quality(before: Any, after: Any) -> dict[str, Any]:
+    """Of the safely fixable ruff issues at the start, the share gone (per file and rule, so new
+    issues elsewhere cannot make up for ones left); and the tests that passed and no longer do."""
+    from tests.corpus.hand import removed
+
+    total = before.safe_total
+    broken = sorted(t for t in before.passed() if (after.tests or {}).get(t) != "passed")
+    return {
+        "safe_fixable": total,
+        "safe_removed": removed(before, after),
+        "safe_removed_pct": 100.0 * removed(before, after) / total if total else 100.0,
+        "tests_broken": broken,
+    }
 
 
 def compare(res: Results, case: Case, scratch: Path) -> dict[str, Any]:
     """One row of the table: the careful person and airfix on the two copies of the project."""
     from airfix.services.pipeline.measure import mypy_cache_dir
 
+    baseline = judged(case, case.careful_root)
     careful = careful_person(case.careful_root, case.python, case.test_paths)
     try:
         air_s, report = airfix_run(case.airfix_root, scratch, case.airfix_python)
     finally:
         shutil.rmtree(mypy_cache_dir(case.airfix_root), ignore_errors=True)
     air_after = checks_on_branch(case, report.get("branch", ""))
+    careful_q = quality(baseline, judged(case, case.careful_root))
+    airfix_q = quality(baseline, judged(case, case.airfix_root))
     row = {
         "project": case.project,
         "careful_s": careful.seconds,
@@ -182,6 +219,11 @@ def compare(res: Results, case: Case, scratch: Path) -> dict[str, Any]:
         "airfix_status": report.get("status"),
         "airfix_exit_code": report.get("exit_code"),
         "airfix_reported_issues": [report.get("issues_before"), report.get("issues_after")],
+        "safe_fixable": careful_q["safe_fixable"],
+        "careful_safe_removed_pct": careful_q["safe_removed_pct"],
+        "airfix_safe_removed_pct": airfix_q["safe_removed_pct"],
+        "careful_tests_broken": careful_q["tests_broken"],
+        "airfix_tests_broken": airfix_q["tests_broken"],
     }
     res.tables.setdefault("careful_person", []).append(row)
     add_row_metrics(res, row)
@@ -228,6 +270,28 @@ def add_row_metrics(res: Results, row: dict[str, Any]) -> None:
         )
     )
     res.add(Metric(f"{key}_airfix_commits", "  airfix commits", row["airfix_commits"], "commits"))
+    safe = f"of {row['safe_fixable']} safely fixable ruff issues at the start"
+    for who in ("careful", "airfix"):
+        res.add(
+            Metric(
+                f"{key}_{who}_safe_removed",
+                f"  safely fixable removed by {'the careful person' if who == 'careful' else who}",
+                row[f"{who}_safe_removed_pct"],
+                "%",
+                note=safe,
+            )
+        )
+        broken = row[f"{who}_tests_broken"]
+        res.add(
+            Metric(
+                f"{key}_{who}_tests_broken",
+                f"  tests broken by {'the careful person' if who == 'careful' else who}",
+                len(broken),
+                "tests",
+                higher_is_better=False,
+                note=", ".join(broken[:3]) or "none: every test that passed still passes",
+            )
+        )
     res.add(
         Metric(
             f"{key}_careful_removed",
@@ -285,6 +349,7 @@ def corpus_case(name: str, scratch: Path) -> Case:
         python=pythons[0],
         test_paths=project.test_paths,
         airfix_python=pythons[1] if project.venv == "outside" else None,
+        import_paths=project.import_paths,
     )
 
 
@@ -293,7 +358,9 @@ def careful_table(res: Results) -> Table | None:
     if not rows:
         return None
     table = Table(title="careful person vs airfix run --fixer autofix")
-    for col in ("project", "careful s", "airfix s", "ratio", "airfix commits", "issues removed"):
+    cols = ("project", "careful s", "airfix s", "ratio", "airfix commits", "issues removed",
+            "safe fixes removed", "tests broken")  # fmt: skip
+    for col in cols:
         table.add_column(col, justify="left" if col == "project" else "right")
     for r in rows:
         mark = "[green]" if r["ratio"] <= r["target_ratio"] else "[red]"
@@ -304,6 +371,8 @@ def careful_table(res: Results) -> Table | None:
             f"{mark}{r['ratio']:.2f}x[/] (≤ {r['target_ratio']}x)",
             str(r["airfix_commits"]),
             f"careful {r['careful_issues_removed']} / airfix {r['airfix_issues_removed']}",
+            f"careful {r['careful_safe_removed_pct']:.0f}% / airfix {r['airfix_safe_removed_pct']:.0f}%",
+            f"careful {len(r['careful_tests_broken'])} / airfix {len(r['airfix_tests_broken'])}",
         )
     console.log(f"careful person vs airfix: {len(rows)} project(s)")
     return table

@@ -225,6 +225,10 @@ def _env_value(name: str, key_path: tuple[str, ...], raw: str) -> Any:
 
 #: Keys that existed once, with why they are gone and what to do instead (an error, not "unknown").
 REMOVED_KEYS: dict[tuple[str | int, ...], str] = {
+    ("fixer", "name"): (
+        "this key was removed: a run's fixers are fixer.chain, in order (each batch goes to the "
+        "first that can fix it, the next when it fails), e.g. chain: [autofix, claude]"
+    ),
     ("store", "log_maxlen"): (
         "this key was removed: capping the partition logs by length dropped entries that consumer "
         "groups had not read or acknowledged yet; delete the key and remove old entries with "

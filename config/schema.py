@@ -139,9 +139,8 @@ class HealthCheckConfig(_Section, frozen=True, kw_only=True):
 
 
 class FixerConfig(_Section, frozen=True, kw_only=True):
-    """Which fixer adapter edits code, and its limits."""
+    """Which fixers edit code, and their limits."""
 
-    name: Name = "autofix"
     chain: Annotated[tuple[Name, ...], msgspec.Meta(min_length=1)] = ("autofix",)
     timeout_s: Seconds = 900.0
     idle_timeout_s: Seconds = 300.0

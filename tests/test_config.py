@@ -144,6 +144,16 @@ class TestErrorsNameTheKeyPath:
             assert msg.startswith("store.log_maxlen: this key was removed"), msg
             assert "airfix trim --older-than" in msg and msg.endswith(where), msg
 
+    def test_removed_fixer_name_names_fixer_chain(self, tmp_path):
+        """fixer.name was documented as the fixer but never used (fixer.chain was): a config that
+        still sets it is told which key does the job, instead of silently running autofix."""
+        path = _write(tmp_path, "fixer:\n  name: command\n")
+        with pytest.raises(ConfigError) as ei:
+            load_config(path, env={})
+        msg = str(ei.value)
+        assert msg.startswith("fixer.name: this key was removed"), msg
+        assert "fixer.chain" in msg and msg.endswith(f"(in {path}, line 2)"), msg
+
     def test_unknown_section(self, tmp_path):
         """An original-tool section that airfix does not read is an error, not silently dropped."""
         path = _write(tmp_path, "reporting:\n  slack_channel: x\n")

@@ -31,6 +31,8 @@ def _tools(ev: HealthChecked) -> str:
             parts.append(f"{t.tool} ERROR")
         elif t.status == "skipped":
             parts.append(f"{t.tool} skipped")
+        elif t.tool == "coverage" and "coverage" in ev.parts:  # the metric, not its test run
+            parts.append(f"coverage {100 * ev.parts['coverage']:.0f}%")
         elif "tests_total" in t.counts:
             parts.append(
                 f"{t.tool} {t.counts.get('tests_passed', 0)}/{t.counts['tests_total']} passed"
@@ -79,7 +81,13 @@ def describe(ev: Event) -> str:  # noqa: C901 (a line per event type)
         return _started(ev)
     if isinstance(ev, HealthChecked):
         verdict = "healthy" if ev.healthy else "not healthy"
-        return f"health check ({ev.scope}, iteration {ev.iteration}): score {ev.score:.2f}, {verdict}; {_tools(ev)}"
+        # a full check after the first closes the previous iteration (and opens the next, if any)
+        when = (
+            f"after iteration {ev.iteration - 1}"
+            if ev.scope == "full" and ev.iteration > 1
+            else f"iteration {ev.iteration}"
+        )
+        return f"health check ({ev.scope}, {when}): score {ev.score:.2f}, {verdict}; {_tools(ev)}"
     if isinstance(ev, IssuesDiscovered):
         return _found(ev)
     if isinstance(ev, BatchPlanned):

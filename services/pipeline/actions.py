@@ -201,7 +201,9 @@ def act_plan(p: Pipeline, state: RunState) -> list[Event] | Step:
         run_id=state.run_id,
         max_cleanup_batch_size=cfg.issue_grouping.max_cleanup_batch_size,
         max_location_batch_size=cfg.issue_grouping.max_location_batch_size,
-        batches_per_phase=phase_caps(cfg.batch_sizes),
+        # the caps bound an iteration's fixes by their verification; a stack's batches cost a
+        # static check each and share one test run, so a stack takes every batch it can
+        batches_per_phase={} if p.stacked(state) else phase_caps(cfg.batch_sizes),
         alone=learned.alone,
     )
     events: list[Event] = []

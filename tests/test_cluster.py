@@ -11,6 +11,7 @@ Every result is read back from the cluster or from git, not taken from the comma
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -30,10 +31,15 @@ from airfix.events.storage.store import as_str
 from airfix.projections.report import on_branch
 from airfix.projections.status import load_status
 from airfix.services.runtime.deadletters import list_dead_letters
+from tests.airflow_harness import process_logging_kept
 from tests.pipeline_harness import git
 from tests.pipeline_harness.workers import FAST, assert_commits_match_events
 from tests.redis_procs import RedisClusterProcs
+from tests.scenario import run_events
 from tests.test_faults import test_kill_9_mid_handler_then_another_worker_takes_over as kill_9_test
+
+with process_logging_kept():
+    from airfix.airflow_glue.trigger import RunFinishedTrigger
 
 pytestmark = pytest.mark.fault
 
@@ -225,6 +231,35 @@ def check_trim(client: redis.Redis, url: str, run_id: str) -> None:
     assert before - len(events) == client.xlen(log)
     record = json.loads(client.hget(keys.trimmed(partition_of(run_id, keys.partitions)), run_id))
     assert len(events) == record["entries"]
+
+
+# ---------------------------------------------------------------------- the Airflow trigger
+
+
+def test_the_airflow_trigger_waits_for_a_run_on_the_cluster(
+    cluster: RedisClusterProcs, client: redis.Redis
+) -> None:
+    """The deferred sensor's trigger (an asyncio cluster client) blocks on the run's stream until
+    the run ends, then reports how it ended."""
+    from airfix.events.storage.store import EventStore
+
+    store = EventStore(client)
+    events = run_events("run-live")
+    store.append("run-live", events[:3], 0)
+    trigger = RunFinishedTrigger(
+        redis_url=cluster.url, stream=store.keys.run_stream("run-live"), run_id="run-live",
+        after_version=3, block_ms=500,
+    )  # fmt: skip
+
+    async def main() -> Any:
+        waiting = asyncio.ensure_future(asyncio.wait_for(anext(trigger.run()), 60))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # nothing terminal yet: it blocks on the stream
+        await asyncio.to_thread(store.append, "run-live", events[3:], 3)
+        return await waiting
+
+    fired = asyncio.run(main())
+    assert ("partially_fixed", len(events)) == (fired.payload["status"], fired.payload["version"])
 
 
 # ---------------------------------------------------------------------- kill -9 of a consumer

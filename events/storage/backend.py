@@ -19,6 +19,8 @@ from typing import Any, cast
 
 import fakeredis
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 
 _EMBEDDED: fakeredis.FakeServer | None = None
@@ -58,13 +60,27 @@ def connect(url: str | None = None, *, fresh_embedded: bool = False) -> redis.Re
             "socket_keepalive": True,
             "socket_connect_timeout": CONNECT_TIMEOUT_S,
         }
-        scheme, sep, rest = url.partition("://")
-        plain = CLUSTER_SCHEMES.get(scheme.lower())
-        if sep and plain:
-            return cast("redis.Redis", RedisCluster.from_url(f"{plain}://{rest}", **options))
+        node = cluster_node_url(url)
+        if node:
+            return cast("redis.Redis", RedisCluster.from_url(node, **options))
         return redis.Redis.from_url(url, **options)
     server = fakeredis.FakeServer(version=EMBEDDED_VERSION) if fresh_embedded else embedded_server()
     return fakeredis.FakeRedis(server=server)
+
+
+def cluster_node_url(url: str) -> str | None:
+    """The plain URL of the node a ``redis+cluster://`` URL names (None: not a cluster URL)."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}://{rest}" if sep and plain else None
+
+
+def connect_async(url: str) -> aioredis.Redis:
+    """An asyncio client for a server or cluster URL (the Airflow trigger waits with it)."""
+    node = cluster_node_url(url)
+    if node:
+        return cast("aioredis.Redis", AsyncRedisCluster.from_url(node))
+    return aioredis.Redis.from_url(url)
 
 
 def is_embedded(client: redis.Redis) -> bool:

@@ -22,6 +22,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airfix.airflow_glue.runs import event_lines, finished
 from airfix.events import codec
+from airfix.events.storage.backend import connect_async
 from airfix.events.storage.store import as_str, id_key
 
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
@@ -95,7 +96,7 @@ class RunFinishedTrigger(BaseTrigger):
 
     def connect(self) -> aioredis.Redis:
         """A new client for each connection attempt (tests hand in fakeredis' async client here)."""
-        return aioredis.Redis.from_url(self.redis_url)
+        return connect_async(self.redis_url)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         backoff = 0.2

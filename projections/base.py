@@ -21,6 +21,7 @@ from typing import Any
 import redis
 
 from airfix.events.keys import Keys
+from airfix.events.storage.backend import is_cluster
 from airfix.events.storage.store import STREAM_IDS_LUA, EventStore, LogEntry, id_key
 from airfix.events.storage.store import as_str as _s
 from airfix.projections.core.fold import Fold, fold_entries
@@ -307,16 +308,28 @@ class ProjectorHandler:
                         calls.append((h, call))
                 if not calls:
                     continue
-                pipe = self.client.pipeline(transaction=False)
-                for h, (keys, args, _) in calls:
-                    h._script(keys=keys, args=args, client=pipe)
-                pipe.execute()
+                self._apply(calls)
             except BaseException:
                 for h in self.handlers:
                     h.failed()
                 raise
             for h, (_, _, last) in calls:
                 h.done(stream, last)
+
+    def _apply(
+        self, calls: Sequence[tuple[ProjectionHandler, tuple[list[str], list[Any], str]]]
+    ) -> None:
+        """The views' apply.lua calls: one pipeline on a single server; one call each on a cluster,
+        where redis-py's pipeline cannot load a script a node lacks (after a failover, say) and
+        each call goes to its own view's node anyway."""
+        if is_cluster(self.client):
+            for h, (keys, args, _) in calls:
+                h._script(keys=keys, args=args)
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for h, (keys, args, _) in calls:
+            h._script(keys=keys, args=args, client=pipe)
+        pipe.execute()
 
 
 def by_stream(entries: Sequence[LogEntry]) -> dict[str, list[LogEntry]]:

@@ -30,6 +30,7 @@ from airfix.events import codec
 from airfix.events.core.machine import RunState, evolve, fold, initial_state
 from airfix.events.errors import AirfixError, InvalidTransition, UndecodableEntry
 from airfix.events.schema import EVENT_TYPES, Event
+from airfix.events.storage.backend import xread_across
 from airfix.events.storage.store import EventStore, as_str, check_run_id
 from airfix.projections.describe import describe
 from airfix.projections.status import newest_runs
@@ -161,9 +162,9 @@ class RedisFeed:
 
     def read(self, block_s: float) -> list[Item]:
         block = int(block_s * 1000) if block_s > 0 else None
-        reply: Any = self.store.client.xread(self.positions, count=1000, block=block)  # type: ignore[arg-type]
+        reply = xread_across(self.store.client, self.positions, count=1000, block=block)
         items: list[Item] = []
-        for stream, entries in reply or []:
+        for stream, entries in reply:
             key = as_str(stream)
             for entry_id, fields in entries:
                 self.positions[key] = as_str(entry_id)

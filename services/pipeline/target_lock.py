@@ -21,17 +21,23 @@ run index of the holder the caller saw (read just before with GET).  If the hold
 between, the script changes nothing and answers ``MOVED``; the caller reads the new holder and tries
 again.  Hash slots: the lock and its claim marker share a slot (the marker's hash tag is the lock
 key); the status hash and the holder's run index (``{pN}``) live in other slots.  That is atomic on
-a single Redis server (with or without replicas) but is refused (CROSSSLOT) on Redis Cluster, where
-the target lock would have to move into the status hash's slot; airfix does not support Cluster for
-this lock.
+a single Redis server (with or without replicas).  On Redis Cluster a script may only touch one
+slot, so there the caller reads the seen holder's two facts (finished? recorded?) first and hands
+them to the script, which touches only the lock and its marker.  Both facts only ever turn true
+(a run does not un-finish, a version does not shrink) and the script still refuses (``MOVED``)
+if the holder changed, so the one race left is the one the claim window already accepts: a holder
+recorded in that instant after more than the window without a record counts as abandoned.
 """
 
 from __future__ import annotations
+
+import json
 
 import redis
 
 from airfix.events.errors import AirfixError
 from airfix.events.keys import Keys
+from airfix.events.storage.backend import is_cluster
 from airfix.events.storage.store import as_str
 
 #: How long a fresh claim protects a lock whose run has not been recorded yet (ms).
@@ -41,18 +47,21 @@ _MAX_TRIES = 20
 _ACQUIRE_LUA = """
 -- KEYS[1] lock   KEYS[2] its claim marker   KEYS[3] status hash   KEYS[4] seen holder's run index
 -- ARGV[1] the holder the caller saw ('' = none)   ARGV[2] the run to install   ARGV[3] claim window ms
+-- On a cluster KEYS[3] and KEYS[4] are absent and ARGV[4] / ARGV[5] say ('1') whether the seen
+-- holder was finished / recorded when the caller looked.
 local holder = redis.call('GET', KEYS[1]) or ''
 if holder ~= ARGV[1] then return {'MOVED', holder} end
 if holder == ARGV[2] then return {'SAME', holder} end
 if holder ~= '' then
-  local done = false
-  local raw = redis.call('HGET', KEYS[3], holder)
+  local done = ARGV[4] == '1'
+  local raw = KEYS[3] and redis.call('HGET', KEYS[3], holder)
   if raw then
     local ok, st = pcall(cjson.decode, raw)
     done = ok and type(st) == 'table' and st['state'] == 'completed'
   end
   if not done then
-    local recorded = tonumber(redis.call('HGET', KEYS[4], 'version') or '0') or 0
+    local recorded = ARGV[5] == '1' and 1 or 0
+    if KEYS[4] then recorded = tonumber(redis.call('HGET', KEYS[4], 'version') or '0') or 0 end
     if recorded > 0 then return {'ACTIVE', holder, 'recorded'} end
     local left = redis.call('PTTL', KEYS[2])
     if left > 0 then return {'ACTIVE', holder, tostring(left)} end
@@ -104,9 +113,15 @@ def acquire(
     seen = as_str(client.get(lock) or b"")
     for _ in range(_MAX_TRIES):
         index = keys.run_index(seen or run_id)
-        reply = script(
-            keys=[lock, claim_key(lock), keys.status, index], args=[seen, run_id, window]
-        )
+        if is_cluster(client):
+            done, recorded = _holder_facts(client, keys, seen)
+            reply = script(
+                keys=[lock, claim_key(lock)], args=[seen, run_id, window, done, recorded]
+            )
+        else:
+            reply = script(
+                keys=[lock, claim_key(lock), keys.status, index], args=[seen, run_id, window]
+            )
         answer, holder = as_str(reply[0]), as_str(reply[1])
         if answer in ("OK", "SAME"):
             return holder
@@ -122,6 +137,21 @@ def acquire(
             raise TargetBusy(holder, target, lock, detail)
         seen = holder  # MOVED: someone else changed the lock between our GET and the script
     raise AirfixError(f"the target lock {lock} kept changing hands ({_MAX_TRIES} tries); try again")
+
+
+def _holder_facts(client: redis.Redis, keys: Keys, holder: str) -> tuple[str, str]:
+    """Whether ``holder`` has finished (its status says ``completed``) and whether it is recorded
+    (its run index has a version), as the acquire script's ``'1'``/``'0'`` arguments."""
+    if not holder:
+        return "0", "0"
+    raw = client.hget(keys.status, holder)
+    try:
+        status = json.loads(raw) if raw else None
+    except ValueError:  # what the script's pcall(cjson.decode) treats as not finished
+        status = None
+    done = isinstance(status, dict) and status.get("state") == "completed"
+    recorded = int(as_str(client.hget(keys.run_index(holder), "version") or b"0") or 0) > 0
+    return ("1" if done else "0"), ("1" if recorded else "0")
 
 
 def release(client: redis.Redis, lock: str, run_id: str) -> bool:

@@ -21,7 +21,9 @@ finds nothing does the consumer wait, with a plain ``XREAD BLOCK`` from the last
 That wait is only a wake-up: it touches no pending list, so a partition whose lease is lost while
 the consumer waits has nothing delivered to it (a blocking ``XREADGROUP`` would deliver entries to
 a consumer that no longer owns them).  The same path runs on the server and on fakeredis
-(``tests/test_third_party.py`` checks the behaviour it relies on, on both).
+(``tests/test_third_party.py`` checks the behaviour it relies on, on both).  On a Redis Cluster
+the partition logs sit in different hash slots, so both reads go out once per slot
+(:func:`~airfix.events.storage.backend.by_slot`); on a single server each is still one command.
 """
 
 from __future__ import annotations
@@ -34,22 +36,20 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import msgspec
 import redis
 import structlog
 
 from airfix.events.keys import Keys
+from airfix.events.storage.backend import StreamsReply, by_slot, is_cluster, xread_across
 from airfix.events.storage.store import EventStore, LogEntry, id_key
 from airfix.events.storage.store import as_str as _s
 from airfix.services.runtime.logs import bind_event
 from airfix.services.runtime.metrics import group_info, group_lag
 
 log = structlog.get_logger("airfix.runtime")
-
-#: what XREAD/XREADGROUP return (redis-py types it loosely): per stream, its entries
-StreamsReply = list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]] | None
 
 _RENEW_LUA = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -274,12 +274,15 @@ class Consumer:
             owned = sorted(self.owned)
         if not owned:
             return []
-        streams: dict[Any, Any] = {self.keys.log(p): ">" for p in owned}
-        reply: StreamsReply = self.client.xreadgroup(  # type: ignore[assignment]
-            self.group, self.name, streams, count=self.settings.batch_size
-        )
+        reply: StreamsReply = []
+        for logs in by_slot(self.client, (self.keys.log(p) for p in owned)):
+            streams: dict[Any, Any] = dict.fromkeys(logs, ">")
+            got = self.client.xreadgroup(
+                self.group, self.name, streams, count=self.settings.batch_size
+            )
+            reply += cast("StreamsReply", got or [])
         out = []
-        for stream, rows in reply or []:
+        for stream, rows in reply:
             key = _s(stream)
             if rows:
                 self.last_seen[key] = _s(rows[-1][0])
@@ -293,14 +296,13 @@ class Consumer:
         if not owned:
             self.stop_event.wait(self.settings.block_ms / 1000)
             return
-        streams: dict[Any, Any] = {}
+        streams: dict[str, str] = {}
         for p in owned:
             key = self.keys.log(p)
             if key not in self.last_seen:
                 self.last_seen[key] = self._group_position(key)
             streams[key] = self.last_seen[key]
-        reply: StreamsReply = self.client.xread(streams, block=self.settings.block_ms)  # type: ignore[assignment]
-        for stream, rows in reply or []:
+        for stream, rows in xread_across(self.client, streams, block=self.settings.block_ms):
             if rows:  # seen, whoever gets them: waiting again from here cannot spin
                 self.last_seen[_s(stream)] = _s(rows[-1][0])
 
@@ -536,10 +538,16 @@ class Consumer:
         extra = getattr(self.handler, "dead_letter_fields", None)
         if extra is not None:  # projections: each view's checkpoint now (what a retry must skip)
             fields.update(extra(stream))
-        pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.dead_letters(self.group), fields)
-        pipe.xack(stream, self.group, e.entry_id)
-        pipe.execute()
+        if is_cluster(self.client):
+            # two hash slots, so no MULTI: park first, then ack.  A crash in between leaves the
+            # entry pending; its next owner parks it again (a duplicate dead letter, never a lost one)
+            self.client.xadd(self.keys.dead_letters(self.group), fields)
+            self.client.xack(stream, self.group, e.entry_id)
+        else:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.xadd(self.keys.dead_letters(self.group), fields)
+            pipe.xack(stream, self.group, e.entry_id)
+            pipe.execute()
         self.stats.dead_lettered += 1
         self.log.error(
             "entry dead-lettered",

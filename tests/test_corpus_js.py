@@ -45,7 +45,7 @@ The first three lint clean of *fixable* problems with their own ESLint and confi
 ``pretest`` runs ``eslint``), so the 90% criterion holds trivially on them; the test still checks
 it exactly and prints the baseline figures.  es6-shim (mocha 3.5, two mocha commands, ESLint 7 with
 eslintrc) has 59 fixable warnings (``object-curly-newline``, ``no-extra-parens``); airfix's run
-lands 8 commits and leaves 158 messages.  Its module run takes about 14 minutes on a loaded
+lands 8 commits, 57 of the 59 gone (97%), 158 of the 215 messages left, all 1935 tests passing.  Its module run takes about 14 minutes on a loaded
 machine, the other three about 65 s together with a warm cache (the first install 10-30 s a
 package).  Runs: ``pytest -m slow tests/test_corpus_js.py``.
 """

@@ -1,13 +1,16 @@
 """The JavaScript real-world corpus (issue 9): released npm packages, fixed by ``airfix run
 --fixer autofix`` and re-measured independently.
 
-Each package (:data:`tests.corpus.npm.PACKAGES`: tape and ESLint projects of the ljharb family,
-as published, tests and ``.eslintrc`` included) becomes a fresh one-commit git repository with its
-devDependencies installed (cached).  The baseline and the re-measure at the run branch's tip
-(and at every commit of the run) are independent of airfix: the package's own
-``node_modules/.bin/eslint -f json .`` and its own tape on the files of its ``tests-only`` script,
-read from tape's TAP output (a test is a ``# name`` comment with the assertions under it; its id
-is its name and its occurrence number, in run order).  Nothing here imports airfix.
+Each package (:data:`tests.corpus.npm.PACKAGES`: tape or mocha, and ESLint projects of the ljharb
+family, as published, tests and ``.eslintrc`` included) becomes a fresh one-commit git repository
+with its devDependencies installed (cached).  The baseline and the re-measure at the run branch's
+tip (and at every commit of the run) are independent of airfix: the package's own
+``node_modules/.bin/eslint -f json .`` and its own runner on each command of its ``tests-only``
+script (through ``npm run``), in the environment the package asks for (``NpmPackage.env``, which
+the airfix run gets too).  tape is read from its TAP output (a test is a ``# name`` comment with
+the assertions under it; its id is its name and its occurrence number, in run order), mocha from
+its JSON reporter (``fullTitle`` and occurrence number; failed hooks count as failures, as mocha
+counts them).  Nothing here imports airfix.
 
 Asserted, per package:
 
@@ -18,26 +21,33 @@ Asserted, per package:
 * the summary's per-tool counts equal the re-measure: ``eslint`` = ESLint's messages, ``js_test``
   = failing tests, before (at the base) and after (at the tip);
 * each commit body's ``Counts (before -> after):`` block equals the re-measure of the commit's
-  parent (before) and of the commit (after) for ``eslint`` and ``js_test``;
+  parent (before) and of the commit (after) for ``eslint`` (always there) and ``js_test`` (there
+  only when the tests ran on that commit: deterministic commits are judged by the static tools,
+  the tests run once on the tip of the iteration's stack);
 * no commit touches a line that none of its issues is on: every hunk of ``git diff -U0 parent
   commit`` overlaps the lines, at the parent, of an ESLint problem whose rule the commit's
   ``Rules:`` line names.
 
-Figures measured when the packages were chosen (Node 20.20, npm 11.19; ESLint and tape are the
-versions the package's ranges resolve to today; tests = airfix's tape ids, asserts = TAP's count):
+Figures measured when the packages were chosen (Node 20.20, npm 11.19; ESLint, tape and mocha are
+the versions the package's ranges resolve to today; tests = airfix's test ids, asserts = TAP's
+count; test time = the package's own runner, one run):
 
-====================  ======  ========  =======  =====  =======  =========  =============
-package               ESLint  messages  fixable  tests  asserts  tape time  airfix run
-====================  ======  ========  =======  =====  =======  =========  =============
+====================  ======  ========  =======  =====  =======  =========  ==================
+package               ESLint  messages  fixable  tests  asserts  test time  airfix run
+====================  ======  ========  =======  =====  =======  =========  ==================
 qs 6.11.2             8.8.0   8         0        225    569      0.8 s      20 s, 0 commits
 minimist 1.2.8        8.8.0   53        0        61     153      <1 s       16 s, 0 commits
 function-bind 1.1.1   4.19.1  6         0        25     46       <1 s       9 s, 0 commits
-====================  ======  ========  =======  =====  =======  =========  =============
+es6-shim 0.35.6       7.32.0  215       59       1935   (mocha)  20 s       460-670 s, 8 commits
+====================  ======  ========  =======  =====  =======  =========  ==================
 
-The whole module takes about 65 s with a warm cache (the first install about 10-20 s a package).
-These packages lint clean of *fixable* problems with their own ESLint and configuration (their
+The first three lint clean of *fixable* problems with their own ESLint and configuration (their
 ``pretest`` runs ``eslint``), so the 90% criterion holds trivially on them; the test still checks
-it exactly and prints the baseline figures.  Runs: ``pytest -m slow tests/test_corpus_js.py``.
+it exactly and prints the baseline figures.  es6-shim (mocha 3.5, two mocha commands, ESLint 7 with
+eslintrc) has 59 fixable warnings (``object-curly-newline``, ``no-extra-parens``); airfix's run
+lands 8 commits, 57 of the 59 gone (97%), 158 of the 215 messages left, all 1935 tests passing.  Its module run takes about 14 minutes on a loaded
+machine, the other three about 65 s together with a warm cache (the first install 10-30 s a
+package).  Runs: ``pytest -m slow tests/test_corpus_js.py``.
 """
 
 from __future__ import annotations
@@ -79,7 +89,7 @@ FIXABLE_GONE = 0.90
 class Measure:
     eslint: list[dict[str, object]]  # {file, line, end_line, rule, fixable}
     tests: dict[str, str]  # id -> passed / failed / skipped
-    tap_exit: int
+    test_exit: int  # the first non-zero exit of the test commands, else 0
 
     @property
     def eslint_count(self) -> int:
@@ -126,18 +136,42 @@ def parse_tap(stdout: str) -> dict[str, str]:
     return out
 
 
-def tape_args(tree: Path) -> list[str]:
-    """The arguments of tape in the package's test script (through ``npm run`` and ``nyc``)."""
+def runner_commands(tree: Path) -> list[list[str]]:
+    """The runner commands of the package's ``tests-only`` (else ``test``) script, through
+    ``npm run`` chains and ``nyc``: what a developer's ``npm test`` runs after its lint."""
     scripts = json.loads((tree / "package.json").read_text())["scripts"]
-    name = "tests-only" if "tests-only" in scripts else "test"
-    words = shlex.split(scripts[name])
-    if words[0] == "nyc":
-        words = words[1:]
-    assert words[0] in ("tape", "node"), f"unexpected test script {scripts[name]!r}"
-    return words[1:]
+
+    def expand(name: str) -> list[list[str]]:
+        out: list[list[str]] = []
+        for part in scripts[name].split("&&"):
+            words = shlex.split(part)
+            if words[:2] == ["npm", "run"]:
+                out += expand(words[2])
+                continue
+            if words[0] == "nyc":
+                words = words[1:]
+            assert words[0] in ("tape", "node", "mocha"), f"unexpected test command {part!r}"
+            out.append(words)
+        return out
+
+    return expand("tests-only" if "tests-only" in scripts else "test")
 
 
-def measure(tree: Path) -> Measure:
+def mocha_outcomes(stdout: str) -> dict[str, str]:
+    """Per-test outcomes from mocha's JSON reporter (hook failures included, as mocha counts
+    them); ids are ``fullTitle`` plus `` #n`` for repeats."""
+    report = json.loads(stdout[stdout.index('{\n  "stats"') :])
+    out: dict[str, str] = {}
+    seen: Counter[str] = Counter()
+    for kind, outcome in (("passes", "passed"), ("pending", "skipped"), ("failures", "failed")):
+        for test in report[kind]:
+            seen[test["fullTitle"]] += 1
+            n = seen[test["fullTitle"]]
+            out[test["fullTitle"] if n == 1 else f"{test['fullTitle']} #{n}"] = outcome
+    return out
+
+
+def measure(tree: Path, env: dict[str, str]) -> Measure:
     eslint = subprocess.run([str(tree / "node_modules" / ".bin" / "eslint"), "-f", "json", "."],
                             cwd=tree, capture_output=True, text=True, check=False)  # fmt: skip
     assert eslint.returncode in (0, 1), eslint.stderr
@@ -148,19 +182,27 @@ def measure(tree: Path) -> Measure:
             messages.append({"file": rel, "line": m.get("line", 0),
                              "end_line": m.get("endLine") or m.get("line", 0),
                              "rule": m.get("ruleId"), "fixable": "fix" in m})  # fmt: skip
-    tape = subprocess.run([str(tree / "node_modules" / ".bin" / "tape"), *tape_args(tree)],
-                          cwd=tree, capture_output=True, text=True, check=False)  # fmt: skip
-    tests = parse_tap(tape.stdout)
-    assert tests, f"tape ran no test:\n{tape.stdout[-2000:]}\n{tape.stderr[-2000:]}"
-    return Measure(messages, tests, tape.returncode)
+    tests: dict[str, str] = {}
+    exit_code = 0
+    for words in runner_commands(tree):
+        runner = "mocha" if words[0] == "mocha" else "tape"
+        args = ["--reporter", "json", *words[1:]] if runner == "mocha" else words[1:]
+        proc = subprocess.run([str(tree / "node_modules" / ".bin" / runner), *args], cwd=tree,
+                              env=env, capture_output=True, text=True, check=False)  # fmt: skip
+        ran = mocha_outcomes(proc.stdout) if runner == "mocha" else parse_tap(proc.stdout)
+        assert ran, f"{runner} ran no test:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        assert not set(ran) & set(tests), "the same test ids in two test commands"
+        tests.update(ran)
+        exit_code = exit_code or proc.returncode
+    return Measure(messages, tests, exit_code)
 
 
-def measure_at(repo: Path, sha: str) -> Measure:
+def measure_at(repo: Path, sha: str, env: dict[str, str]) -> Measure:
     with worktree_at(repo, sha) as tree:
         (tree / "node_modules").symlink_to((repo / "node_modules").resolve(),
                                            target_is_directory=True)  # fmt: skip
         try:
-            return measure(tree)
+            return measure(tree, env)
         finally:
             (tree / "node_modules").unlink()
 
@@ -207,8 +249,7 @@ def hunks(diff: str) -> list[tuple[str, int, int]]:
 # ---------------------------------------------------------------- the test
 
 
-def airfix_run(repo: Path) -> tuple[dict[str, object], str, float]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
+def airfix_run(repo: Path, env: dict[str, str]) -> tuple[dict[str, object], str, float]:
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(repo),
@@ -229,12 +270,13 @@ def test_airfix_fixes_a_real_npm_package(key: str, tmp_path: Path) -> None:
     pkg: NpmPackage = PACKAGES[key]
     repo = fresh_repo(pkg, tmp_path / pkg.slug)
     base = rev_parse(repo, "HEAD")
-    before = measure(repo)
-    assert before.tap_exit == 0 or before.failing, "tape failed without a failing test"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")} | dict(pkg.env)
+    before = measure(repo, env)
+    assert before.test_exit == 0 or before.failing, "the tests failed without a failing test"
     print(f"\n{pkg.spec}: eslint {before.eslint_count} messages, {len(before.fixable)} fixable; "
           f"{len(before.tests)} tests, {before.failing} failing")  # fmt: skip
 
-    summary, stderr, took = airfix_run(repo)
+    summary, stderr, took = airfix_run(repo, env)
     print(f"{pkg.spec}: airfix run {took:.0f}s, status {summary.get('status')}, "
           f"commits {len(summary.get('commits') or [])}, reason {summary.get('reason')!r}")  # fmt: skip
     assert summary["state"] == "completed", summary
@@ -248,7 +290,7 @@ def test_airfix_fixes_a_real_npm_package(key: str, tmp_path: Path) -> None:
         else base
     )
     commits = commits_since(repo, base, tip) if tip != base else []
-    after = measure_at(repo, tip)
+    after = measure_at(repo, tip, env)
 
     # every test that passed before still passes, by id
     broken = sorted(
@@ -262,6 +304,8 @@ def test_airfix_fixes_a_real_npm_package(key: str, tmp_path: Path) -> None:
 
     left = fixable_keys(after) & fixable_keys(before)
     gone = len(before.fixable) - sum(left.values())
+    print(f"{pkg.spec}: eslint {after.eslint_count} messages at the tip, {gone} of "
+          f"{len(before.fixable)} fixable gone, {len(commits)} commits")  # fmt: skip
     assert gone >= FIXABLE_GONE * len(before.fixable), (
         f"only {gone} of {len(before.fixable)} fixable ESLint problems gone; left: {dict(left)}"
     )
@@ -279,14 +323,16 @@ def test_airfix_fixes_a_real_npm_package(key: str, tmp_path: Path) -> None:
     offences: list[str] = []
     for sha in commits:
         [parent] = parents(repo, sha)
-        at_parent, at_commit = measure_at(repo, parent), measure_at(repo, sha)
+        at_parent, at_commit = measure_at(repo, parent, env), measure_at(repo, sha, env)
         c = claims(commit_message(repo, sha))
         expected = {
             "eslint": (str(at_parent.eslint_count), str(at_commit.eslint_count)),
             "js_test": (str(at_parent.failing), str(at_commit.failing)),
         }
-        for tool, pair in expected.items():
-            assert c.counts.get(tool) == pair, (sha, tool, c.counts.get(tool), pair)
+        assert "eslint" in c.counts, (sha, c.counts)
+        for tool, pair in expected.items():  # js_test: only where the commit's tests ran
+            if tool in c.counts:
+                assert c.counts[tool] == pair, (sha, tool, c.counts[tool], pair)
         lines: dict[str, set[int]] = {}
         for m in at_parent.eslint:
             if m["rule"] in c.rules:

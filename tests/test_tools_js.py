@@ -35,6 +35,7 @@ from airfix.events.schema import BatchPlanned, IssueRecord
 from airfix.services.fixers import FixRequest
 from airfix.services.fixers.autofix import DETERMINISTIC, AutoFixer
 from airfix.services.fixers.autofix_js import EslintFix, fix_batch
+from airfix.services.pipeline.git import Repo
 from airfix.services.tools import (
     REGISTRY,
     ToolAdapter,
@@ -43,7 +44,12 @@ from airfix.services.tools import (
     adapters_for_target,
     detect_languages,
 )
-from airfix.services.tools.eslint import EslintAdapter, parse_eslint_json
+from airfix.services.tools.eslint import (
+    EslintAdapter,
+    bin_package_version,
+    parse_eslint_json,
+    scope_flags,
+)
 from airfix.services.tools.js_test import (
     Invocation,
     JsTestAdapter,
@@ -156,6 +162,16 @@ def installed_tape(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def installed_mocha(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return install(FIXTURES / "mocha", tmp_path_factory.mktemp("js") / "mocha")
+
+
+@pytest.fixture(scope="session")
+def installed_mocha3(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(FIXTURES / "mocha3", tmp_path_factory.mktemp("js") / "mocha3")
+
+
+@pytest.fixture(scope="session")
+def installed_eslint7(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install(FIXTURES / "eslint7", tmp_path_factory.mktemp("js") / "eslint7")
 
 
 def linked_copy(installed: Path, dest: Path) -> Path:
@@ -1184,3 +1200,161 @@ def test_parse_jest_json_numbers_duplicates_and_checks_the_total() -> None:
     data["numTotalTests"] = 4
     with pytest.raises(ValueError, match="lists 3 tests but counts 4"):
         parse_jest_json(json.dumps(data), TARGET)
+
+
+# ---------------------------------------------------------------- older tool versions
+
+
+@slow
+def test_mocha_3_without_runner_stats(installed_mocha3: Path) -> None:
+    """mocha 3 (es6-shim's) gives a reporter no ``runner.stats`` unless it derives from mocha's
+    base reporter; its events are counted instead.  Its test script runs mocha twice
+    (``test:shim && test:sham``): both commands' tests are in the one report."""
+    run = JsTestAdapter().run(installed_mocha3)
+    assert run.result.status == "failed", run.result.error
+    assert run.result.version == "3.5.3"
+    assert run.tests == {
+        "test/sum.js > sum > adds two numbers": "passed",
+        "test/sum.js > sum > handles bigint": "skipped",
+        "test/sum.js > sum > with zero > works": "passed",
+        "test/shim/mean.js > mean > of three values": "failed",
+        "test-sham/sum.js > sum > adds two numbers": "passed",
+    }
+    assert run.result.counts == {"tests": 5, "passed": 3, "failed": 1, "errors": 0, "skipped": 1}
+    assert [(i.rule, i.file, i.line) for i in run.issues] == [("failure", "test/shim/mean.js", 8)]
+    commands = (
+        JsTestAdapter()
+        .for_target(installed_mocha3)
+        .build_commands("mocha", installed_mocha3, None, Path("/TMP"))
+    )
+    assert [c[-2:] for c in commands] == [
+        ["test/*.js", "test/*/*.js"],
+        ["--no-colors", "test-sham/*.js"],
+    ]
+
+
+@slow
+def test_every_mocha_command_of_the_script_runs(installed_mocha: Path, tmp_path: Path) -> None:
+    """A script that runs mocha on one part of the suite, then on another: both parts run, and
+    the exit code of each command is checked against its own part of the report."""
+    project = linked_copy(installed_mocha, tmp_path / "mocha")
+    pkg = json.loads((project / "package.json").read_text())
+    pkg["scripts"] = {
+        "test": "npm run test:sum && npm run test:nested",
+        "test:sum": "mocha test/sum.test.js",
+        "test:nested": "mocha --recursive 'test/nested/*.test.js'",
+    }
+    (project / "package.json").write_text(json.dumps(pkg))
+    run = JsTestAdapter().run(project)
+    assert run.result.status == "failed", run.result.error
+    assert run.tests == MOCHA_OUTCOMES
+    assert {(i.rule, i.file) for i in run.issues} == {
+        ("failure", "test/nested/mean.test.js"), ("hook-failure", "test/nested/mean.test.js"),
+    }  # fmt: skip
+    scoped = JsTestAdapter().run(project, ["test/sum.test.js"])
+    assert scoped.result.status == "passed"
+    assert scoped.tests == {k: v for k, v in MOCHA_OUTCOMES.items() if "sum.test" in k}
+
+
+def test_parse_mocha_events_numbers_duplicates_across_commands() -> None:
+    """Each mocha command numbers its own duplicates; across commands the run numbers them."""
+
+    def command(*ids: str) -> str:
+        lines = [{"type": "airfix:start"}]
+        lines += [{"type": "pass", "id": i, "base": i.removesuffix(" [2]"), "file": "t.js"}
+                  for i in ids]  # fmt: skip
+        lines.append({"type": "airfix:end", "stats": {"passes": len(ids), "failures": 0}})
+        return "\n".join(json.dumps(e) for e in lines)
+
+    report = parse_mocha_events(command("t.js > a", "t.js > a [2]"), TARGET)
+    parse_mocha_events(command("t.js > a", "t.js > b"), TARGET, report)
+    assert report.outcomes == {
+        "t.js > a": "passed", "t.js > a [2]": "passed", "t.js > a [3]": "passed",
+        "t.js > b": "passed",
+    }  # fmt: skip
+    assert report.total == 4
+
+
+@slow
+def test_eslint_7_scoped_runs_and_fixes(installed_eslint7: Path, tmp_path: Path) -> None:
+    """ESLint 7 (eslintrc, before ``--no-warn-ignored``) gets only the options it knows; the
+    ignored file it is given is left out through its "File ignored" warning."""
+    project = linked_copy(installed_eslint7, tmp_path / "eslint7")
+    run = EslintAdapter().run(project, ["src/cart.js", "src/generated.js"])
+    assert run.result.status == "failed", run.result.error
+    assert run.result.version == "7.32.0"
+    assert "--no-warn-ignored" not in run.result.command
+    assert "--no-error-on-unmatched-pattern" in run.result.command
+    assert {(i.file, i.line, i.rule, i.fix) for i in run.issues} == {
+        ("src/cart.js", 3, "prefer-const", "safe"), ("src/cart.js", 5, "eqeqeq", ""),
+    }  # fmt: skip
+    assert run.result.counts["files"] == 1
+    ignored = EslintAdapter().run(project, ["src/generated.js"])
+    assert ignored.result.status == "skipped", ignored.result.error
+    [prefer_const] = [i for i in run.issues if i.rule == "prefer-const"]
+    report = fix_batch(project, [prefer_const])
+    assert report.fixed == [prefer_const.issue_id]
+    assert all("--no-warn-ignored" not in c for c in report.commands)
+    assert "const total = 0;" in (project / "src" / "cart.js").read_text()
+
+
+def test_scope_flags_follow_the_eslint_version(tmp_path: Path) -> None:
+    both = ["--no-warn-ignored", "--no-error-on-unmatched-pattern"]
+    unmatched = ["--no-error-on-unmatched-pattern"]
+    assert scope_flags("10.15.0", tmp_path, {}) == both
+    assert scope_flags("v9.0.0", tmp_path, {}) == both
+    assert scope_flags("9.39.1", tmp_path, {"ESLINT_USE_FLAT_CONFIG": "false"}) == unmatched
+    assert scope_flags("", tmp_path, {}) == both  # unknown: the current ESLint's options
+    assert scope_flags("8.57.0", tmp_path, {}) == unmatched  # eslintrc mode
+    assert scope_flags("8.57.0", tmp_path, {"ESLINT_USE_FLAT_CONFIG": "true"}) == both
+    (tmp_path / "eslint.config.mjs").write_text("export default [];\n")
+    assert scope_flags("8.57.0", tmp_path, {}) == both
+    assert scope_flags("8.56.0", tmp_path, {}) == unmatched  # .mjs configs came with 8.57
+    (tmp_path / "eslint.config.js").write_text("module.exports = [];\n")
+    assert scope_flags("8.51.0", tmp_path, {}) == both
+    assert scope_flags("8.50.0", tmp_path, {}) == unmatched
+    assert scope_flags("7.32.0", tmp_path, {}) == unmatched
+    assert scope_flags("6.7.2", tmp_path, {}) == []
+
+
+def test_bin_package_version_reads_the_bins_package(tmp_path: Path) -> None:
+    package = tmp_path / "node_modules" / "eslint"
+    (package / "bin").mkdir(parents=True)
+    (package / "package.json").write_text(json.dumps({"name": "eslint", "version": "7.32.0"}))
+    script = write_exe(package / "bin" / "eslint.js", "#!/bin/sh\n")
+    (tmp_path / "node_modules" / ".bin").mkdir()
+    link = tmp_path / "node_modules" / ".bin" / "eslint"
+    link.symlink_to(script)
+    assert bin_package_version(str(link)) == "7.32.0"
+    assert bin_package_version(str(script)) == "7.32.0"
+    assert bin_package_version(str(write_exe(tmp_path / "eslint", "#!/bin/sh\n"))) == ""
+
+
+@pytest.mark.parametrize("ignore", ["node_modules\n", "/node_modules/\n", ""])
+@pytest.mark.parametrize("kind", ["link", "directory"])
+def test_commits_leave_node_modules_out(tmp_path: Path, ignore: str, kind: str) -> None:
+    """Staging works whether or not the project's ``.gitignore`` lists ``node_modules`` (a
+    worktree borrows it as a symlink; a checkout has the directory): never in a commit."""
+    root = tmp_path / "project"
+    root.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=root, check=True)
+    (root / ".gitignore").write_text(ignore)
+    (root / "index.js").write_text("module.exports = 1;\n")
+    subprocess.run([*git, "add", "-A"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-qm", "first"], cwd=root, check=True)
+    installed = tmp_path / "installed" / "node_modules"
+    (installed / "tape").mkdir(parents=True)
+    (installed / "tape" / "index.js").write_text("module.exports = 2;\n")
+    if kind == "link":
+        (root / "node_modules").symlink_to(installed, target_is_directory=True)
+    else:
+        shutil.copytree(installed, root / "node_modules")
+    (root / "index.js").write_text("module.exports = 3;\n")
+    (root / "added.js").write_text("module.exports = 4;\n")
+    repo = Repo(root)
+    assert "+module.exports = 4;" in repo.diff()
+    sha = repo.commit_all("fix")
+    files = repo.git("show", "--name-only", "--format=", sha).split()
+    assert sorted(files) == ["added.js", "index.js"]
+    assert repo.git("ls-files").split() == [".gitignore", "added.js", "index.js"]

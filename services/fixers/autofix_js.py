@@ -8,7 +8,8 @@ ESLint 10.15 ``lib/linter/source-code-fixer.js``):
 
 1. Run the project's ESLint (``node_modules/.bin/eslint`` first, as the adapter does: the fix and
    the check that judges it are the same ESLint with the same configuration) with ``-f json
-   --no-warn-ignored --no-error-on-unmatched-pattern -- FILES`` on the batch's files.
+   --no-warn-ignored --no-error-on-unmatched-pattern -- FILES`` on the batch's files (each of
+   the two options only when that ESLint knows it, as in the adapter).
 2. Take a message's ``fix`` (``{range: [start, end], text}``, offsets into the file's text as
    JavaScript counts them: UTF-16 code units, after a BOM) only when the message is one of the
    batch's issues: the issue id the ESLint adapter gives it (fingerprint and occurrence, computed
@@ -56,10 +57,12 @@ from airfix.services.fixers.autofix import register_deterministic
 from airfix.services.secrets import scrubbed_env
 from airfix.services.tools.base import find_executable, run_process, to_issues
 from airfix.services.tools.eslint import (
-    IGNORED_PREFIXES,
     error_summary,
+    eslint_version,
+    is_ignored_notice,
     parse_eslint_json,
     project_bin,
+    scope_flags,
 )
 
 MAX_ROUNDS = 10  # ESLint's MAX_AUTOFIX_PASSES
@@ -96,11 +99,11 @@ class FixReport:
 
 
 def eslint_messages(
-    eslint: str, target: Path, files: Sequence[str], timeout_s: float
+    eslint: str, target: Path, files: Sequence[str], timeout_s: float, flags: Sequence[str]
 ) -> tuple[dict[str, list[tuple[IssueRecord, dict[str, Any]]]], list[str]]:
-    """ESLint's messages on ``files``, each with the issue the adapter makes of it, per file."""
-    cmd = [eslint, "-f", "json", "--no-warn-ignored", "--no-error-on-unmatched-pattern",
-           "--", *files]  # fmt: skip
+    """ESLint's messages on ``files``, each with the issue the adapter makes of it, per file;
+    ``flags`` are the scoped-run options this ESLint knows (:func:`scope_flags`)."""
+    cmd = [eslint, "-f", "json", *flags, "--", *files]
     proc = run_process(
         cmd, target, timeout_s, scrubbed_env(os.environ)
     )  # ESLint runs the target's config
@@ -111,14 +114,8 @@ def eslint_messages(
     raw: list[dict[str, Any]] = []
     for rec in json.loads(proc.stdout[proc.stdout.find("[") :]):
         for msg in rec["messages"]:
-            text = str(msg.get("message") or "")
-            if (
-                msg.get("ruleId") is None
-                and not msg.get("fatal")
-                and text.startswith(IGNORED_PREFIXES)
-            ):
-                continue
-            raw.append(msg)
+            if not is_ignored_notice(msg):
+                raw.append(msg)
     if len(raw) != len(report.findings):
         raise EslintFailed("eslint's messages and the adapter's findings do not line up")
     issues = to_issues("eslint", report.findings)
@@ -181,6 +178,8 @@ def fix_batch(target: Path, issues: Sequence[IssueRecord], timeout_s: float = 30
     eslint = project_bin(target, "eslint") or find_executable("eslint")
     if eslint is None:
         raise EslintFailed("eslint is not installed (npm ci, or npm install --save-dev eslint)")
+    env = scrubbed_env(os.environ)
+    flags = scope_flags(eslint_version(eslint, env), target, env)
     report = FixReport()
     tracked = [_Tracked(i) for i in issues if i.file]
     touched: dict[str, list[tuple[int, int]]] = {}
@@ -188,7 +187,7 @@ def fix_batch(target: Path, issues: Sequence[IssueRecord], timeout_s: float = 30
         open_files = sorted({t.issue.file for t in tracked if not t.done})
         if not open_files:
             break
-        messages, cmd = eslint_messages(eslint, target, open_files, timeout_s)
+        messages, cmd = eslint_messages(eslint, target, open_files, timeout_s, flags)
         report.commands.append(cmd)
         report.rounds += 1
         for file in open_files:
@@ -196,7 +195,7 @@ def fix_batch(target: Path, issues: Sequence[IssueRecord], timeout_s: float = 30
                    touched.setdefault(file, []))  # fmt: skip
     if any(not t.done for t in tracked):  # fixed in the last round, or still there?
         open_files = sorted({t.issue.file for t in tracked if not t.done})
-        messages, cmd = eslint_messages(eslint, target, open_files, timeout_s)
+        messages, cmd = eslint_messages(eslint, target, open_files, timeout_s, flags)
         report.commands.append(cmd)
         for t in tracked:
             if not t.done:
@@ -241,25 +240,53 @@ def _round(
     """One round on one file: find the batch's open issues, apply their fixes bottom-up."""
     path = target / file
     text, bom = _read(path)
-    units = _utf16_index(text)
     open_here = [t for t in tracked if t.issue.file == file and not t.done]
-    if touched:  # follow-ups: problems our own fixes made, entirely on lines they changed
-        lines = _line_starts(text)
-        changed = {n for a, b in touched for n in range(_line(lines, a), _line(lines, b) + 1)}
-        for issue, msg in present:
-            fix = msg.get("fix")
-            if not isinstance(fix, dict) or issue.line not in changed:
-                continue
-            start = _offset(text, issue.line, issue.column)
-            if any(t.offset == start and t.issue.rule == issue.rule for t in open_here):
-                continue
-            span = range(_line(lines, int(fix["range"][0])), _line(lines, int(fix["range"][1])) + 1)
-            if not set(span) <= changed:
-                continue
-            follow = _Tracked(issue, offset=start, follow_up=True)
+    if touched:
+        for follow in _follow_ups(text, present, open_here, touched):
             tracked.append(follow)
             open_here.append(follow)
-            report.follow_ups.append(issue.issue_id)
+            report.follow_ups.append(follow.issue.issue_id)
+    taken = _first_non_overlapping(_choose(open_here, present, text, first, report))
+    if not taken:
+        return
+    text = _apply(text, taken, open_here, touched, report)
+    path.write_bytes(((BOM if bom else "") + text).encode("utf-8"))
+    if file not in report.files_changed:
+        report.files_changed.append(file)
+
+
+def _follow_ups(
+    text: str,
+    present: list[tuple[IssueRecord, dict[str, Any]]],
+    open_here: list[_Tracked],
+    touched: list[tuple[int, int]],
+) -> list[_Tracked]:
+    """Problems our own fixes made: a fixable message whose line and whole fix lie on lines
+    those fixes changed, and that is not one of the batch's open issues."""
+    lines = _line_starts(text)
+    changed = {n for a, b in touched for n in range(_line(lines, a), _line(lines, b) + 1)}
+    found: list[_Tracked] = []
+    for issue, msg in present:
+        fix = msg.get("fix")
+        if not isinstance(fix, dict) or issue.line not in changed:
+            continue
+        start = _offset(text, issue.line, issue.column)
+        if any(t.offset == start and t.issue.rule == issue.rule for t in [*open_here, *found]):
+            continue
+        span = range(_line(lines, int(fix["range"][0])), _line(lines, int(fix["range"][1])) + 1)
+        if set(span) <= changed:
+            found.append(_Tracked(issue, offset=start, follow_up=True))
+    return found
+
+
+def _choose(
+    open_here: list[_Tracked],
+    present: list[tuple[IssueRecord, dict[str, Any]]],
+    text: str,
+    first: bool,
+    report: FixReport,
+) -> list[tuple[_Tracked, dict[str, Any]]]:
+    """The message with a fix for each open issue; an issue without one is settled here."""
     chosen: list[tuple[_Tracked, dict[str, Any]]] = []
     for t in open_here:
         if t.follow_up and t.applied == 0:
@@ -270,21 +297,33 @@ def _round(
                 continue
         found = _find(t, present, text, first=first)
         if found is None or not isinstance(found[0].get("fix"), dict):
-            t.done = True
-            if t.follow_up:
-                if found is not None:
-                    report.left.append(t.issue.issue_id)
-            elif first:  # not reported (any more), or without a fix: nothing to apply
-                report.missing.append(t.issue.issue_id)
-            elif found is None:
-                report.fixed.append(t.issue.issue_id)
-            else:  # still reported, but ESLint offers no fix for it now
-                report.left.append(t.issue.issue_id)
+            _settle(t, report, reported=found is not None, first=first)
             continue
         t.offset = found[1]
         chosen.append((t, found[0]))
-    # ESLint's order: by range start; a fix overlapping (or touching) a taken one waits.
-    chosen.sort(key=lambda c: (int(c[1]["fix"]["range"][0]), int(c[1]["fix"]["range"][1])))
+    return chosen
+
+
+def _settle(t: _Tracked, report: FixReport, *, reported: bool, first: bool) -> None:
+    """``t`` has no fix to apply this round: fixed, left or missing, once and for all."""
+    t.done = True
+    if t.follow_up:
+        if reported:
+            report.left.append(t.issue.issue_id)
+    elif first:  # not reported (any more), or without a fix: nothing to apply
+        report.missing.append(t.issue.issue_id)
+    elif not reported:
+        report.fixed.append(t.issue.issue_id)
+    else:  # still reported, but ESLint offers no fix for it now
+        report.left.append(t.issue.issue_id)
+
+
+def _first_non_overlapping(
+    chosen: list[tuple[_Tracked, dict[str, Any]]],
+) -> list[tuple[_Tracked, dict[str, Any]]]:
+    """ESLint's order: by range start; a fix overlapping (or touching) a taken one waits."""
+    chosen = sorted(chosen, key=lambda c: (int(c[1]["fix"]["range"][0]),
+                                           int(c[1]["fix"]["range"][1])))  # fmt: skip
     taken: list[tuple[_Tracked, dict[str, Any]]] = []
     last_end = -1
     for t, msg in chosen:
@@ -293,8 +332,19 @@ def _round(
             continue
         taken.append((t, msg))
         last_end = end
-    if not taken:
-        return
+    return taken
+
+
+def _apply(
+    text: str,
+    taken: list[tuple[_Tracked, dict[str, Any]]],
+    open_here: list[_Tracked],
+    touched: list[tuple[int, int]],
+    report: FixReport,
+) -> str:
+    """``text`` with the taken fixes applied bottom-up; open positions and the changed ranges
+    carried through the edits."""
+    units = _utf16_index(text)
     edits: list[tuple[int, int, str, str]] = []  # (start, end, old text, new text), UTF-16
     for t, msg in reversed(taken):  # bottom-up: earlier offsets stay valid
         start, end = (int(x) for x in msg["fix"]["range"])
@@ -308,13 +358,11 @@ def _round(
         if not t.done and t.offset is not None:
             t.offset = _carry(t.offset, edits)
     touched[:] = [(_carry(a, edits), _carry(b, edits)) for a, b in touched]
-    for start, end, _, new in edits:  # where each new text is now
+    for start, _end, _, new in edits:  # where each new text is now
         others = [e for e in edits if e[1] <= start and e[0] != start]
         begin = _carry(start, others)
         touched.append((begin, begin + len(_units(new))))
-    path.write_bytes(((BOM if bom else "") + text).encode("utf-8"))
-    if file not in report.files_changed:
-        report.files_changed.append(file)
+    return text
 
 
 def _line_starts(text: str) -> list[int]:

@@ -98,12 +98,22 @@ class Repo:
         """``base`` against the work tree (new files included), or against commit ``head``."""
         if head is not None:
             return self.git("diff", base, head, "--unified=0")
-        self.git("add", "-A", "-N", "--", *_OWN_FILES)  # intent-to-add: new files show in the diff
+        self.stage("-N")  # intent-to-add: new files show in the diff
         return self.git("diff", base, "--unified=0")
+
+    def stage(self, *options: str) -> None:
+        """``git add -A`` of the project's own files: the borrowed directories stay out.
+
+        One the project's ``.gitignore`` already ignores is not named again: ``git add`` fails
+        ("paths are ignored by one of your .gitignore files") when a pathspec, even an
+        exclusion, names an ignored path."""
+        ignored = set(self.git("check-ignore", "--", *BORROWED, check=False).splitlines())
+        own = (".", *(f":(exclude){name}" for name in BORROWED if name not in ignored))
+        self.git("add", "-A", *options, "--", *own)
 
     def commit_all(self, message: str, *, run_hooks: bool = True) -> str:
         """Commit everything in the work tree on the current HEAD; the new commit's sha."""
-        self.git("add", "-A", "--", *_OWN_FILES)
+        self.stage()
         args = ["commit", "-q", "--allow-empty-message", "-m", message]
         if not run_hooks:
             args.append("--no-verify")

@@ -26,7 +26,9 @@ Nothing is written into the target: ESLint only caches with ``--cache``, which i
 Scoped runs pass the files after ``--`` with ``--no-warn-ignored`` and
 ``--no-error-on-unmatched-pattern``, so a requested file that the project's configuration ignores
 is left out instead of becoming a warning or an exit 2; a scoped run in which every requested file
-is ignored is ``skipped``.  A full run lints ``.`` and an ESLint that finds nothing to lint there
+is ignored is ``skipped``.  Each of these options is passed only to an ESLint that knows it
+(:func:`scope_flags`): an older one rejects it with exit 2, and its "File ignored" warning for such
+a file is dropped by the parser instead.  A full run lints ``.`` and an ESLint that finds nothing to lint there
 (exit 2) is a ``tool_error``, not a clean project.
 """
 
@@ -85,6 +87,23 @@ def read_package_json(target: Path) -> dict[str, object] | None:
     if not isinstance(data, dict):
         raise TypeError("package.json is not a JSON object")
     return data
+
+
+def bin_package_version(exe: str) -> str:
+    """The version in the ``package.json`` of the npm package an executable belongs to
+    (``node_modules/.bin/X`` links into it); "" outside a ``node_modules`` or without one."""
+    if "node_modules" not in Path(exe).parts:
+        return ""
+    here = Path(exe).resolve().parent
+    for folder in (here, *here.parents):
+        manifest = folder / "package.json"
+        if manifest.is_file():
+            try:
+                data = json.loads(manifest.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return ""
+            return str(data.get("version") or "") if isinstance(data, dict) else ""
+    return ""
 
 
 class NodeToolAdapter(BaseToolAdapter):
@@ -251,6 +270,17 @@ def _json_array(text: str) -> object:
     return json.loads(stripped[start:])
 
 
+def is_ignored_notice(msg: dict[str, object]) -> bool:
+    """ESLint's "File ignored because ..." for an explicitly passed file its configuration
+    ignores (ESLint < 8.51, or without ``--no-warn-ignored``): about the file, not in it."""
+    text = str(msg.get("message") or "")
+    return msg.get("ruleId") is None and not msg.get("fatal") and text.startswith(IGNORED_PREFIXES)
+
+
+def _ignored_only(messages: list[dict[str, object]]) -> bool:
+    return len(messages) == 1 and is_ignored_notice(messages[0])
+
+
 def parse_eslint_json(text: str, target: Path) -> EslintReport:
     """Findings from ``eslint -f json``; ``ValueError``/``TypeError`` when it is not that."""
     records = _json_array(text)
@@ -260,7 +290,8 @@ def parse_eslint_json(text: str, target: Path) -> EslintReport:
     for rec in records:
         if not isinstance(rec, dict) or not isinstance(rec.get("messages"), list):
             raise TypeError("an ESLint result without a messages list")
-        report.files += 1
+        if not _ignored_only(rec["messages"]):
+            report.files += 1
         file = relative_path(str(rec.get("filePath") or ""), target)
         for msg in rec["messages"]:
             text_ = str(msg.get("message") or "")
@@ -268,8 +299,8 @@ def parse_eslint_json(text: str, target: Path) -> EslintReport:
             severity = int(msg.get("severity") or 0)
             fatal = bool(msg.get("fatal"))
             has_fix = isinstance(msg.get("fix"), dict)
-            if rule_id is None and not fatal and text_.startswith(IGNORED_PREFIXES):
-                continue  # "File ignored because ..." for an explicitly passed, ignored file
+            if is_ignored_notice(msg):
+                continue
             phase: Phase = "build" if fatal else "lint"
             if fatal:
                 rule, fix = "invalid-syntax", ""
@@ -314,6 +345,56 @@ def error_summary(text: str, limit: int = 800) -> str:
     return summary if len(summary) <= limit else summary[: limit - 1] + "…"
 
 
+#: ESLint versions that know the scoped-run options
+NO_ERROR_ON_UNMATCHED_SINCE = (6, 8)
+NO_WARN_IGNORED_SINCE = (8, 51)
+FLAT_CONFIG_FILES = ("eslint.config.js", "eslint.config.mjs", "eslint.config.cjs")
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    m = re.match(r"v?(\d+)\.(\d+)", version.strip())
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def scope_flags(version: str, target: Path, env: Mapping[str, str]) -> list[str]:
+    """The options that keep ignored and unmatched requested files out of a scoped run, as far
+    as this ESLint knows them (an unknown version gets both).
+
+    ``--no-error-on-unmatched-pattern`` came with ESLint 6.8 (before 5.0 an unmatched pattern
+    was no error at all); ``--no-warn-ignored`` with 8.51, and only in flat-config mode: the
+    default from ESLint 9 (unless ``ESLINT_USE_FLAT_CONFIG=false``), in ESLint 8 only with an
+    ``eslint.config.*`` file or ``ESLINT_USE_FLAT_CONFIG=true``.
+    """
+    known = _version_tuple(version)
+    if known is None:
+        return ["--no-warn-ignored", "--no-error-on-unmatched-pattern"]
+    flat_env = env.get("ESLINT_USE_FLAT_CONFIG", "").lower()
+    if known >= (9, 0):
+        flat = flat_env != "false"
+    else:  # eslint.config.mjs and .cjs count from 8.57
+        names = FLAT_CONFIG_FILES if known >= (8, 57) else FLAT_CONFIG_FILES[:1]
+        has_file = any((Path(target) / name).is_file() for name in names)
+        flat = flat_env == "true" or (has_file and flat_env != "false")
+    flags = []
+    if known >= NO_WARN_IGNORED_SINCE and flat:
+        flags.append("--no-warn-ignored")
+    if known >= NO_ERROR_ON_UNMATCHED_SINCE:
+        flags.append("--no-error-on-unmatched-pattern")
+    return flags
+
+
+def eslint_version(exe: str, env: Mapping[str, str]) -> str:
+    """The version of the ESLint at ``exe``: its package's ``package.json``, else
+    ``eslint --version`` ("" when neither says)."""
+    found = bin_package_version(exe)
+    if found:
+        return found
+    with tempfile.TemporaryDirectory(prefix="airfix-version-") as tmp:
+        proc = run_process([exe, "--version"], Path(tmp), 30.0, dict(env))
+    m = re.search(r"\d+(?:\.\d+)+", strip_ansi(proc.stdout)) if proc.exit_code == 0 else None
+    return m.group(0) if m else ""
+
+
 class EslintAdapter(NodeToolAdapter):
     name = "eslint"
     phase = "lint"
@@ -330,10 +411,8 @@ class EslintAdapter(NodeToolAdapter):
     ) -> list[str]:
         if files is None:
             return [exe, "-f", "json", *self.extra_args, "."]
-        return [
-            exe, "-f", "json", "--no-warn-ignored", "--no-error-on-unmatched-pattern",
-            *self.extra_args, "--", *files,
-        ]  # fmt: skip
+        flags = scope_flags(self.version(), target, {**os.environ, **self.extra_env})
+        return [exe, "-f", "json", *flags, *self.extra_args, "--", *files]
 
     def execute(self, ctx: RunContext) -> ToolRun:
         proc = self.spawn(

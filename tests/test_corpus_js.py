@@ -1,4 +1,4 @@
-"""The JavaScript real-world corpus (issue 9): released npm packages, fixed by ``airfix run
+"""The JavaScript real-world corpus: released npm packages, fixed by ``airfix run
 --fixer autofix`` and re-measured independently.
 
 Each package (:data:`tests.corpus.npm.PACKAGES`: tape or mocha, and ESLint projects of the ljharb
@@ -344,7 +344,7 @@ def test_airfix_fixes_a_real_npm_package(key: str, tmp_path: Path) -> None:
                 offences.append(f"{sha[:10]} {file}:{lo}-{hi} touches no line of its issues")
     assert not offences, offences
 
-    # issue 9, item 9: a run that stops because its chain can fix nothing more says so
+    # a run that stops because its chain can fix nothing more says so
     if not after.fixable:
         assert summary["status"] != "budget_exhausted", (
             f"nothing fixable was left, yet the run reports {summary['status']}: "

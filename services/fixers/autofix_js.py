@@ -3,8 +3,8 @@
 ``eslint --fix`` has no switch that limits fixing to some problems (``--rule`` only adds rules on
 top of the configuration, ``--fix-type`` selects by rule type), so on the batch's files it fixes
 every fixable problem there and a commit touches lines none of its issues is on.  Instead this
-module applies ESLint's fixes as data, the way ESLint applies them itself (research A.7/B.5,
-ESLint 10.15 ``lib/linter/source-code-fixer.js``):
+module applies ESLint's fixes as data, the way ESLint applies them itself (ESLint 10.15
+``lib/linter/source-code-fixer.js``):
 
 1. Run the project's ESLint (``node_modules/.bin/eslint`` first, as the adapter does: the fix and
    the check that judges it are the same ESLint with the same configuration) with ``-f json

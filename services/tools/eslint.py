@@ -6,7 +6,7 @@ a Node project pins its tools in ``package.json``, so the tool is looked up in t
 which would download whatever version is current).  Installing the project's dependencies
 (``npm ci``) is the caller's business: an adapter never installs anything.
 
-``eslint -f json .`` prints one JSON array of per-file results (research B.5, verified with
+``eslint -f json .`` prints one JSON array of per-file results (verified with
 ESLint 10.15): ``filePath`` (absolute), ``messages[]``, ``suppressedMessages[]``, ``errorCount``,
 ``warningCount``, ``fixableErrorCount``, ``fixableWarningCount``, ``fatalErrorCount``.  A message
 has ``ruleId`` (``null`` for parse errors and directive warnings), ``severity`` (1 warning, 2

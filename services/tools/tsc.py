@@ -4,7 +4,7 @@ Why ``build``: as with mypy, type errors are analyser errors (what stops the pro
 correct), so they sit with syntax errors ahead of tests and lint.
 
 tsc has no JSON output.  Its machine format *is* the plain diagnostic line printed with
-``--pretty false`` (research B.6, verified with TypeScript 6.0.3 and 7.0.2)::
+``--pretty false`` (verified with TypeScript 6.0.3 and 7.0.2)::
 
     src/shapes.ts(14,9): error TS2322: Type 'string' is not assignable to type 'number'.
       Type 'string' is not assignable to type 'number'.

@@ -286,13 +286,12 @@ def main_run(
         simulation=simulation,
         max_iterations=iterations,
     )
-    progress = None if json_out else Progress(app, run_id)
-    if progress is not None:
-        print(
-            f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
-            file=sys.stderr,
-            flush=True,
-        )
+    progress = Progress(app, run_id)  # on stderr, with --json too: stdout holds the result only
+    print(
+        f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
+        file=sys.stderr,
+        flush=True,
+    )
     hosted = inline or not config.store.redis_url
     try:
         with _termination_as_interrupt():
@@ -316,8 +315,7 @@ def main_run(
             flush=True,
         )
     try:
-        if progress is not None:
-            progress()
+        progress()
     finally:
         status = load_status(app.client, app.keys, run_id)
         if status is not None and status.get("state") == "completed":

@@ -8,6 +8,7 @@ import json
 from airfix.events.core.steps import ROLES as PIPELINE_ROLES
 from airfix.events.errors import AirfixError
 from airfix.services.commands.options import (
+    EXIT_CODES,
     EXIT_FAILURE,
     Subparsers,
     add_command,
@@ -62,8 +63,6 @@ def _add_worker(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
-    from airfix.services.commands.run import EXIT_CODES
-
     run = add_command(
         sub,
         "run",

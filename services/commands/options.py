@@ -24,6 +24,22 @@ EXIT_REDIS_UNAVAILABLE = 10
 #: process ended by SIGPIPE (128 + 13), so pipelines and ``set -o pipefail`` read it as usual
 EXIT_CLOSED_PIPE = 128 + int(signal.SIGPIPE)
 
+#: ``airfix run``'s exit code per terminal status of the run
+EXIT_CODES = {
+    "succeeded": 0,
+    "simulated": 0,
+    "failed": 1,
+    "partially_fixed": 3,
+    "no_progress": 4,
+    "budget_exhausted": 5,
+    "timed_out": 6,
+    "verify_failed": 7,
+    "tool_error": 8,
+    "cancelled": 9,
+    "nothing_fixable": 11,
+    "fixer_unavailable": 12,
+}
+
 #: exit codes every subcommand may end with; each adds its own (see :func:`add_command`)
 COMMON_EXIT_CODES: tuple[tuple[int, str], ...] = (
     (EXIT_OK, "done"),

@@ -18,6 +18,7 @@ from airfix.config import Config
 from airfix.events.errors import AirfixError
 from airfix.projections.report import RunReport
 from airfix.projections.status import load_status
+from airfix.services.commands.options import EXIT_CODES
 from airfix.services.pipeline.requests import (
     cancel_run,
     finalize,
@@ -33,21 +34,6 @@ from airfix.services.runtime.logs import get_logger
 from airfix.services.runtime.logstream import configure_service_logging
 
 log = get_logger("airfix.run")
-
-EXIT_CODES = {
-    "succeeded": 0,
-    "simulated": 0,
-    "failed": 1,
-    "partially_fixed": 3,
-    "no_progress": 4,
-    "budget_exhausted": 5,
-    "timed_out": 6,
-    "verify_failed": 7,
-    "tool_error": 8,
-    "cancelled": 9,
-    "nothing_fixable": 11,
-    "fixer_unavailable": 12,
-}
 
 
 def render(report: RunReport, *, stream: Any = None) -> None:

@@ -233,6 +233,27 @@ def test_show_tells_the_run_as_its_events_and_git_do(sample: Sample) -> None:
         assert sha[:10] in text.stdout
     assert f"left: {final.issues_after} issue(s)" in text.stdout
     assert f"run {sample.run_id}: completed partially_fixed" in text.stdout
+    latest = _airfix("show", "latest", "--json", env=sample.env)
+    assert sample.run_id == json.loads(latest.stdout)["run_id"]
+
+
+def test_run_detail_gives_each_batch_its_last_verdict_and_reason() -> None:
+    from airfix.projections.detail import run_detail
+    from tests.scenario import run_events
+
+    done = run_detail(run_events("r1"))
+    (it,) = done.iterations
+    verdicts = {b.batch_id: (b.verdict, b.reason, b.sha, b.attempts) for b in it.batches}
+    assert verdicts == {
+        "r1/b1": ("failed", "fixer exited 1", "", 1),
+        "r1/b2": ("committed", "", "def", 1),
+        "r1/b3": ("planned", "", "", 0),
+    }
+    assert (it.completed, it.committed, it.failed, it.issues_found) == (True, 1, 1, 5)
+    assert ["def"] == [c.sha for c in done.commits]
+    assert ("completed", "partially_fixed") == (done.state, done.status)
+    going = run_detail(run_events("r1", finish=False))
+    assert not going.iterations[0].completed and "" == going.status and [] == going.remaining
 
 
 def _events(sample: Sample) -> list:  # type: ignore[type-arg]

@@ -4,6 +4,7 @@ each event, handle Ctrl-C (cancel or detach), and print the summary with where t
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
@@ -194,10 +195,8 @@ def _serve_until_interrupted(port: int) -> None:
         file=sys.stderr,
         flush=True,
     )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
 
 
 @contextmanager

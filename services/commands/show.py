@@ -5,6 +5,7 @@ iteration its checks and per batch the verdict with its reason; the commits with
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ import msgspec
 from airfix.events.errors import AirfixError
 from airfix.projections.detail import RunDetail, run_detail
 from airfix.services.commands.options import load
+
+_SHA = re.compile(r"[0-9a-f]{7,64}")  # what a commit event records; never an option for git
 
 
 class FileStat(msgspec.Struct, kw_only=True):
@@ -32,7 +35,7 @@ class DiffStat(msgspec.Struct, kw_only=True):
 def diffstat(target: str, sha: str) -> DiffStat | None:
     """What the commit changed, from ``git show --numstat`` in the target; None when the target
     or the commit is gone."""
-    if not Path(target).is_dir():
+    if not (Path(target).is_dir() and _SHA.fullmatch(sha)):
         return None
     proc = subprocess.run(
         ["git", "show", "--numstat", "--format=", "--no-renames", sha],

@@ -185,7 +185,7 @@ def test_a_shell_pipeline_into_head_shows_no_traceback(sample: Sample) -> None:
 
 def test_show_tells_the_run_as_its_events_and_git_do(sample: Sample) -> None:
     proc = _airfix("show", sample.run_id, "--json", env=sample.env)
-    assert 0 == proc.returncode, proc.stderr
+    assert 0 == proc.returncode and "" == proc.stderr, proc.stderr
     shown = json.loads(proc.stdout)
     events = _events(sample)
     final = next(e for e in events if isinstance(e, RunCompleted))

@@ -19,6 +19,7 @@ from airfix.config import Config
 from airfix.events.errors import AirfixError
 from airfix.projections.report import RunReport
 from airfix.projections.status import load_status
+from airfix.services.commands.options import EXIT_CODES
 from airfix.services.pipeline.requests import (
     cancel_run,
     finalize,
@@ -34,21 +35,6 @@ from airfix.services.runtime.logs import get_logger
 from airfix.services.runtime.logstream import configure_service_logging
 
 log = get_logger("airfix.run")
-
-EXIT_CODES = {
-    "succeeded": 0,
-    "simulated": 0,
-    "failed": 1,
-    "partially_fixed": 3,
-    "no_progress": 4,
-    "budget_exhausted": 5,
-    "timed_out": 6,
-    "verify_failed": 7,
-    "tool_error": 8,
-    "cancelled": 9,
-    "nothing_fixable": 11,
-    "fixer_unavailable": 12,
-}
 
 
 def render(report: RunReport, *, stream: Any = None) -> None:
@@ -287,13 +273,12 @@ def main_run(
         simulation=simulation,
         max_iterations=iterations,
     )
-    progress = None if json_out else Progress(app, run_id)
-    if progress is not None:
-        print(
-            f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
-            file=sys.stderr,
-            flush=True,
-        )
+    progress = Progress(app, run_id)  # on stderr, with --json too: stdout holds the result only
+    print(
+        f"airfix: run {run_id}; follow it from another terminal with: airfix tail {run_id} --follow",
+        file=sys.stderr,
+        flush=True,
+    )
     hosted = inline or not config.store.redis_url
     try:
         with _termination_as_interrupt():
@@ -317,8 +302,7 @@ def main_run(
             flush=True,
         )
     try:
-        if progress is not None:
-            progress()
+        progress()
     finally:
         status = load_status(app.client, app.keys, run_id)
         if status is not None and status.get("state") == "completed":

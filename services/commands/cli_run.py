@@ -107,7 +107,8 @@ def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         help="how issues are grouped (default: issue_grouping.mode)",
     )
     run.add_argument(
-        "--fixer", help="fixer chain, e.g. autofix or autofix,claude (default: fixer.name)"
+        "--fixer",
+        help="the fixers, in order, e.g. autofix or autofix,claude (default: fixer.chain)",
     )
     add_json(run, "the final summary")
     run.add_argument(

@@ -28,8 +28,9 @@ class Finding(msgspec.Struct, kw_only=True):
 def tool_findings(target: Path | None, explicit_python: str) -> list[Finding]:
     """The target's interpreter and tools as a run would find them; without a target, the Python
     tools next to airfix itself."""
+    from airfix.events.schema import ToolResult
     from airfix.services.pipeline.measure import tool_adapters
-    from airfix.services.tools.base import BaseToolAdapter
+    from airfix.services.tools.adapter import BaseToolAdapter, ToolAdapter
     from airfix.services.tools.detect import python_adapters
     from airfix.services.tools.environment import PythonEnv, find_python, python_version
 
@@ -37,7 +38,8 @@ def tool_findings(target: Path | None, explicit_python: str) -> list[Finding]:
         python = PythonEnv(
             python=sys.executable, source="airfix", version=python_version(sys.executable)
         )
-        adapters, errors = list(python_adapters()), []
+        adapters: list[ToolAdapter] = list(python_adapters())
+        errors: list[ToolResult] = []
     else:
         if not target.is_dir():
             raise AirfixError(f"--target {target}: no such directory")

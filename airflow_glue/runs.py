@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from airfix.config import Config, load_config
-from airfix.events.core.steps import ROLES
 from airfix.events.errors import AirfixError
 from airfix.events.schema import (
     TERMINAL_EVENTS,
@@ -38,6 +37,7 @@ from airfix.services.pipeline.requests import (
     release_lock,
     report_for,
     request_run,
+    roles_without_workers,
     run_inline,
 )
 from airfix.services.runtime.app import App, build_app
@@ -131,13 +131,6 @@ def open_app(config_path: str | None, *, inline: bool) -> App:
             'environment, or pass "execution": "inline" to run the fix inside the task'
         )
     return build_app(config, journal=inline)
-
-
-def roles_without_workers(app: App) -> list[str]:
-    """The roles no live ``airfix worker`` hosts (heartbeat within the lease TTL), in order."""
-    since = int(time.time() * 1000) - app.settings.lease_ttl_ms
-    # the group of a role is "role:<role>" (services/pipeline/roles.py RoleHandler)
-    return [r for r in ROLES if not app.client.zcount(app.keys.members(f"role:{r}"), since, "+inf")]
 
 
 def submit(app: App, fp: FixParams, run_id: str) -> str:

@@ -294,7 +294,9 @@ def test_doctor_names_tools_the_server_and_workers_per_role() -> None:
         "detail": _tool_version("ruff"),
     }
     workers = {n: f["ok"] for (s, n), f in by_name.items() if s == "workers"}
-    assert workers == dict.fromkeys(("manager", "checker", "planner", "fixer", "verifier"), False)
+    assert workers == dict.fromkeys(
+        ("manager", "checker", "planner", "fixer", "verifier", "projections"), False
+    )
     worker = subprocess.Popen(
         [sys.executable, "-m", "airfix.services.commands.cli", "worker", "--redis-url", REAL_URL],
         env=env,
@@ -347,3 +349,22 @@ def test_a_broken_pipe_other_than_stdout_is_not_hidden(monkeypatch, capfd) -> No
     monkeypatch.setattr(cli_read, "cmd_config", broken)
     with pytest.raises(BrokenPipeError, match="a tool's stdin"):
         main(["config"])
+
+
+def test_a_run_no_worker_would_take_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    """``airfix run --redis-url`` with no live worker for some role would wait forever: it says
+    which roles are missing and how to start a worker (or use --inline), exits 2, writes nothing."""
+    prefix = f"airfix_nowk_{uuid.uuid4().hex[:10]}"
+    repo = make_repo(tmp_path)
+    env = _env(AIRFIX__STORE__PREFIX=prefix)
+    out = _airfix("run", "--redis-url", REAL_URL, "--target", str(repo), "--json", env=env)
+    assert 2 == out.returncode, out.stderr[-2000:]
+    assert "" == out.stdout and "Traceback" not in out.stderr
+    assert (
+        "no live airfix worker hosts manager, checker, planner, fixer, verifier, projections"
+        in out.stderr
+    )
+    assert "airfix worker --redis-url URL --roles all" in out.stderr and "--inline" in out.stderr
+    client = real_client()
+    assert [] == [k for p in (f"{prefix}:*", f"{{{prefix}:*") for k in client.scan_iter(match=p)]
+    assert _git(str(repo), "branch", "--list", "airfix/*") == ""  # the target is untouched too

@@ -59,9 +59,10 @@ def tool_findings(target: Path | None, explicit_python: str) -> list[Finding]:
 
 
 def store_findings(cfg: Config) -> list[Finding]:
-    """The Redis server answers, and every pipeline role has a live worker on it."""
-    from airfix.airflow_glue.runs import roles_without_workers
+    """The Redis server answers, and every role a run needs (the pipeline's and the projector)
+    has a live worker on it."""
     from airfix.events.core.steps import ROLES
+    from airfix.services.pipeline.requests import roles_without_workers
     from airfix.services.runtime.app import build_app
 
     url = cfg.store.redis_url
@@ -78,7 +79,7 @@ def store_findings(cfg: Config) -> list[Finding]:
     try:
         app = build_app(cfg)
         server = app.client.info("server")
-        missing = roles_without_workers(app)
+        missing = roles_without_workers(app, projections=True)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         return [Finding(section="redis", name="redis", ok=False, detail=redis_problem(exc, url))]
     from airfix.services.secrets import redact_url
@@ -92,7 +93,7 @@ def store_findings(cfg: Config) -> list[Finding]:
             f"prefix {app.keys.prefix}",
         )
     ]
-    for role in ROLES:
+    for role in (*ROLES, "projections"):
         alive = role not in missing
         detail = "a live worker" if alive else f"none alive: airfix worker --roles {role} (or all)"
         found.append(Finding(section="workers", name=role, ok=alive, detail=detail))

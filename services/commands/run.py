@@ -27,6 +27,7 @@ from airfix.services.pipeline.requests import (
     release_lock,
     report_for,
     request_run,
+    require_workers,
     run_inline,
     wait_for_workers,
 )
@@ -264,6 +265,7 @@ def main_run(
     iterations = (
         max_iterations if max_iterations is not None else config.circuit_breaker.max_total_runs
     )
+    hosted = inline or not config.store.redis_url
     run_id = request_run(
         app,
         config,
@@ -272,6 +274,8 @@ def main_run(
         fixer=fixer,
         simulation=simulation,
         max_iterations=iterations,
+        # on a server, a run that no worker would take is refused before anything is written
+        before_write=None if hosted else lambda: require_workers(app, config.store.redis_url),
     )
     progress = Progress(app, run_id)  # on stderr, with --json too: stdout holds the result only
     print(
@@ -279,7 +283,6 @@ def main_run(
         file=sys.stderr,
         flush=True,
     )
-    hosted = inline or not config.store.redis_url
     try:
         with _termination_as_interrupt():
             if hosted:

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -41,6 +42,8 @@ from airfix.services.runtime.consumers import Consumer, Handler
 from airfix.services.runtime.logs import get_logger
 
 log = get_logger("airfix.run")
+
+WORKER_GRACE_S = 30.0  # how long `airfix run --redis-url` waits for starting workers to show up
 
 
 def sample_source() -> Path:
@@ -81,6 +84,37 @@ def target_lock_key(app: App, repo: Repo) -> str:
     return f"{app.keys.prefix}:target_lock:{digest}"
 
 
+#: the consumer groups a run needs a live worker in: the pipeline's roles, then the projector
+#: (whose views `airfix run`, `status` and `tail latest` read)
+SERVED_GROUPS = (*(f"role:{r}" for r in ROLES), "projections")
+
+
+def roles_without_workers(app: App, *, projections: bool = False) -> list[str]:
+    """The roles no live ``airfix worker`` hosts (heartbeat within the lease TTL), in order;
+    ``projections`` adds the projector's group to the roles looked at."""
+    since = int(time.time() * 1000) - app.settings.lease_ttl_ms
+    groups = SERVED_GROUPS if projections else SERVED_GROUPS[:-1]
+    return [
+        g.removeprefix("role:")
+        for g in groups
+        if not app.client.zcount(app.keys.members(g), since, "+inf")
+    ]
+
+
+def require_workers(app: App, url: str, *, grace_s: float = WORKER_GRACE_S) -> None:
+    """Refuse a run that no worker would take: every role needs a live ``airfix worker`` on the
+    server.  Workers that are starting get ``grace_s`` to send their first heartbeat."""
+    deadline = time.monotonic() + grace_s
+    while missing := roles_without_workers(app, projections=True):
+        if time.monotonic() >= deadline:
+            raise AirfixError(
+                f"no live airfix worker hosts {', '.join(missing)} on {secrets.redact_url(url)}: "
+                f"start one (airfix worker --redis-url URL --roles all), or run with --inline to "
+                "host the run in this process"
+            )
+        time.sleep(0.2)
+
+
 def request_run(
     app: App,
     config: Config,
@@ -91,8 +125,12 @@ def request_run(
     simulation: bool,
     max_iterations: int,
     run_id: str | None = None,
+    before_write: Callable[[], None] | None = None,
 ) -> str:
     """Validate everything, then append RunRequested; returns the run id.
+
+    ``before_write`` is a last check (e.g. that workers will take the run): it runs once the
+    request itself is known to be good and before anything is written.
 
     ``run_id`` (an orchestrator's own id, e.g. one derived from an Airflow DAG run) makes the
     request idempotent: when that run already exists, nothing is checked or appended and the id is
@@ -136,6 +174,8 @@ def request_run(
         verify=verify_mode(config.fixer.verify, chain),
     )
     events = stamp(decide(initial_state(run_id), command), run_id=run_id, expected_version=0)
+    if before_write is not None:
+        before_write()
     # everything is checked: only now take the target (atomically, services/pipeline/target_lock.py)
     lock = target_lock_key(app, repo)
     held_before = target_lock.acquire(app.client, app.keys, lock, run_id, target=str(repo.path))

@@ -61,8 +61,7 @@ def tool_findings(target: Path | None, explicit_python: str) -> list[Finding]:
 def store_findings(cfg: Config) -> list[Finding]:
     """The Redis server answers, and every role a run needs (the pipeline's and the projector)
     has a live worker on it."""
-    from airfix.events.core.steps import ROLES
-    from airfix.services.pipeline.requests import roles_without_workers
+    from airfix.services.pipeline.requests import SERVED_GROUPS, roles_without_workers
     from airfix.services.runtime.app import build_app
 
     url = cfg.store.redis_url
@@ -93,7 +92,7 @@ def store_findings(cfg: Config) -> list[Finding]:
             f"prefix {app.keys.prefix}",
         )
     ]
-    for role in (*ROLES, "projections"):
+    for role in (g.removeprefix("role:") for g in SERVED_GROUPS):
         alive = role not in missing
         detail = "a live worker" if alive else f"none alive: airfix worker --roles {role} (or all)"
         found.append(Finding(section="workers", name=role, ok=alive, detail=detail))

@@ -150,6 +150,10 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     # by the static checks, the tests once on the tip of the iteration's stack of commits (bisected
     # when it fails); "auto" = stack for chains of deterministic fixers (autofix), else batch.
     verify: Literal["auto", "batch", "stack"] = "auto"
+    # Verified by batch, a batch runs only the tests that executed the files it changed at the
+    # iteration's start (pytest under coverage), plus those not passing then; the closing check
+    # runs the whole suite and reverts a commit it finds breaking a test. false = every test.
+    test_impact: bool = True
     # LLM fixers (services/fixers/claude.py, command.py); see config/prompts.yaml for the prompts.
     claude_executable: Name = "claude"
     model: str = ""  # "" = the Claude Code CLI's default model

@@ -88,7 +88,8 @@ def iter_json_and_text(text: str) -> Iterator[object]:
     """JSON values (dicts) and text lines (str) of ``text`` in order.
 
     A line starting with ``{`` begins a JSON value (pretty-printed values span lines); if it does
-    not decode, the line is returned as text.
+    not decode, the line is returned as text.  ``json``'s ``raw_decode`` only finds where a value
+    ends in the mixed stream (msgspec has no incremental decoder); :func:`_add_vet_object` types it.
     """
     decoder = json.JSONDecoder()
     pos, end = 0, len(text)

@@ -196,9 +196,10 @@ def _events(stdout: str, report: DartTestReport) -> Iterator[DartEvent | None]:
         report.events += 1
         struct = _EVENT_TYPES.get(kind)
         try:
-            yield msgspec.json.decode(line, type=struct) if struct is not None else None
+            event = msgspec.json.decode(line, type=struct) if struct is not None else None
         except msgspec.ValidationError as exc:
             raise ValueError(f"stdout line {number} ({kind}): {exc}") from exc
+        yield event
 
 
 def _record(

@@ -19,6 +19,7 @@ from airfix.events.core.impact import (
     within,
 )
 from airfix.events.schema import Committed, FixRolledBack, RunCompleted
+from airfix.services.pipeline.imports import importing_tests
 from airfix.services.tools.pytest import is_test_path
 from tests.pipeline_harness import (
     MINI_FILES,
@@ -115,7 +116,7 @@ def _batch_run(tmp_path: Path, files: dict[str, str]):  # type: ignore[no-untype
 
 def test_a_batch_inside_a_function_runs_only_the_tests_that_execute_it(tmp_path: Path) -> None:
     """F541 sits in greet's body, which test_greet alone executes: that test judges the batch; the
-    unused imports run at import, so their batches run the whole suite, and say why."""
+    unused imports run at import, so their batches run the test files importing the module."""
     repo, app, run_id, report = _batch_run(
         tmp_path, dict(MINI_FILES, **{"tests/test_core.py": MORE_TESTS})
     )
@@ -126,11 +127,10 @@ def test_a_batch_inside_a_function_runs_only_the_tests_that_execute_it(tmp_path:
         f541.verified_by
     )
     assert "(1 run)" in f541.verified_by
-    others = [c for c in commits if c is not f541]
-    assert others and all("the full test suite ran" in c.verified_by for c in others)
-    assert all(
-        "runs at import" in c.verified_by or "full test suite" in c.verified_by for c in others
-    )
+    others = [c for c in commits if c is not f541]  # unused imports: lines run at import
+    assert others and all("import mini/core.py" in c.verified_by for c in others), [
+        c.verified_by for c in others
+    ]
     # independently: every test passes on the run's tip
     git(repo, "checkout", "-q", report.branch)
     done = subprocess.run(
@@ -198,3 +198,38 @@ def test_lines_numbered_today_map_back_to_the_baseline() -> None:
     )
     assert to_baseline({"m.py": [8, 18, 30]}, since) == {"m.py": [10, -1, 32]}
     assert to_baseline({"other.py": [3]}, since) == {"other.py": [3]}
+
+
+def test_import_time_lines_select_the_test_files_that_import_the_module(tmp_path: Path) -> None:
+    """A signature or an import runs at import: no test's coverage names it, so the test files
+    importing the module, directly or through another module, run whole; a conftest.py that
+    imports it reaches every test."""
+    files = {
+        "pkg/__init__.py": "",
+        "pkg/a.py": "from pkg.b import g\n\ndef f(): return g()\n",
+        "pkg/b.py": "def g(): return 1\n",
+        "pkg/c.py": "X = 1\n",
+        "tests/test_a.py": "from pkg import a\n",
+        "tests/test_b.py": "from ..pkg.b import g\n",
+        "tests/test_c.py": "import pkg.c\n",
+        "tests/test_none.py": "import os\n",
+    }
+    for path, text in files.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    tests = [p for p in files if p.startswith("tests/")]
+    assert importing_tests(tmp_path, "pkg/b.py", tests) == {"tests/test_a.py", "tests/test_b.py"}
+    assert importing_tests(tmp_path, "pkg/c.py", tests) == {"tests/test_c.py"}
+    s = choose(["pkg/a.py"], {"pkg/a.py": [1]})  # line 1 ran at import
+    assert s.tests is None
+    s = select_tests(
+        ["pkg/a.py"], IMPACT, {}, is_test_file=is_test_path, lines={"pkg/a.py": [1, 5]},
+        importers=lambda path: {"tests/test_x.py"},
+    )  # fmt: skip
+    assert s.tests == ["tests/test_a.py::test_one", "tests/test_a.py::test_two", "tests/test_x.py"]
+    assert "import pkg/a.py" in s.reason
+    s = select_tests(
+        ["pkg/new.py"], IMPACT, {}, is_test_file=is_test_path, lines={"pkg/new.py": [1]},
+        importers=lambda path: {"tests/conftest.py"},
+    )  # fmt: skip
+    assert s.tests is None and "conftest.py" in s.reason

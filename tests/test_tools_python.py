@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from airfix.events.schema import IssueRecord
@@ -732,8 +733,13 @@ def test_parse_recorded_coverage_report() -> None:
     raw = json.loads((FIXTURES / "coverage_sample.json").read_text())["totals"]
     assert metrics["coverage_percent"] == raw["percent_covered"]
     assert metrics["num_statements"] == raw["num_statements"]
-    with pytest.raises(KeyError):
+    with pytest.raises(msgspec.ValidationError, match=r"totals"):
         parse_coverage_json('{"meta": {}}')
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.totals\.covered_lines"):
+        parse_coverage_json(
+            '{"totals": {"percent_covered": 1.0, "covered_lines": "x", '
+            '"num_statements": 1, "missing_lines": 0}}'
+        )
 
 
 def test_recorded_fixtures_come_from_the_tools_in_use() -> None:

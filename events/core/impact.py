@@ -105,15 +105,18 @@ def select_tests(
     *,
     is_test_file: Callable[[str], bool],
     lines: Mapping[str, Sequence[int]] | None = None,
+    importers: Callable[[str], set[str]] | None = None,
 ) -> Selection:
     """The tests that executed the changed lines of ``changed`` (paths relative to the project), whose
     old lines are ``lines`` (:func:`changed_lines`; without it, any line is taken to run at
     import).  A line that ran outside every test (a signature, an import, a module constant: code
-    run at import) reaches tests through whatever imports it, which the map does not know: then
-    the whole suite runs."""
+    run at import) reaches tests through whatever imports it, which the map does not know: the
+    test files ``importers`` names (those importing the file, directly or not) run whole, or, with
+    no ``importers``, the whole suite."""
     if not impact:
         return Selection(tests=None, reason="no test impact map for this iteration")
     chosen: set[str] = set()
+    imported: set[str] = set()
     for path in changed:
         name = path.rsplit("/", 1)[-1]
         if not path.endswith(".py"):
@@ -127,14 +130,25 @@ def select_tests(
         elif path in impact.files:
             ran = impact.files[path]
             outside = [n for n in (lines or {}).get(path, [0]) if n not in ran]
-            if outside:
+            if outside and importers is None:
                 return Selection(
                     tests=None,
                     reason=f"{path}:{outside[0]} runs at import or in no test: whatever imports "
                     "it may depend on it",
                 )
-            for n in (lines or {})[path]:
-                chosen.update(test_of(impact.tests[i]) for i in ran[n])
+            if outside and importers is not None:  # import-time code: every test file importing it
+                found = importers(path)
+                if any(f.rsplit("/", 1)[-1] == "conftest.py" for f in found):
+                    return Selection(tests=None, reason=f"a conftest.py imports {path}")
+                chosen.update(found)
+                imported.add(path)
+            for n in (lines or {}).get(path, []):
+                chosen.update(test_of(impact.tests[i]) for i in ran.get(n, ()))
+        elif importers is not None and (found := importers(path)):
+            if any(f.rsplit("/", 1)[-1] == "conftest.py" for f in found):
+                return Selection(tests=None, reason=f"a conftest.py imports {path}")
+            chosen.update(found)  # run only at import: the test files importing it
+            imported.add(path)
         else:
             return Selection(tests=None, reason=f"no test executed {path} at the iteration's start")
     failing = {test_of(t) for t, o in baseline.items() if o in NOT_PASSING}
@@ -146,8 +160,9 @@ def select_tests(
     reach = len(chosen - failing)
     return Selection(
         tests=tests,
-        reason=f"{reach} test(s) that execute the changed files"
-        + (f" and the {len(failing)} not passing at the iteration's start" if failing else ""),
+        reason=f"{reach} test(s) or test file(s) that execute the changed lines"
+        + (f" or import {', '.join(sorted(imported))}" if imported else "")
+        + (f", and the {len(failing)} not passing at the iteration's start" if failing else ""),
     )
 
 

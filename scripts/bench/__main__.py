@@ -34,6 +34,7 @@ from scripts.bench.common import (
     delete_prefix,
     fmt_num,
 )
+from scripts.bench.impact import bench_test_impact
 from scripts.bench.latency import bench_latency
 from scripts.bench.pipeline import PIPELINE_NOTES, bench_fix_pipeline
 from scripts.bench.projector import bench_projector
@@ -60,17 +61,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=200.0, help="appends/s in the latency test")
     ap.add_argument(
         "--only",
-        choices=("core", "ops", "pipeline", "careful"),
+        choices=("core", "ops", "pipeline", "careful", "impact"),
         help="core: sections 1-5 and 7 (Redis event store); ops: section 7; pipeline: section 6 "
         "(fix pipeline, no Redis needed); careful: section 8 (careful person vs airfix); "
-        "default all",
+        "impact: section 10 (test impact vs every test, batch verification); default all",
     )
     ap.add_argument(
         "--corpus",
         metavar="NAME",
         action="append",
         default=[],
-        help="section 8 on this project of the Python corpus too (tests/fixtures/corpus/"
+        help="sections 8 and 10 on this project of the Python corpus too (tests/fixtures/corpus/"
         "python.json, e.g. six; fetched once with pip into the corpus cache); repeatable",
     )
     ap.add_argument(
@@ -142,6 +143,14 @@ def careful_phase(res: Results, corpus: list[str]) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def impact_phase(res: Results, corpus: list[str]) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-impact-"))
+    try:
+        bench_test_impact(res, scratch, corpus)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_phases(res: Results, phases: list[Phase]) -> None:
     res.details["phases"] = {}
     for name, run_phase in phases:
@@ -196,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     core = args.only in (None, "core", "ops")
     pipeline = args.only in (None, "pipeline")
     careful = args.only in (None, "careful")
+    impact = args.only in (None, "impact")
 
     from airfix.services.runtime.logs import configure_logging
 
@@ -221,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         later.append(("pipeline", lambda: bench_fix_pipeline(res, args.quick)))
     if careful:
         later.append(("careful", lambda: careful_phase(res, args.corpus)))
+    if impact:
+        later.append(("impact", lambda: impact_phase(res, args.corpus)))
     if core:
         with redis_for(args, prefix) as (url, private):
             run_phases(res, redis_phases(res, args, url, prefix, private) + later)

@@ -329,6 +329,8 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             tool_errors=[r.tool for r in m.results if r.status == "tool_error"],
         )
         reasons = problems + list(verdict.reasons)
+        if not staged:
+            impact.log_verification(p, state, batch.batch_id, changed, chosen, m)
 
         def rolled_back(reason: str, regressions: Sequence[str] = ()) -> list[Event]:
             events = decide(

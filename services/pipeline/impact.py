@@ -23,6 +23,7 @@ from airfix.events.core.impact import (
     changed_lines,
     hunks,
     select_tests,
+    test_of,
     to_baseline,
 )
 from airfix.events.core.ledger import IterationView
@@ -30,6 +31,7 @@ from airfix.events.core.machine import Fail, RollBack, RunState, decide
 from airfix.events.schema import Committed, Event
 from airfix.services.pipeline.context import Pipeline, landed_tip
 from airfix.services.pipeline.git import GitError, Repo
+from airfix.services.pipeline.imports import importing_tests
 from airfix.services.pipeline.measure import RERUN_LIMIT, Measurement, rerun_tests
 from airfix.services.pipeline.stack import first_breaking, regressions
 from airfix.services.runtime.logs import get_logger
@@ -79,8 +81,50 @@ def selection(
     lines = changed_lines(wt.diff(base, candidate))
     if baseline.sha != base:  # earlier commits moved lines: number them as the map does
         lines = to_baseline(lines, hunks(wt.diff(baseline.sha, base)))
+    test_files = {t.split("::", 1)[0] for t in [*baseline.impact.tests, *view.outcomes]}
+    test_files |= {p.relative_to(wt.path).as_posix() for p in wt.path.rglob("conftest.py")}
     return select_tests(
-        changed, baseline.impact, view.outcomes, is_test_file=is_test_path, lines=lines
+        changed,
+        baseline.impact,
+        view.outcomes,
+        is_test_file=is_test_path,
+        lines=lines,
+        importers=lambda path: importing_tests(wt.path, path, test_files),
+    )
+
+
+def log_verification(
+    p: Pipeline,
+    state: RunState,
+    batch_id: str,
+    changed: Sequence[str],
+    chosen: Selection,
+    m: Measurement,
+) -> None:
+    """One line per batch verification saying what its tests cost and how much of it went to tests
+    that execute none of the changed files at the baseline (they could not have changed: the
+    benchmark's measure of what test impact saves)."""
+    run = list(m.outcomes)
+    pytest_s = sum(r.duration_s for r in m.results if r.tool == "pytest")
+    baseline = load(p, state)
+    reaching: int | None = None
+    if baseline is not None:
+        reach = {
+            test_of(baseline.impact.tests[i])
+            for f in changed
+            for ns in baseline.impact.files.get(f, {}).values()
+            for i in ns
+        }
+        reaching = sum(1 for t in run if test_of(t) in reach or t.split("::", 1)[0] in changed)
+    log.info(
+        "batch verification",
+        batch=batch_id,
+        tests=("all" if chosen.tests is None else len(chosen.tests)),
+        why=chosen.reason,
+        tests_run=len(run),
+        tests_reaching=reaching,
+        pytest_s=round(pytest_s, 3),
+        verify_s=round(m.duration_s, 3),
     )
 
 

@@ -23,7 +23,6 @@ reach.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -73,15 +72,25 @@ def parse_impact(text: str | bytes, target: Path) -> TestImpact:
     return TestImpact(tests=list(index), files=files)
 
 
-def parse_coverage_json(text: str) -> dict[str, float]:
+class _Totals(msgspec.Struct):
+    percent_covered: float
+    covered_lines: int
+    num_statements: int
+    missing_lines: int
+
+
+class _Report(msgspec.Struct):
+    totals: _Totals
+
+
+def parse_coverage_json(text: str | bytes) -> dict[str, float]:
     """Totals from ``coverage json``: percent covered, covered lines, statements, missing lines."""
-    data = json.loads(text)
-    totals = data["totals"]
+    totals = msgspec.json.decode(text, type=_Report).totals
     return {
-        COVERAGE_PERCENT: float(totals["percent_covered"]),
-        "covered_lines": float(totals["covered_lines"]),
-        "num_statements": float(totals["num_statements"]),
-        "missing_lines": float(totals["missing_lines"]),
+        COVERAGE_PERCENT: float(totals.percent_covered),
+        "covered_lines": float(totals.covered_lines),
+        "num_statements": float(totals.num_statements),
+        "missing_lines": float(totals.missing_lines),
     }
 
 
@@ -152,7 +161,7 @@ class CoverageAdapter(BaseToolAdapter):
             raise ToolFailure("coverage: `coverage json` wrote no report", report)
         try:
             metrics = parse_coverage_json(out.read_text())
-        except (ValueError, KeyError, TypeError) as exc:
+        except msgspec.DecodeError as exc:
             raise ToolFailure(f"coverage: unreadable JSON report ({exc})", report) from exc
         metrics.update(tests.metrics())
         percent = metrics[COVERAGE_PERCENT]

@@ -25,13 +25,15 @@ pytest-benchmark's storage at the temporary directory (it creates ``.benchmarks`
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
+
+import msgspec
 
 from airfix.services.process import ProcessResult
 from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
@@ -232,14 +234,21 @@ def read_outcomes(path: Path) -> list[tuple[str, TestOutcome]] | None:
     ended = False
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
-            rec = json.loads(line)
-        except ValueError:
-            return None
-        if rec.get("outcome") == "end":
+            rec = msgspec.json.decode(line, type=_OutcomeRecord)
+        except msgspec.DecodeError:
+            return None  # a torn record: the JUnit reconstruction stands in
+        if rec.outcome == "end":
             ended = True
-        elif rec.get("outcome") in ("passed", "failed", "error", "skipped") and rec.get("id"):
-            records.append((str(rec["id"]), rec["outcome"]))
+        elif rec.outcome != "end" and rec.id:
+            records.append((rec.id, rec.outcome))
     return records if ended else None
+
+
+class _OutcomeRecord(msgspec.Struct):
+    """One line the guard plugin writes (``GUARD_SOURCE``)."""
+
+    outcome: Literal["passed", "failed", "error", "skipped", "end"]
+    id: str = ""
 
 
 def judge_tests(code: int, report: JunitReport, proc: ProcessResult, tool: str) -> None:

@@ -69,7 +69,10 @@ def wasted(verifications: list[dict[str, Any]]) -> float | None:
 def compare_modes(res: Results, case: Case, scratch: Path) -> dict[str, Any]:
     full = batch_run(case.careful_root, scratch, case.airfix_python, impact=False)
     chosen = batch_run(case.airfix_root, scratch, case.airfix_python, impact=True)
-    kept = [[c.get("batch_id") for c in r["report"].get("commits", [])] for r in (full, chosen)]
+    kept = [  # batch ids without the run id: "<iteration>-<n>", the same plan in both runs
+        [str(c.get("batch_id")).rsplit("/", 1)[-1] for c in r["report"].get("commits", [])]
+        for r in (full, chosen)
+    ]
     same = kept[0] == kept[1] and full["tree"] == chosen["tree"]
     key = f"impact_{case.project.replace('-', '_')}"
     res.add(

@@ -330,7 +330,7 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
         )
         reasons = problems + list(verdict.reasons)
         if not staged:
-            impact.log_verification(p, state, batch.batch_id, changed, chosen, m)
+            impact.log_verification(p, state, batch.batch_id, changed, chosen, m, wt)
 
         def rolled_back(reason: str, regressions: Sequence[str] = ()) -> list[Event]:
             events = decide(

@@ -100,22 +100,27 @@ def log_verification(
     changed: Sequence[str],
     chosen: Selection,
     m: Measurement,
+    wt: Repo | None = None,
 ) -> None:
-    """One line per batch verification saying what its tests cost and how much of it went to tests
-    that execute none of the changed files at the baseline (they could not have changed: the
-    benchmark's measure of what test impact saves)."""
+    """One line per batch verification saying what its tests cost and how many of the tests it
+    ran reach a changed file (executed it at the baseline, or their file imports it): the others
+    could not have changed, the benchmark's measure of what test impact saves."""
     run = list(m.outcomes)
     pytest_s = sum(r.duration_s for r in m.results if r.tool == "pytest")
     baseline = load(p, state)
     reaching: int | None = None
-    if baseline is not None:
+    if baseline is not None and wt is not None:
+        files = {t.split("::", 1)[0] for t in run}
+        importing = {f for c in changed for f in importing_tests(wt.path, c, files)}
         reach = {
             test_of(baseline.impact.tests[i])
             for f in changed
             for ns in baseline.impact.files.get(f, {}).values()
             for i in ns
         }
-        reaching = sum(1 for t in run if test_of(t) in reach or t.split("::", 1)[0] in changed)
+        reaching = sum(
+            1 for t in run if test_of(t) in reach or t.split("::", 1)[0] in (*changed, *importing)
+        )
     log.info(
         "batch verification",
         batch=batch_id,

@@ -56,7 +56,7 @@ HOOK = f"""#!/bin/sh
 pid=$PPID
 while [ "$pid" -gt 1 ]; do
   if tr '\\0' ' ' < /proc/$pid/cmdline | grep -q -- '--roles'; then
-    echo "$pid" > "${FREEZE_ENV}"
+    echo "$pid" > "${FREEZE_ENV}.tmp" && mv "${FREEZE_ENV}.tmp" "${FREEZE_ENV}"  # seen whole
     kill -STOP "$pid"
     exit 0
   fi

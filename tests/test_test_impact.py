@@ -233,3 +233,13 @@ def test_import_time_lines_select_the_test_files_that_import_the_module(tmp_path
         importers=lambda path: {"tests/conftest.py"},
     )  # fmt: skip
     assert s.tests is None and "conftest.py" in s.reason
+
+
+def test_a_module_no_test_runs_or_imports_runs_no_test() -> None:
+    """docs/conf.py or a script: nothing the tests reach; the static checks judge it and the
+    closing check's full suite stands behind them."""
+    s = select_tests(
+        ["docs/conf.py"], IMPACT, {}, is_test_file=is_test_path, lines={"docs/conf.py": [3]},
+        importers=lambda path: set(),
+    )  # fmt: skip
+    assert s.tests == [] and "import docs/conf.py" in s.reason

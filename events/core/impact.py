@@ -144,10 +144,11 @@ def select_tests(
                 imported.add(path)
             for n in (lines or {}).get(path, []):
                 chosen.update(test_of(impact.tests[i]) for i in ran.get(n, ()))
-        elif importers is not None and (found := importers(path)):
+        elif importers is not None:  # no test ran it: the test files importing it, if any
+            found = importers(path)
             if any(f.rsplit("/", 1)[-1] == "conftest.py" for f in found):
                 return Selection(tests=None, reason=f"a conftest.py imports {path}")
-            chosen.update(found)  # run only at import: the test files importing it
+            chosen.update(found)
             imported.add(path)
         else:
             return Selection(tests=None, reason=f"no test executed {path} at the iteration's start")

@@ -44,6 +44,7 @@ from airfix.services.pipeline.context import Pipeline, Step, open_issues_of, tip
 from airfix.services.pipeline.git import ZERO, GitError, Repo
 from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
+    WHOLE_PROGRAM,
     Measurement,
     environment_facts,
     rerun_tests,
@@ -249,7 +250,10 @@ def _verified_by(
     return text
 
 
-STAGED = "static checks on this commit; the tests run once on the tip of the iteration's stack"
+STAGED = (
+    "static checks on this commit; the tests and whole-program checks (mypy) run once on the tip "
+    "of the iteration's stack"
+)
 
 
 def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
@@ -301,6 +305,7 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             scope="static" if staged else "batch",
             python=python,
             tests=chosen.tests,
+            skip=WHOLE_PROGRAM - {i.tool for i in mine} if staged else (),
         )
         measured = {r.tool for r in m.results if r.status in ("passed", "failed")}
         before = [i for i in view.issues if i.tool in measured]  # what this check can judge

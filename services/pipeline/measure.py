@@ -19,7 +19,7 @@ import contextvars
 import hashlib
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -44,6 +44,9 @@ from airfix.services.tools.environment import PythonEnv
 log = get_logger("airfix.measure")
 
 PASSING = ("passed",)
+#: checkers that re-read the whole program on every run: a stack's commits skip them (unless the
+#: batch fixes their issues) and its tip runs them, bisected like the tests when they find more
+WHOLE_PROGRAM = frozenset({"mypy", "tsc", "go_vet", "dart_analyze"})
 RERUN_LIMIT = 50  # failing tests re-run alone to tell flaky from failing; more is a broken suite
 
 
@@ -198,6 +201,7 @@ def measure(
     impact: bool = False,
     tests: Sequence[str] | None = None,
     known: Mapping[str, str] | None = None,
+    skip: Collection[str] = (),
 ) -> Measurement:
     """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
     checks that open and close an iteration need; ``scope="static"`` (a commit of a stack, whose
@@ -205,10 +209,11 @@ def measure(
     records which tests execute which files; ``tests`` (batch checks) runs only those pytest tests
     (none at all when empty): the selection test impact made.  ``known`` (a closing check): the
     outcomes at the iteration's start; a test that failed there and fails again is not re-run
-    alone (it is no one's regression, and re-running it only told flaky from failing then)."""
+    alone (it is no one's regression, and re-running it only told flaky from failing then).
+    ``skip``: static tools not to run (a stacked commit's whole-program checkers)."""
     started = time.monotonic()
     adapters, results = tool_adapters(target, python)
-    static = [a for a in adapters if a.tier == "static"]
+    static = [a for a in adapters if a.tier == "static" and a.name not in skip]
     dynamic = (
         []
         if scope == "static"

@@ -3,7 +3,9 @@
 Why a stack (as a merge queue verifies a queue of changes): deterministic fixes are checked one
 by one by the static tools, which is cheap, and the project's test suite, which is not, runs once
 on the tip of all of them.  When the tip breaks a test that passed at the iteration's start, the
-stack is bisected on the broken tests alone to find the first commit that breaks them; that
+stack is bisected on the broken tests alone to find the first commit that breaks them (and, as the
+stack's commits skip the whole-program checkers such as mypy, a tip with issues of theirs the
+iteration's start did not have is bisected on those checkers alone); that
 batch is dropped, the commits after it are re-applied on its parent (one that no longer applies
 is dropped too), and the new tip is tested again.  A re-applied commit that bisection blames later
 is taken out without blame (it passed where it was made; the change under it is what moved) and
@@ -18,14 +20,23 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from airfix.events.core.ledger import IterationView
 from airfix.events.core.machine import DropFromStack, LandStack, RunState
-from airfix.events.schema import Committed, Event, Landed
+from airfix.events.core.verdicts import compare
+from airfix.events.schema import Committed, Event, IssueRecord, Landed
 from airfix.services.pipeline.context import Pipeline, landed_tip
 from airfix.services.pipeline.git import GitError, Repo, identity_env
-from airfix.services.pipeline.measure import RERUN_LIMIT, Measurement, rerun_tests
+from airfix.services.pipeline.measure import (
+    RERUN_LIMIT,
+    WHOLE_PROGRAM,
+    Measurement,
+    rerun_tests,
+    tool_adapters,
+)
 from airfix.services.runtime.logs import get_logger
+from airfix.services.tools.environment import PythonEnv
 
 log = get_logger("airfix.stack")
 
@@ -73,32 +84,47 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
                 again = rerun_tests(wt.path, p.config, broken, python)
                 flaky |= {t for t in broken if again.get(t) == "passed"}
                 broken = [t for t in broken if t not in flaky]
-        if not broken or not stack:
+        unmeasured = [r for r in m.results if r.tool in WHOLE_PROGRAM and r.status == "tool_error"]
+        if unmeasured and stack:  # the commits skipped it for the tip, which cannot run it
+            reason = "verification could not measure: " + "; ".join(
+                f"{r.tool} on the stack's tip ({r.error[:300]})" for r in unmeasured
+            )
+            commands += [DropFromStack(batch_id=b, blamed=False, reason=reason) for b, _ in stack]
+            stack = []
             break
-        culprit = first_breaking(p, state, stack, broken)
+        added = [] if broken else new_whole_program_issues(view, m)
+        if not (broken or added) or not stack:
+            break
+        if broken:
+            culprit = first_breaking(p, state, stack, broken)
+            shown = _shown(broken)
+            what, where = (
+                f"the tests broke ({shown})",
+                f"the tests on the stack's tip broke ({shown})",
+            )
+        else:
+            culprit = first_introducing(p, state, stack, view, added)
+            shown = _shown(
+                [f"{i.tool} {i.rule or ''} {i.file}:{i.line}".replace("  ", " ") for i in added]
+            )
+            what = where = f"the stack's tip has new issue(s) ({shown})"
         batch, _ = stack[culprit]
-        shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
         if batch in rebuilt:  # it passed where it was made: the re-application is to blame
             commands.append(
                 DropFromStack(
                     batch_id=batch,
                     blamed=False,
                     reason=(
-                        f"the tests broke ({shown}) once it was re-applied without a batch taken out before "
+                        f"{what} once it was re-applied without a batch taken out before "
                         "it; its issues are planned again"
                     ),
                 )
             )
         else:
             commands.append(
-                DropFromStack(
-                    batch_id=batch,
-                    reason=(
-                        f"the tests on the stack's tip broke ({shown}) and bisection blamed this batch"
-                    ),
-                )
+                DropFromStack(batch_id=batch, reason=f"{where} and bisection blamed this batch")
             )
-        log.info("stack bisected", culprit=batch, tests=len(broken))
+        log.info("stack bisected", culprit=batch, tests=len(broken), issues=len(added))
         kept, parent = stack[:culprit], (stack[culprit - 1][1] if culprit else base)
         for later, sha in stack[culprit + 1 :]:
             new, why = _reapply(p, state, parent, sha)
@@ -123,12 +149,60 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     )
     verified = (
         f"as part of a stack of {len(stack)} commit(s) whose tip passed the full test suite "
-        f"({still} of the {passed} tests that passed before pass)"
+        f"({still} of the {passed} tests that passed before pass) with no new issue of the "
+        "whole-program checkers"
     )
     landed = _rewrite(p, state, repo, base, stack, committed, rebuilt, verified) if stack else []
     if landed:
         commands.append(LandStack(commits=landed, verified_by=verified))
     return Landing(commands=commands, tip=landed[-1].sha if landed else base, measurement=m)
+
+
+def _shown(items: Sequence[str]) -> str:
+    return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+
+def new_whole_program_issues(view: IterationView, m: Measurement) -> list[IssueRecord]:
+    """Issues of the whole-program checkers (which the stack's commits skip) at the tip that the
+    iteration's opening check did not have."""
+    measured = {r.tool for r in m.results if r.status in ("passed", "failed")}
+    tools = {t for t in WHOLE_PROGRAM & measured if t in view.counts}
+    before = [i for i in view.discovered.values() if i.tool in tools]
+    return compare(before, [i for i in m.issues if i.tool in tools]).new
+
+
+def first_introducing(
+    p: Pipeline,
+    state: RunState,
+    stack: list[tuple[str, str]],
+    view: IterationView,
+    added: list[IssueRecord],
+) -> int:
+    """The first commit of the stack whose whole-program check has one of ``added``."""
+    wanted = {i.fingerprint for i in added}
+    tools = {i.tool for i in added}
+    before = [i for i in view.discovered.values() if i.tool in tools]
+    lo, hi = 0, len(stack) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        with p.tree(state, "check", sha=stack[mid][1]) as wt:
+            m = p.measure(
+                wt.path,
+                p.config,
+                scope="static",
+                python=p.python(state),
+                skip=_static_names(wt.path, p.python(state)) - tools,
+            )
+        if {i.fingerprint for i in compare(before, m.issues).new} & wanted:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _static_names(path: Path, python: PythonEnv | None) -> set[str]:
+    adapters, _ = tool_adapters(path, python)
+    return {a.name for a in adapters if a.tier == "static"}
 
 
 def first_breaking(

@@ -1,0 +1,67 @@
+"""A stack's commits skip the whole-program checkers (mypy re-reads the whole program on every
+run); the tip runs them once, and a tip with a new mypy error is bisected on mypy alone, the
+culprit dropped, the rest landed.  Real git, ruff, mypy and pytest on a small project."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from airfix.events.schema import Committed, StackDropped, StackLanded
+from airfix.services import fixers
+from airfix.services.fixers import FixOutcome, FixRequest
+from tests.pipeline_harness import (
+    MINI_FILES,
+    embedded_app,
+    events_of,
+    git,
+    make_config,
+    make_repo,
+    registered,
+    run_to_end,
+    tool,
+)
+
+
+class TypeBreakingFixer:
+    """ruff's own fixes, and in the batch that fixes the f-string also a line mypy rejects."""
+
+    name = "typebreak"
+    deterministic = True
+
+    def __init__(self) -> None:
+        self.inner = fixers.REGISTRY["autofix"]()
+
+    def supports(self, issue, config):  # type: ignore[no-untyped-def]
+        return self.inner.supports(issue, config)
+
+    def fix(self, request: FixRequest) -> FixOutcome:
+        outcome = self.inner.fix(request)
+        if any(i.rule == "F541" for i in request.issues):
+            core = request.target / "mini" / "core.py"
+            core.write_text(core.read_text() + '\n\nLIMIT: int = "ten"\n')
+        return outcome
+
+
+def test_a_new_mypy_error_at_the_stack_tip_is_bisected_and_its_batch_dropped(
+    tmp_path: Path,
+) -> None:
+    repo = make_repo(tmp_path, MINI_FILES)
+    with registered("typebreak", TypeBreakingFixer):
+        app = embedded_app(make_config(**{"fixer.verify": "stack"}))
+        run_id, report = run_to_end(app, repo, fixer="typebreak", batching="individual")
+    events = events_of(app, run_id)
+    staged = {e.batch_id: e for e in events if isinstance(e, Committed) and e.staged}
+    assert staged and all("mypy" not in e.counts_after for e in staged.values())  # skipped
+    dropped = [e for e in events if isinstance(e, StackDropped)]
+    assert len(dropped) == 1 and dropped[0].blamed, [e.reason for e in dropped]
+    assert "new issue(s) (mypy" in dropped[0].reason and "bisection blamed" in dropped[0].reason
+    assert "F541" in staged[dropped[0].batch_id].message
+    landed = next(e for e in events if isinstance(e, StackLanded))
+    assert [c.batch_id for c in landed.commits] == [b for b in staged if b != dropped[0].batch_id]
+    # independently: mypy and the tests pass on the run's tip, the f-string is still there
+    git(repo, "checkout", "-q", report.branch)
+    mypy = subprocess.run([tool("mypy")], cwd=repo, capture_output=True, text=True)
+    assert mypy.returncode == 0, mypy.stdout
+    assert 'f"hello "' in (repo / "mini" / "core.py").read_text()
+    assert "import os" not in (repo / "mini" / "core.py").read_text()

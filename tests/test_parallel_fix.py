@@ -10,11 +10,25 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import structlog
 
 from airfix.config import load_config
-from airfix.events.errors import ConfigError
+from airfix.events.core.ledger import iteration_view
+from airfix.events.core.machine import (
+    PlanBatch,
+    PrepareFix,
+    RecordHealth,
+    RecordIssues,
+    RequestRun,
+    StartFix,
+    StartRun,
+    decide,
+    fold,
+    initial_state,
+)
+from airfix.events.errors import ConfigError, InvalidTransition
 from airfix.events.schema import (
     BatchPlanned,
     BatchSkipped,
@@ -23,7 +37,10 @@ from airfix.events.schema import (
     FixFailed,
     FixPrepared,
     FixStarted,
+    IssueRecord,
+    stamp,
 )
+from airfix.services.pipeline.parallel import companions
 from scripts.bench.parallel import FixRun, fix_run, git, make_project
 
 SLEEP_S = 1.0
@@ -139,6 +156,102 @@ def test_a_failing_prepared_fix_is_recorded_and_not_run_again(tmp_path: Path) ->
     # the prepared m3 went through as a replayed candidate and was committed
     assert m3 in {c.batch_id for c in of(run, Committed)}
     assert len(runs_of(run, m3)) == 1
+
+
+def test_a_batch_whose_attempt_someone_else_started_is_not_fixed_alongside(tmp_path: Path) -> None:
+    """The fencing rule of the sequential path holds for prepared batches too: a fixer that may
+    have been paid for this attempt (its marker is set, its result never reached the log: a stale
+    step) is not run again; the batch fails at its turn instead."""
+    modules = {"m1": "", "m2": "", "m3": ""}
+    root = make_project(tmp_path / "proj", modules)
+
+    def stale_step(app: Any, run_id: str) -> None:
+        key = f"{app.keys.prefix}:fix_attempt:{run_id}:{run_id}/1-2:1"
+        app.client.set(key, "ghost (alongside earlier)")
+
+    run = fix_run(root, tmp_path, parallel=3, sleep_s=SLEEP_S, batches=3, requested=stale_step)
+    m2, m3 = batch_of(run, "m2"), batch_of(run, "m3")
+    assert m2 == f"{run.state.run_id}/1-2"
+    assert [p.batch_id for p in of(run, FixPrepared)] == [m3]
+    (failure,) = [f for f in of(run, FixFailed) if f.batch_id == m2]
+    assert "worker ghost (alongside earlier) died" in failure.reason
+    assert runs_of(run, m2) == []  # never run: it may have been paid for already
+    assert {c.batch_id for c in of(run, Committed)} == {batch_of(run, "m1"), m3}
+
+
+def _planned(*batches: tuple[str, list[str], int]) -> tuple[Any, list[Any]]:
+    """A run in ``fixing`` with the first of ``batches`` (id, files, priority) in flight; one
+    issue per file and batch.  The state and the events, as the log would hold them."""
+    issues = [
+        IssueRecord(issue_id=f"{b}:{f}", fingerprint=f"{b}:{f}", tool="ruff", phase="lint", file=f)
+        for b, files, _ in batches
+        for f in files or [""]
+    ]
+    commands: list[Any] = [
+        RequestRun(target="repo"),
+        StartRun(base_sha="abc", branch="airfix/x"),
+        RecordHealth(now=0.0),
+        RecordIssues(issues=issues),
+        *(
+            PlanBatch(
+                batch_id=b,
+                phase="lint",
+                issue_ids=[i.issue_id for i in issues if i.issue_id.startswith(f"{b}:")],
+                files=files,
+                priority=priority,
+            )
+            for b, files, priority in batches
+        ),
+        StartFix(batch_id=batches[0][0]),
+    ]
+    state, events = initial_state("run-x"), []
+    for c in commands:
+        new = stamp(decide(state, c), run_id="run-x", expected_version=state.version)
+        state, events = fold(new, state), events + new
+    return state, events
+
+
+def test_companions_are_pending_disjoint_and_in_the_fixers_order() -> None:
+    state, events = _planned(
+        ("b1", ["a.py"], 1),
+        ("b2", ["a.py", "b.py"], 2),  # shares a.py with the batch in flight
+        ("b3", ["c.py"], 5),
+        ("b4", ["d.py", "c.py"], 3),  # taken before b3 (priority), so b3 (c.py) is not
+        ("b5", [], 4),  # no file named: it may touch anything
+        ("b6", ["e.py"], 6),
+    )
+    view = iteration_view(events, state.iteration)
+    current = view.batches["b1"]
+    chosen = [b.batch_id for b, _ in companions(state, view, events, current, 8)]
+    assert chosen == ["b4", "b6"]
+    assert [b.batch_id for b, _ in companions(state, view, events, current, 2)] == ["b4"]
+    assert companions(state, view, events, current, 1) == []
+    # a batch already fixed ahead (its FixPrepared in the log) is not fixed again
+    ahead = stamp(
+        decide(state, PrepareFix(batch_id="b4", candidate="c0ffee")),
+        run_id="run-x",
+        expected_version=state.version,
+    )
+    state = fold(ahead, state)
+    chosen = [b.batch_id for b, _ in companions(state, view, [*events, *ahead], current, 8)]
+    assert chosen == ["b3", "b6"]
+    # nothing goes alongside a batch that names no file
+    state, events = _planned(("b1", [], 1), ("b2", ["a.py"], 2))
+    view = iteration_view(events, state.iteration)
+    assert companions(state, view, events, view.batches["b1"], 8) == []
+
+
+def test_a_prepared_fix_is_legal_only_for_a_pending_batch() -> None:
+    state, _ = _planned(("b1", ["a.py"], 1), ("b2", ["b.py"], 2))
+    (ev,) = decide(state, PrepareFix(batch_id="b2", candidate="c0ffee"))
+    assert isinstance(ev, FixPrepared) and ev.fixer == state.fixer
+    after = fold(stamp([ev], run_id="run-x", expected_version=state.version), state)
+    assert msgspec.structs.replace(after, version=state.version, updated_at=0.0) == (
+        msgspec.structs.replace(state, updated_at=0.0)
+    )  # the fold ignores it
+    for batch in ("b1", "nope"):  # in flight, or not planned
+        with pytest.raises(InvalidTransition, match="not pending"):
+            decide(state, PrepareFix(batch_id=batch))
 
 
 def test_parallel_is_a_bounded_count(tmp_path: Path) -> None:

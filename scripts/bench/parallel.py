@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,14 @@ from typing import Any
 from airfix.config import load_config
 from airfix.events.core.machine import fold
 from airfix.events.keys import Keys
-from airfix.events.schema import Event
+from airfix.events.schema import (
+    Committed,
+    Event,
+    FixApplied,
+    FixFailed,
+    FixRolledBack,
+    FixStarted,
+)
 from airfix.events.storage.backend import connect
 from airfix.events.storage.store import EventStore
 from airfix.projections.status import load_status
@@ -134,6 +141,19 @@ class FixRun:
         shas = git(self.root, "rev-list", "--reverse", f"{self.base}..{self.branch}").split()
         return [git(self.root, "diff-tree", "-p", "--no-commit-id", sha) for sha in shas]
 
+    def seconds_in(self, start: type[Event], ends: tuple[type[Event], ...]) -> float:
+        """Wall seconds between each ``start`` event and the next of ``ends`` (from the log's
+        ``recorded_at``): the fixer's steps (FixStarted to FixApplied/FixFailed) or the
+        verifier's (FixApplied to Committed/FixRolledBack)."""
+        total, since = 0.0, None
+        for ev in self.events:
+            if isinstance(ev, start):
+                since = ev.recorded_at
+            elif isinstance(ev, ends) and since is not None:
+                total += (ev.recorded_at - since).total_seconds()
+                since = None
+        return total
+
     def fixer_runs(self) -> list[dict[str, Any]]:
         """Every run of the fake agent, as it logged it."""
         if not self.log.exists():
@@ -149,9 +169,11 @@ def fix_run(
     sleep_s: float,
     batches: int,
     timeout_s: float = 900.0,
+    requested: Callable[[App, str], object] | None = None,
 ) -> FixRun:
     """Run airfix on ``root`` with the fake agent (``command`` fixer, one batch per issue, one
-    iteration), every role in this process on a fresh embedded store."""
+    iteration), every role in this process on a fresh embedded store.  ``requested(app, run_id)``
+    runs once the run is requested, before any step (a test's way to set the stage)."""
     scratch.mkdir(parents=True, exist_ok=True)
     agent, log = scratch / "agent.py", scratch / "agent.log"
     agent.write_text(AGENT)
@@ -179,6 +201,8 @@ def fix_run(
         simulation=False,
         max_iterations=1,
     )
+    if requested is not None:
+        requested(app, run_id)
     deadline = time.monotonic() + timeout_s
 
     def progress() -> None:
@@ -200,7 +224,7 @@ def fix_run(
 def bench_parallel(res: Results, scratch: Path, quick: bool) -> None:
     """Parallel 1 and 4 on identical samples of independent batches."""
     res.begin("9. parallel fixing: a slow fixer, fixer.parallel 1 vs 4")
-    sleep_s = 2.0 if quick else BENCH_SLEEP_S
+    sleep_s = 0.5 if quick else BENCH_SLEEP_S
     modules = {f"m{k}": "" for k in range(1, BENCH_BATCHES + 1)}
     runs: dict[int, FixRun] = {}
     for parallel in (1, 4):
@@ -228,6 +252,21 @@ def bench_parallel(res: Results, scratch: Path, quick: bool) -> None:
             higher_is_better=False,
         )
     )
+    fixing = {p: r.seconds_in(FixStarted, (FixApplied, FixFailed)) for p, r in runs.items()}
+    verifying = {p: r.seconds_in(FixApplied, (Committed, FixRolledBack)) for p, r in runs.items()}
+    for p in (1, 4):
+        res.add(Metric(f"parallel_p{p}_fixing_s", f"parallel {p}: in fixer steps", fixing[p], "s"))
+        res.add(
+            Metric(f"parallel_p{p}_verify_s", f"parallel {p}: in verifier steps", verifying[p], "s")
+        )
+    res.add(
+        Metric(
+            "parallel_fixing_p4_vs_p1",
+            "fixer steps only: parallel 4 / parallel 1",
+            fixing[4] / fixing[1],
+            "x",
+        )
+    )
     res.add(Metric("parallel_commits", "commits (parallel 4)", committed, "commits"))
     res.add(
         Metric(
@@ -237,6 +276,21 @@ def bench_parallel(res: Results, scratch: Path, quick: bool) -> None:
             "bool",
             target=1,
         )
+    )
+    res.tables.setdefault("parallel", []).append(
+        {
+            "batches": BENCH_BATCHES,
+            "fixer_sleep_s": sleep_s,
+            "parallel_1_s": one.seconds,
+            "parallel_4_s": four.seconds,
+            "ratio": four.seconds / one.seconds,
+            "commits": committed,
+            "identical": same,
+            "fixing_1_s": fixing[1],
+            "fixing_4_s": fixing[4],
+            "verifying_1_s": verifying[1],
+            "verifying_4_s": verifying[4],
+        }
     )
     res.details["parallel"] = {
         "batches": BENCH_BATCHES,
@@ -248,5 +302,9 @@ def bench_parallel(res: Results, scratch: Path, quick: bool) -> None:
 
 PARALLEL_NOTE = (
     "section 9: a fake agent (command fixer) sleeping per batch, 8 batches of one file each, "
-    "one iteration; each run on a fresh copy, every role in this process on the embedded store"
+    "one iteration; each run on a fresh copy, every role in this process on the embedded store. "
+    "Only the fixing runs in parallel: the verifier still judges each batch in turn with the full "
+    "checks, so the wall-time ratio is bounded by (2 fixer waves + 8 verifications + the opening "
+    "and closing checks) over (8 fixer runs + the same); the fixer-steps ratio isolates the part "
+    "fixer.parallel changes"
 )

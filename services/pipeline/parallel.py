@@ -18,6 +18,7 @@ the batch with the reason, and the next iteration plans its issues again."""
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
@@ -133,13 +134,15 @@ def alongside(
             attempt = state.attempts.get(batch.batch_id, 0) + 1
             key = marker_key(p, state, batch.batch_id, attempt)
             who = f"{p.worker} (alongside {current.batch_id})"
+            wt = trees.enter_context(p.tree(state, f"fix-{k}"))
             if not p.store.client.set(key, who, nx=True, ex=MARKER_TTL_S):
                 continue  # someone fixed this attempt already: its turn will say what happened
-            wt = trees.enter_context(p.tree(state, f"fix-{k}"))
             side.jobs.append(_Job(batch, issues, attempt, wt))
         for job in side.jobs:
-            job.thread = threading.Thread(
-                target=_run, args=(job, p, state, chain), name=f"fix {job.batch.batch_id}"
+            job.thread = threading.Thread(  # in a copy of our context: log lines keep run_id & co
+                target=contextvars.copy_context().run,
+                args=(_run, job, p, state, chain),
+                name=f"fix {job.batch.batch_id}",
             )
             job.thread.start()
         if side.jobs:

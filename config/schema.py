@@ -154,6 +154,10 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     # in its own worktree at the run's tip, never two touching the same files; the verifier still
     # takes them one at a time, each replayed onto the tip (a conflict fails that batch).
     parallel: Annotated[int, msgspec.Meta(ge=1, le=32)] = 1
+    # Verified by batch, a batch runs only the tests that executed the files it changed at the
+    # iteration's start (pytest under coverage), plus those not passing then; the closing check
+    # runs the whole suite and reverts a commit it finds breaking a test. false = every test.
+    test_impact: bool = True
     # LLM fixers (services/fixers/claude.py, command.py); see config/prompts.yaml for the prompts.
     claude_executable: Name = "claude"
     model: str = ""  # "" = the Claude Code CLI's default model

@@ -58,6 +58,11 @@ class Keys:
         """HASH: the store's layout (``partitions``), checked by every process that opens it."""
         return f"{self.prefix}:meta"
 
+    def test_impact(self, run_id: str, iteration: int) -> str:
+        """STRING with TTL: which tests execute which files at the iteration's opening check
+        (zlib'd msgpack), so a batch's verification runs only the tests its change can reach."""
+        return f"{self.prefix}:impact:{run_id}:{iteration}"
+
     # --- the consumer runtime ----------------------------------------------------------------
     def dead_letters(self, group: str) -> str:
         """STREAM: entries ``group`` parked (delivery cap reached, undecodable, run halted)."""

@@ -233,6 +233,9 @@ class FixRolledBack(Event, frozen=True, kw_only=True):
     regressions: list[str] = []
     flaky: list[str] = []  # tests found flaky while verifying (re-run alone, they passed)
     culprits: list[str] = []  # fingerprints of the batch's issues blamed for the verdict
+    # a commit already on the run branch, undone by a revert commit (``reset_to``) because the
+    # iteration's closing check found it breaking tests its verification did not run
+    reverted: str = ""
 
 
 class BatchSkipped(Event, frozen=True, kw_only=True):

@@ -72,14 +72,22 @@ class RunReport(msgspec.Struct, kw_only=True):
 
 def on_branch(events: Iterable[Event]) -> list[Committed | Landed]:
     """The run's commits as they are on its branch: those committed there directly, and a stack's
-    once it landed (with their final shas and messages); a staged commit that never landed is not
-    one of them."""
+    once it landed (with their final shas and messages), and the commits that reverted one the
+    closing check found breaking tests; a staged commit that never landed is not one of them."""
     out: list[Committed | Landed] = []
     for e in events:
         if isinstance(e, Committed) and not e.staged:
             out.append(e)
         elif isinstance(e, StackLanded):
             out.extend(e.commits)
+        elif isinstance(e, FixRolledBack) and e.reverted:
+            undone = next((c for c in out if c.sha == e.reverted), None)
+            files = list(undone.files) if undone else []
+            out.append(
+                Landed(
+                    batch_id=e.batch_id, sha=e.reset_to, message=f"Revert {e.batch_id}", files=files
+                )
+            )
     return out
 
 

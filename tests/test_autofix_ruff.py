@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from airfix.config import FixerConfig
+from airfix.events.schema import IssueRecord
 from airfix.services.fixers.autofix_ruff import RuffFix, apply_fixes, changed_rows
 from airfix.services.tools import RuffAdapter
+from airfix.services.tools.ruff import RuffFixData
 
 PYPROJECT = '[tool.ruff.lint]\nselect = ["F", "UP", "RUF", "I"]\n'
 
@@ -104,5 +108,31 @@ def test_overlapping_fixes_wait_for_the_next_round() -> None:
             }
         ]
     }
-    text, applied = apply_fixes("import os, sys\nx = 1\n", [fix, same])
+    fixes = msgspec.convert([fix, same], list[RuffFixData])
+    text, applied = apply_fixes("import os, sys\nx = 1\n", fixes)
     assert (text, applied) == ("x = 1\n", 1)
+
+
+def test_malformed_ruff_output_fails_the_fix_naming_the_path(tmp_path: Path) -> None:
+    """A ruff whose JSON has a wrongly typed field is a failed fix that says where, not a crash
+    and not "no applicable fix"."""
+    root = project(tmp_path)
+    venv = tmp_path / "venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").write_text("")
+    record = '[{"filename": "mod.py", "code": "F401", "location": {"row": "two", "column": 1}}]'
+    (venv / "ruff").write_text(f"#!/bin/sh\necho '{record}'\nexit 1\n")
+    (venv / "ruff").chmod(0o755)
+    issue = IssueRecord(
+        issue_id="x", fingerprint="fp", tool="ruff", rule="F401", phase="lint", file="mod.py",
+        line=2, column=8, message="`os` imported but unused", fix="safe",
+    )  # fmt: skip
+    outcome = RuffFix().apply(
+        root,
+        [issue],
+        FixerConfig(),
+        environment={"python": str(venv / "python"), "python_source": "--python"},
+    )
+    assert not outcome.ok
+    assert "ruff: unparsable JSON output" in outcome.reason
+    assert "$[0].location.row" in outcome.reason

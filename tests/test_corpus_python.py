@@ -16,6 +16,9 @@ the figure and the commit, so one run of this test says everything that is wrong
   equal the re-measure of the baseline/tip and of the commit's parent/the commit;
 * each commit names its rules, only rules with issues in its files, the right number of files,
   and changes only lines of its issues (``tests.corpus.diffcheck``);
+* each commit is one the full per-batch verification keeps, whatever faster verification airfix
+  used (a stack's tip, the tests test impact chose): judged alone on its parent, no test that
+  passed there fails and no (file, rule) gains a ruff or mypy issue;
 * a project with an in-repository venv: the summary names its interpreter, and no issue or tool
   error of the run is a dependency that venv has.
 
@@ -275,6 +278,28 @@ def check_commit_claims(
     )
 
 
+def check_full_verdict(key: str, judge: Judge, parent: str, sha: str, problems: list[str]) -> None:
+    """Whatever airfix's faster verification did (a stack's tip, tests test impact chose), each
+    kept commit must be one that the full per-batch verification keeps: judged alone on its
+    parent, no test that passed there fails, and no (file, rule) gains a ruff or mypy issue."""
+    before, after = judge.at(parent), judge.at(sha)
+    where = f"{key}: commit {sha[:10]}"
+    broken = sorted(t for t in before.passed() if (after.tests or {}).get(t) != "passed")
+    if broken:
+        problems.append(f"{where}: the full verification would reject it: {len(broken)} test(s) pass "
+                        f"at its parent and not at it: {', '.join(broken[:5])}")  # fmt: skip
+    for tool, was, now in (
+        ("ruff", Counter((i.file, i.rule) for i in before.ruff or ()),
+         Counter((i.file, i.rule) for i in after.ruff or ())),
+        ("mypy", Counter((e.file, e.code) for e in before.mypy or ()),
+         Counter((e.file, e.code) for e in after.mypy or ())),
+    ):  # fmt: skip
+        grown = sorted(k for k in now if now[k] > was[k])
+        if grown:
+            problems.append(f"{where}: the full verification would reject it: new {tool} issue(s) "
+                            f"{', '.join(f'{f} {r}' for f, r in grown[:5])}")  # fmt: skip
+
+
 def dependency_error(project: Project, text: str) -> bool:
     """Whether ``text`` says one of the project's venv-only dependencies is missing."""
     named = DEPENDENCY_ERROR.search(text) and any(m in text for m in project.venv_only_modules)
@@ -422,6 +447,7 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
     parent = base
     for sha in shas:
         check_commit_claims(key, judge, parent, sha, problems, offences)
+        check_full_verdict(key, judge, parent, sha, problems)
         parent = sha
 
     # the project's own environment

@@ -70,6 +70,7 @@ EXPECTED = {
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",
     ("verifying", "FixRolledBack"): "planning",
+    ("planning", "FixRolledBack"): "planning",  # a commit reverted by the closing check
     ("planning", "IterationCompleted"): "checking",
 }
 for _s in ("requested", "checking", "planning", "fixing", "verifying"):

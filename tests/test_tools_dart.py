@@ -523,6 +523,52 @@ def test_misbehaving_test_runner_is_a_tool_error(
     assert_tool_error(run, needle)
 
 
+def corrupted_fixture(tmp_path: Path, name: str, line: int, old: str, new: str) -> str:
+    """A copy of a recorded output with ``old`` replaced by ``new`` on 1-based ``line``."""
+    lines = (FIXTURES / name).read_text().splitlines()
+    assert old in lines[line - 1]
+    lines[line - 1] = lines[line - 1].replace(old, new, 1)
+    out = tmp_path / f"bad_{name}"
+    out.write_text("\n".join(lines) + "\n")
+    return str(out)
+
+
+@pytest.mark.parametrize(
+    ("cls", "prefix", "fixture", "line", "old", "new", "code", "needles"),
+    [
+        (
+            DartAnalyzeAdapter, ["analyze"], "analyze_flutter_app.json", 1,
+            '"line":4,', '"line":"4",', 3,
+            ["dart analyze: unparsable", "$.diagnostics[3].location.range.start.line"],
+        ),
+        (
+            DartAnalyzeAdapter, ["analyze"], "analyze_flutter_app.json", 1,
+            '"severity":"INFO"', '"severity":"NOTICE"', 3,
+            ["dart analyze: unparsable", "'NOTICE'", "$.diagnostics[1].severity"],
+        ),
+        (
+            FlutterTestAdapter, ["test"], "flutter_test_machine.jsonl", 3,
+            '{"test":{"id":1,', '{"test":{"id":"1",', 1,
+            ["flutter_test: unparsable", "stdout line 3 (testStart)", "$.test.id"],
+        ),
+        (
+            DartTestAdapter, ["test"], "dart_test_json.jsonl", 1,
+            '"type":', '"type":3,"was":', 1,
+            ["dart_test: unparsable", "stdout line 1", "$.type"],
+        ),
+    ],
+    ids=["analyze-line", "analyze-severity", "flutter-test-id", "dart-type"],
+)  # fmt: skip
+def test_wrongly_typed_json_is_a_tool_error_naming_the_field(
+    cls, prefix, fixture, line, old, new, code, needles, app: Path, tmp_path: Path
+) -> None:
+    bad = corrupted_fixture(tmp_path, fixture, line, old, new)
+    run = cls(executable=fake(tmp_path / "bin", cls.executable_name, (prefix, bad, code, ""))).run(
+        app
+    )
+    assert_tool_error(run, *needles)
+
+
 def test_runner_closed_early_is_a_tool_error(app: Path, tmp_path: Path) -> None:
     cut = Path(truncated_fixture(tmp_path, "flutter_test_machine.jsonl", 26))
     cut.write_text(cut.read_text() + '{"success":null,"type":"done","time":7000}\n')

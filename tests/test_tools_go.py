@@ -445,6 +445,39 @@ def test_misbehaving_go_is_a_tool_error(
     assert run.result.version == "1.27.3"
 
 
+@pytest.mark.parametrize(
+    ("cls", "stdout", "needles"),
+    [
+        (
+            GoVetAdapter,
+            '{\n\t"example.com/airfixgo/report": {\n\t\t"assign": [{"posn": 24, "message": "x"}]\n\t}\n}\n',
+            ["go vet: unparsable", "example.com/airfixgo/report assign", "$[0].posn"],
+        ),
+        (
+            GoVetAdapter,
+            '{"example.com/airfixgo/report": {"assign": [{"posn": "r.go:1:1", "suggested_fixes": {}}]}}\n',
+            ["go vet: unparsable", "$[0].suggested_fixes"],
+        ),
+        (
+            GoTestAdapter,
+            '{"Action":"run","Package":"p"}\n{"Action":"pass","Package":"p","Test":7}\n',
+            ["go test: unparsable", "stdout line 2", "$.Test"],
+        ),
+        (
+            GoTestAdapter,
+            '{"Package":"p","Test":"TestX"}\n',
+            ["go test: unparsable", "stdout line 1", "missing required field `Action`"],
+        ),
+    ],
+    ids=["vet-posn", "vet-fixes", "test-name", "test-action"],
+)
+def test_wrongly_typed_go_json_is_a_tool_error_naming_the_field(
+    cls, stdout: str, needles: list[str], module: Path, tmp_path: Path
+) -> None:
+    run = cls(executable=fake_go(tmp_path, stdout)).run(module)
+    assert_tool_error(run, *needles)
+
+
 def test_gofmt_unexpected_output_is_a_tool_error(module: Path, tmp_path: Path) -> None:
     listed = write_exe(tmp_path / "gofmt", "echo not/asked.go\n")
     assert_tool_error(GofmtAdapter(executable=str(listed)).run(module), "not among the files")

@@ -720,6 +720,116 @@ def test_eslint_fix_takes_only_safe_eslint_issues(
     assert not missing.ok and "eslint" in missing.reason.lower(), missing.reason
 
 
+# ---------------------------------------------------------------- wrongly typed output → tool_error
+
+#: a fake tool that copies REPORT wherever the adapter told its runner to write a report
+FAKE_REPORTER = """for a in "$@"; do
+  case "$a" in
+    --outputFile=*) cp "{report}" "${{a#--outputFile=}}" ;;
+    --test-reporter-destination=stdout) ;;
+    --test-reporter-destination=*) cp "{report}" "${{a#*=}}" ;;
+  esac
+done
+[ -n "$AIRFIX_MOCHA_EVENTS" ] && cp "{report}" "$AIRFIX_MOCHA_EVENTS"
+[ -n "$AIRFIX_TAPE_EVENTS" ] && cp "{report}" "$AIRFIX_TAPE_EVENTS"
+cat "{stdout}"
+exit {code}
+"""
+
+
+def fake_reporter(tmp_path: Path, report: str, stdout: str = "", code: int = 1) -> str:
+    (tmp_path / "report.txt").write_text(report + "\n")
+    (tmp_path / "stdout.txt").write_text(stdout)
+    body = FAKE_REPORTER.format(
+        report=tmp_path / "report.txt", stdout=tmp_path / "stdout.txt", code=code
+    )
+    return str(write_exe(tmp_path / "fake-tool", body))
+
+
+def test_wrongly_typed_eslint_and_tsc_output_is_a_tool_error(sample: Path, tmp_path: Path) -> None:
+    """One field of the wrong type is a ``tool_error`` that names it (msgspec's path)."""
+    result = [{"filePath": str(sample / "src/cart.js"), "messages": [
+        {"ruleId": "semi", "severity": 2, "message": "Missing semicolon.", "line": 3, "column": 9},
+        {"ruleId": "eqeqeq", "severity": "error", "message": "Expected '==='.", "line": 5},
+    ]}]  # fmt: skip
+    eslint = fake_reporter(tmp_path, "", stdout=json.dumps(result))
+    assert_tool_error(
+        EslintAdapter(executable=eslint).run(sample),
+        "eslint: unparsable JSON output",
+        "$[0].messages[1].severity",
+    )
+    (tmp_path / "tsc").mkdir()
+    tsc = write_exe(
+        tmp_path / "tsc" / "tsc",
+        'case "$*" in *--showConfig*) echo \'{"files": "src/units.ts"}\' ;; esac\nexit 0\n',
+    )
+    assert_tool_error(
+        TscAdapter(executable=str(tsc)).run(sample), "tsc: unparsable --showConfig", "$.files"
+    )
+
+
+@pytest.mark.parametrize(
+    ("package", "report", "needles"),
+    [
+        (
+            {"name": "n"},
+            '{"type": "test:diagnostic", "message": "tests 1"}\n'
+            '{"type": "test:pass", "name": "a", "nesting": "0", "file": "/t/a.test.js"}\n'
+            '{"type": "airfix:end"}',
+            ["unreadable node report", "line 2", "$.nesting"],
+        ),
+        (
+            {"scripts": {"test": "jest"}, "devDependencies": {"jest": "*"}},
+            json.dumps({"numTotalTests": 1, "testResults": [{"name": "/t/a.test.js",
+                        "assertionResults": [{"title": "a", "status": "broken"}]}]}),
+            ["unreadable jest report", "$.testResults[0].assertionResults[0].status"],
+        ),
+        (
+            {"scripts": {"test": "mocha"}, "devDependencies": {"mocha": "*"}},
+            '{"type": "airfix:start"}\n{"type": "fail", "id": "t > a", "line": "7"}',
+            ["unreadable mocha report", "line 2", "$.line"],
+        ),
+        (
+            {"scripts": {"test": "tape test/*.js"}, "devDependencies": {"tape": "*"}},
+            '{"type": "hooked"}\n{"type": "start", "id": "t > a", "skip": "no"}',
+            ["unreadable tape report", "line 2", "$.skip"],
+        ),
+    ],
+    ids=["node", "jest", "mocha", "tape"],
+)  # fmt: skip
+def test_wrongly_typed_test_report_is_a_tool_error(
+    package: dict[str, object], report: str, needles: list[str], tmp_path: Path
+) -> None:
+    project = tmp_path / "p"
+    (project / "test").mkdir(parents=True)
+    (project / "package.json").write_text(json.dumps(package))
+    (project / "test" / "a.test.js").write_text("")
+    runner = fake_reporter(tmp_path, report)
+    assert_tool_error(JsTestAdapter(executable=runner).run(project), *needles)
+
+
+def test_wrongly_typed_eslint_output_fails_the_fix(tmp_path: Path) -> None:
+    """The fixer reads ESLint's JSON with the adapter's types: a wrong field is a failed fix
+    that names it, not a crash."""
+    project = tmp_path / "p"
+    (project / "node_modules" / ".bin").mkdir(parents=True)
+    (project / "a.js").write_text("let x = 1\n")
+    result = [{"filePath": str(project / "a.js"), "messages": [
+        {"ruleId": "semi", "severity": 2, "message": "Missing semicolon.", "line": 1,
+         "column": 10, "fix": {"range": [9], "text": ";"}},
+    ]}]  # fmt: skip
+    (tmp_path / "out.json").write_text(json.dumps(result))
+    write_exe(
+        project / "node_modules" / ".bin" / "eslint", f'cat "{tmp_path / "out.json"}"\nexit 1\n'
+    )
+    issue = IssueRecord(issue_id="x:0", fingerprint="x", tool="eslint", phase="lint", file="a.js",
+                        line=1, column=10, rule="semi", fix="safe")  # fmt: skip
+    outcome = EslintFix().apply(project, [issue], FixerConfig())
+    assert not outcome.ok
+    assert "eslint: unparsable JSON output" in outcome.reason, outcome.reason
+    assert "$[0].messages[0].fix.range" in outcome.reason, outcome.reason
+
+
 # ---------------------------------------------------------------- jest and vitest, for real
 
 
@@ -981,8 +1091,10 @@ def test_parse_eslint_json_shapes() -> None:
     assert (report.errors, report.warnings, report.fixable, report.files) == (2, 2, 1, 1)
     with pytest.raises(ValueError):
         parse_eslint_json("Oops! Something went wrong!", TARGET)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"Expected `array`, got `object`"):
         parse_eslint_json('{"results": []}', TARGET)
+    with pytest.raises(ValueError, match=r"\$\[0\]\.messages\[0\]\.line"):
+        parse_eslint_json('[{"filePath": "/TARGET/a.js", "messages": [{"line": "4"}]}]', TARGET)
 
 
 def test_parse_node_events_needs_a_complete_report() -> None:

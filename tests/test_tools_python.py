@@ -17,8 +17,9 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -438,6 +439,48 @@ def test_crash_and_garbage_output_are_tool_errors(sample: Path, tmp_path: Path) 
     assert_tool_error(PytestAdapter(executable=str(garbage)).run(sample), "no JUnit report")
     killed = write_exe(tmp_path / "killed", "kill -9 $$\n")
     assert_tool_error(RuffAdapter(executable=str(killed)).run(sample), "killed by signal 9")
+
+
+def recorded_with(name: str, corrupt: Callable[[list[Any]], None]) -> str:
+    """A recorded output with one field made wrong by ``corrupt`` (JSON array or JSON Lines)."""
+    text = (FIXTURES / name).read_text()
+    lines = name.endswith(".jsonl")
+    records = [json.loads(line) for line in text.splitlines()] if lines else json.loads(text)
+    corrupt(records)
+    return "\n".join(json.dumps(r) for r in records) if lines else json.dumps(records)
+
+
+def printing(path: Path, text: str, code: int) -> str:
+    """An executable that prints ``text`` (kept in a file next to it) and exits ``code``."""
+    path.with_suffix(".out").write_text(text + "\n")
+    return str(write_exe(path, f'cat "{path.with_suffix(".out")}"\nexit {code}\n'))
+
+
+def test_wrongly_typed_output_is_a_tool_error_naming_the_field(
+    sample: Path, tmp_path: Path
+) -> None:
+    """A recorded output with one field of the wrong type: the run is a ``tool_error`` that says
+    where (msgspec's path), never a run with the record silently dropped or zeroed."""
+
+    def ruff_row(records: list[Any]) -> None:
+        records[3]["location"]["row"] = "five"
+
+    def ruff_edits(records: list[Any]) -> None:
+        records[0]["fix"]["edits"] = {"content": ""}
+
+    def mypy_line(records: list[Any]) -> None:
+        records[1]["line"] = "39"
+
+    ruff = printing(tmp_path / "ruff", recorded_with("ruff_sample.json", ruff_row), 1)
+    assert_tool_error(
+        RuffAdapter(executable=ruff).run(sample), "ruff: unparsable", "$[3].location.row"
+    )
+    ruff = printing(tmp_path / "ruff2", recorded_with("ruff_sample.json", ruff_edits), 1)
+    assert_tool_error(RuffAdapter(executable=ruff).run(sample), "$[0].fix.edits")
+    mypy = printing(tmp_path / "mypy", recorded_with("mypy_sample.jsonl", mypy_line), 1)
+    assert_tool_error(
+        MypyAdapter(executable=mypy).run(sample), "mypy: unparsable", "line 2", "$.line"
+    )
 
 
 def test_harmless_stderr_does_not_fail_a_good_run(sample: Path, tmp_path: Path) -> None:

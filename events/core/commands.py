@@ -181,6 +181,7 @@ class RollBack(Command, frozen=True, kw_only=True):
     regressions: list[str] = []
     flaky: list[str] = []
     culprits: list[str] = []
+    reverted: str = ""
     now: float | None = None
 
 

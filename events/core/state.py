@@ -230,6 +230,15 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:  # noqa: C901 (a branch
             "consecutive_failures": s.consecutive_failures + (ev.batch_id not in s.bisecting),
             "last_failure": "fix_failed",
         }
+    if isinstance(ev, FixRolledBack) and ev.reverted:
+        return {
+            "commits": [*s.commits, ev.reset_to],
+            "committed": s.committed - 1,
+            "committed_this_iteration": s.committed_this_iteration - 1,
+            "rolled_back": s.rolled_back + 1,
+            "rolled_back_this_iteration": s.rolled_back_this_iteration + 1,
+            "last_failure": "rolled_back",
+        }
     if isinstance(ev, FixRolledBack):
         return {
             "current_batch": "",

@@ -24,6 +24,9 @@ fixing      FixApplied            verifying   batch is the one in flight
 fixing      FixFailed             planning    batch is the one in flight
 verifying   Committed             planning    batch is the one in flight; sha not empty
 verifying   FixRolledBack         planning    batch is the one in flight
+planning    FixRolledBack         planning    ``reverted`` names a commit on the run branch and
+                                              ``reset_to`` the revert commit after it (the closing
+                                              check found it breaking tests)
 planning    IterationCompleted    checking    current iteration; pending and retryable batches
                                               are dropped (the next check re-discovers their
                                               issues); iteration + 1
@@ -83,6 +86,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",
     ("verifying", "FixRolledBack"): "planning",
+    ("planning", "FixRolledBack"): "planning",
     ("planning", "IterationCompleted"): "checking",
     **{
         (s, t): TERMINAL_STATE for s in _LIVE for t in ("RunCompleted", "RunFailed", "RunCancelled")
@@ -122,6 +126,13 @@ def illegal(s: RunState, ev: Event) -> str | None:  # noqa: C901 (a guard per ev
         )
     if isinstance(ev, FixPrepared) and ev.batch_id not in s.pending:
         return f"batch {ev.batch_id!r} is not pending (pending: {s.pending}); only a pending batch is prepared"
+    if isinstance(ev, FixRolledBack) and s.state == "planning":
+        if ev.reverted not in s.commits or not ev.reset_to:
+            return (
+                f"a FixRolledBack outside verification reverts a commit on the run branch: "
+                f"{ev.reverted!r} is not one of its commits, or no revert commit is named"
+            )
+        return None
     in_flight = (FixApplied, FixFailed, FixRolledBack, Committed)
     if isinstance(ev, in_flight) and ev.batch_id != s.current_batch:
         return f"batch {ev.batch_id!r} is not the one in flight ({s.current_batch!r})"

@@ -40,7 +40,6 @@ business, not a lint fix).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from bisect import bisect_right
@@ -48,7 +47,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
-from typing import Any
 
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
@@ -57,9 +55,10 @@ from airfix.services.fixers.autofix import register_deterministic
 from airfix.services.secrets import scrubbed_env
 from airfix.services.tools.base import find_executable, run_process, to_issues
 from airfix.services.tools.eslint import (
+    EslintFixData,
+    EslintMessage,
     error_summary,
     eslint_version,
-    is_ignored_notice,
     parse_eslint_json,
     project_bin,
     scope_flags,
@@ -100,7 +99,7 @@ class FixReport:
 
 def eslint_messages(
     eslint: str, target: Path, files: Sequence[str], timeout_s: float, flags: Sequence[str]
-) -> tuple[dict[str, list[tuple[IssueRecord, dict[str, Any]]]], list[str]]:
+) -> tuple[dict[str, list[tuple[IssueRecord, EslintMessage]]], list[str]]:
     """ESLint's messages on ``files``, each with the issue the adapter makes of it, per file;
     ``flags`` are the scoped-run options this ESLint knows (:func:`scope_flags`)."""
     cmd = [eslint, "-f", "json", *flags, "--", *files]
@@ -110,14 +109,11 @@ def eslint_messages(
     if proc.launch_error or proc.timed_out or proc.exit_code not in (0, 1):
         why = proc.launch_error or ("timed out" if proc.timed_out else f"exit {proc.exit_code}")
         raise EslintFailed(f"eslint failed ({why}): {error_summary(proc.stderr or proc.stdout)}")
-    report = parse_eslint_json(proc.stdout, target)
-    raw: list[dict[str, Any]] = []
-    for rec in json.loads(proc.stdout[proc.stdout.find("[") :]):
-        for msg in rec["messages"]:
-            if not is_ignored_notice(msg):
-                raw.append(msg)
-    if len(raw) != len(report.findings):
-        raise EslintFailed("eslint's messages and the adapter's findings do not line up")
+    try:
+        report = parse_eslint_json(proc.stdout, target)
+    except ValueError as exc:  # msgspec's errors name the path: $[0].messages[2].line
+        raise EslintFailed(f"eslint: unparsable JSON output ({exc})") from exc
+    raw = report.messages  # one per finding, in the same order
     issues = to_issues("eslint", report.findings)
     found = report.findings
     order = sorted(  # the order of to_issues (a stable sort on the same key)
@@ -130,7 +126,7 @@ def eslint_messages(
             found[k].message,
         ),
     )
-    out: dict[str, list[tuple[IssueRecord, dict[str, Any]]]] = {}
+    out: dict[str, list[tuple[IssueRecord, EslintMessage]]] = {}
     for issue, k in zip(issues, order, strict=True):
         out.setdefault(issue.file, []).append((issue, raw[k]))
     return out, cmd
@@ -210,14 +206,14 @@ def fix_batch(target: Path, issues: Sequence[IssueRecord], timeout_s: float = 30
 
 
 def _find(
-    t: _Tracked, present: list[tuple[IssueRecord, dict[str, Any]]], text: str, *, first: bool
-) -> tuple[dict[str, Any], int] | None:
+    t: _Tracked, present: list[tuple[IssueRecord, EslintMessage]], text: str, *, first: bool
+) -> tuple[EslintMessage, int] | None:
     """The message that is ``t``'s issue now: the batch's id or position in the first round,
     then a message of its rule starting where its position was carried to."""
     for issue, msg in present:
         if issue.rule != t.issue.rule:
             continue
-        start = _offset(text, int(msg.get("line") or 0), int(msg.get("column") or 0))
+        start = _offset(text, msg.line or 0, msg.column or 0)
         if first:
             same = issue.issue_id == t.issue.issue_id or (issue.line, issue.column) == (
                 t.issue.line, t.issue.column)  # fmt: skip
@@ -232,7 +228,7 @@ def _round(
     target: Path,
     file: str,
     tracked: list[_Tracked],
-    present: list[tuple[IssueRecord, dict[str, Any]]],
+    present: list[tuple[IssueRecord, EslintMessage]],
     first: bool,
     report: FixReport,
     touched: list[tuple[int, int]],
@@ -257,7 +253,7 @@ def _round(
 
 def _follow_ups(
     text: str,
-    present: list[tuple[IssueRecord, dict[str, Any]]],
+    present: list[tuple[IssueRecord, EslintMessage]],
     open_here: list[_Tracked],
     touched: list[tuple[int, int]],
 ) -> list[_Tracked]:
@@ -267,13 +263,13 @@ def _follow_ups(
     changed = {n for a, b in touched for n in range(_line(lines, a), _line(lines, b) + 1)}
     found: list[_Tracked] = []
     for issue, msg in present:
-        fix = msg.get("fix")
-        if not isinstance(fix, dict) or issue.line not in changed:
+        fix = msg.fix
+        if fix is None or issue.line not in changed:
             continue
         start = _offset(text, issue.line, issue.column)
         if any(t.offset == start and t.issue.rule == issue.rule for t in [*open_here, *found]):
             continue
-        span = range(_line(lines, int(fix["range"][0])), _line(lines, int(fix["range"][1])) + 1)
+        span = range(_line(lines, fix.range[0]), _line(lines, fix.range[1]) + 1)
         if set(span) <= changed:
             found.append(_Tracked(issue, offset=start, follow_up=True))
     return found
@@ -281,26 +277,26 @@ def _follow_ups(
 
 def _choose(
     open_here: list[_Tracked],
-    present: list[tuple[IssueRecord, dict[str, Any]]],
+    present: list[tuple[IssueRecord, EslintMessage]],
     text: str,
     first: bool,
     report: FixReport,
-) -> list[tuple[_Tracked, dict[str, Any]]]:
-    """The message with a fix for each open issue; an issue without one is settled here."""
-    chosen: list[tuple[_Tracked, dict[str, Any]]] = []
+) -> list[tuple[_Tracked, EslintFixData]]:
+    """The fix for each open issue; an issue without one is settled here."""
+    chosen: list[tuple[_Tracked, EslintFixData]] = []
     for t in open_here:
         if t.follow_up and t.applied == 0:
-            found = next(((m, t.offset) for i, m in present if i.issue_id == t.issue.issue_id
-                          and t.offset is not None), None)  # fmt: skip
-            if found is not None:
-                chosen.append((t, found[0]))
+            own = next((m.fix for i, m in present if i.issue_id == t.issue.issue_id
+                        and t.offset is not None), None)  # fmt: skip
+            if own is not None:
+                chosen.append((t, own))
                 continue
         found = _find(t, present, text, first=first)
-        if found is None or not isinstance(found[0].get("fix"), dict):
+        if found is None or found[0].fix is None:
             _settle(t, report, reported=found is not None, first=first)
             continue
         t.offset = found[1]
-        chosen.append((t, found[0]))
+        chosen.append((t, found[0].fix))
     return chosen
 
 
@@ -319,25 +315,24 @@ def _settle(t: _Tracked, report: FixReport, *, reported: bool, first: bool) -> N
 
 
 def _first_non_overlapping(
-    chosen: list[tuple[_Tracked, dict[str, Any]]],
-) -> list[tuple[_Tracked, dict[str, Any]]]:
+    chosen: list[tuple[_Tracked, EslintFixData]],
+) -> list[tuple[_Tracked, EslintFixData]]:
     """ESLint's order: by range start; a fix overlapping (or touching) a taken one waits."""
-    chosen = sorted(chosen, key=lambda c: (int(c[1]["fix"]["range"][0]),
-                                           int(c[1]["fix"]["range"][1])))  # fmt: skip
-    taken: list[tuple[_Tracked, dict[str, Any]]] = []
+    chosen = sorted(chosen, key=lambda c: c[1].range)
+    taken: list[tuple[_Tracked, EslintFixData]] = []
     last_end = -1
-    for t, msg in chosen:
-        start, end = (int(x) for x in msg["fix"]["range"])
+    for t, fix in chosen:
+        start, end = fix.range
         if start <= last_end or start > end:
             continue
-        taken.append((t, msg))
+        taken.append((t, fix))
         last_end = end
     return taken
 
 
 def _apply(
     text: str,
-    taken: list[tuple[_Tracked, dict[str, Any]]],
+    taken: list[tuple[_Tracked, EslintFixData]],
     open_here: list[_Tracked],
     touched: list[tuple[int, int]],
     report: FixReport,
@@ -346,9 +341,9 @@ def _apply(
     carried through the edits."""
     units = _utf16_index(text)
     edits: list[tuple[int, int, str, str]] = []  # (start, end, old text, new text), UTF-16
-    for t, msg in reversed(taken):  # bottom-up: earlier offsets stay valid
-        start, end = (int(x) for x in msg["fix"]["range"])
-        new = str(msg["fix"].get("text") or "")
+    for t, fix in reversed(taken):  # bottom-up: earlier offsets stay valid
+        start, end = fix.range
+        new = fix.text
         a, b = (start, end) if units is None else (units[start], units[end])
         edits.append((start, end, text[a:b], new))
         text = text[:a] + new + text[b:]

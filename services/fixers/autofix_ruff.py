@@ -26,14 +26,20 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome
 from airfix.services.process import run_process, tail
 from airfix.services.tools.environment import python_env_of
-from airfix.services.tools.ruff import Diagnostic, RuffAdapter, diagnostics, parse_ruff_json
+from airfix.services.tools.ruff import (
+    Diagnostic,
+    RuffAdapter,
+    RuffFixData,
+    RuffLocation,
+    diagnostics,
+    parse_ruff_json,
+)
 
 ROUNDS = 10
 FOLLOW_UP = ("F401", "I001")
@@ -51,27 +57,27 @@ def _line_starts(text: str) -> list[int]:
     return [0, *(m.end() for m in _LINE_BREAK.finditer(text))]
 
 
-def _offset(starts: list[int], text: str, location: dict[str, Any]) -> int:
-    row, column = int(location["row"]), int(location["column"])
+def _offset(starts: list[int], text: str, location: RuffLocation) -> int:
+    row, column = location.row, location.column
     if row > len(starts):
         return len(text)
     return min(starts[row - 1] + column - 1, len(text))
 
 
-def fix_edits(text: str, fix: dict[str, Any]) -> list[Edit]:
+def fix_edits(text: str, fix: RuffFixData) -> list[Edit]:
     """A ruff fix's edits as character ranges of ``text``."""
     starts = _line_starts(text)
     return [
         Edit(
-            _offset(starts, text, e["location"]),
-            _offset(starts, text, e["end_location"]),
-            str(e.get("content") or ""),
+            _offset(starts, text, e.location),
+            _offset(starts, text, e.end_location),
+            e.content or "",
         )
-        for e in fix.get("edits") or []
+        for e in fix.edits
     ]
 
 
-def apply_fixes(text: str, fixes: Sequence[dict[str, Any]]) -> tuple[str, int]:
+def apply_fixes(text: str, fixes: Sequence[RuffFixData]) -> tuple[str, int]:
     """``text`` with the given fixes applied (overlapping ones skipped); how many were applied."""
     taken: list[list[Edit]] = []
     for fix in fixes:
@@ -104,7 +110,7 @@ class RuffFix:
         return issue.fix == "safe" or (issue.fix == "unsafe" and config.allow_unsafe_fixes)
 
     def _applicable(self, d: Diagnostic, config: FixerConfig) -> bool:
-        applicability = (d.fix or {}).get("applicability")
+        applicability = d.fix.applicability if d.fix is not None else None
         return applicability == "safe" or (applicability == "unsafe" and config.allow_unsafe_fixes)
 
     def apply(
@@ -151,7 +157,15 @@ class RuffFix:
                     commands=[cmd],
                     duration_s=time.monotonic() - started,
                 )
-            found = diagnostics(parse_ruff_json(proc.stdout, target))
+            try:
+                found = diagnostics(parse_ruff_json(proc.stdout, target))
+            except ValueError as exc:  # msgspec's errors name the path: $[3].location.row
+                return FixOutcome(
+                    ok=False,
+                    reason=f"ruff: unparsable JSON output ({exc})",
+                    commands=[cmd],
+                    duration_s=time.monotonic() - started,
+                )
             now = Counter(d.issue.fingerprint for d in found)
             baseline = baseline if baseline is not None else now
             chosen = self._choose(
@@ -195,7 +209,7 @@ class RuffFix:
         config: FixerConfig,
         changed: dict[str, set[int]],
         exact: set[str],
-    ) -> dict[str, list[dict[str, Any]]]:
+    ) -> dict[str, list[RuffFixData]]:
         """Per file, the fixes to apply this round: the batch's issues still present, and
         follow-up diagnostics that the batch's own edits created (see the module docstring).
 
@@ -203,7 +217,7 @@ class RuffFix:
         the other not): before any edit the batch's own occurrences (``exact`` ids) go first."""
         todo = Counter({fp: k - max(0, baseline[fp] - now[fp]) for fp, k in wanted.items()})
         extra = Counter({fp: n - baseline[fp] for fp, n in now.items() if n > baseline[fp]})
-        chosen: dict[str, list[dict[str, Any]]] = {}
+        chosen: dict[str, list[RuffFixData]] = {}
         own = sorted(found, key=lambda d: d.issue.issue_id not in exact)  # exact ids first
         for d in own:
             fp = d.issue.fingerprint

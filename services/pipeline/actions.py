@@ -8,18 +8,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import cast
 
-import msgspec
-
 from airfix.events.core.anticheat import GuardPolicy, check_diff
+from airfix.events.core.impact import Selection, within
 from airfix.events.core.ledger import IterationView, iteration_view, lessons
 from airfix.events.core.machine import (
     ApplyFix,
     Commit,
-    CompleteIteration,
     Fail,
     FailFix,
-    RecordHealth,
-    RecordIssues,
     RollBack,
     RunState,
     SkipBatch,
@@ -42,8 +38,9 @@ from airfix.events.schema import (
     Event,
 )
 from airfix.services import fixers as fixer_registry
-from airfix.services.pipeline import parallel, stack
-from airfix.services.pipeline.context import Pipeline, Step, landed_tip, open_issues_of, tip
+from airfix.services.pipeline import impact, parallel
+from airfix.services.pipeline.checks import act_check, act_close
+from airfix.services.pipeline.context import Pipeline, Step, open_issues_of, tip
 from airfix.services.pipeline.git import ZERO, GitError, Repo
 from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
@@ -55,25 +52,6 @@ from airfix.services.runtime.logs import get_logger
 from airfix.services.tools.environment import find_python
 
 log = get_logger("airfix.roles")
-
-
-def _health(m: Measurement, scope: str = "full") -> RecordHealth:
-    results = [
-        msgspec.structs.replace(
-            r, counts={**r.counts, "issues": sum(1 for i in m.issues if i.tool == r.tool)}
-        )
-        for r in m.results
-    ]
-    return RecordHealth(
-        now=time.time(),
-        tools=results,
-        score=m.report.score,
-        parts=m.report.parts,
-        healthy=m.report.healthy,
-        scope=scope,  # type: ignore[arg-type]
-        test_outcomes=m.outcomes,
-        flaky=m.flaky,
-    )
 
 
 def act_start(p: Pipeline, state: RunState) -> list[Event]:
@@ -103,73 +81,6 @@ def act_start(p: Pipeline, state: RunState) -> list[Event]:
         )
     except GitError as exc:
         return decide(state, Fail(reason=str(exc)))
-
-
-def _check_events(p: Pipeline, state: RunState, m: Measurement) -> list[Event]:
-    events = p.finish(state, decide(state, _health(m)), m.issues, p.events(state))
-    after = p.advance(state, events)
-    if not after.terminal:
-        events += decide(after, RecordIssues(issues=m.issues))
-    return events
-
-
-def act_check(p: Pipeline, state: RunState) -> list[Event]:
-    with p.tree(state, "check") as wt:
-        return _check_events(p, state, p.measure(wt.path, p.config, python=p.python(state)))
-
-
-def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
-    """Close the iteration with a full check; the same measurement opens the next one.
-
-    An iteration that planned nothing changed nothing: its opening check still stands, and the
-    run ends there (nothing left is fixable by the chain)."""
-    history = p.events(state)
-    if not state.planned and not state.simulation:
-        view = iteration_view(history, state.iteration)
-        events = decide(
-            state,
-            CompleteIteration(
-                now=time.time(),
-                issues_remaining=len(view.issues),
-                score=state.score,
-                nothing_fixable=True,
-            ),
-        )
-        return p.finish(state, events, view.issues, history)
-    if state.stack:  # the tests judge the stack's tip; that measurement closes the iteration
-        landing = stack.land(p, state, iteration_view(history, state.iteration), history)
-        landed: list[Event] = []
-        s = state
-        for command in landing.commands:
-            new = decide(s, command)
-            s, landed = p.advance(s, new), landed + new
-        repo, ref = Repo.open(state.target), f"refs/heads/{state.branch}"
-        return Step(
-            landed + _closing(p, s, landing.measurement, history),
-            after=lambda: repo.move_ref(ref, landing.tip, landed_tip(state)),
-        )
-    with p.tree(state, "check") as wt:
-        m = p.measure(wt.path, p.config, python=p.python(state))
-    return _closing(p, state, m, history)
-
-
-def _closing(p: Pipeline, state: RunState, m: Measurement, history: list[Event]) -> list[Event]:
-    """IterationCompleted, the closing measurement as the next iteration's opening check, and the
-    run's end when a verdict or a limit says so."""
-    events = decide(
-        state,
-        CompleteIteration(now=time.time(), issues_remaining=len(m.issues), score=m.report.score),
-    )
-    closed, limit = events[:1], events[1:]  # IterationCompleted, then a limit's RunCompleted
-    after = p.advance(state, closed)
-    # the closing measurement is always recorded; a healthy or broken check outranks the limit
-    health = decide(after, _health(m))
-    after_health = p.advance(after, health)
-    if after_health.terminal:
-        return closed + p.finish(state, health, m.issues, history)
-    if limit:
-        return closed + health + p.finish(state, limit, m.issues, history)
-    return closed + health + decide(after_health, RecordIssues(issues=m.issues))
 
 
 def act_plan(p: Pipeline, state: RunState) -> list[Event] | Step:
@@ -309,16 +220,33 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
     )
 
 
-def _verified_by(before: IterationView, m: Measurement, newly_flaky: Sequence[str]) -> str:
+def _verified_by(
+    before: IterationView, m: Measurement, newly_flaky: Sequence[str], chosen: Selection
+) -> str:
     """How the tests judged a kept batch, for the commit body and the event."""
+    if chosen.tests == []:
+        return (
+            f"static checks; no test ran ({chosen.reason}): the iteration's closing check runs "
+            "the full test suite"
+        )
     if not m.tests_ran and not before.tests_measured:
         return "not verified by tests: none found"
-    passed = sum(1 for t, o in before.outcomes.items() if o == "passed")
-    still = sum(
-        1 for t, o in before.outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed"
-    )
+    outcomes = within(before.outcomes, chosen.tests)
+    passed = sum(1 for o in outcomes.values() if o == "passed")
+    still = sum(1 for t, o in outcomes.items() if o == "passed" and m.outcomes.get(t) == "passed")
     total = len(m.outcomes) or (m.tests.total if m.tests else 0)
-    text = f"the full test suite ran: {still} of the {passed} tests that passed before pass ({total} run)"
+    if chosen.tests is None:
+        why = (
+            ""
+            if chosen.reason.startswith(("a stack", "test impact is off"))
+            else f" ({chosen.reason})"
+        )
+        text = f"the full test suite ran{why}: {still} of the {passed} tests that passed before pass ({total} run)"
+    else:
+        text = (
+            f"the tests test impact chose ran ({chosen.reason}): {still} of the {passed} of them "
+            f"that passed before pass ({total} run); the closing check runs the full suite"
+        )
     flaky = set(before.flaky) | set(m.flaky) | set(newly_flaky)
     if flaky:
         text += f"; {len(flaky)} flaky test(s) not judged"
@@ -358,11 +286,26 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
     python = p.python(state)
     staged = p.stacked(state)
     with p.tree(state, "verify", sha=state.candidate) as wt:
+        diff = wt.diff(base, state.candidate)
         problems = check_diff(
-            wt.diff(base, state.candidate),
+            diff,
             GuardPolicy(g.allow_suppressions, g.allow_test_deletion, g.allow_config_edits),
         )
-        m = p.measure(wt.path, p.config, scope="static" if staged else "batch", python=python)
+        changed = [
+            f for f in wt.git("diff", "--name-only", base, state.candidate).splitlines() if f
+        ]
+        chosen = (
+            Selection(tests=None, reason="a stack: its tests run on its tip")
+            if staged
+            else impact.selection(p, state, wt, base, state.candidate, view)
+        )
+        m = p.measure(
+            wt.path,
+            p.config,
+            scope="static" if staged else "batch",
+            python=python,
+            tests=chosen.tests,
+        )
         measured = {r.tool for r in m.results if r.status in ("passed", "failed")}
         before = [i for i in view.issues if i.tool in measured]  # what this check can judge
         flaky = set(view.flaky) | set(m.flaky)
@@ -379,9 +322,11 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             [i for i in mine if i.tool in measured] or mine,
             before,
             m.issues,
-            before_tests=None if staged else p.tests_before(history, state.iteration),
+            before_tests=None
+            if staged or chosen.tests is not None
+            else p.tests_before(history, state.iteration),
             after_tests=m.tests,
-            before_outcomes=None if staged else view.outcomes,
+            before_outcomes=None if staged else within(view.outcomes, chosen.tests),
             after_outcomes=m.outcomes,
             flaky=flaky | set(newly_flaky),
             tests_may_go=g.allow_test_deletion,
@@ -426,8 +371,8 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             kind=cast(BatchKind, batch.kind or ("mega" if batch.mode == "mega" else "location")),
             rules=sorted({i.rule for i in mine if i.rule}) or ["?"],
         )
-        files = [f for f in wt.git("diff", "--name-only", base, state.candidate).splitlines() if f]
-        verified = STAGED if staged else _verified_by(view, m, newly_flaky)
+        files = changed
+        verified = STAGED if staged else _verified_by(view, m, newly_flaky, chosen)
         message = commit_message(
             planned,
             before_counts,

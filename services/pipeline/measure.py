@@ -19,7 +19,7 @@ import contextvars
 import hashlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import msgspec
 
 from airfix.config import Config
 from airfix.events.core.health import HealthReport, TestCounts, health_score
+from airfix.events.core.impact import TestImpact
 from airfix.events.schema import IssueRecord, ToolResult
 from airfix.services.runtime.logs import get_logger
 from airfix.services.tools import (
@@ -57,6 +58,8 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     duration_s: float = 0.0
     static_wall_s: float = 0.0
     static_sum_s: float = 0.0
+    impact: TestImpact = TestImpact()  # which tests ran which lines (asked for with impact=True)
+    selected: list[str] | None = None  # the tests a batch check ran (None: the whole suite)
 
     def counts_by_tool(self) -> dict[str, int]:
         """Issues per tool that measured (a tool in error or skipped has no count)."""
@@ -187,11 +190,22 @@ def tool_adapters(
 
 
 def measure(
-    target: Path, config: Config, *, scope: str = "full", python: PythonEnv | None = None
+    target: Path,
+    config: Config,
+    *,
+    scope: str = "full",
+    python: PythonEnv | None = None,
+    impact: bool = False,
+    tests: Sequence[str] | None = None,
+    known: Mapping[str, str] | None = None,
 ) -> Measurement:
     """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
     checks that open and close an iteration need; ``scope="static"`` (a commit of a stack, whose
-    tests run once on the stack's tip) runs only the static tools."""
+    tests run once on the stack's tip) runs only the static tools.  ``impact`` (full checks) also
+    records which tests execute which files; ``tests`` (batch checks) runs only those pytest tests
+    (none at all when empty): the selection test impact made.  ``known`` (a closing check): the
+    outcomes at the iteration's start; a test that failed there and fails again is not re-run
+    alone (it is no one's regression, and re-running it only told flaky from failing then)."""
     started = time.monotonic()
     adapters, results = tool_adapters(target, python)
     static = [a for a in adapters if a.tier == "static"]
@@ -205,6 +219,12 @@ def measure(
         ]
     )
     dynamic, suite_for = _one_suite_run(dynamic)
+    for a in dynamic:
+        if isinstance(a, CoverageAdapter) and scope == "full":
+            a.contexts = impact
+    selection = list(tests) if tests is not None and scope == "batch" else None
+    if selection == []:  # no test can reach the change: the closing check's full suite judges it
+        dynamic = [a for a in dynamic if a.name != "pytest"]
     hc = config.health_check
     t0 = time.monotonic()
     with ThreadPoolExecutor(max_workers=max(1, len(static))) as pool:
@@ -219,19 +239,23 @@ def measure(
         split
         for a in dynamic
         for split in _as_reported(
-            _run(a, target, hc.test_timeout_s), suite_for, target, hc.test_timeout_s
+            _run(a, target, hc.test_timeout_s, selection if a.name == "pytest" else None),
+            suite_for,
+            target,
+            hc.test_timeout_s,
         )
     ]
     runs = [_with_test_counts(r) for r in static_runs + dynamic_runs]
     results += [r.result for r in runs]
     issues = [i for r in runs for i in r.issues]
-    tests = coverage = None
+    counts: TestCounts | None = None
+    coverage = None
     outcome_runs = [r for r in runs if r.ok and r.tests]
     for r in runs:
         if not r.ok:
             continue
-        if r.tests_total is not None and tests is None:
-            tests = counts_of_tests(r)
+        if r.tests_total is not None and counts is None:
+            counts = counts_of_tests(r)
         if r.coverage_percent is not None:
             coverage = r.coverage_percent / 100.0
     outcomes: dict[str, str] = dict(outcome_runs[0].tests) if outcome_runs else {}
@@ -243,14 +267,20 @@ def measure(
             if t in outcomes and (o in PASSING) != (outcomes[t] in PASSING)
         }
     )
-    rerun = [t for t, o in outcomes.items() if o in ("failed", "error") and t not in flaky]
+    rerun = [
+        t
+        for t, o in outcomes.items()
+        if o in ("failed", "error")
+        and t not in flaky
+        and (known or {}).get(t) not in ("failed", "error")
+    ]
     if rerun and scope == "full" and len(rerun) <= RERUN_LIMIT:
         again = rerun_tests(target, config, rerun, python)
         flaky = sorted({*flaky, *(t for t in rerun if again.get(t) in PASSING)})
     phases = {a.name: a.phase for a in adapters}
     report = health_score(
         results,
-        tests=tests,
+        tests=counts,
         coverage=coverage,
         criteria=config.completion_criteria,
         static_pass_threshold=hc.static_pass_threshold,
@@ -260,13 +290,15 @@ def measure(
         results=results,
         issues=issues,
         report=report,
-        tests=tests,
+        tests=counts,
         coverage=coverage,
         outcomes=outcomes,
         flaky=flaky,
         duration_s=time.monotonic() - started,
         static_wall_s=static_wall,
         static_sum_s=sum(r.result.duration_s for r in static_runs),
+        impact=next((r.impact for r in runs if r.impact), TestImpact()),
+        selected=selection,
     )
 
 

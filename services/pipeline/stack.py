@@ -67,7 +67,7 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     while True:
         at = stack[-1][1] if stack else base
         with p.tree(state, "check", sha=at) as wt:
-            m = p.measure(wt.path, p.config, python=python)
+            m = p.measure(wt.path, p.config, python=python, known=view.outcomes)
             broken = regressions(view.outcomes, m, flaky)
             if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
                 again = rerun_tests(wt.path, p.config, broken, python)
@@ -75,7 +75,7 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
                 broken = [t for t in broken if t not in flaky]
         if not broken or not stack:
             break
-        culprit = _bisect(p, state, stack, broken)
+        culprit = first_breaking(p, state, stack, broken)
         batch, _ = stack[culprit]
         shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
         if batch in rebuilt:  # it passed where it was made: the re-application is to blame
@@ -131,7 +131,9 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     return Landing(commands=commands, tip=landed[-1].sha if landed else base, measurement=m)
 
 
-def _bisect(p: Pipeline, state: RunState, stack: list[tuple[str, str]], broken: list[str]) -> int:
+def first_breaking(
+    p: Pipeline, state: RunState, stack: list[tuple[str, str]], broken: list[str]
+) -> int:
     """The first commit of the stack at which one of ``broken`` no longer passes."""
     lo, hi = 0, len(stack) - 1
     while lo < hi:

@@ -14,6 +14,11 @@ unreadable report are ``tool_error`` — never 0 %.
 Coverage gaps are not issues: they are not defects in a file a fixer could correct, and raising
 them would let "write any test" pass for progress.  ``files`` is ignored: coverage is always
 measured over the whole suite.
+
+With ``contexts`` set, the guard plugin names each test's coverage context after its node id and
+the report is written with ``--show-contexts``: the run then also says which tests execute each
+measured file (``ToolRun.impact``), what a verification needs to run only the tests a change can
+reach.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from pathlib import Path
 
 import msgspec
 
+from airfix.events.core.impact import TestImpact
 from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
-from airfix.services.tools.fingerprints import to_issues
+from airfix.services.tools.fingerprints import relative_path, to_issues
 from airfix.services.tools.pytest import (
     EXIT_MEANINGS,
     NO_TESTS,
@@ -36,6 +42,35 @@ from airfix.services.tools.pytest import (
     read_junit,
 )
 from airfix.services.tools.results import COVERAGE_PERCENT, TESTS_TOTAL, ToolRun
+
+
+class _FileReport(msgspec.Struct):
+    contexts: dict[str, list[str]] = {}  # line -> contexts that executed it
+
+
+class _ContextReport(msgspec.Struct):
+    files: dict[str, _FileReport] = {}
+
+
+def parse_impact(text: str | bytes, target: Path) -> TestImpact:
+    """Which tests executed which lines of the project's files (paths relative to ``target``),
+    from ``coverage json --show-contexts``; code run outside any test (imports at collection,
+    context ``""``) names no test."""
+    report = msgspec.json.decode(text, type=_ContextReport)
+    index: dict[str, int] = {}
+    files: dict[str, dict[int, list[int]]] = {}
+    for path, f in report.files.items():
+        where = relative_path(path, target)
+        if not where or where.startswith("/"):  # outside the project (airfix's own plugin)
+            continue
+        ran = {
+            int(line): sorted({index.setdefault(c, len(index)) for c in contexts if c})
+            for line, contexts in f.contexts.items()
+            if any(contexts)
+        }
+        if ran:
+            files[where] = ran
+    return TestImpact(tests=list(index), files=files)
 
 
 def parse_coverage_json(text: str) -> dict[str, float]:
@@ -60,12 +95,18 @@ class CoverageAdapter(BaseToolAdapter):
     #: set when this run also stands for pytest's (one run of the suite per check): failing
     #: tests then become issues of that tool, see :func:`split_test_run`
     test_issues_as: str = ""
+    #: record which tests execute which files (per-test contexts; costs time, so only on demand)
+    contexts: bool = False
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
         return None  # always the whole suite
 
     def _environment(self, workdir: Path) -> dict[str, str]:
-        return pytest_environment(super()._environment(workdir), workdir)
+        env = pytest_environment(super()._environment(workdir), workdir)
+        if self.contexts:
+            env["AIRFIX_TEST_CONTEXTS"] = "1"
+            env["COVERAGE_CORE"] = "ctrace"  # the sys.monitoring core records no dynamic contexts
+        return env
 
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
@@ -92,8 +133,17 @@ class CoverageAdapter(BaseToolAdapter):
             )
             check_exit(combine, (0,), "coverage combine")
         out = ctx.workdir / "coverage.json"
+        show = ["--show-contexts"] if self.contexts else []
         report = self.spawn(
-            ctx, [*self.invocation(ctx.executable), "json", f"--data-file={data}", "-o", str(out)]
+            ctx,
+            [
+                *self.invocation(ctx.executable),
+                "json",
+                f"--data-file={data}",
+                "-o",
+                str(out),
+                *show,
+            ],
         )
         json_code = check_exit(
             report, (0, 2), "coverage json"
@@ -107,7 +157,15 @@ class CoverageAdapter(BaseToolAdapter):
         metrics.update(tests.metrics())
         percent = metrics[COVERAGE_PERCENT]
         issues = to_issues(self.test_issues_as, tests.findings) if self.test_issues_as else []
-        return self.result(
+        impact = TestImpact()
+        if self.contexts:
+            try:
+                impact = parse_impact(out.read_bytes(), ctx.target)
+            except msgspec.DecodeError as exc:
+                raise ToolFailure(
+                    f"coverage: unreadable contexts in the report ({exc})", report
+                ) from exc
+        run = self.result(
             ctx,
             "failed" if json_code == 2 else "passed",
             issues=issues,
@@ -123,6 +181,7 @@ class CoverageAdapter(BaseToolAdapter):
             if json_code == 2
             else "",
         )
+        return msgspec.structs.replace(run, impact=impact) if impact else run
 
 
 TEST_COUNTS = ("tests", "passed", "failed", "errors", "skipped")

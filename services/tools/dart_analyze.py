@@ -42,6 +42,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import msgspec
+
 from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
 from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
 from airfix.services.tools.results import ToolRun
@@ -74,6 +76,53 @@ def require_resolved(target: Path, tool: str) -> None:
         raise ToolFailure(f"{tool}: " + UNRESOLVED.format(PACKAGE_CONFIG.as_posix()))
 
 
+class DartPosition(msgspec.Struct, frozen=True):
+    """A 1-based ``line``/``column`` (``offset`` is ignored)."""
+
+    line: int = 0
+    column: int = 0
+
+
+class DartRange(msgspec.Struct, frozen=True):
+    start: DartPosition | None = None
+
+
+class DartLocation(msgspec.Struct, frozen=True):
+    file: str = ""  # absolute
+    range: DartRange | None = None
+
+    @property
+    def start(self) -> DartPosition:
+        found = self.range.start if self.range is not None else None
+        return found if found is not None else DartPosition()
+
+
+class DartContextMessage(msgspec.Struct, frozen=True):
+    """A ``contextMessages`` entry: a related place (the declaration a use conflicts with)."""
+
+    message: str = ""
+    location: DartLocation | None = None
+
+
+class DartDiagnostic(msgspec.Struct, frozen=True, rename="camel"):
+    """One of ``diagnostics``; ``severity`` is INFO, WARNING or ERROR."""
+
+    severity: str
+    code: str = ""
+    type: str = ""
+    location: DartLocation | None = None
+    problem_message: str = ""
+    correction_message: str | None = None
+    context_messages: list[DartContextMessage] = []
+    documentation: str | None = None
+
+
+class DartAnalysis(msgspec.Struct, frozen=True):
+    """The object ``dart analyze --format=json`` prints (``version`` is ignored)."""
+
+    diagnostics: list[DartDiagnostic]
+
+
 @dataclass
 class DartReport:
     findings: list[Finding] = field(default_factory=list)
@@ -83,50 +132,50 @@ class DartReport:
     infos: int = 0
 
 
-def _first_json_object(text: str) -> object:
+def _first_json_object(text: str) -> DartAnalysis:
+    """The first JSON object in ``text`` (older SDKs print a preamble), typed: a wrong shape is
+    a ``msgspec.ValidationError`` naming the path (``$.diagnostics[0].location.file``)."""
     for m in re.finditer(r"^[ \t]*\{", text, re.MULTILINE):
+        start = m.end() - 1
         try:
-            value, _ = json.JSONDecoder().raw_decode(text, m.end() - 1)
+            _, stop = json.JSONDecoder().raw_decode(text, start)  # where the object ends
         except json.JSONDecodeError:
             continue
-        return value
+        return msgspec.json.decode(text[start:stop], type=DartAnalysis)
     raise ValueError("no JSON object in dart analyze's output")
 
 
 def parse_dart_analyze(text: str, target: Path) -> DartReport:
-    """Findings from ``dart analyze --format=json``; ``ValueError``/``TypeError`` if malformed."""
+    """Findings from ``dart analyze --format=json``; ``ValueError`` if malformed."""
     doc = _first_json_object(text)
-    if not isinstance(doc, dict) or not isinstance(doc.get("diagnostics"), list):
-        raise TypeError("dart analyze's JSON has no 'diagnostics' list")
     report = DartReport()
-    for diag in doc["diagnostics"]:
-        if not isinstance(diag, dict):
-            raise TypeError("a dart analyze diagnostic is not an object")
-        severity = str(diag.get("severity") or "").upper()
-        kind = str(diag.get("type") or "").upper()
+    for n, diag in enumerate(doc.diagnostics):
+        severity = diag.severity.upper()
+        kind = diag.type.upper()
         if severity not in ("INFO", "WARNING", "ERROR"):
-            raise ValueError(f"unknown dart analyze severity {diag.get('severity')!r}")
-        location = diag.get("location") or {}
-        start = ((location.get("range") or {}).get("start")) or {}
-        problem = str(diag.get("problemMessage") or "")
+            raise ValueError(
+                f"unknown dart analyze severity {diag.severity!r} - at `$.diagnostics[{n}].severity`"
+            )
+        location = diag.location or DartLocation()
+        start = location.start
+        problem = diag.problem_message
         message = problem
-        if diag.get("correctionMessage"):
-            message += "\n" + str(diag["correctionMessage"])
-        for context in diag.get("contextMessages") or []:
-            c_loc = (context.get("location") or {}) if isinstance(context, dict) else {}
-            c_start = ((c_loc.get("range") or {}).get("start")) or {}
-            where = relative_path(str(c_loc.get("file") or ""), target)
-            message += f"\n- {context.get('message', '')} ({where}:{c_start.get('line', 0)})"
-        if diag.get("documentation"):
-            message += "\n" + str(diag["documentation"])
-        code = str(diag.get("code") or "")
+        if diag.correction_message:
+            message += "\n" + diag.correction_message
+        for context in diag.context_messages:
+            c_loc = context.location or DartLocation()
+            where = relative_path(c_loc.file, target)
+            message += f"\n- {context.message} ({where}:{c_loc.start.line})"
+        if diag.documentation:
+            message += "\n" + diag.documentation
+        code = diag.code
         build = severity == "ERROR" or kind in BUILD_TYPES
         report.findings.append(
             Finding(
                 phase="build" if build else "lint",
-                file=relative_path(str(location.get("file") or ""), target),
-                line=int(start.get("line") or 0),
-                column=int(start.get("column") or 0),
+                file=relative_path(location.file, target),
+                line=start.line,
+                column=start.column,
                 rule=code,
                 message=message,
                 severity=severity.lower(),
@@ -224,7 +273,7 @@ class DartAnalyzeAdapter(BaseToolAdapter):
         code = check_exit(proc, (0, 1, 2, 3), "dart analyze", EXIT_MEANINGS)
         try:
             report = parse_dart_analyze(proc.stdout, ctx.target)
-        except (TypeError, ValueError, AttributeError) as exc:
+        except ValueError as exc:
             raise ToolFailure(f"dart analyze: unparsable JSON output ({exc})", proc) from exc
         if code == 3 and not report.errors:
             raise ToolFailure(

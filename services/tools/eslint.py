@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import msgspec
+
 from airfix.events.schema import Phase, ToolResult
 from airfix.services.tools.base import (
     BaseToolAdapter,
@@ -242,63 +244,89 @@ DIRECTIVE_PREFIXES = ("Unused eslint-disable", "Unused eslint-enable", "Unused i
 IGNORED_PREFIXES = ("File ignored",)
 
 
+class EslintFixData(msgspec.Struct, frozen=True):
+    """A message's ``fix``: replace ``range`` (UTF-16 offsets into the file) with ``text``."""
+
+    range: tuple[int, int]
+    text: str = ""
+
+
+class EslintMessage(msgspec.Struct, frozen=True, rename="camel"):
+    """One of a result's ``messages`` (``ruleId`` is ``null`` for parse errors and directives)."""
+
+    message: str = ""
+    rule_id: str | None = None
+    severity: int = 0
+    fatal: bool = False
+    line: int | None = None
+    column: int | None = None
+    fix: EslintFixData | None = None
+
+
+class EslintResult(msgspec.Struct, frozen=True, rename="camel"):
+    """One file's result in ``eslint -f json``; the counts and other fields are ignored."""
+
+    messages: list[EslintMessage]
+    file_path: str = ""
+
+
 @dataclass
 class EslintReport:
     findings: list[Finding] = field(default_factory=list)
+    messages: list[EslintMessage] = field(default_factory=list)  # each finding's message
     files: int = 0  # per-file results in the JSON (files ESLint linted)
     errors: int = 0
     warnings: int = 0
     fixable: int = 0  # findings ``eslint --fix`` fixes (they carry a ``fix``)
 
 
-def _json_array(text: str) -> object:
-    """The JSON array in ``text``; tolerates lines printed before it (a config's console.log)."""
+def _json_array(text: str) -> list[EslintResult]:
+    """The results array in ``text``; tolerates lines printed before it (a config's console.log).
+
+    A candidate that is not JSON is passed over; JSON of the wrong shape is an error at once
+    (``msgspec.ValidationError`` names the path, e.g. ``$[0].messages[2].line``)."""
     stripped = text.strip()
-    try:
-        return json.loads(stripped)
-    except ValueError:
-        pass
-    for line in stripped.splitlines():
-        if line.startswith("["):
-            try:
-                return json.loads(line)
-            except ValueError:
-                continue
     start = stripped.find("[")
-    if start < 0:
+    candidates = [stripped, *(line for line in stripped.splitlines() if line.startswith("["))]
+    if start >= 0:
+        candidates.append(stripped[start:])
+    error: msgspec.DecodeError | None = None
+    for candidate in candidates:
+        try:
+            return msgspec.json.decode(candidate, type=list[EslintResult])
+        except msgspec.ValidationError:
+            raise
+        except msgspec.DecodeError as exc:
+            error = exc
+    if start < 0 or error is None:
         raise ValueError("no JSON array in ESLint's output")
-    return json.loads(stripped[start:])
+    raise error
 
 
-def is_ignored_notice(msg: dict[str, object]) -> bool:
+def is_ignored_notice(msg: EslintMessage) -> bool:
     """ESLint's "File ignored because ..." for an explicitly passed file its configuration
     ignores (ESLint < 8.51, or without ``--no-warn-ignored``): about the file, not in it."""
-    text = str(msg.get("message") or "")
-    return msg.get("ruleId") is None and not msg.get("fatal") and text.startswith(IGNORED_PREFIXES)
+    return msg.rule_id is None and not msg.fatal and msg.message.startswith(IGNORED_PREFIXES)
 
 
-def _ignored_only(messages: list[dict[str, object]]) -> bool:
+def _ignored_only(messages: list[EslintMessage]) -> bool:
     return len(messages) == 1 and is_ignored_notice(messages[0])
 
 
 def parse_eslint_json(text: str, target: Path) -> EslintReport:
-    """Findings from ``eslint -f json``; ``ValueError``/``TypeError`` when it is not that."""
+    """Findings from ``eslint -f json``; ``ValueError`` when it is not that."""
     records = _json_array(text)
-    if not isinstance(records, list):
-        raise TypeError("ESLint's JSON output is not an array")
     report = EslintReport()
     for rec in records:
-        if not isinstance(rec, dict) or not isinstance(rec.get("messages"), list):
-            raise TypeError("an ESLint result without a messages list")
-        if not _ignored_only(rec["messages"]):
+        if not _ignored_only(rec.messages):
             report.files += 1
-        file = relative_path(str(rec.get("filePath") or ""), target)
-        for msg in rec["messages"]:
-            text_ = str(msg.get("message") or "")
-            rule_id = msg.get("ruleId")
-            severity = int(msg.get("severity") or 0)
-            fatal = bool(msg.get("fatal"))
-            has_fix = isinstance(msg.get("fix"), dict)
+        file = relative_path(rec.file_path, target)
+        for msg in rec.messages:
+            text_ = msg.message
+            rule_id = msg.rule_id
+            severity = msg.severity
+            fatal = msg.fatal
+            has_fix = msg.fix is not None
             if is_ignored_notice(msg):
                 continue
             phase: Phase = "build" if fatal else "lint"
@@ -308,7 +336,7 @@ def parse_eslint_json(text: str, target: Path) -> EslintReport:
                 directive = text_.startswith(DIRECTIVE_PREFIXES)
                 rule, fix = ("unused-disable-directive" if directive else "eslint"), ""
             else:
-                rule, fix = str(rule_id), ("safe" if has_fix else "")
+                rule, fix = rule_id, ("safe" if has_fix else "")
             level = "error" if severity >= 2 or fatal else "warning"
             if level == "error":
                 report.errors += 1
@@ -316,12 +344,13 @@ def parse_eslint_json(text: str, target: Path) -> EslintReport:
                 report.warnings += 1
             if fix:
                 report.fixable += 1
+            report.messages.append(msg)
             report.findings.append(
                 Finding(
                     phase=phase,
                     file=file,
-                    line=int(msg.get("line") or 0),
-                    column=int(msg.get("column") or 0),
+                    line=msg.line or 0,
+                    column=msg.column or 0,
                     rule=rule,
                     message=text_,
                     severity=level,

@@ -35,13 +35,13 @@ and ``.dart_tool/`` (both in every Flutter project's ``.gitignore``); it has no 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlparse
+
+import msgspec
 
 from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
 from airfix.services.tools.dart_analyze import missing_sdk, require_resolved
@@ -54,6 +54,72 @@ _NO_TEST_FILES = re.compile(
     r'Test directory "[^"]*" (?:not found|does not appear to contain any test files)'
 )
 _LOADING = re.compile(r"^(?:loading|compiling) (?P<path>.+)$")
+
+
+class _Kind(msgspec.Struct, frozen=True):
+    """Just an event's ``type``, to pick the Struct for the rest (unknown kinds are skipped)."""
+
+    type: str | None = None
+
+
+class SuiteInfo(msgspec.Struct, frozen=True):
+    id: int = -1
+    path: str | None = None
+
+
+class SuiteEvent(msgspec.Struct, frozen=True):
+    suite: SuiteInfo
+
+
+class TestInfo(msgspec.Struct, frozen=True, rename={"suite_id": "suiteID"}):
+    """``testStart.test``; ``root_*`` point at the user's file when ``url`` is in flutter_test."""
+
+    id: int
+    name: str = ""
+    suite_id: int = -1
+    line: int | None = None
+    url: str | None = None
+    root_line: int | None = None
+    root_url: str | None = None
+
+
+class TestStartEvent(msgspec.Struct, frozen=True):
+    test: TestInfo
+
+
+class TestDoneEvent(msgspec.Struct, frozen=True, rename={"test_id": "testID"}):
+    test_id: int = -1
+    result: str = ""  # success | failure | error
+    skipped: bool = False
+    hidden: bool = False
+
+
+class ErrorEvent(msgspec.Struct, frozen=True, rename="camel"):
+    test_id: int = msgspec.field(default=-1, name="testID")
+    error: str = ""
+    stack_trace: str = ""
+    is_failure: bool = False
+
+
+class PrintEvent(msgspec.Struct, frozen=True, rename="camel"):
+    test_id: int = msgspec.field(default=-1, name="testID")
+    message: str = ""
+    message_type: str = "print"
+
+
+class DoneEvent(msgspec.Struct, frozen=True):
+    success: bool | None = None  # null: the runner closed before all tests completed
+
+
+DartEvent = SuiteEvent | TestStartEvent | TestDoneEvent | ErrorEvent | PrintEvent | DoneEvent
+_EVENT_TYPES: dict[str, type[DartEvent]] = {
+    "suite": SuiteEvent,
+    "testStart": TestStartEvent,
+    "testDone": TestDoneEvent,
+    "error": ErrorEvent,
+    "print": PrintEvent,
+    "done": DoneEvent,
+}
 
 
 @dataclass
@@ -109,59 +175,66 @@ def _message(head: str, test: _DartTest, prefix: str) -> str:
     return f"{head}: {body}" if body else head
 
 
-def _events(stdout: str, report: DartTestReport) -> Iterator[dict[str, Any]]:
-    """The reporter's JSON events, one per line; anything else is kept as other output."""
-    for raw in stdout.splitlines():
+def _events(stdout: str, report: DartTestReport) -> Iterator[DartEvent | None]:
+    """The reporter's JSON events, one per line (``None`` for a kind airfix does not use);
+    a line that is not JSON is kept as other output.  A wrongly shaped event is a
+    ``ValueError`` naming the line and the path (``$.test.id``)."""
+    for number, raw in enumerate(stdout.splitlines(), 1):
         line = raw.strip()
-        event = None
+        kind = None
         if line.startswith("{"):
             try:
-                event = json.loads(line)
-            except ValueError:
-                event = None
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
+                kind = msgspec.json.decode(line, type=_Kind).type
+            except msgspec.ValidationError as exc:
+                raise ValueError(f"stdout line {number}: {exc}") from exc
+            except msgspec.DecodeError:
+                kind = None
+        if kind is None:
             if line:
                 report.other_lines.append(raw)
             continue
         report.events += 1
+        struct = _EVENT_TYPES.get(kind)
+        try:
+            event = msgspec.json.decode(line, type=struct) if struct is not None else None
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"stdout line {number} ({kind}): {exc}") from exc
         yield event
 
 
 def _record(
-    event: dict[str, Any],
+    event: DartEvent | None,
     report: DartTestReport,
     suites: dict[int, str],
     tests: dict[int, _DartTest],
 ) -> None:
     """Fold one reporter event into the suites, tests and report seen so far."""
-    kind = event["type"]
-    test = tests.get(int(event.get("testID", -1)))
-    if kind == "suite":
-        suite = event.get("suite") or {}
-        suites[int(suite.get("id", -1))] = str(suite.get("path") or "")
-    elif kind == "testStart":
-        t = event.get("test") or {}
-        url = t.get("root_url") or t.get("url")
-        line_no = t.get("root_line") if t.get("root_url") else t.get("line")
-        tests[int(t["id"])] = _DartTest(
-            id=int(t["id"]), name=str(t.get("name") or ""), suite=int(t.get("suiteID", -1)),
-            url=str(url) if url else None, line=int(line_no or 0),
-        )  # fmt: skip
-    elif kind == "testDone" and test is not None:
-        test.result = str(event.get("result") or "")
-        test.skipped = bool(event.get("skipped"))
-        test.hidden = bool(event.get("hidden"))
-    elif kind == "error" and test is not None:
-        test.errors.append(
-            (str(event.get("error") or ""), str(event.get("stackTrace") or ""),
-             bool(event.get("isFailure")))
-        )  # fmt: skip
-    elif kind == "print" and test is not None and event.get("messageType", "print") == "print":
-        test.prints.append(str(event.get("message") or ""))
-    elif kind == "done":
+    if isinstance(event, SuiteEvent):
+        suites[event.suite.id] = event.suite.path or ""
+    elif isinstance(event, TestStartEvent):
+        t = event.test
+        url = t.root_url or t.url
+        line_no = t.root_line if t.root_url else t.line
+        tests[t.id] = _DartTest(
+            id=t.id, name=t.name, suite=t.suite_id, url=url or None, line=line_no or 0
+        )
+    elif isinstance(event, TestDoneEvent):
+        test = tests.get(event.test_id)
+        if test is not None:
+            test.result = event.result
+            test.skipped = event.skipped
+            test.hidden = event.hidden
+    elif isinstance(event, ErrorEvent):
+        test = tests.get(event.test_id)
+        if test is not None:
+            test.errors.append((event.error, event.stack_trace, event.is_failure))
+    elif isinstance(event, PrintEvent):
+        test = tests.get(event.test_id)
+        if test is not None and event.message_type == "print":
+            test.prints.append(event.message)
+    elif isinstance(event, DoneEvent):
         report.done = True
-        success = event.get("success")
-        report.success = success if isinstance(success, bool) else None
+        report.success = event.success
 
 
 def parse_test_json(stdout: str, target: Path) -> DartTestReport:
@@ -249,7 +322,12 @@ class FlutterTestAdapter(BaseToolAdapter):
             ctx, self.build_command(ctx.executable, ctx.target, ctx.files, ctx.workdir)
         )
         code = check_exit(proc, self.ok_exits, self.name, {64: "usage error", 65: "data error"})
-        report = parse_test_json(proc.stdout, ctx.target)
+        try:
+            report = parse_test_json(proc.stdout, ctx.target)
+        except ValueError as exc:
+            raise ToolFailure(
+                f"{self.name}: unparsable JSON reporter output ({exc})", proc
+            ) from exc
         no_tests = code == self.no_tests_exit or (
             code == 1 and not report.events and _NO_TEST_FILES.search(proc.stdout + proc.stderr)
         )

@@ -37,12 +37,12 @@ cached results are not a measurement of this tree.  Scoped runs pass only the pa
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from airfix.events.schema import Phase
 from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
@@ -149,6 +149,17 @@ def _tail_message(head: str, lines: Sequence[str]) -> str:
 # ---------------------------------------------------------------- parsing
 
 
+class GoTestEvent(msgspec.Struct, frozen=True, rename="pascal"):
+    """One test2json event (``go doc cmd/test2json``); ``Time``/``Elapsed`` are ignored."""
+
+    action: str
+    package: str = ""
+    test: str | None = None
+    output: str | None = None
+    import_path: str = ""  # build-output / build-fail (Go 1.24+)
+    failed_build: str = ""  # the import path whose build failed this package
+
+
 @dataclass
 class _Events:
     """The test2json events of one run, gathered by test, by package and by package build."""
@@ -160,32 +171,32 @@ class _Events:
     build_lines: dict[str, list[str]] = field(default_factory=dict)
     build_failed: list[str] = field(default_factory=list)
 
-    def add(self, event: dict[str, Any]) -> None:
-        action = event["Action"]
-        output = event.get("Output")
+    def add(self, event: GoTestEvent) -> None:
+        action = event.action
+        output = event.output
         if action in ("build-output", "build-fail"):
-            path = str(event.get("ImportPath") or "")
+            path = event.import_path
             if action == "build-output":
-                self.build_lines.setdefault(path, []).append(str(output or ""))
+                self.build_lines.setdefault(path, []).append(output or "")
             elif path not in self.build_failed:
                 self.build_failed.append(path)
             return
-        package = str(event.get("Package") or "")
-        name = event.get("Test")
+        package = event.package
+        name = event.test
         if name:
-            test = self.tests.setdefault((package, str(name)), _Test(package, str(name)))
+            test = self.tests.setdefault((package, name), _Test(package, name))
             if action == "output" and output is not None:
-                test.output.append(str(output))
+                test.output.append(output)
             elif action in _RESULTS:
                 test.result = action
             return
         self.pkg_output.setdefault(package, [])
         if action == "output" and output is not None:
-            self.pkg_output[package].append(str(output))
+            self.pkg_output[package].append(output)
         elif action in _RESULTS:
             self.pkg_result[package] = action
-            if event.get("FailedBuild"):
-                self.pkg_failed_build[package] = str(event["FailedBuild"])
+            if event.failed_build:
+                self.pkg_failed_build[package] = event.failed_build
 
     def failed_tests(self) -> list[_Test]:
         """Tests that failed or never reported a result (the binary died)."""
@@ -195,15 +206,17 @@ class _Events:
 _RESULTS = ("pass", "fail", "skip")
 
 
-def _event(line: str) -> dict[str, Any] | None:
-    """The test2json event on ``line``, ``None`` for anything else."""
+def _event(line: str) -> GoTestEvent | None:
+    """The test2json event on ``line``, ``None`` for a line that is not JSON; a JSON line that
+    is not an event raises ``msgspec.ValidationError`` (a ``ValueError`` naming the field)."""
     if not line.startswith("{"):
         return None
     try:
-        event = json.loads(line)
-    except ValueError:
+        return msgspec.json.decode(line, type=GoTestEvent)
+    except msgspec.ValidationError:
+        raise
+    except msgspec.DecodeError:
         return None
-    return event if isinstance(event, dict) and isinstance(event.get("Action"), str) else None
 
 
 @dataclass
@@ -257,13 +270,17 @@ def _package_finding(
 
 
 def parse_go_test_json(stdout: str, stderr: str, target: Path) -> GoTestReport:
-    """Counts and findings from ``go test -json`` output (stdout: events, stderr: text)."""
+    """Counts and findings from ``go test -json`` output (stdout: events, stderr: text);
+    ``ValueError`` on a JSON line that is not a test2json event, naming the line and field."""
     report = GoTestReport()
     events = _Events()
-    for raw in stdout.splitlines():
+    for number, raw in enumerate(stdout.splitlines(), 1):
         if not raw.strip():
             continue
-        event = _event(raw.strip())
+        try:
+            event = _event(raw.strip())
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"stdout line {number}: {exc}") from exc
         if event is None:
             report.other_lines.append(raw)
             continue
@@ -385,7 +402,10 @@ class GoTestAdapter(GoToolAdapter):
             ctx, self.build_command(ctx.executable, ctx.target, ctx.files, ctx.workdir)
         )
         code = check_exit(proc, (0, 1), "go test", {2: "usage error"})
-        report = parse_go_test_json(proc.stdout, proc.stderr, ctx.target)
+        try:
+            report = parse_go_test_json(proc.stdout, proc.stderr, ctx.target)
+        except ValueError as exc:
+            raise ToolFailure(f"go test: unparsable test2json output ({exc})", proc) from exc
         if report.setup_errors:  # the go command could not even load the packages
             raise ToolFailure("go test: setup failed: " + "; ".join(report.setup_errors[:5]), proc)
         if code == 1 and not report.anything_failed:

@@ -30,6 +30,9 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
 from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
@@ -47,6 +50,30 @@ from airfix.services.tools.results import ToolRun
 _POSN = re.compile(r"^(?P<file>.+?):(?P<line>\d+)(?::(?P<col>\d+))?$")
 
 
+class VetSuggestedFix(msgspec.Struct, frozen=True):
+    """One of a diagnostic's ``suggested_fixes`` (only counted: no fixer applies them)."""
+
+    message: str = ""
+
+
+class VetDiagnostic(msgspec.Struct, frozen=True):
+    """One finding of an analyzer: ``posn`` is ``/abs/file.go:line[:col]``."""
+
+    posn: str = ""
+    message: str = ""
+    suggested_fixes: list[VetSuggestedFix] = []
+
+
+class VetAnalyzerError(msgspec.Struct, frozen=True):
+    """What an analyzer that did not run prints instead of its list."""
+
+    error: str
+
+
+#: one analyzer's entry in a package's object: its findings, or why it did not run
+VetAnalysis = list[VetDiagnostic] | VetAnalyzerError
+
+
 @dataclass
 class VetReport:
     findings: list[Finding] = field(default_factory=list)
@@ -61,7 +88,8 @@ def iter_json_and_text(text: str) -> Iterator[object]:
     """JSON values (dicts) and text lines (str) of ``text`` in order.
 
     A line starting with ``{`` begins a JSON value (pretty-printed values span lines); if it does
-    not decode, the line is returned as text.
+    not decode, the line is returned as text.  ``json``'s ``raw_decode`` only finds where a value
+    ends in the mixed stream (msgspec has no incremental decoder); :func:`_add_vet_object` types it.
     """
     decoder = json.JSONDecoder()
     pos, end = 0, len(text)
@@ -85,7 +113,8 @@ def iter_json_and_text(text: str) -> Iterator[object]:
 
 
 def parse_go_vet(stdout: str, stderr: str, target: Path) -> VetReport:
-    """Findings from ``go vet -json`` output; ``TypeError``/``ValueError`` on a malformed object."""
+    """Findings from ``go vet -json`` output; ``ValueError`` on a malformed object, naming the
+    package, the analyzer and the path in it (``$[0].posn``)."""
     report = VetReport()
     seen_compile: set[tuple[str, int, int, str]] = set()
     for stream in (stdout, stderr):
@@ -103,30 +132,29 @@ def parse_go_vet(stdout: str, stderr: str, target: Path) -> VetReport:
                     report.findings.append(finding)
                     report.compile_errors += 1
                 continue
-            if not isinstance(item, dict):
-                raise TypeError(f"go vet printed a JSON {type(item).__name__}, not an object")
             report.packages += 1  # one object per vetted package, ``{}`` when it is clean
             _add_vet_object(report, item, target)
     return report
 
 
-def _add_vet_object(report: VetReport, obj: dict[str, object], target: Path) -> None:
-    for package, analyzers in obj.items():
-        if not isinstance(analyzers, dict):
-            raise TypeError(f"go vet: package {package!r} maps to {type(analyzers).__name__}")
-        for analyzer, diagnostics in analyzers.items():
-            if isinstance(diagnostics, dict):  # {"error": "..."}: the analyzer did not run
-                report.analyzer_errors.append(
-                    f"{package} {analyzer}: {diagnostics.get('error', diagnostics)}"
-                )
+def _add_vet_object(report: VetReport, obj: object, target: Path) -> None:
+    """One package's object; converted an analyzer at a time so that an error names both."""
+    try:
+        packages = msgspec.convert(obj, dict[str, dict[str, Any]])
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"a package's analyzers are not an object: {exc}") from exc
+    for package, analyzers in packages.items():
+        for analyzer, raw in analyzers.items():
+            try:
+                analysis = msgspec.convert(raw, VetAnalysis)
+            except msgspec.ValidationError as exc:
+                raise ValueError(f"{package} {analyzer}: {exc}") from exc
+            if isinstance(analysis, VetAnalyzerError):  # the analyzer did not run
+                report.analyzer_errors.append(f"{package} {analyzer}: {analysis.error}")
                 continue
-            if not isinstance(diagnostics, list):
-                raise TypeError(f"go vet: {package} {analyzer} is {type(diagnostics).__name__}")
-            for diag in diagnostics:
-                if not isinstance(diag, dict):
-                    raise TypeError(f"go vet: a {analyzer} diagnostic is not an object")
-                m = _POSN.match(str(diag.get("posn") or ""))
-                fixes = diag.get("suggested_fixes") or []
+            for diag in analysis:
+                m = _POSN.match(diag.posn)
+                fixes = diag.suggested_fixes
                 if fixes:
                     report.suggested_fixes += 1
                 report.findings.append(
@@ -135,8 +163,8 @@ def _add_vet_object(report: VetReport, obj: dict[str, object], target: Path) -> 
                         file=relative_path(m.group("file"), target) if m else "",
                         line=int(m.group("line")) if m else 0,
                         column=int(m.group("col") or 0) if m else 0,
-                        rule=str(analyzer),
-                        message=str(diag.get("message") or ""),
+                        rule=analyzer,
+                        message=diag.message,
                         fix="unsafe" if fixes else "",
                     )
                 )

@@ -4,10 +4,10 @@ keeps, and the parser of the JSON Lines the reporter writes (the format is descr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from airfix.services.tools.base import Finding, TestOutcome, relative_path
 from airfix.services.tools.js_report import (
@@ -128,57 +128,107 @@ def mocha_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return kept, operands
 
 
+class MochaStats(msgspec.Struct, frozen=True):
+    """mocha's ``runner.stats`` (or the reporter's own count); other counts are ignored."""
+
+    passes: int = 0
+    pending: int = 0
+    failures: int = 0
+
+
+class _MochaEvent(msgspec.Struct, frozen=True, tag_field="type"):
+    pass
+
+
+class MochaStart(_MochaEvent, frozen=True, tag="airfix:start"):
+    pass
+
+
+class MochaEnd(_MochaEvent, frozen=True, tag=END_MARKER):
+    stats: MochaStats | None = None
+
+
+class _MochaTestEvent(_MochaEvent, frozen=True):
+    """A test's outcome: ``id`` is unique in one mocha run, ``base`` the id before numbering."""
+
+    id: str
+    base: str = ""
+    file: str = ""
+    line: int = 0
+    error: str = ""
+    hook: bool = False
+
+
+class MochaPass(_MochaTestEvent, frozen=True, tag="pass"):
+    pass
+
+
+class MochaPending(_MochaTestEvent, frozen=True, tag="pending"):
+    pass
+
+
+class MochaFail(_MochaTestEvent, frozen=True, tag="fail"):
+    pass
+
+
+MochaEvent = MochaStart | MochaEnd | MochaPass | MochaPending | MochaFail
+_MOCHA_OUTCOMES: dict[type[_MochaTestEvent], TestOutcome] = {
+    MochaPass: "passed",
+    MochaPending: "skipped",
+    MochaFail: "failed",
+}
+
+
 def parse_mocha_events(text: str, target: Path, report: TestReport | None = None) -> TestReport:
     """Outcomes and findings from airfix's mocha reporter, added to ``report`` (one per run:
     a test script may run mocha several times); ``ValueError`` when it is incomplete (no end
-    marker: mocha stopped before or while running) or disagrees with mocha's stats."""
+    marker: mocha stopped before or while running), is malformed (msgspec names the line's
+    path, e.g. ``$.line``) or disagrees with mocha's stats."""
     report = report if report is not None else TestReport()
-    stats: dict[str, Any] | None = None
+    stats: MochaStats | None = None
     started = False
     fails = 0
     ids: dict[str, str] = {}  # the reporter's id of a test -> its id in the run
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        event = json.loads(line)
-        kind = event.get("type")
-        if kind == "airfix:start":
+        try:
+            event = msgspec.json.decode(line, type=MochaEvent)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"mocha events line {number}: {exc}") from exc
+        if isinstance(event, MochaStart):
             started = True
-        elif kind == END_MARKER:
-            stats = event.get("stats") or {}
-        elif kind in ("pass", "pending", "fail"):
-            hook = kind == "fail" and bool(event.get("hook"))
-            outcome: TestOutcome = "error" if hook else _MOCHA_OUTCOMES[kind]
-            reporter_id = str(event["id"])
+        elif isinstance(event, MochaEnd):
+            stats = event.stats or MochaStats()
+        else:
+            hook = isinstance(event, MochaFail) and event.hook
+            outcome: TestOutcome = "error" if hook else _MOCHA_OUTCOMES[type(event)]
+            reporter_id = event.id
             test_id = ids.get(reporter_id)
             if test_id is None:  # numbered again across the run's mocha commands
-                test_id = ids[reporter_id] = report.add(str(event.get("base") or reporter_id),
-                                                        outcome)  # fmt: skip
+                test_id = ids[reporter_id] = report.add(event.base or reporter_id, outcome)
             else:
                 report.record(test_id, outcome)
-            if kind == "fail":
+            if isinstance(event, MochaFail):
                 fails += 1
                 report.findings.append(_mocha_finding(event, hook, test_id, target))
     if not started:
         raise ValueError("mocha did not start airfix's reporter")
     if stats is None:
         raise ValueError("mocha's report has no end marker (it stopped before the end)")
-    if int(stats.get("failures") or 0) != fails:
-        raise ValueError(f"mocha counted {stats.get('failures')} failures, the report has {fails}")
-    if int(stats.get("passes") or 0) + int(stats.get("pending") or 0) + fails < len(ids):
+    if stats.failures != fails:
+        raise ValueError(f"mocha counted {stats.failures} failures, the report has {fails}")
+    if stats.passes + stats.pending + fails < len(ids):
         raise ValueError("the mocha report names more tests than mocha counted")
     return report
 
 
-_MOCHA_OUTCOMES: dict[str, TestOutcome] = {"pass": "passed", "pending": "skipped", "fail": "failed"}
-
-
-def _mocha_finding(event: dict[str, Any], hook: bool, test_id: str, target: Path) -> Finding:
+def _mocha_finding(event: MochaFail, hook: bool, test_id: str, target: Path) -> Finding:
     return failure_finding(
-        relative_path(str(event.get("file") or ""), target),
-        int(event.get("line") or 0),
+        relative_path(event.file, target),
+        event.line,
         "hook-failure" if hook else "failure",
         "hook" if hook else "test",
         test_id,
-        clean_text(str(event.get("error") or ""), target),
+        clean_text(event.error, target),
     )

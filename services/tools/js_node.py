@@ -3,11 +3,11 @@ JSON Lines it writes (the format is described in :mod:`airfix.services.tools.js_
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from airfix.services.tools.base import Finding, relative_path
 from airfix.services.tools.js_report import (
@@ -52,33 +52,79 @@ export default async function* airfixReporter(source) {
 """
 
 
+class _NodeEvent(msgspec.Struct, frozen=True, tag_field="type"):
+    pass
+
+
+class NodeEnd(_NodeEvent, frozen=True, tag=END_MARKER):
+    pass
+
+
+class NodeDiagnostic(_NodeEvent, frozen=True, tag="test:diagnostic"):
+    """Node's summary lines: ``tests 3``, ``pass 2``, ``duration_ms 12.5``, ..."""
+
+    message: str = ""
+
+
+class NodeError(msgspec.Struct, frozen=True, rename="camel"):
+    """A failed test's error as the reporter condenses it (``cause``: the assertion's stack)."""
+
+    failure_type: str = ""
+    message: str = ""
+    cause: str = ""
+
+
+class _NodeTestEvent(_NodeEvent, frozen=True):
+    name: str = ""
+    nesting: int = 0
+    file: str = ""
+    line: int = 0
+    kind: str = "test"  # or "suite"
+    skip: bool = False
+    todo: bool = False
+    error: NodeError | None = None
+
+
+class NodeTestPass(_NodeTestEvent, frozen=True, tag="test:pass"):
+    pass
+
+
+class NodeTestFail(_NodeTestEvent, frozen=True, tag="test:fail"):
+    pass
+
+
+NodeEvent = NodeEnd | NodeDiagnostic | NodeTestPass | NodeTestFail
+
+
 @dataclass
 class _Node:
-    event: dict[str, Any]
+    event: NodeTestPass | NodeTestFail
     children: list[_Node] = field(default_factory=list)
 
 
 def parse_node_events(text: str, target: Path) -> TestReport:
     """Counts, findings and outcomes from the JSON Lines of airfix's Node reporter.
 
-    ``ValueError`` when the report is incomplete (no totals, no end marker) or its tests do not
-    add up to Node's own total.
+    ``ValueError`` when the report is incomplete (no totals, no end marker), malformed (msgspec
+    names the line's path, e.g. ``$.nesting``) or its tests do not add up to Node's own total.
     """
-    events: list[dict[str, Any]] = []
+    events: list[NodeTestPass | NodeTestFail] = []
     totals: dict[str, int] = {}
     ended = False
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        event = json.loads(line)
-        kind = event.get("type")
-        if kind == END_MARKER:
+        try:
+            event = msgspec.json.decode(line, type=NodeEvent)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"Node test events line {number}: {exc}") from exc
+        if isinstance(event, NodeEnd):
             ended = True
-        elif kind == "test:diagnostic":
-            m = re.fullmatch(r"(\w+) (\d+(?:\.\d+)?)", str(event.get("message", "")).strip())
+        elif isinstance(event, NodeDiagnostic):
+            m = re.fullmatch(r"(\w+) (\d+(?:\.\d+)?)", event.message.strip())
             if m and m[1] in ("tests", "pass", "fail", "cancelled", "skipped", "todo"):
                 totals[m[1]] = int(float(m[2]))
-        elif kind in ("test:pass", "test:fail"):
+        else:
             events.append(event)
     if not ended:
         raise ValueError("the Node test report has no end marker (the run was cut short)")
@@ -88,10 +134,10 @@ def parse_node_events(text: str, target: Path) -> TestReport:
     # Events come children-first (post-order) per file: rebuild the tree to name each test.
     stacks: dict[str, list[_Node]] = {}
     for event in events:
-        stack = stacks.setdefault(str(event.get("file") or ""), [])
+        stack = stacks.setdefault(event.file, [])
         node = _Node(event)
-        nesting = int(event.get("nesting") or 0)
-        while stack and int(stack[-1].event.get("nesting") or 0) > nesting:
+        nesting = event.nesting
+        while stack and stack[-1].event.nesting > nesting:
             node.children.insert(0, stack.pop())
         stack.append(node)
     cancelled: list[Finding] = []
@@ -120,21 +166,21 @@ def _node_walk(
     counted: list[int],
 ) -> None:
     event = node.event
-    name = str(event.get("name") or "")
+    name = event.name
     here = [*path, name]
     test_id = " > ".join([file, *here])
     for child in node.children:
         _node_walk(child, here, file, abs_file, target, report, cancelled, counted)
-    suite = event.get("kind") == "suite"
-    failed = event.get("type") == "test:fail"
-    error: dict[str, Any] = event.get("error") or {}
-    failure_type = str(error.get("failureType") or "")
+    suite = event.kind == "suite"
+    failed = isinstance(event, NodeTestFail)
+    error = event.error or NodeError()
+    failure_type = error.failure_type
     load = failed and not path and name in (abs_file, file)
     if not suite:
         counted[0] += 1
         if load:
             report.add(file, "error")
-        elif event.get("skip") or event.get("todo"):
+        elif event.skip or event.todo:
             report.add(test_id, "skipped")
         elif not failed:
             report.add(test_id, "passed")
@@ -142,7 +188,7 @@ def _node_walk(
             report.add(test_id, "error" if failure_type == "cancelledByParent" else "failed")
     elif failed and failure_type != "subtestsFailed":
         report.add(test_id, "error")  # a hook or the describe body threw: Node counts no test
-    if not failed or failure_type == "subtestsFailed" or (event.get("todo") and not suite):
+    if not failed or failure_type == "subtestsFailed" or (event.todo and not suite):
         return
     if load:
         rule, key_rule, test_id = "load-error", "load", file
@@ -152,10 +198,10 @@ def _node_walk(
         rule, key_rule = "failure", "test"
     # The cause (the assertion error with its stack) repeats the message; a bare message is all
     # there is for Node's own failures ("test failed", hook failures).
-    text = clean_text(str(error.get("cause") or error.get("message") or ""), target)
+    text = clean_text(error.cause or error.message, target)
     finding = failure_finding(
         file,
-        0 if load else int(event.get("line") or 0),
+        0 if load else event.line,
         "cancelled" if failure_type == "cancelledByParent" else rule,
         key_rule,
         test_id,

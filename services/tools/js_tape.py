@@ -3,11 +3,11 @@ JSON Lines the hook writes (the format is described in :mod:`airfix.services.too
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from airfix.services.tools.base import relative_path
 from airfix.services.tools.eslint import error_summary
@@ -118,6 +118,52 @@ def tap_summary(stdout: str) -> dict[str, int] | None:
     return totals
 
 
+class _TapeEvent(msgspec.Struct, frozen=True, tag_field="type"):
+    pass
+
+
+class TapeHooked(_TapeEvent, frozen=True, tag="hooked"):
+    pass
+
+
+class TapeHookError(_TapeEvent, frozen=True, tag="hook-error"):
+    error: str = ""
+
+
+class TapeLoadError(_TapeEvent, frozen=True, tag="load-error"):
+    file: str = ""
+    error: str = ""
+
+
+class TapeStart(_TapeEvent, frozen=True, tag="start"):
+    id: str
+    file: str = ""
+    skip: bool = False
+    todo: bool = False
+
+
+class TapeAssert(_TapeEvent, frozen=True, tag="assert"):
+    """One assertion; ``expected``/``actual`` (``util.inspect`` text) only when it failed."""
+
+    id: str
+    ok: bool = False
+    todo: bool = False
+    name: str = ""
+    operator: str = ""
+    expected: str | None = None
+    actual: str | None = None
+    at: str = ""
+    line: int = 0
+    error: str = ""
+
+
+class TapeEnd(_TapeEvent, frozen=True, tag="end"):
+    id: str
+
+
+TapeEvent = TapeHooked | TapeHookError | TapeLoadError | TapeStart | TapeAssert | TapeEnd
+
+
 @dataclass
 class _TapeTest:
     test_id: str
@@ -125,7 +171,7 @@ class _TapeTest:
     skip: bool = False
     todo: bool = False
     asserts: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[TapeAssert] = field(default_factory=list)
     ended: bool = False
 
 
@@ -136,7 +182,7 @@ def parse_tape_events(
 
     ``crashed`` is the process's error text when it died without a summary.  ``ValueError``
     when the hook did not run, or the run is neither complete, nor a load error, nor a crash
-    inside a test.
+    inside a test, or a line of the hook's is malformed (msgspec names its path).
     """
     report = report if report is not None else TestReport()
     tests, loads = _read_hook_events(text)
@@ -144,41 +190,40 @@ def parse_tape_events(
     for test in tests.values():
         _record_test(report, test, target, crashed)
     for load in loads:
-        file = relative_path(str(load.get("file") or ""), target)
+        file = relative_path(load.file, target)
         report.add(file, "error")
         report.findings.append(
             failure_finding(file, 0, "load-error", "load", file,
-                            clean_text(str(load.get("error") or ""), target))
+                            clean_text(load.error, target))
         )  # fmt: skip
     return report
 
 
-def _read_hook_events(text: str) -> tuple[dict[str, _TapeTest], list[dict[str, Any]]]:
+def _read_hook_events(text: str) -> tuple[dict[str, _TapeTest], list[TapeLoadError]]:
     """The tests the hook followed (by id, in start order) and the files that failed to load."""
     hooked = False
     tests: dict[str, _TapeTest] = {}
-    loads: list[dict[str, Any]] = []
-    for line in text.splitlines():
+    loads: list[TapeLoadError] = []
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        event = json.loads(line)
-        kind = event.get("type")
-        test = tests.get(str(event.get("id")))
-        if kind == "hooked":
+        try:
+            event = msgspec.json.decode(line, type=TapeEvent)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"tape hook events line {number}: {exc}") from exc
+        if isinstance(event, TapeHooked):
             hooked = True
-        elif kind == "hook-error":
-            raise ValueError(f"airfix's tape hook failed: {event.get('error')}")
-        elif kind == "load-error":
+        elif isinstance(event, TapeHookError):
+            raise ValueError(f"airfix's tape hook failed: {event.error}")
+        elif isinstance(event, TapeLoadError):
             loads.append(event)
-        elif kind == "start":
-            tid = str(event["id"])
-            tests[tid] = _TapeTest(tid, str(event.get("file") or ""), bool(event.get("skip")),
-                                   bool(event.get("todo")))  # fmt: skip
-        elif kind == "assert" and test is not None:
+        elif isinstance(event, TapeStart):
+            tests[event.id] = _TapeTest(event.id, event.file, event.skip, event.todo)
+        elif isinstance(event, TapeAssert) and (test := tests.get(event.id)) is not None:
             test.asserts += 1
-            if not event.get("ok") and not event.get("todo"):
+            if not event.ok and not event.todo:
                 test.failures.append(event)
-        elif kind == "end" and test is not None:
+        elif isinstance(event, TapeEnd) and (test := tests.get(event.id)) is not None:
             test.ended = True
     if not hooked:
         raise ValueError("airfix's tape hook did not load (is tape installed in the project?)")
@@ -186,7 +231,7 @@ def _read_hook_events(text: str) -> tuple[dict[str, _TapeTest], list[dict[str, A
 
 
 def _check_complete(
-    tests: dict[str, _TapeTest], loads: list[dict[str, Any]], stdout: str, crashed: str
+    tests: dict[str, _TapeTest], loads: list[TapeLoadError], stdout: str, crashed: str
 ) -> None:
     """``ValueError`` unless the hook's assertions add up to TAP's summary, or the run stopped
     for a reason the report names (a file that did not load, a test that crashed)."""
@@ -211,7 +256,7 @@ def _record_test(report: TestReport, test: _TapeTest, target: Path, crashed: str
         report.add(test.test_id, "failed")
         first = test.failures[0]
         report.findings.append(
-            failure_finding(file, int(first.get("line") or 0), "failure", "test",
+            failure_finding(file, first.line, "failure", "test",
                             test.test_id, _tape_failure_text(test.failures, target))
         )  # fmt: skip
     elif not test.ended:
@@ -224,18 +269,18 @@ def _record_test(report: TestReport, test: _TapeTest, target: Path, crashed: str
         report.add(test.test_id, "passed")
 
 
-def _tape_failure_text(failures: list[dict[str, Any]], target: Path) -> str:
+def _tape_failure_text(failures: list[TapeAssert], target: Path) -> str:
     parts = []
     for f in failures[:5]:
-        text = f"not ok {f.get('name') or ''}".rstrip()
-        if f.get("operator"):
-            text += f"\n  operator: {f['operator']}"
-        if f.get("expected") is not None:
-            text += f"\n  expected: {f.get('expected')}\n  actual:   {f.get('actual')}"
-        if f.get("at"):
-            text += f"\n  at: {f['at']}"
-        elif f.get("error"):
-            text += "\n  " + str(f["error"]).splitlines()[0]
+        text = f"not ok {f.name}".rstrip()
+        if f.operator:
+            text += f"\n  operator: {f.operator}"
+        if f.expected is not None:
+            text += f"\n  expected: {f.expected}\n  actual:   {f.actual}"
+        if f.at:
+            text += f"\n  at: {f.at}"
+        elif f.error:
+            text += "\n  " + f.error.splitlines()[0]
         parts.append(text)
     if len(failures) > 5:
         parts.append(f"... and {len(failures) - 5} more failed assertions")

@@ -25,12 +25,13 @@ checked, else ``.``.
 from __future__ import annotations
 
 import configparser
-import json
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import msgspec
 
 from airfix.services.tools.adapter import BaseToolAdapter, RunContext, ToolFailure, check_exit
 from airfix.services.tools.fingerprints import Finding, relative_path, to_issues
@@ -43,6 +44,18 @@ _CONFIG_WARNING = re.compile(
 )
 
 
+class MypyRecord(msgspec.Struct, frozen=True):
+    """One line of ``mypy -O json`` (``column`` is 0-based); other fields are ignored."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+    hint: str | None = None
+    code: str | None = None
+    severity: str | None = None
+
+
 @dataclass
 class MypyReport:
     findings: list[Finding] = field(default_factory=list)
@@ -51,36 +64,41 @@ class MypyReport:
 
 
 def parse_mypy_json(text: str, target: Path) -> MypyReport:
-    """Errors from mypy's JSON Lines; notes are attached to the error before them."""
+    """Errors from mypy's JSON Lines; notes are attached to the error before them.
+
+    ``ValueError`` (``msgspec.ValidationError``) names the line and field of a malformed record."""
     report = MypyReport()
-    for raw in text.splitlines():
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line:
             continue
         if not line.startswith("{"):
             report.other_lines.append(line)
             continue
-        rec = json.loads(line)
-        message = str(rec.get("message") or "")
-        hint = rec.get("hint")
-        if rec.get("severity") == "note":
+        try:
+            rec = msgspec.json.decode(line, type=MypyRecord)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"line {number}: {exc}") from exc
+        message = rec.message
+        hint = rec.hint
+        if rec.severity == "note":
             if report.findings:
                 prev = report.findings[-1]
                 report.findings[-1] = replace(prev, message=f"{prev.message}\nnote: {message}")
             continue
-        code = str(rec.get("code") or "") or "mypy"
-        col = rec.get("column")
+        code = rec.code or "mypy"
+        col = rec.column
         if code == "syntax":
             report.blocking = True
         report.findings.append(
             Finding(
                 phase="build",
-                file=relative_path(str(rec.get("file") or ""), target),
-                line=int(rec.get("line") or 0),
-                column=col + 1 if isinstance(col, int) and col >= 0 else 0,
+                file=relative_path(rec.file or "", target),
+                line=rec.line or 0,
+                column=col + 1 if col is not None and col >= 0 else 0,
                 rule=code,
                 message=message + (f"\n{hint}" if hint else ""),
-                severity=str(rec.get("severity") or "error"),
+                severity=rec.severity or "error",
                 key_message=message,  # the hint may mention versions or install commands
             )
         )

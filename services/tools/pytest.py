@@ -40,7 +40,8 @@ from airfix.services.tools.results import TESTS_TOTAL, TestOutcome, TestTally, T
 
 GUARD_MODULE = "airfix_pytest_guard"
 GUARD_SOURCE = '''"""Loaded into the target's pytest by airfix: keeps plugin artefacts out of the work tree
-and records every test's outcome under its exact node id (JUnit XML loses the node id)."""
+and records every test's outcome under its exact node id (JUnit XML loses the node id); under
+coverage with AIRFIX_TEST_CONTEXTS=1 it names each test's coverage context after its node id."""
 import json
 import os
 
@@ -78,6 +79,27 @@ def pytest_runtest_logreport(report):
         _write(report.nodeid, "error")
     elif report.skipped:
         _write(report.nodeid, "skipped")
+
+
+def _coverage():
+    if os.environ.get("AIRFIX_TEST_CONTEXTS") != "1":
+        return None
+    try:
+        import coverage
+    except ImportError:
+        return None
+    return coverage.Coverage.current()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    # what each test executes, setup and teardown included, under its node id (test impact)
+    cov = _coverage()
+    if cov is not None:
+        cov.switch_context(item.nodeid)
+    yield
+    if cov is not None:
+        cov.switch_context("")
 
 
 def pytest_sessionfinish(session):

@@ -9,6 +9,7 @@ from typing import Literal
 
 import msgspec
 
+from airfix.events.core.impact import TestImpact
 from airfix.events.schema import IssueRecord, ToolResult
 from airfix.services.tools.fingerprints import Finding
 
@@ -41,6 +42,8 @@ class ToolRun(msgspec.Struct, frozen=True, kw_only=True):
     issues: list[IssueRecord] = []
     metrics: dict[str, float] = {}
     tests: dict[str, TestOutcome] = {}
+    #: test impact (a coverage run with per-test contexts): file -> the tests executing it
+    impact: TestImpact = TestImpact()
     stdout_tail: str = ""
     stderr_tail: str = ""
 

@@ -13,10 +13,8 @@ when the project's configuration excludes them, so a scoped and a full run would
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -29,20 +27,55 @@ SYNTAX_NAMES = {"invalid-syntax", "syntax-error"}
 IO_ERROR_NAMES = {"io-error"}
 
 
+class RuffLocation(msgspec.Struct, frozen=True):
+    """A 1-based position in ruff's JSON (``location``, ``end_location``)."""
+
+    row: int
+    column: int
+
+
+class RuffEdit(msgspec.Struct, frozen=True):
+    """One replacement of a fix: ``content`` replaces ``location``..``end_location``."""
+
+    location: RuffLocation
+    end_location: RuffLocation
+    content: str | None = None
+
+
+class RuffFixData(msgspec.Struct, frozen=True):
+    """A finding's ``fix``: how safe it is and its edits (all of them or none)."""
+
+    applicability: str | None = None
+    edits: list[RuffEdit] = []
+    message: str | None = None
+
+
+class RuffRecord(msgspec.Struct, frozen=True):
+    """One element of ``ruff check --output-format json``; other fields are ignored."""
+
+    filename: str
+    code: str | None = None
+    name: str | None = None
+    message: str | None = None
+    severity: str | None = None
+    location: RuffLocation | None = None
+    fix: RuffFixData | None = None
+
+
 @dataclass
 class RuffReport:
     findings: list[Finding] = field(default_factory=list)
     fixable: int = 0  # findings ``ruff check --fix`` fixes (applicability "safe")
     unsafe_fixable: int = 0  # need ``--unsafe-fixes``
     io_errors: list[str] = field(default_factory=list)
-    fixes: list[dict[str, Any] | None] = field(default_factory=list)  # each finding's ``fix``
+    fixes: list[RuffFixData | None] = field(default_factory=list)  # each finding's ``fix``
 
 
 class Diagnostic(msgspec.Struct, frozen=True, kw_only=True):
     """One finding as an issue, with ruff's own fix for it (``None``: ruff has none)."""
 
     issue: IssueRecord
-    fix: dict[str, Any] | None = None
+    fix: RuffFixData | None = None
 
 
 def diagnostics(report: RuffReport) -> list[Diagnostic]:
@@ -56,35 +89,33 @@ def diagnostics(report: RuffReport) -> list[Diagnostic]:
 
 
 def parse_ruff_json(text: str, target: Path) -> RuffReport:
-    """Findings from ruff's JSON array; ``ValueError``/``TypeError`` when it is not one."""
+    """Findings from ruff's JSON array; ``ValueError`` (a ``msgspec.ValidationError`` naming the
+    path, e.g. ``$[3].location.row``) when it is not one."""
     start = text.find("[")
     if start < 0:
         raise ValueError("no JSON array in ruff's output")
-    records = json.loads(text[start:])
-    if not isinstance(records, list):
-        raise TypeError("ruff's JSON output is not an array")
+    records = msgspec.json.decode(text[start:], type=list[RuffRecord])
     report = RuffReport()
     for rec in records:
-        name = rec.get("name") or ""
-        code = rec.get("code") or ""
-        file = relative_path(rec.get("filename") or "", target)
-        loc = rec.get("location") or {}
+        name = rec.name or ""
+        code = rec.code or ""
+        file = relative_path(rec.filename, target)
         if name in IO_ERROR_NAMES or code == "E902":
-            report.io_errors.append(f"{file}: {rec.get('message', '')}")
+            report.io_errors.append(f"{file}: {rec.message or ''}")
             continue
         syntax = name in SYNTAX_NAMES or code in SYNTAX_NAMES or code == "E999"
-        applicability = (rec.get("fix") or {}).get("applicability")
-        report.fixes.append(rec.get("fix") or None)
+        applicability = rec.fix.applicability if rec.fix is not None else None
+        report.fixes.append(rec.fix)
         report.findings.append(
             Finding(
                 fix=applicability if applicability in ("safe", "unsafe") else "",
                 phase="build" if syntax else "lint",
                 file=file,
-                line=int(loc.get("row") or 0),
-                column=int(loc.get("column") or 0),
+                line=rec.location.row if rec.location else 0,
+                column=rec.location.column if rec.location else 0,
                 rule="invalid-syntax" if syntax else (code or name),
-                message=str(rec.get("message") or ""),
-                severity=str(rec.get("severity") or "error"),
+                message=rec.message or "",
+                severity=rec.severity or "error",
             )
         )
         if applicability == "safe":

@@ -45,11 +45,12 @@ inert).
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from airfix.services.tools.adapter import RunContext, ToolFailure, check_exit
 from airfix.services.tools.eslint import NodeToolAdapter, strip_ansi
@@ -66,6 +67,22 @@ _LOCATED = re.compile(
 )
 _GLOBAL = re.compile(r"^(?P<sev>error|warning|message) TS(?P<code>\d+): (?P<msg>.*)$")
 EXIT_MEANINGS = {3: "invalid project, outputs skipped", 4: "project reference cycle"}
+
+
+class TscReference(msgspec.Struct, frozen=True):
+    """A project reference in ``tsc --showConfig`` (``{"path": ...}``)."""
+
+    path: str
+
+
+class TscShownConfig(msgspec.Struct, frozen=True):
+    """``tsc --showConfig``: the resolved configuration; only the selected inputs matter here.
+
+    It lists every selected input under ``files`` (TypeScript 6 and 7, verified) and leaves the
+    key out when there is none."""
+
+    files: list[str] = []
+    references: list[TscReference] = []
 
 
 @dataclass
@@ -212,15 +229,11 @@ class TscAdapter(NodeToolAdapter):
         if proc.exit_code != 0:
             raise ToolFailure("tsc: --showConfig failed after a clean run", proc)
         try:
-            config = json.loads(proc.stdout)
-        except ValueError as exc:
+            config = msgspec.json.decode(proc.stdout, type=TscShownConfig)
+        except msgspec.DecodeError as exc:  # names the path: $.files[0]
             raise ToolFailure(f"tsc: unparsable --showConfig output ({exc})", proc) from exc
-        if not isinstance(config, dict):
-            raise ToolFailure("tsc: --showConfig did not print a JSON object", proc)
-        # --showConfig lists every selected input under "files" (TypeScript 6 and 7, verified)
-        # and leaves the key out when there is none.
-        if not config.get("files"):
-            refs = config.get("references")
+        if not config.files:
+            refs = config.references
             why = (
                 'a solution-style tsconfig.json ("files": [] with references) checks nothing '
                 "without tsc --build, which airfix does not run"

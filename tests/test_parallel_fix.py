@@ -36,6 +36,7 @@ from airfix.events.schema import (
     FixApplied,
     FixFailed,
     FixPrepared,
+    FixRolledBack,
     FixStarted,
     IssueRecord,
     stamp,
@@ -156,6 +157,23 @@ def test_a_failing_prepared_fix_is_recorded_and_not_run_again(tmp_path: Path) ->
     # the prepared m3 went through as a replayed candidate and was committed
     assert m3 in {c.batch_id for c in of(run, Committed)}
     assert len(runs_of(run, m3)) == 1
+
+
+def test_a_prepared_fix_that_fails_verification_is_rolled_back_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    modules = {"a1": "", "b2": "agent: break", "m3": ""}
+    root = make_project(tmp_path / "proj", modules)
+    run = fix_run(root, tmp_path, parallel=3, sleep_s=SLEEP_S, batches=3)
+    b2 = batch_of(run, "b2")
+    (ahead,) = [p for p in of(run, FixPrepared) if p.batch_id == b2]
+    (applied,) = [a for a in of(run, FixApplied) if a.batch_id == b2]
+    assert applied.candidate != ahead.candidate  # replayed onto a1's commit, then judged
+    (back,) = [r for r in of(run, FixRolledBack) if r.batch_id == b2]
+    assert "F821" in back.reason or "undefined" in back.reason, back.reason
+    assert b2 not in {c.batch_id for c in of(run, Committed)}
+    assert len(runs_of(run, b2)) == 1
+    assert "undefined_name" not in git(root, "show", f"{run.branch}:par/b2.py")
 
 
 def test_a_batch_whose_attempt_someone_else_started_is_not_fixed_alongside(tmp_path: Path) -> None:

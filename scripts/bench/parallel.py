@@ -48,7 +48,8 @@ BENCH_SLEEP_S = 20.0
 
 #: The fake agent: ``AGENT LOG SLEEP FILES_FILE``.  A file's marker comment changes what it does:
 #: It removes every ``import`` line of its files.  ``# agent: fail`` makes it give up (exit 1); ``# agent: clash`` makes it also write its batch
-#: id into ``shared.txt`` (two such batches fixed from the same base conflict).  Every run is
+#: id into ``shared.txt`` (two such batches fixed from the same base conflict); ``# agent: break``
+#: makes its fix add an undefined name (a new issue, which the verifier rejects).  Every run is
 #: logged to LOG as a JSON line (batch, files, start and end on the monotonic clock, pid).
 AGENT = """\
 import json, os, re, sys, time
@@ -69,7 +70,10 @@ for name in files:
         continue
     if "# agent: clash" in text:
         Path("shared.txt").write_text(batch + "\\n")
-    path.write_text(re.sub(r"^import \\w+.*\\n", "", text, flags=re.M))
+    fixed = re.sub(r"^import \\w+.*\\n", "", text, flags=re.M)
+    if "# agent: break" in text:
+        fixed += "\\nBROKEN = undefined_name\\n"
+    path.write_text(fixed)
 entry = {"batch": batch, "files": files, "start": start, "end": time.monotonic(),
          "pid": os.getpid(), "target": os.getcwd()}
 with open(log, "a") as out:

@@ -150,6 +150,10 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     # by the static checks, the tests once on the tip of the iteration's stack of commits (bisected
     # when it fails); "auto" = stack for chains of deterministic fixers (autofix), else batch.
     verify: Literal["auto", "batch", "stack"] = "auto"
+    # Batches fixed at the same time (for slow fixers: an LLM agent takes minutes per batch), each
+    # in its own worktree at the run's tip, never two touching the same files; the verifier still
+    # takes them one at a time, each replayed onto the tip (a conflict fails that batch).
+    parallel: Annotated[int, msgspec.Meta(ge=1, le=32)] = 1
     # Verified by batch, a batch runs only the tests that executed the files it changed at the
     # iteration's start (pytest under coverage), plus those not passing then; the closing check
     # runs the whole suite and reverts a commit it finds breaking a test. false = every test.

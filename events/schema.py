@@ -207,6 +207,25 @@ class FixFailed(Event, frozen=True, kw_only=True):
     fatal: bool = False  # no retry can cure it (not logged in, missing binary): the run ends
 
 
+class FixPrepared(Event, frozen=True, kw_only=True):
+    """A pending batch fixed ahead of its turn, alongside the one in flight (``fixer.parallel``):
+    its candidate on ``base``, or why the fixer failed.  Informational: the state machine ignores
+    it; when the batch's turn comes its fix is replayed onto the tip instead of run again."""
+
+    batch_id: str = ""
+    attempt: int = 1  # the attempt of the batch it stands for (its next FixStarted's)
+    fixer: str = ""
+    base: str = ""  # the commit the fixer worked on (the run's tip when it ran)
+    candidate: str = ""  # the fixed tree as a commit on ``base``, on no branch; "" = it failed
+    files_changed: list[str] = []
+    reason: str = ""  # why the fixer failed ("" when it produced a candidate)
+    fatal: bool = False
+    duration_s: float = 0.0
+    cost_usd: float = 0.0
+    turns: int = 0
+    alongside: str = ""  # the batch in flight whose step fixed it
+
+
 class FixRolledBack(Event, frozen=True, kw_only=True):
     batch_id: str
     reason: str
@@ -317,6 +336,7 @@ AnyEvent = Union[  # noqa: UP007 - a runtime alias msgspec decodes from; kept ex
     BatchSkipped,
     StackLanded,
     StackDropped,
+    FixPrepared,
 ]
 EVENT_TYPES: dict[str, type[Event]] = {cls.__name__: cls for cls in AnyEvent.__args__}  # type: ignore[attr-defined]
 TERMINAL_EVENTS = (RunCompleted, RunFailed, RunCancelled)

@@ -9,6 +9,7 @@ from airfix.events.schema import (
     Event,
     FixApplied,
     FixFailed,
+    FixPrepared,
     FixRolledBack,
     FixStarted,
     HealthChecked,
@@ -99,6 +100,9 @@ def describe(ev: Event) -> str:  # noqa: C901 (a line per event type)
     if isinstance(ev, FixApplied):
         cost = f", ${ev.cost_usd:.2f}, {ev.turns} turns" if ev.cost_usd or ev.turns else ""
         return f"fix applied to {ev.batch_id}: {len(ev.files_changed)} file(s) changed in {ev.duration_s:.1f}s{cost}"
+    if isinstance(ev, FixPrepared):
+        done = f"candidate {ev.candidate[:10]}" if ev.candidate else f"failed: {ev.reason}"
+        return f"fixed {ev.batch_id} ahead, alongside {ev.alongside}: {done}"
     if isinstance(ev, FixFailed):
         return f"fix failed for {ev.batch_id}: {ev.reason}"
     if isinstance(ev, FixRolledBack):

@@ -62,12 +62,28 @@ EXPECTED = [
     "careful_sample_airfix_safe_removed",
     "careful_sample_careful_tests_broken",
     "careful_sample_airfix_tests_broken",
+    # section 9, parallel fixing with a slow fake fixer
+    "parallel_p1_s",
+    "parallel_p4_s",
+    "parallel_p4_vs_p1",
+    "parallel_p1_fixing_s",
+    "parallel_p1_verify_s",
+    "parallel_p4_fixing_s",
+    "parallel_p4_verify_s",
+    "parallel_fixing_p4_vs_p1",
+    "parallel_commits",
+    "parallel_commits_identical",
+    # section 10, test impact against every test for every batch, on the bundled sample
+    "impact_sample_full_s",
+    "impact_sample_impact_s",
+    "impact_sample_impact_waste",
+    "impact_sample_same_verdicts",
 ]
 
 
 #: Counts (and step times that may round to nothing) may be 0; every other figure must be > 0.
 def _may_be_zero(name: str, unit: str) -> bool:
-    return unit in ("issues", "tests") or name.startswith("pipeline_airfix_step_")
+    return unit in ("issues", "tests", "%") or name.startswith("pipeline_airfix_step_")
 
 
 @pytest.mark.slow
@@ -116,7 +132,8 @@ def test_bench_quick_reports_every_metric(tmp_path: Path) -> None:
         assert m["status"] in ("PASS", "MISS", "INFO"), (name, m)
         assert m["name"] == name and m["section"], (name, m)
     sections = {m["section"] for m in metrics.values()}
-    assert len(sections) == 10, sorted(sections)  # 1-5, 6a-6c, 7, 8
+    assert len(sections) == 12, sorted(sections)  # 1-5, 6a-6c, 7, 8, 9, 10
+    assert metrics["impact_sample_same_verdicts"]["value"] == 1  # test impact changed no verdict
     # the careful-person table: one row for the sample, the same figures as its metrics
     (row,) = data["tables"]["careful_person"]
     assert row["project"] == "sample"
@@ -152,3 +169,32 @@ def test_careful_person_checks_fixes_checks_again_and_commits(tmp_path: Path) ->
     assert git("status", "--porcelain", "--untracked-files=no") == ""
     assert list(run.steps_s) == ["checks_before", "ruff_fix", "checks_after", "commit"]
     assert sum(run.steps_s.values()) <= run.seconds
+
+
+@pytest.mark.slow
+def test_bench_parallel_section_reports_its_figures(tmp_path: Path) -> None:
+    """Section 9 alone (``--only parallel --quick``: the fake fixer sleeps half a second): both
+    runs committed every batch, with identical contents, and the figures are in the JSON."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [*COMMAND, "--only", "parallel", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    data = json.loads(out.read_text())
+    metrics = data["metrics"]
+    assert [n for n in EXPECTED if n.startswith("parallel_")] == [
+        n for n in metrics if n.startswith("parallel_")
+    ]
+    assert metrics["parallel_commits"]["value"] == 8
+    assert metrics["parallel_commits_identical"]["value"] == 1
+    (row,) = data["tables"]["parallel"]
+    assert row["ratio"] == pytest.approx(row["parallel_4_s"] / row["parallel_1_s"])
+    assert row["identical"] is True and row["fixer_sleep_s"] == 0.5
+    assert data["details"]["parallel"]["status"] == {"1": "succeeded", "4": "succeeded"}
+    assert data["details"]["parallel"]["fixer_runs"] == {"1": 8, "4": 8}  # none ran twice
+    assert "9. parallel fixing" in proc.stdout + proc.stderr

@@ -65,6 +65,7 @@ EXPECTED = {
     ("planning", "BatchSkipped"): "planning",
     ("planning", "StackDropped"): "planning",
     ("planning", "StackLanded"): "planning",
+    ("fixing", "FixPrepared"): "fixing",
     ("fixing", "FixApplied"): "verifying",
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",

@@ -25,6 +25,7 @@ from airfix.events.schema import (
     Event,
     FixApplied,
     FixFailed,
+    FixPrepared,
     FixRolledBack,
     FixStarted,
     HealthChecked,
@@ -154,6 +155,24 @@ class FailFix(Command, frozen=True, kw_only=True):
     fatal: bool = False
 
 
+class PrepareFix(Command, frozen=True, kw_only=True):
+    """A pending batch fixed alongside the one in flight (``fixer.parallel``)."""
+
+    event: ClassVar[type[Event]] = FixPrepared
+    batch_id: str
+    attempt: int = 1
+    fixer: str = ""
+    base: str = ""
+    candidate: str = ""
+    files_changed: list[str] = []
+    reason: str = ""
+    fatal: bool = False
+    duration_s: float = 0.0
+    cost_usd: float = 0.0
+    turns: int = 0
+    alongside: str = ""
+
+
 class RollBack(Command, frozen=True, kw_only=True):
     event: ClassVar[type[Event]] = FixRolledBack
     batch_id: str
@@ -219,6 +238,7 @@ AnyCommand = (
     | LandStack
     | StartFix
     | ApplyFix
+    | PrepareFix
     | FailFix
     | RollBack
     | Commit

@@ -31,6 +31,7 @@ from airfix.events.schema import (
     Event,
     FixApplied,
     FixFailed,
+    FixPrepared,
     FixRolledBack,
     FixStarted,
     HealthChecked,
@@ -216,6 +217,8 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:  # noqa: C901 (a branch
             "turns": s.turns + ev.turns,
             "candidate": ev.candidate,
         }
+    if isinstance(ev, FixPrepared):
+        return {}  # informational: its cost counts when the batch's turn records it
     if isinstance(ev, FixFailed):
         return {
             "cost_usd": s.cost_usd + ev.cost_usd,

@@ -18,6 +18,8 @@ planning    FixStarted            fixing      batch is pending, or failed/rolled
 planning    BatchSkipped          planning    batch is pending (its issues are already gone)
 planning    StackDropped          planning    batch is on the stack (staged: committed, tests pending)
 planning    StackLanded           planning    every batch it names is on the stack, in order
+fixing      FixPrepared           fixing      batch is pending (fixed ahead, alongside the one
+                                              in flight; informational: changes nothing else)
 fixing      FixApplied            verifying   batch is the one in flight
 fixing      FixFailed             planning    batch is the one in flight
 verifying   Committed             planning    batch is the one in flight; sha not empty
@@ -49,6 +51,7 @@ from airfix.events.schema import (
     Event,
     FixApplied,
     FixFailed,
+    FixPrepared,
     FixRolledBack,
     FixStarted,
     IssuesDiscovered,
@@ -78,6 +81,7 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("planning", "BatchSkipped"): "planning",
     ("planning", "StackDropped"): "planning",
     ("planning", "StackLanded"): "planning",
+    ("fixing", "FixPrepared"): "fixing",
     ("fixing", "FixApplied"): "verifying",
     ("fixing", "FixFailed"): "planning",
     ("verifying", "Committed"): "planning",
@@ -120,6 +124,8 @@ def illegal(s: RunState, ev: Event) -> str | None:  # noqa: C901 (a guard per ev
             f"batch {ev.batch_id!r} is neither pending nor retryable "
             f"(pending: {s.pending}, retryable: {s.retryable})"
         )
+    if isinstance(ev, FixPrepared) and ev.batch_id not in s.pending:
+        return f"batch {ev.batch_id!r} is not pending (pending: {s.pending}); only a pending batch is prepared"
     if isinstance(ev, FixRolledBack) and s.state == "planning":
         if ev.reverted not in s.commits or not ev.reset_to:
             return (

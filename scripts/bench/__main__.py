@@ -36,6 +36,7 @@ from scripts.bench.common import (
 )
 from scripts.bench.impact import bench_test_impact
 from scripts.bench.latency import bench_latency
+from scripts.bench.parallel import PARALLEL_NOTE, bench_parallel
 from scripts.bench.pipeline import PIPELINE_NOTES, bench_fix_pipeline
 from scripts.bench.projector import bench_projector
 from scripts.bench.replay import bench_replay
@@ -61,10 +62,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=200.0, help="appends/s in the latency test")
     ap.add_argument(
         "--only",
-        choices=("core", "ops", "pipeline", "careful", "impact"),
+        choices=("core", "ops", "pipeline", "careful", "parallel", "impact"),
         help="core: sections 1-5 and 7 (Redis event store); ops: section 7; pipeline: section 6 "
         "(fix pipeline, no Redis needed); careful: section 8 (careful person vs airfix); "
-        "impact: section 10 (test impact vs every test, batch verification); default all",
+        "parallel: section 9 (fixer.parallel 1 vs 4 with a slow fake fixer); impact: section 10 "
+        "(test impact vs every test, batch verification); default all",
     )
     ap.add_argument(
         "--corpus",
@@ -151,6 +153,14 @@ def impact_phase(res: Results, corpus: list[str]) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def parallel_phase(res: Results, quick: bool) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-parallel-"))
+    try:
+        bench_parallel(res, scratch, quick)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def run_phases(res: Results, phases: list[Phase]) -> None:
     res.details["phases"] = {}
     for name, run_phase in phases:
@@ -206,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = args.only in (None, "pipeline")
     careful = args.only in (None, "careful")
     impact = args.only in (None, "impact")
+    parallel = args.only in (None, "parallel")
 
     from airfix.services.runtime.logs import configure_logging
 
@@ -233,12 +244,16 @@ def main(argv: list[str] | None = None) -> int:
         later.append(("careful", lambda: careful_phase(res, args.corpus)))
     if impact:
         later.append(("impact", lambda: impact_phase(res, args.corpus)))
+    if parallel:
+        later.append(("parallel", lambda: parallel_phase(res, args.quick)))
     if core:
         with redis_for(args, prefix) as (url, private):
             run_phases(res, redis_phases(res, args, url, prefix, private) + later)
     else:
         run_phases(res, later)
     add_notes(res, load0, time.perf_counter() - started, core=core, pipeline=pipeline)
+    if parallel:
+        res.notes.append(PARALLEL_NOTE)
     print_table(res)
     if args.json:
         Path(args.json).write_text(json.dumps(res.as_json(), indent=2, default=str))

@@ -38,7 +38,7 @@ from airfix.events.schema import (
     Event,
 )
 from airfix.services import fixers as fixer_registry
-from airfix.services.pipeline import impact
+from airfix.services.pipeline import impact, parallel
 from airfix.services.pipeline.checks import act_check, act_close
 from airfix.services.pipeline.context import Pipeline, Step, open_issues_of, tip
 from airfix.services.pipeline.git import ZERO, GitError, Repo
@@ -178,8 +178,11 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
         if p.store.version(state.run_id) != state.version:
             return []  # the run moved on while we set up: this step is no longer ours to take
         attempt = state.attempts.get(batch.batch_id, 1)
-        marker = f"{p.store.keys.prefix}:fix_attempt:{state.run_id}:{batch.batch_id}:{attempt}"
-        if not p.store.client.set(marker, p.worker, nx=True, ex=7 * 86400):
+        ahead = parallel.prepared_fix(history, batch.batch_id, attempt)
+        if ahead is not None:  # fixed alongside an earlier batch: replayed, not run again
+            return parallel.replay(state, wt, ahead, failed)
+        marker = parallel.marker_key(p, state, batch.batch_id, attempt)
+        if not p.store.client.set(marker, p.worker, nx=True, ex=parallel.MARKER_TTL_S):
             # a worker started this very attempt and died before recording its outcome: the
             # fixer may have been paid for already, so the attempt fails instead of running again
             previous = p.store.client.get(marker)
@@ -196,14 +199,15 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
             config=p.config.fixer,
             environment=state.environment,
         )
-        outcome = fixer_registry.run_chain(chain, request)
+        with parallel.alongside(p, state, view, history, batch, chain) as side:
+            outcome = fixer_registry.run_chain(chain, request)
         changed = wt.changed_files()
         if not (outcome.ok and changed):
-            return failed(
+            return side.events + failed(
                 outcome.reason if not outcome.ok else "the fixer changed nothing", outcome
             )
         candidate = wt.commit_all(f"airfix candidate for {batch.batch_id}", run_hooks=False)
-    return decide(
+    return side.events + decide(
         state,
         ApplyFix(
             batch_id=batch.batch_id,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
 from rich.live import Live
 from rich.text import Text
 
@@ -133,7 +134,7 @@ class LiveLine:
                 try:
                     self._step()
                     self.tools.poll()
-                except (OSError, AirfixError) as exc:  # the main loop meets the same outage
+                except (OSError, redis.RedisError, AirfixError) as exc:  # the main loop sees it too
                     self._end_line()
                     self.console.print(f"[dim]live status paused: {exc}[/dim]")
                     continue

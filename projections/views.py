@@ -116,7 +116,8 @@ class TargetRuns(Projection):
         }
         targets = {}
         for key in self.client.scan_iter(match=f"{{{self.view_key()}}}:target:*", count=1000):
-            targets[_s(key).rsplit(":", 1)[1]] = [_s(m) for m in self.client.zrange(key, 0, -1)]
+            target = _s(key).split(":target:", 1)[1]
+            targets[target] = [_s(m) for m in self.client.zrange(key, 0, -1)]
         return {"records": records, "targets": targets}
 
     def clear(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import msgspec
@@ -18,6 +17,7 @@ from airfix.events.schema import (
     FixStarted,
     HealthChecked,
     IterationCompleted,
+    Landed,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -228,14 +228,9 @@ class PhaseSummaryFold(Fold[Accumulator]):
         return state, []
 
 
-def target_digest(target: str) -> str:
-    """The index key's suffix for a target path (paths hold characters keys should not)."""
-    return hashlib.sha256(target.encode()).hexdigest()[:20]
-
-
 class TargetRunsFold(Fold[Accumulator]):
     """``target_runs``: each run's record (``HGET {target_runs}:run <run_id>``) and, per target,
-    its runs by request time (``ZREVRANGE {target_runs}:target:<digest>``), so ``airfix runs
+    its runs by request time (``ZREVRANGE {target_runs}:target:<path>``), so ``airfix runs
     --target`` reads one target's history without replaying its runs.
 
     A record: started (epoch s), status, the first and the last full check's score, commits,
@@ -251,7 +246,7 @@ class TargetRunsFold(Fold[Accumulator]):
         return f"{{{self.view_key()}}}:run"
 
     def target_key(self, target: str) -> str:
-        return f"{{{self.view_key()}}}:target:{target_digest(target)}"
+        return f"{{{self.view_key()}}}:target:{target}"  # a key may hold any byte
 
     def state_at(self, run_id: str) -> HashField:
         return HashField(self.record_key, run_id)
@@ -284,7 +279,9 @@ class TargetRunsFold(Fold[Accumulator]):
         elif isinstance(event, BatchPlanned):
             rec["batches"] = {**rec["batches"], event.batch_id: len(event.issue_ids)}
         elif isinstance(event, (Committed, StackLanded)):
-            landed = [event] if isinstance(event, Committed) and not event.staged else []
+            landed: list[Committed | Landed] = (
+                [event] if isinstance(event, Committed) and not event.staged else []
+            )
             landed += event.commits if isinstance(event, StackLanded) else []
             if not landed:
                 return state, []

@@ -109,6 +109,7 @@ class LiveLine:
         self._live: Live | None = None
         self._thread = threading.Thread(target=self._loop, name="live-line", daemon=True)
         self._frame = 0
+        self._paused = False
 
     @property
     def progress(self) -> Callable[[], None]:
@@ -136,8 +137,11 @@ class LiveLine:
                     self.tools.poll()
                 except (OSError, redis.RedisError, AirfixError) as exc:  # the main loop sees it too
                     self._end_line()
-                    self.console.print(f"[dim]live status paused: {exc}[/dim]")
+                    if not self._paused:  # once per outage, not twice a second
+                        self.console.print(f"[dim]live status paused: {exc}[/dim]")
+                    self._paused = True
                     continue
+                self._paused = False
                 self._draw()
 
     def _step(self) -> None:
@@ -149,7 +153,10 @@ class LiveLine:
             self.state = evolve(self.state, ev)
             self.step_at = ev.recorded_at.timestamp()
         self._progress.fresh = []
-        self.tools.running.clear()  # the next step's tools announce themselves again
+        # a tool started before the step began belonged to an earlier step (its line may have
+        # been read before the event that ended that step)
+        running = self.tools.running
+        self.tools.running = {tool: at for tool, at in running.items() if at >= self.step_at}
 
     def _draw(self) -> None:
         label = step_label(self.state)

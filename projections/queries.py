@@ -30,3 +30,24 @@ def load_status(client: redis.Redis, keys: Keys, run_id: str) -> dict[str, Any] 
             halted[_s(key).split(":halted:", 1)[1]] = msgspec.json.decode(info)
     status["halted"] = halted
     return status
+
+
+def target_runs(
+    client: redis.Redis, keys: Keys, target: str, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The runs of one target (its path as the run recorded it), newest first, from the
+    ``target_runs`` view: started, status, scores before and after, commits, fixed, duration."""
+    from airfix.projections.core.views import TargetRunsFold
+
+    fold = TargetRunsFold(keys)
+    ids = cast("list[bytes | str]", client.zrevrange(fold.target_key(target), 0, limit - 1))
+    if not ids:
+        return []
+    raw = cast("list[bytes | None]", client.hmget(fold.record_key, ids))
+    out = []
+    for blob in raw:
+        if blob is not None:
+            rec: dict[str, Any] = msgspec.json.decode(blob)
+            rec.pop("batches", None)
+            out.append(rec)
+    return out

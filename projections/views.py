@@ -18,7 +18,12 @@ import redis
 
 from airfix.events.keys import Keys
 from airfix.projections.base import Projection, _s
-from airfix.projections.core.views import PhaseSummaryFold, RunHistoryFold, TaskQueueFold
+from airfix.projections.core.views import (
+    PhaseSummaryFold,
+    RunHistoryFold,
+    TargetRunsFold,
+    TaskQueueFold,
+)
 
 
 class TaskQueue(Projection):
@@ -93,3 +98,32 @@ class PhaseSummary(Projection):
     def clear(self) -> None:
         f = self.fold
         self.client.delete(self.view_key(), f.acc_key, f.pos_key, self.checkpoint_key)
+
+
+class TargetRuns(Projection):
+    """``target_runs``: every run's record, and per target its runs by request time."""
+
+    fold: TargetRunsFold
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        super().__init__(client, keys)
+        self.fold = TargetRunsFold(keys)
+
+    def dump(self) -> Any:
+        records = {
+            _s(k): msgspec.json.decode(v)
+            for k, v in self.client.hgetall(self.fold.record_key).items()
+        }
+        targets = {}
+        for key in self.client.scan_iter(match=f"{{{self.view_key()}}}:target:*", count=1000):
+            target = _s(key).split(":target:", 1)[1]
+            targets[target] = [_s(m) for m in self.client.zrange(key, 0, -1)]
+        return {"records": records, "targets": targets}
+
+    def clear(self) -> None:
+        doomed = [
+            self.fold.record_key,
+            self.checkpoint_key,
+            *self.client.scan_iter(match=f"{{{self.view_key()}}}:target:*", count=1000),
+        ]
+        self.client.delete(*doomed)

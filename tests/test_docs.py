@@ -11,7 +11,10 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +24,7 @@ from airfix.config import load_config
 from airfix.services import fixers
 from airfix.services.commands.cli import build_parser
 from airfix.services.fixers.command import PLACEHOLDERS, CommandFixer, expand_command
+from tests.conftest import REAL_URL, real_client
 from tests.test_fixers_llm import SMALL, make_repo, make_request, small_issues
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,3 +230,249 @@ def test_command_example_hands_its_agent_the_prompt_and_the_keys(
     assert Path(seen["cwd"]).resolve() == repo.resolve()
     assert {"OPENAI_API_KEY": True, "GITHUB_TOKEN": False} == seen["env"]
     assert "# edited" in (repo / "small" / "core.py").read_text()
+
+
+# ---------------------------------------------------------------- every shell command, executed
+
+#: documents whose commands are not run here, and why
+NOT_RUN_FILES = {
+    "deployment.md": "written in parallel",
+    "configuration-reference.md": "generated from the schema; it holds no commands",
+}
+#: commands that cannot run inside a test, by pattern, with the reason
+NOT_RUN = [
+    (r"^pip install", "installs the package: the test runs the checkout it is part of"),
+    (r"^(export )?AIRFLOW|^airflow ", "needs an Airflow scheduler and webserver"),
+    (r"^TOKEN=|^curl ", "Airflow's REST API: needs its webserver"),
+    (r"sync_dags_to_airflow", "copies the DAGs into an Airflow installation"),
+    (r"claude-code\.yaml", "needs the claude CLI, installed and logged in"),
+    (r"scripts/test\.sh", "runs this whole suite (15+ min, and it would run itself)"),
+    (r"^scripts/lock\.sh", "re-resolves the locked versions from the package index"),
+    (r"^python -m scripts\.bench", "minutes of benchmarks; tests/test_bench_smoke.py runs it"),
+    (r"^export AIRFIX_REDIS_URL", "a setting, given to every command of the Redis phase"),
+    (r"^airfix worker ", "serves until SIGTERM: the Redis phase starts one as its worker"),
+    (r"^airfix tail --follow", "follows every run until Ctrl-C"),
+]
+#: and on the embedded store only (the server phase parks an entry for them)
+NOT_RUN_EMBEDDED = r"^airfix dlq (show|retry|discard) "
+#: exit codes the documents give for these commands in the state the test leaves them in
+EXPECTED = [
+    (r"^airfix run ", {0, 3, 4, 11}, "a finished run's status (README: Exit codes)"),
+    (r"^airfix cancel ", {1}, "the run had already finished (airfix cancel --help)"),
+    (r"^airfix dlq retry ", {1}, "the parked entry cannot be decoded: it fails again (exit 1)"),
+]
+#: redis-cli commands the documents say may print nothing (a drained queue, no summary yet)
+MAY_BE_EMPTY = r"task_queue|summary:|dead_letters"
+_SUBSTITUTE = [  # placeholders of the documents, in this order
+    (r"~/src/\w+/\.venv/bin/python", "@python@"),
+    (r"~/src/\w+|/path/to/repo", "@target@"),
+    (r"--target DIR", "--target @target@"),
+    (r"--archive DIR", "--archive @archive@"),
+    (r"redis://(localhost|host):6379/0|(?<=--redis-url )URL", "@url@"),
+    (r"<run_id>|\bRUN_ID\b", "@run_id@"),
+    (r"\bBASE\b", "@base@"),
+    (r"\bVERSION\b", "5"),
+    (r"--reason TEXT", "--reason 'from the docs test'"),
+    (r"--group G\b", "--group projections"),
+    (r"\bID \[ID\.\.\.\]|\bID\b", "@dead_letter@"),
+    (r"(?<=\s)(\S+)\|(\S+)(?=\s)", r"\1"),  # RUN_ID|latest: the first of the alternatives
+    (r"\[|\]|\.\.\.", ""),  # a synopsis's optional parts, written out
+]
+
+
+def _without_comment(line: str) -> str:
+    """The line up to a ``#`` that starts a shell comment (not one inside quotes or a word)."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line.rstrip()
+
+
+def shell_commands(text: str) -> list[str]:
+    """The commands of the text's bash blocks: continuation lines joined, comments dropped."""
+    out = []
+    for block in _code_blocks(text, "bash"):
+        joined = re.sub(r" *\\\n\s*", " ", block)
+        out += [c for c in map(_without_comment, joined.splitlines()) if c.strip()]
+    return out
+
+
+def not_run_reason(command: str) -> str:
+    return next((why for pattern, why in NOT_RUN if re.search(pattern, command)), "")
+
+
+def test_commands_are_read_whole_and_the_reasons_name_what_is_not_run(tmp_path: Path) -> None:
+    text = "```bash\nairfix runs   # every run\nredis-cli GET '{a}:#b' \\\n  x\n```\n"
+    assert ["airfix runs", "redis-cli GET '{a}:#b' x"] == shell_commands(text)
+    assert "Airflow" in not_run_reason("airflow dags trigger autonomous_fixing")
+    assert "" == not_run_reason("airfix status RUN_ID --json")
+    values = {"run_id": "run-0", "target": str(tmp_path), "url": "", "prefix": "p"}
+    wrong = _execute(
+        [("x.md", "airfix status RUN_ID [--json]"), ("x.md", "airfix config | head -1")],
+        values,
+        _phase_env(tmp_path),
+        tmp_path,
+    )
+    assert 1 == len(wrong) and "ran: airfix status run-0 --json\n  exit 2" in wrong[0]
+
+
+def _docs_with_commands(*, runnable: bool = True) -> list[tuple[str, str]]:
+    """(document, command) of every document not in NOT_RUN_FILES; with ``runnable``, the parts
+    of a ``&&`` chain that cannot run here are dropped (``pip install . && airfix run ...``)."""
+    out = []
+    for doc in [README, *DOCS]:
+        if doc.name in NOT_RUN_FILES:
+            continue
+        for command in shell_commands(doc.read_text()):
+            parts = command.split(" && ")
+            kept = [p for p in parts if not not_run_reason(p)] if runnable else parts
+            if kept:
+                out.append((doc.name, " && ".join(kept)))
+    return out
+
+
+def test_every_command_not_run_is_one_the_documents_show() -> None:
+    """The list of what cannot run names real commands, so it cannot hide a stale entry."""
+    shown = [c for _, c in _docs_with_commands(runnable=False)]
+    unused = [p for p, _ in NOT_RUN if not any(re.search(p, c) for c in shown)]
+    assert [] == unused
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["airfix", *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def _execute(
+    commands: list[tuple[str, str]], values: dict[str, str], env: dict[str, str], cwd: Path
+) -> list[str]:
+    """Run each command (``bash -o pipefail``); the ones that exit otherwise than documented."""
+    wrong = []
+    for doc, command in commands:
+        line = command
+        for pattern, repl in _SUBSTITUTE:
+            line = re.sub(pattern, repl, line)
+        for key, value in values.items():
+            line = line.replace(f"@{key}@", value)
+        line = line.replace("redis-cli ", f"redis-cli -u {values['url']} ")
+        line = line.replace("autonomous_fix:", f"{values['prefix']}:")
+        where = values["target"] if line.startswith("git ") else str(cwd)
+        out = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", line],
+            cwd=where,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        ok = next(({*codes} for p, codes, _ in EXPECTED if re.search(p, line)), {0})
+        if line.startswith("redis-cli") and out.returncode == 0:  # it exits 0 on an error reply
+            if re.search(r"^(ERR|WRONGTYPE|NOAUTH|NOPERM)\b", out.stdout, re.M):
+                out.returncode, out.stderr = 1, out.stdout
+            elif not out.stdout.strip() and not re.search(MAY_BE_EMPTY, line):
+                out.returncode, out.stderr = 1, "printed nothing"
+        if out.returncode not in ok:
+            wrong.append(f"{doc}: {command}\n  ran: {line}\n  exit {out.returncode}, "
+                         f"documented {sorted(ok)}\n  {out.stderr.strip()[-600:]}")  # fmt: skip
+    return wrong
+
+
+def _phase_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
+    (tmp / "home").mkdir(parents=True)
+    env.update(HOME=str(tmp / "home"), TMPDIR=str(tmp), **extra)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return env
+
+
+def _first_run(env: dict[str, str], tmp: Path) -> dict[str, str]:
+    """The placeholders' values, from a real run of the bundled sample."""
+    out = _cli(env, "run", "--sample", "--max-iterations", "2", "--json")
+    assert out.returncode in (0, 3, 11), out.stderr[-3000:]
+    report = json.loads(out.stdout)
+    (tmp / "archive").mkdir()
+    return {
+        "run_id": report["run_id"],
+        "target": report["target"],
+        "base": report["base_sha"],
+        "python": sys.executable,
+        "archive": str(tmp / "archive"),
+    }
+
+
+@pytest.mark.slow
+def test_every_shell_command_of_the_docs_runs_on_the_embedded_store(tmp_path: Path) -> None:
+    """The airfix and git commands of every document, against a fresh copy of the sample."""
+    env = _phase_env(tmp_path)
+    values = {**_first_run(env, tmp_path), "url": "", "prefix": "autonomous_fix"}
+    commands = [
+        (doc, c)
+        for doc, c in _docs_with_commands()
+        if not not_run_reason(c) and not c.startswith("redis-cli") and not re.search(
+            rf"redis://|--redis-url|{NOT_RUN_EMBEDDED}", c)
+    ]  # fmt: skip
+    assert len(commands) > 30, commands
+    assert [] == _execute(commands, values, env, tmp_path)
+
+
+def _park_an_entry(env: dict[str, str], run_id: str, prefix: str) -> str:
+    """An entry no airfix can decode, in the run's partition log: the worker's groups park it.
+    Returns the id of the projections group's dead letter (for ``dlq show/retry/discard ID``)."""
+    from airfix.events.keys import Keys
+
+    log = Keys(prefix=prefix).log_of(run_id)
+    fields = {"type": "FromTheFuture", "v": "1", "id": "x", "run": "docs-junk", "data": b"{}"}
+    real_client().xadd(log, fields)  # type: ignore[arg-type]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        out = _cli(env, "dlq", "list", "--group", "projections", "--json")
+        parked = json.loads(out.stdout) if out.returncode == 0 else []
+        if parked:
+            return str(parked[0]["id"])
+        time.sleep(0.5)
+    raise AssertionError(f"the worker parked nothing: {out.stdout} {out.stderr[-2000:]}")
+
+
+@pytest.mark.slow
+def test_every_airfix_and_redis_cli_command_of_the_docs_runs_on_a_server(tmp_path: Path) -> None:
+    """The airfix and redis-cli commands against the real server, with a worker started here."""
+    prefix = f"airfix_docs_{uuid.uuid4().hex[:10]}"
+    env = _phase_env(
+        tmp_path,
+        AIRFIX_REDIS_URL=REAL_URL,
+        AIRFIX__STORE__PREFIX=prefix,
+        AIRFIX__CONSUMERS__BLOCK_MS="200",
+    )
+    worker = subprocess.Popen(
+        ["airfix", "worker", "--roles", "all"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while _cli(env, "doctor").returncode != 0 and time.monotonic() < deadline:
+            time.sleep(0.5)  # until the worker has joined every group
+        values = {**_first_run(env, tmp_path), "url": REAL_URL, "prefix": prefix}
+        values["dead_letter"] = _park_an_entry(env, values["run_id"], prefix)
+        commands = [
+            (doc, c)
+            for doc, c in _docs_with_commands()
+            if not not_run_reason(c) and not c.startswith("git ")
+        ]
+        assert any(c.startswith("redis-cli") for _, c in commands)
+        assert [] == _execute(commands, values, env, tmp_path)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        client = real_client()
+        for pattern in (f"{prefix}:*", f"{{{prefix}:*"):
+            for key in client.scan_iter(match=pattern, count=1000):
+                client.delete(key)

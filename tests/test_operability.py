@@ -207,6 +207,14 @@ def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(
             assert [] == lines == client.zrange(keys.task_queue, 0, -1)  # done: nothing queued
         elif "run_history" in command:
             assert run_id == json.loads(lines[0])["run_id"]
+        elif "target_runs" in command:
+            record = json.loads(out)
+            assert (run_id, status["status"], status["target"]) == (
+                record["run_id"],
+                record["status"],
+                record["target"],
+            )
+            assert len(status["commits"]) == record["commits"] > 0
         elif "summary:lint" in command:
             assert json.loads(out)  # the lint phase's last summary: the sample's ruff fixes
         elif "XINFO GROUPS" in command:
@@ -224,7 +232,7 @@ def test_every_readme_redis_cli_command_answers_its_question_after_a_real_run(
         else:
             raise AssertionError(f"cookbook line without a check here: {command} ({question})")
         checked.append(command)
-    assert len(checked) == 12
+    assert len(checked) == 13
 
 
 def test_replay_after_the_run_equals_its_status(server_run: Followed) -> None:

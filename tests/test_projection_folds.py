@@ -40,7 +40,12 @@ from airfix.projections.core.ops import (
     ZRemRangeByRank,
 )
 from airfix.projections.core.status import RunStatusFold
-from airfix.projections.core.views import PhaseSummaryFold, RunHistoryFold, TaskQueueFold
+from airfix.projections.core.views import (
+    PhaseSummaryFold,
+    RunHistoryFold,
+    TargetRunsFold,
+    TaskQueueFold,
+)
 from tests.scenario import run_events
 from tests.test_projection_keys import LOG
 
@@ -117,6 +122,7 @@ def folds() -> list[Fold[Any]]:
         TaskQueueFold(KEYS),
         RunHistoryFold(KEYS, length=2),
         *(PhaseSummaryFold(KEYS, p) for p in ("build", "test", "lint")),
+        TargetRunsFold(KEYS),
     ]
 
 

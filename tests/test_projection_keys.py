@@ -21,7 +21,7 @@ from airfix.events.keys import Keys
 from airfix.events.storage.store import LogEntry
 from airfix.projections.base import ProjectionHandler, ProjectorHandler
 from airfix.projections.status import RunStatus
-from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
+from airfix.projections.views import PhaseSummary, RunHistory, TargetRuns, TaskQueue
 
 FIXTURES = Path(__file__).parent / "fixtures" / "projections"
 LOG = FIXTURES / "sample_run.jsonl"
@@ -49,6 +49,7 @@ def bound_views(client: redis.Redis, keys: Keys) -> list[Any]:
         TaskQueue(client, keys),
         RunHistory(client, keys, 3),
         *(PhaseSummary(client, keys, p) for p in ("build", "test", "lint")),
+        TargetRuns(client, keys),
     ]
 
 

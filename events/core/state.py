@@ -80,7 +80,8 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     finished_at: float = 0.0
     updated_at: float = 0.0
     # iterations
-    iteration: int = 0  # current, 1-based; after an IterationCompleted it names the next one
+    iteration: int = 0  # current, 1-based; after an IterationCompleted it names the next one,
+    # and once the run has ended, the last one that ran (see last_iteration)
     iterations_completed: int = 0  # IterationCompleted; what a finished run should show
     iterations_without_progress: int = 0
     # health
@@ -129,6 +130,16 @@ class RunState(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def terminal(self) -> bool:
         return self.state == TERMINAL_STATE
+
+
+def last_iteration(s: RunState) -> int:
+    """The iteration the run's latest events belong to.  After an ``IterationCompleted`` the
+    ``iteration`` names the next one (the steps need it), which a run that ends then never
+    starts; a finished run's status, show, replay and tail must not call it max + 1."""
+    started = s.checks_this_iteration or s.planned
+    if s.iterations_completed and s.iteration > s.iterations_completed and not started:
+        return s.iterations_completed
+    return s.iteration
 
 
 def initial_state(run_id: str) -> RunState:
@@ -303,6 +314,7 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:  # noqa: C901 (a branch
         }
     if isinstance(ev, RunCompleted):
         return {
+            "iteration": last_iteration(s),
             "status": ev.status,
             "reason": ev.reason,
             "issues_open": ev.issues_after,
@@ -310,9 +322,19 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:  # noqa: C901 (a branch
             "remaining": ev.remaining,
         }
     if isinstance(ev, RunFailed):
-        return {"status": ev.status, "reason": ev.reason, "finished_at": at}
+        return {
+            "iteration": last_iteration(s),
+            "status": ev.status,
+            "reason": ev.reason,
+            "finished_at": at,
+        }
     if isinstance(ev, RunCancelled):
-        return {"status": "cancelled", "reason": ev.reason, "finished_at": at}
+        return {
+            "iteration": last_iteration(s),
+            "status": "cancelled",
+            "reason": ev.reason,
+            "finished_at": at,
+        }
     raise AssertionError(f"unhandled event type {type(ev).__name__}")  # pragma: no cover
 
 

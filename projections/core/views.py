@@ -1,4 +1,4 @@
-"""The folds of the operator-facing read models: task queue, run history, phase summaries."""
+"""The folds of the operator-facing read models: task queue, run history, phase summaries, and\nthe runs of each target."""
 
 from __future__ import annotations
 
@@ -15,10 +15,14 @@ from airfix.events.schema import (
     FixFailed,
     FixRolledBack,
     FixStarted,
+    HealthChecked,
     IterationCompleted,
+    Landed,
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunRequested,
+    StackLanded,
 )
 from airfix.projections.core.fold import Fold
 from airfix.projections.core.ops import (
@@ -222,3 +226,73 @@ class PhaseSummaryFold(Fold[Accumulator]):
         if isinstance(event, TERMINAL) and state is not None:
             return None, [HDel(self.acc_key, run)]
         return state, []
+
+
+class TargetRunsFold(Fold[Accumulator]):
+    """``target_runs``: each run's record (``HGET {target_runs}:run <run_id>``) and, per target,
+    its runs by request time (``ZREVRANGE {target_runs}:target:<path>``), so ``airfix runs
+    --target`` reads one target's history without replaying its runs.
+
+    A record: started (epoch s), status, the first and the last full check's score, commits,
+    the issues of the committed batches (fixed), issues before and after, and the duration."""
+
+    name = "target_runs"
+
+    def view_key(self) -> str:
+        return f"{self.keys.prefix}:target_runs"
+
+    @property
+    def record_key(self) -> str:
+        return f"{{{self.view_key()}}}:run"
+
+    def target_key(self, target: str) -> str:
+        return f"{{{self.view_key()}}}:target:{target}"  # a key may hold any byte
+
+    def state_at(self, run_id: str) -> HashField:
+        return HashField(self.record_key, run_id)
+
+    def decode(self, run_id: str, raw: Any) -> Accumulator:
+        return msgspec.json.decode(raw) if raw else None
+
+    def apply(
+        self, state: Accumulator, event: Event, entry_id: str
+    ) -> tuple[Accumulator, list[Op]]:
+        at = event.recorded_at.timestamp()
+        if isinstance(event, RunRequested):
+            rec: dict[str, Any] = {
+                "run_id": event.run_id, "target": event.target, "started": at, "status": "",
+                "state": "running", "score_before": None, "score_after": None, "commits": 0,
+                "fixed": 0, "issues_before": None, "issues_after": None, "duration_s": 0.0,
+                "batches": {},
+            }  # fmt: skip
+            return rec, [
+                HSet(self.record_key, event.run_id, dumps(rec)),
+                ZAdd(self.target_key(event.target), at, event.run_id),
+            ]
+        if state is None:
+            return state, []  # a run requested before this view existed: nothing to index by
+        rec = dict(state)
+        if isinstance(event, HealthChecked) and event.scope == "full":
+            if rec["score_before"] is None:
+                rec["score_before"] = event.score
+            rec["score_after"] = event.score
+        elif isinstance(event, BatchPlanned):
+            rec["batches"] = {**rec["batches"], event.batch_id: len(event.issue_ids)}
+        elif isinstance(event, (Committed, StackLanded)):
+            landed: list[Committed | Landed] = (
+                [event] if isinstance(event, Committed) and not event.staged else []
+            )
+            landed += event.commits if isinstance(event, StackLanded) else []
+            if not landed:
+                return state, []
+            rec["commits"] += len(landed)
+            rec["fixed"] += sum(rec["batches"].get(c.batch_id, 0) for c in landed)
+        elif isinstance(event, TERMINAL):
+            rec["state"] = "completed"
+            rec["status"] = getattr(event, "status", "cancelled")
+            rec["duration_s"] = round(at - rec["started"], 3)
+            if isinstance(event, RunCompleted):
+                rec["issues_before"], rec["issues_after"] = event.issues_before, event.issues_after
+        else:
+            return state, []
+        return rec, [HSet(self.record_key, event.run_id, dumps(rec))]

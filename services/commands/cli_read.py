@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as _dt
 import json
 import sys
+from pathlib import Path
+from typing import Any
 
 from airfix.events.errors import AirfixError
 from airfix.services.commands import doctor, show
@@ -99,11 +102,18 @@ def _add_runs(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         "runs",
         parents=[common],
         summary="list runs, newest first",
-        description="The runs of this store, newest request first: id, phase, status, target.",
-        examples=["airfix runs --limit 5", "airfix runs --json | head -1"],
+        description="The runs of this store, newest request first: id, phase, status, target.  "
+        "With --target, one repository's runs over time: started, status, health score before "
+        "-> after, commits, issues fixed, duration (from the target_runs view).",
+        examples=[
+            "airfix runs --limit 5",
+            "airfix runs --json | head -1",
+            "airfix runs --target ~/src/project",
+        ],
     )
-    add_json(runs, "the runs' statuses (one array)")
+    add_json(runs, "the runs' statuses (one array); with --target, the runs' records")
     runs.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs")
+    runs.add_argument("--target", metavar="PATH", help="only the runs of this repository")
     runs.set_defaults(func=cmd_runs)
 
 
@@ -185,7 +195,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     halted = "; HALTED in " + ", ".join(status["halted"]) if status["halted"] else ""
     print(
         f"{run_id}: {status['state']} {status['status'] or ''} iteration "
-        f"{status['iterations_completed']} score {status['score']:.2f} issues "
+        f"{status['iteration']} score {status['score']:.2f} issues "
         f"{status['issues_initial']} -> {status['issues_open']} "
         f"commits {len(status['commits'])}{halted}"
     )
@@ -199,6 +209,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from airfix.services.runtime.app import build_app
 
     app = build_app(load(args), journal=True)
+    if args.target:
+        return _target_runs(app, args.target, args.limit, args.json)
     ids = newest_runs(app.client, app.keys, args.limit)
     rows = [load_status(app.client, app.keys, r) for r in ids]
     if args.json:
@@ -208,6 +220,48 @@ def cmd_runs(args: argparse.Namespace) -> int:
         if r:
             print(f"{r['run_id']}  {r['state']:<10} {r['status'] or '-':<16} {r['target']}")
     return 0
+
+
+def _target_path(path: str) -> str:
+    """The target as runs record it: the repository's top level (or the path itself, resolved,
+    when it is no repository any more: a removed checkout keeps its history)."""
+    from airfix.services.pipeline.git import GitError, Repo
+
+    try:
+        return str(Repo.open(path).path)
+    except GitError:
+        return str(Path(path).expanduser().resolve())
+
+
+def _target_runs(app: Any, path: str, limit: int, as_json: bool) -> int:
+    from airfix.projections.queries import target_runs
+
+    target = _target_path(path)
+    rows = target_runs(app.client, app.keys, target, limit)
+    if as_json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print(f"no runs of {target}", file=sys.stderr)
+        return 0
+    print(f"runs of {target}, newest first")
+    print(
+        f"{'started':<19}  {'run':<30}  {'status':<17} {'score':<13} {'commits':>7} "
+        f"{'fixed':>5} {'duration':>9}"
+    )
+    for r in rows:
+        started = _dt.datetime.fromtimestamp(r["started"]).strftime("%Y-%m-%d %H:%M:%S")
+        score = f"{_score(r['score_before'])} -> {_score(r['score_after'])}"
+        status = r["status"] or r["state"]
+        print(
+            f"{started:<19}  {r['run_id']:<30}  {status:<17} {score:<13} {r['commits']:>7} "
+            f"{r['fixed']:>5} {r['duration_s']:>8.1f}s"
+        )
+    return 0
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from airfix.config import Config
 from airfix.events.errors import AirfixError
 from airfix.projections.report import RunReport
 from airfix.projections.status import load_status
+from airfix.services.commands.live import LiveLine
 from airfix.services.commands.options import EXIT_CODES
 from airfix.services.pipeline.requests import (
     cancel_run,
@@ -151,14 +152,22 @@ class Progress:
 
         self.app, self.run_id, self.seen = app, run_id, 0
         self.console = Console(file=stream or sys.stderr, highlight=False)
+        self.collect = False  # keep the events shown in ``fresh`` (for a live line)
+        self.fresh: list[Any] = []
+        self.before_print: Any = None  # called before new lines print (a live line ends)
 
     def __call__(self) -> None:
         from rich.markup import escape
 
         from airfix.projections.describe import describe
 
-        for ev in self.app.store.read_run(self.run_id, self.seen + 1):
+        events = list(self.app.store.read_run(self.run_id, self.seen + 1))
+        if events and self.before_print is not None:
+            self.before_print()
+        for ev in events:
             self.seen = ev.version
+            if self.collect:
+                self.fresh.append(ev)
             stamp_ = ev.recorded_at.strftime("%H:%M:%S")
             self.console.print(
                 f"[dim]{stamp_}[/dim] {escape(describe(ev))}", markup=True, soft_wrap=True
@@ -283,12 +292,15 @@ def main_run(
         file=sys.stderr,
         flush=True,
     )
+    # on a terminal, a live line under the progress lines says what runs now (not with --json)
+    live = LiveLine(app, run_id, progress) if not json_out and sys.stderr.isatty() else None
+    step = live.progress if live is not None else progress
     try:
-        with _termination_as_interrupt():
+        with live or contextlib.nullcontext(), _termination_as_interrupt():
             if hosted:
-                run_inline(app, run_id, progress=progress)
+                run_inline(app, run_id, progress=step)
             else:
-                wait_for_workers(app, run_id, timeout_s=wait_timeout_s, progress=progress)
+                wait_for_workers(app, run_id, timeout_s=wait_timeout_s, progress=step)
     except KeyboardInterrupt:
         if not hosted and (detach or not _ask_cancel(run_id)):
             print(

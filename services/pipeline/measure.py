@@ -98,6 +98,7 @@ def _run(
     adapter: ToolAdapter, target: Path, timeout_s: float, files: Sequence[str] | None = None
 ) -> ToolRun:
     started = time.monotonic()
+    log.info("tool started", tool=adapter.name)  # what a terminal's live line shows as running
     run = adapter.run(target, files, timeout_s=timeout_s)
     log.info(
         "tool finished",

@@ -14,7 +14,7 @@ from airfix.events.storage.backend import connect
 from airfix.events.storage.store import EventStore
 from airfix.projections.base import Projection, ProjectionHandler, ProjectorHandler
 from airfix.projections.status import RunStatus
-from airfix.projections.views import PhaseSummary, RunHistory, TaskQueue
+from airfix.projections.views import PhaseSummary, RunHistory, TargetRuns, TaskQueue
 from airfix.services.runtime.consumers import Handler, RuntimeSettings
 
 PHASES = ("build", "test", "lint")
@@ -50,6 +50,7 @@ class App:
             TaskQueue(self.client, k),
             RunHistory(self.client, k, self.config.projections.run_history_length),
             *(PhaseSummary(self.client, k, p) for p in PHASES),
+            TargetRuns(self.client, k),
         ]
         return [RunStatus(self.client, k), *views]
 

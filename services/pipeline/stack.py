@@ -257,10 +257,17 @@ def _rewrite(
     for batch, sha in stack:
         event = committed[batch]
         before, after = event.counts_before, event.counts_after
-        if batch in rebuilt or (previous_after is not None and previous_after != before):
+        moved = previous_after is not None and any(
+            previous_after.get(t, n) != n for t, n in before.items()
+        )  # the parent's counts changed under it (tools it did not measure are no change)
+        if batch in rebuilt or moved:
             with p.tree(state, "verify", sha=sha) as wt:
                 after = p.measure(
-                    wt.path, p.config, scope="static", python=p.python(state)
+                    wt.path,
+                    p.config,
+                    scope="static",
+                    python=p.python(state),
+                    skip=WHOLE_PROGRAM - set(event.counts_after),
                 ).counts_by_tool()
             before = {
                 t: previous_after[t] for t in after if previous_after and t in previous_after

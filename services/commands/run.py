@@ -31,6 +31,7 @@ from airfix.services.pipeline.requests import (
     run_inline,
     wait_for_workers,
 )
+from airfix.services.pipeline.workspace import is_remote
 from airfix.services.runtime.app import App, build_app
 from airfix.services.runtime.logs import get_logger
 from airfix.services.runtime.logstream import configure_service_logging
@@ -259,7 +260,7 @@ def main_run(
     if sample:
         target_path = fresh_sample_repo()
     elif target:
-        target_path = Path(target)
+        target_path = target if is_remote(target) else Path(target)
     else:
         raise AirfixError("pass --target PATH (a git repository) or --sample")
     iterations = (

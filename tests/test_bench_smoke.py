@@ -62,6 +62,10 @@ EXPECTED = [
     "careful_sample_airfix_safe_removed",
     "careful_sample_careful_tests_broken",
     "careful_sample_airfix_tests_broken",
+    # section 9, scaling out over worker processes
+    "scaling_w1_total_s",
+    "scaling_w2_speedup",
+    "scaling_w2_latency_p99_ms",
 ]
 
 
@@ -116,7 +120,7 @@ def test_bench_quick_reports_every_metric(tmp_path: Path) -> None:
         assert m["status"] in ("PASS", "MISS", "INFO"), (name, m)
         assert m["name"] == name and m["section"], (name, m)
     sections = {m["section"] for m in metrics.values()}
-    assert len(sections) == 10, sorted(sections)  # 1-5, 6a-6c, 7, 8
+    assert len(sections) == 11, sorted(sections)  # 1-5, 6a-6c, 7, 8, 9
     # the careful-person table: one row for the sample, the same figures as its metrics
     (row,) = data["tables"]["careful_person"]
     assert row["project"] == "sample"

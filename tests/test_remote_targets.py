@@ -8,9 +8,12 @@ a stale push fails, the clone cache is bounded, a password never reaches the log
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +84,8 @@ def check_landed(tmp_path: Path, url: str, base: str, run_id: str, app, report) 
     assert git(clone, "rev-parse", "HEAD").strip() == report.commits[-1]["sha"]
     assert report.commits[-1]["sha"] in shas
     assert git(clone, "merge-base", "--is-ancestor", base, "HEAD", check=False) == ""
+    # the refs that carried the commits between workers are gone once the branch holds them
+    assert not git(clone, "ls-remote", url, f"refs/airfix/{run_id}/*").strip()
     # measured again, independently: fewer ruff issues on the branch than at the base
     before = tmp_path / f"base-{run_id}"
     subprocess.run(["git", "clone", "-q", url, str(before)], check=True)
@@ -258,3 +263,22 @@ def test_a_password_in_the_url_never_reaches_the_log(
     assert secret not in str(info.value) and "not a reachable git remote" in str(info.value)
     assert git(remote, "rev-parse", f"airfix/{run_id}").strip() == report.commits[-1]["sha"]
     assert base != report.commits[-1]["sha"]
+
+
+def test_doctor_shows_the_workspace_and_its_clones(tmp_path: Path) -> None:
+    remote, base = bare_remote(tmp_path)
+    url = f"file://{remote}"
+    Workspace(tmp_path / "ws").remote(url, "r", [base])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")} | {
+        "AIRFIX__GIT__WORKSPACE": str(tmp_path / "ws")
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", "doctor", "--json", "--target", url],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    findings = json.loads(out.stdout)["findings"]
+    ws = [f for f in findings if f["section"] == "workspace"]
+    assert ws[0]["name"] == "clones" and ws[0]["detail"].startswith(
+        f"{tmp_path / 'ws'}: 1 clone(s)"
+    )
+    assert ws[1]["detail"].startswith(url)

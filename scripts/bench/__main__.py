@@ -38,6 +38,7 @@ from scripts.bench.latency import bench_latency
 from scripts.bench.pipeline import PIPELINE_NOTES, bench_fix_pipeline
 from scripts.bench.projector import bench_projector
 from scripts.bench.replay import bench_replay
+from scripts.bench.scaling import bench_scaling
 from scripts.bench.xadd import bench_xadd
 
 Phase = tuple[str, Callable[[], None]]
@@ -60,10 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=200.0, help="appends/s in the latency test")
     ap.add_argument(
         "--only",
-        choices=("core", "ops", "pipeline", "careful"),
+        choices=("core", "ops", "pipeline", "careful", "scaling"),
         help="core: sections 1-5 and 7 (Redis event store); ops: section 7; pipeline: section 6 "
         "(fix pipeline, no Redis needed); careful: section 8 (careful person vs airfix); "
-        "default all",
+        "scaling: section 9 (1-8 worker processes on git-daemon targets); default all",
     )
     ap.add_argument(
         "--corpus",
@@ -196,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     core = args.only in (None, "core", "ops")
     pipeline = args.only in (None, "pipeline")
     careful = args.only in (None, "careful")
+    scaling = args.only in (None, "scaling")
 
     from airfix.services.runtime.logs import configure_logging
 
@@ -221,9 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         later.append(("pipeline", lambda: bench_fix_pipeline(res, args.quick)))
     if careful:
         later.append(("careful", lambda: careful_phase(res, args.corpus)))
-    if core:
+    if core or scaling:
         with redis_for(args, prefix) as (url, private):
-            run_phases(res, redis_phases(res, args, url, prefix, private) + later)
+            phases = redis_phases(res, args, url, prefix, private) if core else []
+            if scaling:
+                later.append(("scaling", lambda: bench_scaling(res, url, args.quick)))
+            run_phases(res, phases + later)
     else:
         run_phases(res, later)
     add_notes(res, load0, time.perf_counter() - started, core=core, pipeline=pipeline)

@@ -399,10 +399,13 @@ def _finalize_remote(report: RunReport, config: Config) -> str:
         if not shas:
             if have == report.base_sha:
                 remote.move_ref(ref, ZERO, report.base_sha)
+            remote.forget(report.run_id)
             return f"no commits: {report.target} is as it was"
         if have != shas[-1] and have in [report.base_sha, *shas[:-1]]:
             remote.ensure(report.run_id, shas[-1:])
             remote.move_ref(ref, shas[-1], have or ZERO)
+        if remote.ref(ref) == shas[-1]:  # the commits are safe on the branch
+            remote.forget(report.run_id)
         return f"the commits are on branch {report.branch} of {report.target}"
     except AirfixError as exc:
         log.warning("could not bring the remote run branch up to the run", error=str(exc))

@@ -153,6 +153,19 @@ class Remote:
         if proc.returncode != 0:
             raise _failed(f"could not push the run's commits to {public_url(self.url)}", proc)
 
+    def forget(self, run_id: str) -> int:
+        """Delete the run's published refs (its commits that matter are on its branch by now);
+        how many there were."""
+        proc = _git(["ls-remote", self.url, f"refs/airfix/{run_id}/*"], self.clone.path)
+        refs = [line.partition("\t")[2] for line in proc.stdout.splitlines() if "\t" in line]
+        if proc.returncode == 0 and refs:
+            done = _git(
+                ["push", "-q", "--no-verify", self.url, *(f":{r}" for r in refs)], self.clone.path
+            )
+            if done.returncode != 0:
+                raise _failed(f"could not delete the run's refs on {public_url(self.url)}", done)
+        return len(refs)
+
     def ensure(self, run_id: str, shas: Iterable[str]) -> None:
         """Fetch when one of ``shas`` is not in the clone yet (the remote's branches and the run's
         published commits); a commit the remote does not have either is an error naming it."""

@@ -282,3 +282,53 @@ def test_doctor_shows_the_workspace_and_its_clones(tmp_path: Path) -> None:
         f"{tmp_path / 'ws'}: 1 clone(s)"
     )
     assert ws[1]["detail"].startswith(url)
+
+
+def test_airfix_run_on_a_remote_hosted_by_two_worker_processes(tmp_path: Path) -> None:
+    """``airfix run --target URL`` with two ``airfix worker`` processes, each with a workspace of
+    its own; the requester has no checkout: the report names the remote branch, which holds the
+    commits the log records."""
+    from airfix.events.schema import FixStarted, RunStarted
+    from tests.conftest import REAL_URL
+    from tests.pipeline_harness import server_app
+    from tests.pipeline_harness.workers import new_prefix, worker_env, worker_pool
+
+    remote, base = bare_remote(tmp_path)
+    url = f"file://{remote}"
+    prefixes = new_prefix()
+    prefix = next(prefixes)
+    pool = worker_pool(tmp_path, prefix)
+    workers = next(pool)
+    try:
+        for name in ("w1", "w2"):
+            workers.start(name, AIRFIX__GIT__WORKSPACE=str(tmp_path / f"ws-{name}"))
+        proc = subprocess.run(
+            [sys.executable, "-m", "airfix.services.commands.cli", "run", "--redis-url", REAL_URL,
+             "--target", url, "--max-iterations", "1", "--json", "--wait-timeout", "400"],
+            env=worker_env(prefix, AIRFIX__GIT__WORKSPACE=str(tmp_path / "ws-requester")),
+            cwd=tmp_path, capture_output=True, text=True, timeout=500, check=False,
+        )  # fmt: skip
+        assert proc.stdout.strip(), f"{proc.stderr[-3000:]}\n{workers.logs()}"
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        run_id = report["run_id"]
+        assert report["state"] == "completed" and report["commits"], report
+        assert report["checkout"] == f"the commits are on branch airfix/{run_id} of {url}"
+        tip = git(remote, "rev-parse", f"refs/heads/airfix/{run_id}").strip()
+        assert tip == report["commits"][-1]["sha"]
+        assert git(remote, "rev-parse", "HEAD").strip() == base  # main is untouched
+        app = server_app(
+            REAL_URL, make_config(**{"store.redis_url": REAL_URL, "store.prefix": prefix})
+        )
+        events = list(app.store.read_run(run_id))
+        hosts = {e.worker for e in events if isinstance(e, RunStarted | FixStarted)}
+        assert hosts and hosts <= {"w1", "w2"}, hosts
+        for name in ("w1", "w2"):  # every worker that hosted a step did so from its own clone
+            count, _ = Workspace(tmp_path / f"ws-{name}").describe()
+            assert count == (1 if name in hosts else count)
+        clone = independent_clone(url, f"airfix/{run_id}", tmp_path / "check")
+        before = tmp_path / "before"
+        subprocess.run(["git", "clone", "-q", url, str(before)], check=True)
+        assert ruff_count(clone) < ruff_count(before)
+    finally:
+        next(pool, None)
+        next(prefixes, None)

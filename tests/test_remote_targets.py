@@ -332,3 +332,25 @@ def test_airfix_run_on_a_remote_hosted_by_two_worker_processes(tmp_path: Path) -
     finally:
         next(pool, None)
         next(prefixes, None)
+
+
+def test_an_airflow_run_on_a_remote_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The DAG's ``target_project`` param takes a URL: the baseline is measured in a worktree of
+    a clone, the run is requested and followed, and each commit's facts are read from a clone."""
+    from airfix.airflow_glue.runs import FixParams, baseline, commit_facts, follow, submit
+
+    remote, base = bare_remote(tmp_path)
+    url = f"file://{remote}"
+    monkeypatch.setenv("AIRFIX__GIT__WORKSPACE", str(tmp_path / "ws-airflow"))
+    cfg = make_config(**{"git.workspace": str(tmp_path / "ws-airflow")})
+    measured = baseline(cfg, url)
+    assert measured["target"] == url and measured["head"] == base and measured["issues"] > 0
+    fp = FixParams.from_params({"target_project": url, "max_iterations": 1, "execution": "inline"})
+    app = embedded_app(cfg)
+    run_id = submit(app, fp, "af-remote-1")
+    lines: list[str] = []
+    report = follow(app, run_id, lines.append, inline=True)
+    assert report.commits and report.checkout.endswith(f"airfix/{run_id} of {url}")
+    facts = commit_facts(url, run_id, report.commits[0])
+    assert facts["files"] >= 1
+    assert git(remote, "rev-parse", f"airfix/{run_id}").strip() == report.commits[-1]["sha"]

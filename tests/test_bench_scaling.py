@@ -36,7 +36,7 @@ def test_the_scaling_section_runs_end_to_end(tmp_path: Path) -> None:
         assert row["statuses"] == ["succeeded"], row
         assert row["entries"] > 0 and row["timed_out"] == 0, row
     for n in (1, 2):
-        for figure in ("total_s", "speedup", "vs_ideal", "latency_p99_ms"):
+        for figure in ("total_s", "speedup", "vs_ideal", "cpu_s", "latency_p99_ms"):
             m = data["metrics"][f"scaling_w{n}_{figure}"]
             assert math.isfinite(m["value"]) and m["value"] > 0, m
     assert data["metrics"]["scaling_w1_speedup"]["value"] == 1.0

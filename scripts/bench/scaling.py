@@ -14,6 +14,7 @@ projections' checkpoints cover it: the append-to-projection latency under that l
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -188,6 +189,8 @@ def one_round(
     app = build_app(config, redis_url=url)
     procs: list[subprocess.Popen[bytes]] = []
     names = [f"w{workers}-{i}" for i in range(workers)]
+    cpu0 = _children_cpu_s()
+    row: dict[str, Any] = {}
     try:
         for name in names:
             home = scratch / name
@@ -249,7 +252,7 @@ def one_round(
         follower.thread.join(5)
         lat = follower.latencies_ms()
         committed = sum(1 for s in statuses.values() if s.get("commits"))
-        return {
+        row = {
             "workers": workers,
             "total_s": total,
             "runs": runs,
@@ -260,6 +263,7 @@ def one_round(
             "p99_ms": percentile(lat, 0.99),
             "timed_out": follower.tracker.timed_out,
         }
+        return row
     finally:
         for p in procs:
             p.terminate()
@@ -269,8 +273,16 @@ def one_round(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(10)
+        # the workers and the tools they ran, reaped: what the runs cost in CPU, whatever the
+        # worker count (start-up and idle polling included)
+        row["cpu_s"] = _children_cpu_s() - cpu0
         delete_prefix(app.client, prefix)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def bench_scaling(res: Results, url: str, quick: bool) -> None:
@@ -301,7 +313,8 @@ def bench_scaling(res: Results, url: str, quick: bool) -> None:
         row["speedup"], row["efficiency"] = speedup, speedup / n
         note = (
             f"{row['runs_with_commits']}/{runs} runs with commits ({', '.join(row['statuses'])}); "
-            f"{row['entries']} log entries followed, {row['timed_out']} timed out"
+            f"{row['entries']} log entries followed, {row['timed_out']} timed out; "
+            f"workers and their tools used {row['cpu_s']:.0f} CPU-s ({os.cpu_count()} CPUs)"
         )
         res.add(Metric(f"scaling_w{n}_total_s", f"{n} worker(s): total", row["total_s"], "s",
                        higher_is_better=False, note=note))  # fmt: skip
@@ -309,6 +322,8 @@ def bench_scaling(res: Results, url: str, quick: bool) -> None:
                        None if quick else (6.0 if n == 8 else None)))  # fmt: skip
         res.add(Metric(f"scaling_w{n}_vs_ideal", f"{n} worker(s): share of ideal", row["efficiency"],
                        "x"))  # fmt: skip
+        res.add(Metric(f"scaling_w{n}_cpu_s", f"{n} worker(s): CPU used by workers and tools",
+                       row["cpu_s"], "s", higher_is_better=False))  # fmt: skip
         res.add(Metric(f"scaling_w{n}_latency_p99_ms", f"{n} worker(s): append-to-projection p99",
                        row["p99_ms"], "ms", higher_is_better=False,
                        note=f"p50 {row['p50_ms']:.1f} ms"))  # fmt: skip

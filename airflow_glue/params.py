@@ -34,8 +34,9 @@ def fix_params(
     """Params of a DAG that requests one fix run; ``wait`` adds the follow-or-defer choice."""
     target = configured_target()
     about = (
-        "The git repository to fix (absolute path on the Airflow workers and the airfix "
-        "workers; clean tree, one commit); empty: the config's target_project.path."
+        "The git repository to fix: a git URL (https://, ssh://, git@host:path, file://) the "
+        "airfix workers can fetch from and push to, or an absolute path on the Airflow workers "
+        "and the airfix workers (clean tree, one commit); empty: the config's target_project.path."
     )
     params = {
         "target_project": (

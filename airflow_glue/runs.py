@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from airfix.events.schema import (
 )
 from airfix.projections.describe import describe
 from airfix.projections.report import RunReport
-from airfix.services.pipeline.git import Repo
+from airfix.services.pipeline.git import Repo, worktree
 from airfix.services.pipeline.measure import measure
 from airfix.services.pipeline.requests import (
     cancel_run,
@@ -40,6 +41,7 @@ from airfix.services.pipeline.requests import (
     roles_without_workers,
     run_inline,
 )
+from airfix.services.pipeline.workspace import Workspace, is_remote, public_url, remote_head
 from airfix.services.runtime.app import App, build_app
 
 #: Terminal statuses that end a task successfully unless the DAG run's ``ok_statuses`` say otherwise:
@@ -147,7 +149,7 @@ def submit(app: App, fp: FixParams, run_id: str) -> str:
     return request_run(
         app,
         cfg,
-        Path(fp.target).expanduser(),
+        fp.target if is_remote(fp.target) else Path(fp.target).expanduser(),
         batching=fp.batching or cfg.issue_grouping.mode,
         fixer=fp.fixer or ",".join(cfg.fixer.chain),
         simulation=fp.simulation,
@@ -266,17 +268,26 @@ def _wait_on_stream(
 def baseline(config: Config, target: str) -> dict[str, Any]:
     """Check the target as a run would (git repository, clean tree, tools that can measure it) and
     measure its health once: the score the run is later compared with."""
-    repo = Repo.open(Path(target).expanduser())
-    repo.require_clean()
-    m = measure(repo.path, config)
+    if is_remote(target):  # measured in a worktree of this process's clone, at the remote's HEAD
+        head, _ = remote_head(target)
+        ws = Workspace.of(config)
+        remote = ws.remote(target, "baseline", [head])
+        with worktree(remote.clone, head, ws.root / "baseline" / f"{os.getpid()}") as wt:
+            m = measure(wt.path, config)
+        repo, shown = remote.clone, public_url(target)
+    else:
+        repo = Repo.open(Path(target).expanduser())
+        repo.require_clean()
+        m = measure(repo.path, config)
+        head, shown = repo.head(), str(repo.path)
     if m.report.tool_errors:
         raise AirfixError(
-            f"{repo.path} cannot be measured, so a run would end tool_error: "
+            f"{shown} cannot be measured, so a run would end tool_error: "
             f"{'; '.join(m.report.tool_errors)}"
         )
     return {
-        "target": str(repo.path),
-        "head": repo.head(),
+        "target": shown,
+        "head": head,
         "score": round(m.report.score, 4),
         "healthy": m.report.healthy,
         "issues": len(m.issues),
@@ -287,8 +298,11 @@ def baseline(config: Config, target: str) -> dict[str, Any]:
 def commit_facts(target: str, run_id: str, commit: Mapping[str, Any]) -> dict[str, Any]:
     """What git says about one of the run's commits, checked against the run's record of it: the
     commit exists and carries the run's and the batch's trailers."""
-    repo = Repo(Path(target))
     sha, batch = commit["sha"], commit["batch_id"]
+    if is_remote(target):  # the run's commits, fetched into this process's clone
+        repo = Workspace.of(load_config(None)).remote(target, run_id, [sha]).clone
+    else:
+        repo = Repo(Path(target))
     message = repo.git("show", "-s", "--format=%B", sha)
     for trailer in (f"Airfix-Batch: {batch}", f"Airfix-Run: {run_id}"):
         if trailer not in message:

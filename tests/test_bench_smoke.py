@@ -78,6 +78,10 @@ EXPECTED = [
     "impact_sample_impact_s",
     "impact_sample_impact_waste",
     "impact_sample_same_verdicts",
+    # section 11, scaling out over worker processes
+    "scaling_w1_total_s",
+    "scaling_w2_speedup",
+    "scaling_w2_latency_p99_ms",
 ]
 
 
@@ -132,7 +136,7 @@ def test_bench_quick_reports_every_metric(tmp_path: Path) -> None:
         assert m["status"] in ("PASS", "MISS", "INFO"), (name, m)
         assert m["name"] == name and m["section"], (name, m)
     sections = {m["section"] for m in metrics.values()}
-    assert len(sections) == 12, sorted(sections)  # 1-5, 6a-6c, 7, 8, 9, 10
+    assert len(sections) == 13, sorted(sections)  # 1-5, 6a-6c, 7, 8, 9, 10, 11
     assert metrics["impact_sample_same_verdicts"]["value"] == 1  # test impact changed no verdict
     # the careful-person table: one row for the sample, the same figures as its metrics
     (row,) = data["tables"]["careful_person"]

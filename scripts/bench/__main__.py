@@ -40,6 +40,7 @@ from scripts.bench.parallel import PARALLEL_NOTE, bench_parallel
 from scripts.bench.pipeline import PIPELINE_NOTES, bench_fix_pipeline
 from scripts.bench.projector import bench_projector
 from scripts.bench.replay import bench_replay
+from scripts.bench.scaling import bench_scaling
 from scripts.bench.xadd import bench_xadd
 
 Phase = tuple[str, Callable[[], None]]
@@ -62,11 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--rate", type=float, default=200.0, help="appends/s in the latency test")
     ap.add_argument(
         "--only",
-        choices=("core", "ops", "pipeline", "careful", "parallel", "impact"),
+        choices=("core", "ops", "pipeline", "careful", "parallel", "impact", "scaling"),
         help="core: sections 1-5 and 7 (Redis event store); ops: section 7; pipeline: section 6 "
         "(fix pipeline, no Redis needed); careful: section 8 (careful person vs airfix); "
         "parallel: section 9 (fixer.parallel 1 vs 4 with a slow fake fixer); impact: section 10 "
-        "(test impact vs every test, batch verification); default all",
+        "(test impact vs every test, batch verification); scaling: section 11 (1-8 worker "
+        "processes on git-daemon targets); default all",
     )
     ap.add_argument(
         "--corpus",
@@ -217,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     careful = args.only in (None, "careful")
     impact = args.only in (None, "impact")
     parallel = args.only in (None, "parallel")
+    scaling = args.only in (None, "scaling")
 
     from airfix.services.runtime.logs import configure_logging
 
@@ -246,9 +249,12 @@ def main(argv: list[str] | None = None) -> int:
         later.append(("impact", lambda: impact_phase(res, args.corpus)))
     if parallel:
         later.append(("parallel", lambda: parallel_phase(res, args.quick)))
-    if core:
+    if core or scaling:
         with redis_for(args, prefix) as (url, private):
-            run_phases(res, redis_phases(res, args, url, prefix, private) + later)
+            phases = redis_phases(res, args, url, prefix, private) if core else []
+            if scaling:
+                later.append(("scaling", lambda: bench_scaling(res, url, args.quick)))
+            run_phases(res, phases + later)
     else:
         run_phases(res, later)
     add_notes(res, load0, time.perf_counter() - started, core=core, pipeline=pipeline)

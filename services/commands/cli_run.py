@@ -82,7 +82,12 @@ def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
         ],
     )
     where = run.add_mutually_exclusive_group()
-    where.add_argument("--target", metavar="PATH", help="the git repository to fix (clean tree)")
+    where.add_argument(
+        "--target",
+        metavar="PATH|URL",
+        help="the git repository to fix: a local checkout (clean tree) or a git URL the workers "
+        "fetch from and push to (https://, ssh://, git@host:path, file://)",
+    )
     where.add_argument(
         "--sample",
         action="store_true",

@@ -1,6 +1,7 @@
 """Whether airfix can work here: the health tools it would run (found, with their versions), the
-project's Python interpreter, the Redis server (--redis-url, or the configured one) and a live
-worker for every pipeline role.  Exit 0 when everything is fine, 1 when something is missing."""
+project's Python interpreter, the Redis server (--redis-url, or the configured one), a live
+worker for every pipeline role, and the workspace (its clones of remote targets).  Exit 0 when
+everything is fine, 1 when something is missing."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import redis
 from airfix.config import Config
 from airfix.events.errors import AirfixError
 from airfix.services.commands.options import EXIT_FAILURE, load, redis_problem
+from airfix.services.pipeline.workspace import is_remote
 
 
 class Finding(msgspec.Struct, kw_only=True):
-    section: str  # tools, python, redis, workers
+    section: str  # tools, python, redis, workers, workspace
     name: str
     ok: bool
     detail: str
@@ -99,12 +101,40 @@ def store_findings(cfg: Config) -> list[Finding]:
     return found
 
 
+def workspace_findings(cfg: Config) -> list[Finding]:
+    """Where this process makes worktrees and keeps its clones of remote targets, and how much
+    they take (a cache: the least recently used beyond ``git.max_clones`` go)."""
+    from airfix.services.pipeline.workspace import Workspace, age, clone_urls
+
+    ws = Workspace.of(cfg)
+    count, size = ws.describe()
+    found = [
+        Finding(
+            section="workspace",
+            name="clones",
+            ok=True,
+            detail=f"{ws.root}: {count} clone(s) of remote targets (at most {ws.max_clones}), "
+            f"{size / 1e6:.1f} MB",
+        )
+    ]
+    for url, used in clone_urls(ws):
+        found.append(
+            Finding(
+                section="workspace", name="clone", ok=True, detail=f"{url} (used {age(used)} ago)"
+            )
+        )
+    return found
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     cfg = load(args)
     target = args.target or cfg.target_project.path or None
+    # a remote target's tools are those of the worktrees made here: airfix's own environment's
+    local = Path(target) if target and not is_remote(target) else None
     findings = [
-        *tool_findings(Path(target).expanduser() if target else None, cfg.target_project.python),
+        *tool_findings(local.expanduser() if local else None, cfg.target_project.python),
         *store_findings(cfg),
+        *workspace_findings(cfg),
     ]
     ok = all(f.ok for f in findings)
     if args.json:

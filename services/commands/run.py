@@ -32,6 +32,7 @@ from airfix.services.pipeline.requests import (
     run_inline,
     wait_for_workers,
 )
+from airfix.services.pipeline.workspace import is_remote
 from airfix.services.runtime.app import App, build_app
 from airfix.services.runtime.logs import get_logger
 from airfix.services.runtime.logstream import configure_service_logging
@@ -265,12 +266,15 @@ def main_run(
     # the terminal shows log_level; the log stream (airfix tail) gets info and above
     configure_service_logging(app, log_level or config.logging.level, config.logging.format)
     tcp = serve_embedded(serve_redis) if serve_redis is not None else None
+    target_path: Path | str  # a checkout, or a git URL (services/pipeline/workspace.py)
     if sample:
         target_path = fresh_sample_repo()
     elif target:
-        target_path = Path(target)
+        target_path = target if is_remote(target) else Path(target)
     else:
-        raise AirfixError("pass --target PATH (a git repository) or --sample")
+        raise AirfixError(
+            "pass --target PATH (a git repository), --target URL (a git remote) or --sample"
+        )
     iterations = (
         max_iterations if max_iterations is not None else config.circuit_breaker.max_total_runs
     )

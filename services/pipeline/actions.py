@@ -41,7 +41,7 @@ from airfix.services import fixers as fixer_registry
 from airfix.services.pipeline import impact, parallel
 from airfix.services.pipeline.checks import act_check, act_close
 from airfix.services.pipeline.context import Pipeline, Step, open_issues_of, tip
-from airfix.services.pipeline.git import ZERO, GitError, Repo
+from airfix.services.pipeline.git import ZERO, GitError
 from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
     WHOLE_PROGRAM,
@@ -59,17 +59,15 @@ def act_start(p: Pipeline, state: RunState) -> list[Event]:
     """Record where the run starts and create its branch there; the user's checkout is never
     touched (every step works in a worktree of its own)."""
     try:
-        repo = Repo.open(state.target)
-        repo.require_clean()
-        base, base_branch = repo.head(), repo.branch()
-        environment = environment_facts(repo.path, find_python(repo.path, state.python))
+        with p.start_point(state) as (repo, home, base, base_branch):
+            environment = environment_facts(repo.path, find_python(repo.path, state.python))
         branch = "" if state.simulation else f"{p.config.git.branch_prefix}{state.run_id}"
         if (
             branch
-            and not repo.move_ref(f"refs/heads/{branch}", base, ZERO)
-            and repo.ref(f"refs/heads/{branch}") != base
+            and not home.move_ref(f"refs/heads/{branch}", base, ZERO)
+            and home.ref(f"refs/heads/{branch}") != base
         ):
-            raise GitError(f"branch {branch} already exists in {repo.path} at another commit")
+            raise GitError(f"branch {branch} already exists in {home.path} at another commit")
         return decide(
             state,
             StartRun(
@@ -421,7 +419,7 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
     )
     if staged:  # on the stack: the run branch moves when the stack's tip has passed the tests
         return p.finish(state, events, m.issues, history)
-    repo = Repo.open(state.target)
+    repo = p.branch_home(state)
     ref = f"refs/heads/{state.branch}"
     return Step(
         p.finish(state, events, m.issues, history), after=lambda: repo.move_ref(ref, sha, base)

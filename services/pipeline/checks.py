@@ -20,7 +20,6 @@ from airfix.events.core.machine import (
 from airfix.events.schema import Event
 from airfix.services.pipeline import impact, stack
 from airfix.services.pipeline.context import Pipeline, Step, landed_tip, tip
-from airfix.services.pipeline.git import Repo
 from airfix.services.pipeline.measure import Measurement
 
 
@@ -83,7 +82,8 @@ def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
         for command in landing.commands:
             new = decide(s, command)
             s, landed = p.advance(s, new), landed + new
-        repo, ref = Repo.open(state.target), f"refs/heads/{state.branch}"
+        p.publish(state, landing.tip)  # the landed commits, fetchable before the log names them
+        repo, ref = p.branch_home(state), f"refs/heads/{state.branch}"
         return Step(
             landed + _closing(p, s, landing.measurement, history),
             after=lambda: repo.move_ref(ref, landing.tip, landed_tip(state)),
@@ -104,7 +104,8 @@ def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
     impact.save(p, state, state.iteration + 1, landed_tip(s), m)
     if not reverted:
         return _closing(p, state, m, history)
-    repo, ref = Repo.open(state.target), f"refs/heads/{state.branch}"
+    p.publish(state, landed_tip(s))  # the revert commits (the worktree published them already)
+    repo, ref = p.branch_home(state), f"refs/heads/{state.branch}"
     return Step(
         reverted + _closing(p, s, m, history),
         after=lambda: repo.move_ref(ref, landed_tip(s), landed_tip(state)),

@@ -4,12 +4,10 @@ the log records it, a private worktree at it, and the run branch brought up to t
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -37,6 +35,13 @@ from airfix.services.pipeline.measure import (
     Measurement,
     measure,
 )
+from airfix.services.pipeline.workspace import (
+    Remote,
+    Workspace,
+    is_remote,
+    remote_head,
+    target_identity,
+)
 from airfix.services.runtime.logs import get_logger
 from airfix.services.tools.environment import PythonEnv, python_env_of
 
@@ -62,18 +67,64 @@ class Pipeline:
     def python(self, state: RunState) -> PythonEnv | None:
         return python_env_of(state.environment)
 
+    def remote(self, state: RunState, *shas: str) -> Remote | None:
+        """This worker's clone of a remote target holding ``shas`` (None for a local target)."""
+        if not is_remote(state.target):
+            return None
+        return Workspace.of(self.config).remote(state.target, state.run_id, shas)
+
+    def branch_home(self, state: RunState) -> Repo | Remote:
+        """Where the run branch lives: the target checkout, or the remote (moved by push)."""
+        return self.remote(state) or Repo.open(state.target)
+
+    def objects(self, state: RunState, *shas: str) -> Repo:
+        """A repository holding ``shas``: the target checkout, or this worker's clone."""
+        remote = self.remote(state, *shas)
+        return remote.clone if remote else Repo.open(state.target)
+
+    def publish(self, state: RunState, *shas: str) -> None:
+        """Commits this worker made, fetchable by every worker before the log names them (a no-op
+        for a local target, whose commits are in the one repository every step uses)."""
+        remote = self.remote(state)
+        if remote is not None:
+            remote.publish(state.run_id, shas)
+
     @contextmanager
     def tree(self, state: RunState, slot: str, sha: str | None = None) -> Iterator[Repo]:
         """A private worktree of the target at ``sha`` (default: the run's tip as the log records
         it), at a path stable per run, step and worker (tools' caches stay warm), removed after.
-        The run branch is first brought up to the log (:func:`follow_log`)."""
-        repo = Repo.open(state.target)
-        follow_log(repo, state)
-        root = Path(self.config.git.workspace or Path(tempfile.gettempdir()) / "airfix-worktrees")
-        digest = hashlib.sha256(str(repo.path).encode()).hexdigest()[:12]
-        where = root.expanduser() / digest / state.run_id / f"{slot}-{_safe(self.worker)}"
-        with worktree(repo, sha or tip(state), where) as wt:
+        The run branch is first brought up to the log (:func:`follow_log`).  For a remote target
+        the worktree is one of this worker's clone, and a commit left at its HEAD is published."""
+        at = sha or tip(state)
+        remote = self.remote(state, at, landed_tip(state))
+        repo = remote.clone if remote else Repo.open(state.target)
+        follow_log(remote or repo, state)
+        root = Workspace.of(self.config).root
+        digest = hashlib.sha256(target_identity(state.target).encode()).hexdigest()[:12]
+        where = root / digest / state.run_id / f"{slot}-{_safe(self.worker)}"
+        with worktree(repo, at, where) as wt:
             yield wt
+            if remote is not None and (made := wt.head()) != at:
+                remote.publish(state.run_id, [made])
+
+    @contextmanager
+    def start_point(self, state: RunState) -> Iterator[tuple[Repo, Repo | Remote, str, str]]:
+        """Where a run starts: a tree to read the project's environment in, where its branch
+        lives, the commit and the branch name the target is at (a local checkout must be clean)."""
+        remote = self.remote(state)
+        if remote is None:
+            repo = Repo.open(state.target)
+            repo.require_clean()
+            yield repo, repo, repo.head(), repo.branch()
+            return
+        base, base_branch = remote_head(state.target)
+        remote.ensure(state.run_id, [base])
+        root = Workspace.of(self.config).root
+        digest = hashlib.sha256(target_identity(state.target).encode()).hexdigest()[:12]
+        with worktree(
+            remote.clone, base, root / digest / state.run_id / f"start-{_safe(self.worker)}"
+        ) as wt:
+            yield wt, remote, base, base_branch
 
     def chain(self, state: RunState) -> list[fixer_registry.Fixer]:
         return fixer_registry.chain(state.fixer or ",".join(self.config.fixer.chain))
@@ -151,7 +202,7 @@ class BranchMoved(GitError):
     """The run branch is somewhere the run never put it: someone moved it outside airfix."""
 
 
-def follow_log(repo: Repo, state: RunState) -> None:
+def follow_log(repo: Repo | Remote, state: RunState) -> None:
     """Bring the run branch up to the log: a verifier appends ``Committed`` first and moves the
     branch after, so one that died in between leaves the branch one recorded commit behind.  It
     only ever moves forward along the recorded commits, by compare-and-swap."""

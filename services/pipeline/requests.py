@@ -37,6 +37,13 @@ from airfix.services.pipeline import target_lock
 from airfix.services.pipeline.context import verify_mode
 from airfix.services.pipeline.git import ZERO, Repo
 from airfix.services.pipeline.roles import Pipeline, role_handlers
+from airfix.services.pipeline.workspace import (
+    Workspace,
+    is_remote,
+    public_url,
+    remote_head,
+    target_identity,
+)
 from airfix.services.runtime.app import App
 from airfix.services.runtime.consumers import Consumer, Handler
 from airfix.services.runtime.logs import get_logger
@@ -79,8 +86,10 @@ def fresh_sample_repo() -> Path:
     return dest
 
 
-def target_lock_key(app: App, repo: Repo) -> str:
-    digest = hashlib.sha256(str(repo.path.resolve()).encode()).hexdigest()[:16]
+def target_lock_key(app: App, target: Repo | str) -> str:
+    """The lock of a checkout (its resolved path) or of a remote (its normalised URL)."""
+    identity = str(target.path.resolve()) if isinstance(target, Repo) else target_identity(target)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
     return f"{app.keys.prefix}:target_lock:{digest}"
 
 
@@ -118,7 +127,7 @@ def require_workers(app: App, url: str, *, grace_s: float = WORKER_GRACE_S) -> N
 def request_run(
     app: App,
     config: Config,
-    target: Path,
+    target: Path | str,
     *,
     batching: str,
     fixer: str,
@@ -144,8 +153,7 @@ def request_run(
     chain = fixers.chain(fixer)
     if not simulation:  # a simulation plans and reports: its fixers never run
         fixers.preflight(chain, config.fixer)
-    repo = Repo.open(target)
-    repo.require_clean()
+    recorded = _checked_target(target)
     run_id = run_id or new_run_id()
     cb = config.circuit_breaker
     limits = Limits(
@@ -163,7 +171,7 @@ def request_run(
             "project's interpreter, e.g. /path/to/project/.venv/bin/python"
         )
     command = RequestRun(
-        target=str(repo.path),
+        target=recorded,
         batching=cast(BatchingMode, batching),  # config and the CLI only let the three through
         fixer=fixer,
         simulation=simulation,
@@ -177,8 +185,8 @@ def request_run(
     if before_write is not None:
         before_write()
     # everything is checked: only now take the target (atomically, services/pipeline/target_lock.py)
-    lock = target_lock_key(app, repo)
-    held_before = target_lock.acquire(app.client, app.keys, lock, run_id, target=str(repo.path))
+    lock = target_lock_key(app, recorded)
+    held_before = target_lock.acquire(app.client, app.keys, lock, run_id, target=recorded)
     try:
         app.store.append(run_id, events, 0)
     except ConcurrencyError:  # the same id was requested concurrently and that request won
@@ -192,7 +200,7 @@ def request_run(
     log.info(
         "run requested",
         run_id=run_id,
-        repo=str(repo.path),
+        repo=recorded,
         batching=batching,
         fixer=fixer,
         simulation=simulation,
@@ -201,14 +209,26 @@ def request_run(
     return run_id
 
 
-def _existing_run(app: App, run_id: str, target: Path) -> str:
+def _checked_target(target: Path | str) -> str:
+    """The target as the log records it: a clean checkout's top-level path, or a reachable
+    remote's URL without its credentials (:mod:`~airfix.services.pipeline.workspace`)."""
+    if isinstance(target, str) and is_remote(target):
+        remote_head(target)  # reachable, with a commit; its errors are redacted
+        return public_url(target)
+    repo = Repo.open(target)
+    repo.require_clean()
+    return str(repo.path)
+
+
+def _existing_run(app: App, run_id: str, target: Path | str) -> str:
     first = next(iter(app.store.read_run(run_id, 1, 1)), None)
     if not isinstance(first, RunRequested):
         raise AirfixError(
             f"run {run_id} exists but does not start with RunRequested; not reusing it"
         )
-    wanted = Repo.open(target).path
-    if Path(first.target) != wanted:
+    remote = isinstance(target, str) and is_remote(target)
+    wanted = public_url(str(target)) if remote else str(Repo.open(target).path)
+    if target_identity(first.target) != target_identity(wanted):
         raise AirfixError(
             f"run {run_id} already exists on {first.target}, not on {wanted}; use another run id"
         )
@@ -281,8 +301,8 @@ def wait_for_workers(
 
 def release_lock(app: App, repo_path: str, run_id: str) -> None:
     try:
-        lock = target_lock_key(app, Repo(Path(repo_path)))
-    except AirfixError:
+        lock = target_lock_key(app, repo_path)
+    except (AirfixError, OSError, ValueError):
         return
     target_lock.release(app.client, lock, run_id)  # compare-and-delete: never another run's lock
 
@@ -302,6 +322,8 @@ def finalize(report: RunReport, config: Config) -> str:
     it is changed; otherwise the note says so and nothing moves."""
     if report.state != "completed" or report.simulation or not report.branch:
         return ""
+    if is_remote(report.target):
+        return _finalize_remote(report, config)
     try:
         repo = Repo.open(report.target)
         ref = f"refs/heads/{report.branch}"
@@ -364,3 +386,27 @@ def cancel_run(
         log.info("run cancelled", run_id=run_id, reason=reason)
         return fold(app.store.read_run(run_id)), True
     raise AirfixError(f"could not cancel run {run_id}: it kept moving; try again")
+
+
+def _finalize_remote(report: RunReport, config: Config) -> str:
+    """A remote target has no checkout to leave: the run branch is brought up to its last commit
+    (a verifier may have died before pushing it), or removed when the run made none."""
+    try:
+        remote = Workspace.of(config).remote(report.target, report.run_id)
+        ref = f"refs/heads/{report.branch}"
+        shas = [c["sha"] for c in report.commits]
+        have = remote.ref(ref)
+        if not shas:
+            if have == report.base_sha:
+                remote.move_ref(ref, ZERO, report.base_sha)
+            remote.forget(report.run_id)
+            return f"no commits: {report.target} is as it was"
+        if have != shas[-1] and have in [report.base_sha, *shas[:-1]]:
+            remote.ensure(report.run_id, shas[-1:])
+            remote.move_ref(ref, shas[-1], have or ZERO)
+        if remote.ref(ref) == shas[-1]:  # the commits are safe on the branch
+            remote.forget(report.run_id)
+        return f"the commits are on branch {report.branch} of {report.target}"
+    except AirfixError as exc:
+        log.warning("could not bring the remote run branch up to the run", error=str(exc))
+        return f"the commits are on branch {report.branch} of {report.target} ({exc})"

@@ -67,7 +67,7 @@ def regressions(opening: dict[str, str], m: Measurement, flaky: set[str]) -> lis
 
 
 def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Event]) -> Landing:
-    repo = Repo.open(state.target)
+    repo = p.objects(state, *state.stack)
     committed = {e.batch_id: e for e in history if isinstance(e, Committed) and e.staged}
     stack = list(zip(state.stack_batches, state.stack, strict=True))
     base = landed_tip(state)

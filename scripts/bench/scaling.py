@@ -1,0 +1,330 @@
+"""Section 9: scaling out.  The same runs hosted by 1, 2, 4 and 8 ``airfix worker`` processes.
+
+Every target is a bare repository served only by ``git daemon`` on loopback (the checkout it was
+made from is deleted before the first run), so each worker fetches and pushes through git, in a
+workspace of its own (``AIRFIX__GIT__WORKSPACE``), and the requester here has no checkout at all.
+The fixer is the ``command`` fixer: it sleeps a fixed time (an agent thinking) and then makes a
+deterministic edit (removes the one unused import each target has), so a run's time is mostly
+waiting and the ideal with N workers is 1/N of the time with one.  The run ids are chosen one per
+partition, and the store has as many partitions as runs, so every worker count splits the runs
+evenly.  While the runs go, every entry the workers append is followed to the moment the
+projections' checkpoints cover it: the append-to-projection latency under that load.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from airfix.config import load_config
+from airfix.events.ids import new_run_id
+from airfix.events.keys import partition_of
+from airfix.projections.status import load_status
+from airfix.services.pipeline.requests import SERVED_GROUPS, request_run
+from airfix.services.runtime.app import build_app
+from scripts.bench.common import Metric, Results, console, delete_prefix, entry_key, percentile
+from scripts.bench.latency import Checkpoints, Tracker
+
+MODULE = (
+    'def double(n: int) -> int:\n    """Twice n."""\n    return 2 * n\n',
+    "import os\n",  # the one issue: F401, removed by the fixer
+)
+FILES = {
+    "pyproject.toml": '[project]\nname = "scaled"\nversion = "0"\n\n'
+    '[tool.pytest.ini_options]\ntestpaths = ["tests"]\n',
+    "scaled/__init__.py": "",
+    "scaled/core.py": MODULE[1] + "\n\n" + MODULE[0],
+    "tests/test_core.py": "from scaled.core import double\n\n\ndef test_double() -> None:\n"
+    "    assert double(2) == 4\n",
+}
+FAST = {  # leases and rebalancing fast enough that a new worker count settles in seconds
+    "AIRFIX__CONSUMERS__LEASE_TTL_MS": "3000",
+    "AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "250",
+    "AIRFIX__CONSUMERS__BLOCK_MS": "200",
+    "AIRFIX__CONSUMERS__HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+def fixer_command(sleep_s: float) -> list[str]:
+    return ["sh", "-c", f"sleep {sleep_s} && sed -i '/^import os$/d' scaled/core.py"]
+
+
+def make_targets(base: Path, n: int) -> list[str]:
+    """``n`` bare repositories under ``base`` (what the daemon serves), their checkouts deleted."""
+    src = Path(tempfile.mkdtemp(prefix="airfix-scaling-src-"))
+    for rel, text in FILES.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], [*ident, "commit", "-q", "-m", "x"]):
+        subprocess.run(["git", *cmd], cwd=src, check=True, capture_output=True)
+    names = []
+    for i in range(n):
+        name = f"t{i:02d}.git"
+        subprocess.run(
+            ["git", "clone", "-q", "--bare", str(src), str(base / name)],
+            check=True,
+            capture_output=True,
+        )
+        names.append(name)
+    shutil.rmtree(src)
+    return names
+
+
+class Daemon:
+    """``git daemon`` on a free loopback port, serving ``base`` with pushes allowed."""
+
+    def __init__(self, base: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen(
+            ["git", "daemon", f"--base-path={base}", "--export-all", "--enable=receive-pack",
+             "--reuseaddr", "--listen=127.0.0.1", f"--port={self.port}", "--max-connections=64",
+             str(base)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise SystemExit("scaling: git daemon did not start (is git-daemon installed?)")
+
+    def url(self, name: str) -> str:
+        return f"git://127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def run_ids(n: int) -> list[str]:
+    """``n`` new run ids, one in each of ``n`` partitions."""
+    found: dict[int, str] = {}
+    while len(found) < n:
+        rid = new_run_id()
+        found.setdefault(partition_of(rid, n), rid)
+    return [found[p] for p in range(n)]
+
+
+class Follower:
+    """Every entry appended to the partition logs, followed until all projections cover it."""
+
+    def __init__(self, url: str, app: Any) -> None:
+        self.client = redis.Redis.from_url(url)
+        views = app.projections()
+        self.streams = app.keys.logs()
+        self.checkpoints = Checkpoints(url, views, self.streams)
+        self.tracker = Tracker(len(views), timeout_s=60.0)
+        self.last = {s: self._newest(s) for s in self.streams}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name="scaling-follower", daemon=True)
+
+    def _newest(self, stream: str) -> str:
+        newest = self.client.xrevrange(stream, count=1)
+        return newest[0][0].decode() if newest else "0-0"
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            got = self.client.xread(self.last, block=2) or []  # type: ignore[arg-type]
+            for stream, entries in got:  # type: ignore[union-attr]
+                name = stream.decode()
+                for entry_id, _ in entries:
+                    self.last[name] = entry_id.decode()
+                    ms, seq = entry_key(entry_id)
+                    self.tracker.add([(ms / 1000, name, (ms, seq))])
+            if self.tracker.open:
+                self.tracker.settle(self.checkpoints.poll(), time.time())
+
+    def latencies_ms(self) -> list[float]:
+        return sorted(v * 1000 for v in self.tracker.worst)
+
+
+def settled(client: redis.Redis, keys: Any, names: list[str]) -> bool:
+    """Every group's partitions are held by the ``names`` workers, each holding some."""
+    for group in SERVED_GROUPS:
+        owners = {client.get(keys.lease(group, p)) for p in range(keys.partitions)}
+        held = {o.decode() if isinstance(o, bytes) else o for o in owners}
+        if not all(any(h and h.startswith(n) for h in held) for n in names) or None in held:
+            return False
+    return True
+
+
+def one_round(
+    url: str, workers: int, runs: int, sleep_s: float, daemon: Daemon, targets: list[str]
+) -> dict[str, Any]:
+    """``runs`` runs hosted by ``workers`` worker processes, each in a workspace of its own."""
+    prefix = f"airfixscale{os.getpid()}w{workers}"
+    scratch = Path(tempfile.mkdtemp(prefix="airfix-scaling-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
+    env |= FAST | {
+        "AIRFIX__STORE__PREFIX": prefix,
+        "AIRFIX__STORE__PARTITIONS": str(runs),
+        "AIRFIX__FIXER__CHAIN": "[command]",
+        "AIRFIX__FIXER__COMMAND": repr(fixer_command(sleep_s)),
+        "AIRFIX__LOGGING__LEVEL": "warning",
+    }
+    overrides = {
+        "store.prefix": prefix,
+        "store.redis_url": url,
+        "store.partitions": runs,
+        "fixer.chain": ["command"],
+        "fixer.command": fixer_command(sleep_s),
+    }
+    config = load_config(overrides=overrides, env={})
+    app = build_app(config, redis_url=url)
+    procs: list[subprocess.Popen[bytes]] = []
+    names = [f"w{workers}-{i}" for i in range(workers)]
+    cpu0 = _children_cpu_s()
+    row: dict[str, Any] = {}
+    try:
+        for name in names:
+            home = scratch / name
+            home.mkdir()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "airfix.services.commands.cli",
+                        "worker",
+                        "--redis-url",
+                        url,
+                        "--roles",
+                        "all",
+                        "--name",
+                        name,
+                    ],
+                    cwd=home,
+                    env=env | {"AIRFIX__GIT__WORKSPACE": str(home / "workspace")},
+                    stdout=subprocess.DEVNULL,
+                    stderr=(home / "log").open("wb"),
+                )
+            )
+        deadline = time.monotonic() + 120
+        while not settled(app.client, app.keys, names):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise SystemExit(f"scaling: {workers} worker(s) did not take the partitions")
+            time.sleep(0.1)
+        follower = Follower(url, app)
+        follower.thread.start()
+        started = time.perf_counter()
+        ids = [
+            request_run(
+                app,
+                config,
+                daemon.url(target),
+                batching="smart",
+                fixer="command",
+                simulation=False,
+                max_iterations=1,
+                run_id=rid,
+            )
+            for rid, target in zip(run_ids(runs), targets, strict=True)
+        ]
+        statuses: dict[str, Any] = {}
+        while len(statuses) < runs:
+            for rid in ids:
+                if rid not in statuses:
+                    st = load_status(app.client, app.keys, rid)
+                    if st is not None and st.get("state") == "completed":
+                        statuses[rid] = st
+            if time.perf_counter() - started > 3600:
+                raise SystemExit(f"scaling: runs not finished after an hour with {workers} workers")
+            time.sleep(0.05)
+        total = time.perf_counter() - started
+        time.sleep(0.5)  # the last entries' projections
+        follower.stop.set()
+        follower.thread.join(5)
+        lat = follower.latencies_ms()
+        committed = sum(1 for s in statuses.values() if s.get("commits"))
+        row = {
+            "workers": workers,
+            "total_s": total,
+            "runs": runs,
+            "runs_with_commits": committed,
+            "statuses": sorted({str(s.get("status")) for s in statuses.values()}),
+            "entries": len(lat),
+            "p50_ms": percentile(lat, 0.5),
+            "p99_ms": percentile(lat, 0.99),
+            "timed_out": follower.tracker.timed_out,
+        }
+        return row
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        # the workers and the tools they ran, reaped: what the runs cost in CPU, whatever the
+        # worker count (start-up and idle polling included)
+        row["cpu_s"] = _children_cpu_s() - cpu0
+        delete_prefix(app.client, prefix)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def bench_scaling(res: Results, url: str, quick: bool) -> None:
+    runs, counts, sleep_s = (2, (1, 2), 0.5) if quick else (16, (1, 2, 4, 8), 40.0)
+    res.begin(
+        f"11. scaling: {runs} runs on git-daemon targets, {', '.join(map(str, counts))} worker "
+        f"processes, command fixer sleeping {sleep_s:g}s"
+    )
+    base = Path(tempfile.mkdtemp(prefix="airfix-scaling-remotes-"))
+    daemon = Daemon(base)
+    rows: list[dict[str, Any]] = []
+    try:
+        for n in counts:
+            targets = make_targets(base / f"w{n}", runs)
+            row = one_round(url, n, runs, sleep_s, daemon, [f"w{n}/{t}" for t in targets])
+            rows.append(row)
+            console.log(
+                f"  {n} worker(s): {row['total_s']:.1f}s, {row['runs_with_commits']}/{runs} runs "
+                f"with commits, p99 {row['p99_ms']:.1f} ms over {row['entries']} entries"
+            )
+    finally:
+        daemon.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    one = rows[0]["total_s"]
+    for row in rows:
+        n = row["workers"]
+        speedup = one / row["total_s"]
+        row["speedup"], row["efficiency"] = speedup, speedup / n
+        note = (
+            f"{row['runs_with_commits']}/{runs} runs with commits ({', '.join(row['statuses'])}); "
+            f"{row['entries']} log entries followed, {row['timed_out']} timed out; "
+            f"workers and their tools used {row['cpu_s']:.0f} CPU-s ({os.cpu_count()} CPUs)"
+        )
+        res.add(Metric(f"scaling_w{n}_total_s", f"{n} worker(s): total", row["total_s"], "s",
+                       higher_is_better=False, note=note))  # fmt: skip
+        res.add(Metric(f"scaling_w{n}_speedup", f"{n} worker(s): speedup over one", speedup, "x",
+                       None if quick else (6.0 if n == 8 else None)))  # fmt: skip
+        res.add(Metric(f"scaling_w{n}_vs_ideal", f"{n} worker(s): share of ideal", row["efficiency"],
+                       "x"))  # fmt: skip
+        res.add(Metric(f"scaling_w{n}_cpu_s", f"{n} worker(s): CPU used by workers and tools",
+                       row["cpu_s"], "s", higher_is_better=False))  # fmt: skip
+        res.add(Metric(f"scaling_w{n}_latency_p99_ms", f"{n} worker(s): append-to-projection p99",
+                       row["p99_ms"], "ms", higher_is_better=False,
+                       note=f"p50 {row['p50_ms']:.1f} ms"))  # fmt: skip
+    res.tables["scaling"] = rows

@@ -236,7 +236,6 @@ def test_command_example_hands_its_agent_the_prompt_and_the_keys(
 
 #: documents whose commands are not run here, and why
 NOT_RUN_FILES = {
-    "deployment.md": "written in parallel",
     "configuration-reference.md": "generated from the schema; it holds no commands",
 }
 #: commands that cannot run inside a test, by pattern, with the reason

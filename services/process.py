@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from airfix.services.runtime.cancel import cancelled
 
@@ -108,6 +108,30 @@ def stop_group(proc: subprocess.Popen[bytes], wait: Callable[[float], T]) -> T |
     return None
 
 
+class _Held:
+    """Ctrl-C and SIGTERM held back while a process is started: raised inside ``Popen`` they
+    would leave the new process group running with nobody to kill it.  Only the main thread can
+    hold them (and only it receives them)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.got: list[int] = []
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in self.SIGNALS:
+                self.previous[s] = signal.signal(s, lambda n, _f: self.got.append(n))
+
+    def release(self) -> None:
+        """Put the handlers back and deliver what came meanwhile (call it inside the ``try``
+        whose ``finally`` kills the group)."""
+        for s, handler in self.previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        self.previous = {}
+        for n in self.got:
+            signal.raise_signal(n)
+
+
 def _launch(
     cmd: Sequence[str], cwd: Path, env: Mapping[str, str] | None, stdin: int
 ) -> subprocess.Popen[bytes]:
@@ -151,14 +175,17 @@ def run_process(
     what it printed before it was killed is kept.
     """
     start = time.monotonic()
+    held = _Held()
     try:
         proc = _launch(cmd, cwd, env, subprocess.DEVNULL)
     except OSError as exc:
+        held.release()
         return ProcessResult(
             list(cmd), None, "", "", time.monotonic() - start, launch_error=str(exc)
         )
     deadline = start + max(timeout_s, 0.001)
     try:
+        held.release()
         output, stopped = _communicate_until(proc, deadline)
         timed_out = output is None and not stopped
         if output is None:
@@ -381,15 +408,18 @@ def stream_process(
     "done" are not passed on; they are not part of the outcome.
     """
     started = time.monotonic()
+    held = _Held()
     try:
         proc = _launch(
             cmd, cwd, env, subprocess.PIPE if stdin_text is not None else subprocess.DEVNULL
         )
     except OSError as exc:
+        held.release()
         return StreamResult(list(cmd), None, "", time.monotonic() - started, launch_error=str(exc))
     pipes = _Pipes(proc, stdin_text)
     run = _Stream(proc, pipes, timeout_s, idle_timeout_s, started, last_output=started)
     try:
+        held.release()  # a Ctrl-C that came while starting is raised here: the group goes below
         run.pump(on_line)
         run.settle(done_grace_s)
     finally:

@@ -147,8 +147,8 @@ class FixerConfig(_Section, frozen=True, kw_only=True):
     max_turns: SmallCount = 30
     allow_unsafe_fixes: bool = False
     # How batches are verified: "batch" = each by the full checks (tests included); "stack" = each
-    # by the static checks, the tests once on the tip of the iteration's stack of commits (bisected
-    # when it fails); "auto" = stack for chains of deterministic fixers (autofix), else batch.
+    # by the per-file static checks, the tests and whole-program checkers (mypy) once on the tip of
+    # the iteration's stack (bisected when it fails); "auto" = stack for deterministic chains.
     verify: Literal["auto", "batch", "stack"] = "auto"
     # Batches fixed at the same time (for slow fixers: an LLM agent takes minutes per batch), each
     # in its own worktree at the run's tip, never two touching the same files; the verifier still

@@ -139,28 +139,17 @@ def redis_for(args: argparse.Namespace, prefix: str) -> Iterator[tuple[str, bool
         server.stop()
 
 
-def careful_phase(res: Results, corpus: list[str]) -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-careful-"))
-    try:
-        bench_careful_person(res, scratch, corpus)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+def in_scratch(name: str, bench: Callable[[Path], None]) -> Callable[[], None]:
+    """A section that works in a temporary directory of its own, removed after it."""
 
+    def phase() -> None:
+        scratch = Path(tempfile.mkdtemp(prefix=f"airfix-bench-{name}-"))
+        try:
+            bench(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-def impact_phase(res: Results, corpus: list[str]) -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-impact-"))
-    try:
-        bench_test_impact(res, scratch, corpus)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def parallel_phase(res: Results, quick: bool) -> None:
-    scratch = Path(tempfile.mkdtemp(prefix="airfix-bench-parallel-"))
-    try:
-        bench_parallel(res, scratch, quick)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    return phase
 
 
 def run_phases(res: Results, phases: list[Phase]) -> None:
@@ -244,11 +233,17 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline:
         later.append(("pipeline", lambda: bench_fix_pipeline(res, args.quick)))
     if careful:
-        later.append(("careful", lambda: careful_phase(res, args.corpus)))
+        later.append(
+            ("careful", in_scratch("careful", lambda d: bench_careful_person(res, d, args.corpus)))
+        )
     if impact:
-        later.append(("impact", lambda: impact_phase(res, args.corpus)))
+        later.append(
+            ("impact", in_scratch("impact", lambda d: bench_test_impact(res, d, args.corpus)))
+        )
     if parallel:
-        later.append(("parallel", lambda: parallel_phase(res, args.quick)))
+        later.append(
+            ("parallel", in_scratch("parallel", lambda d: bench_parallel(res, d, args.quick)))
+        )
     if core or scaling:
         with redis_for(args, prefix) as (url, private):
             phases = redis_phases(res, args, url, prefix, private) if core else []

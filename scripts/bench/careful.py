@@ -116,14 +116,23 @@ def careful_person(
     return CarefulRun(time.perf_counter() - t0, before, after, changed, steps)
 
 
-def airfix_run(root: Path, scratch: Path, python: str | None) -> tuple[float, dict[str, Any]]:
+def airfix_run(
+    root: Path,
+    scratch: Path,
+    python: str | None,
+    extra: tuple[str, ...] = (),
+    journal: str = "journal.jsonl",
+    max_iterations: int = QUICK_START_ITERATIONS,
+) -> tuple[float, dict[str, Any], str]:
     """``airfix run --fixer autofix`` on ``root`` as a fresh process on the embedded store (no
     Redis; its journal in ``scratch``; ``python``: the project's environment when airfix cannot
-    find it in the repository): wall seconds and the JSON summary it prints."""
+    find it in the repository; ``extra``: more options): wall seconds, the JSON summary it
+    prints and its stderr."""
     env = {k: v for k, v in tool_env().items() if not k.startswith("AIRFIX")}
-    env["AIRFIX__STORE__JOURNAL"] = str(scratch / "journal.jsonl")
+    env["AIRFIX__STORE__JOURNAL"] = str(scratch / journal)
     argv = [sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(root),
-            "--fixer", "autofix", "--max-iterations", str(QUICK_START_ITERATIONS), "--json"]  # fmt: skip
+            "--fixer", "autofix", "--max-iterations", str(max_iterations), "--json",
+            *extra]  # fmt: skip
     if python is not None:
         argv += ["--python", python]
     t0 = time.perf_counter()
@@ -136,7 +145,7 @@ def airfix_run(root: Path, scratch: Path, python: str | None) -> tuple[float, di
             f"airfix run exited {proc.returncode} without a JSON summary:\n{proc.stderr[-3000:]}"
         ) from exc
     report["exit_code"] = proc.returncode
-    return seconds, report
+    return seconds, report, proc.stderr
 
 
 def checks_on_branch(case: Case, branch: str) -> dict[str, int]:
@@ -196,7 +205,7 @@ def compare(res: Results, case: Case, scratch: Path) -> dict[str, Any]:
     baseline = judged(case, case.careful_root)
     careful = careful_person(case.careful_root, case.python, case.test_paths)
     try:
-        air_s, report = airfix_run(case.airfix_root, scratch, case.airfix_python)
+        air_s, report, _ = airfix_run(case.airfix_root, scratch, case.airfix_python)
     finally:
         shutil.rmtree(mypy_cache_dir(case.airfix_root), ignore_errors=True)
     air_after = checks_on_branch(case, report.get("branch", ""))

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from scripts.bench.careful import Case, corpus_case
+from scripts.bench.careful import Case, airfix_run, corpus_case
 from scripts.bench.common import Metric, Results
-from scripts.bench.sample import tool_env
 
 WASTE_TARGET = 0.10  # of batch-verification time, in tests that could not have changed
 
@@ -28,22 +25,16 @@ def batch_run(root: Path, scratch: Path, python: str | None, impact: bool) -> di
     """One ``airfix run`` with batch verification; its wall time, summary and verifier lines."""
     config = scratch / f"batch-{'impact' if impact else 'full'}.yaml"
     config.write_text(f"fixer:\n  verify: batch\n  test_impact: {'true' if impact else 'false'}\n")
-    env = {k: v for k, v in tool_env().items() if not k.startswith("AIRFIX")}
-    env["AIRFIX__STORE__JOURNAL"] = str(scratch / f"journal-{root.name}.jsonl")
-    argv = [sys.executable, "-m", "airfix.services.commands.cli", "run", "--target", str(root),
-            "--config", str(config), "--fixer", "autofix", "--max-iterations", "1", "--json",
-            "--log-format", "json", "--log-level", "info"]  # fmt: skip
-    if python is not None:
-        argv += ["--python", python]
-    t0 = time.perf_counter()
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - t0
-    try:
-        report = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise SystemExit(f"airfix run exited {proc.returncode}:\n{proc.stderr[-3000:]}") from exc
+    seconds, report, stderr = airfix_run(
+        root,
+        scratch,
+        python,
+        extra=("--config", str(config), "--log-format", "json", "--log-level", "info"),
+        max_iterations=1,
+        journal=f"journal-{root.name}.jsonl",
+    )
     lines = []
-    for line in proc.stderr.splitlines():
+    for line in stderr.splitlines():
         if line.startswith("{") and '"batch verification"' in line:
             lines.append(json.loads(line))
     tree = subprocess.run(["git", "rev-parse", f"{report.get('branch')}^{{tree}}"], cwd=root,

@@ -243,3 +243,15 @@ def test_a_module_no_test_runs_or_imports_runs_no_test() -> None:
         importers=lambda path: set(),
     )  # fmt: skip
     assert s.tests == [] and "import docs/conf.py" in s.reason
+
+
+def test_an_unreadable_impact_map_means_every_test() -> None:
+    """A damaged map in Redis is no reason to fail a step: no map, so the whole suite runs."""
+    from types import SimpleNamespace
+
+    from airfix.services.pipeline import impact
+
+    app = embedded_app()
+    state = SimpleNamespace(run_id="run-x", iteration=1)
+    app.store.client.set(app.store.keys.test_impact("run-x", 1), b"not zlib")
+    assert impact.load(SimpleNamespace(store=app.store), state) is None  # type: ignore[arg-type]

@@ -90,3 +90,23 @@ def test_incremental_caches_are_kept_outside_the_target(tmp_path: Path) -> None:
     ).stdout
     assert status == "", status  # no .ruff_cache or .mypy_cache in the target
     assert {r.tool: r.status for r in first.results}["ruff"] in ("passed", "failed")
+
+
+def test_checkouts_of_one_project_share_its_caches(tmp_path: Path, monkeypatch) -> None:
+    """A run's worktrees have paths of their own (per run and step); named by the project's
+    identity, they all use one cache, so the next run's checks start warm."""
+    target = make_project(tmp_path, tmp_path / "sessions.log")
+    other = tmp_path / "worktree-of-another-run"
+    subprocess.run(["git", "clone", "-q", str(target), str(other)], check=True)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    config = load_config()
+
+    for checkout in (target, other):
+        m = measure(checkout, config, scope="static", caches="file:///projects/calc")
+        assert {r.tool: r.status for r in m.results}["mypy"] == "passed"
+
+    for tool in ("ruff", "mypy"):
+        dirs = list((tmp_path / "tmp" / f"airfix-{tool}-cache").iterdir())
+        assert dirs == [tool_cache_dir(tool, "file:///projects/calc")], dirs
+        assert any(dirs[0].iterdir()), f"{tool} wrote no cache"

@@ -204,10 +204,10 @@ def compare(res: Results, case: Case, scratch: Path) -> dict[str, Any]:
 
     baseline = judged(case, case.careful_root)
     careful = careful_person(case.careful_root, case.python, case.test_paths)
-    try:
-        air_s, report, _ = airfix_run(case.airfix_root, scratch, case.airfix_python)
-    finally:
-        shutil.rmtree(mypy_cache_dir(case.airfix_root), ignore_errors=True)
+    air_s, report, _ = airfix_run(case.airfix_root, scratch, case.airfix_python)
+    # airfix keeps mypy's cache for the next run on this target (keyed by its path and python)
+    python = report.get("environment", {}).get("python", "")
+    shutil.rmtree(mypy_cache_dir(case.airfix_root, python), ignore_errors=True)
     air_after = checks_on_branch(case, report.get("branch", ""))
     careful_q = quality(baseline, judged(case, case.careful_root))
     airfix_q = quality(baseline, judged(case, case.airfix_root))

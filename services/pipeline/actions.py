@@ -301,11 +301,10 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             if staged
             else impact.selection(p, state, wt, base, state.candidate, view)
         )
-        m = p.measure(
-            wt.path,
-            p.config,
+        m = p.measure_tree(
+            state,
+            wt,
             scope="static" if staged else "batch",
-            python=python,
             tests=chosen.tests,
             skip=WHOLE_PROGRAM - {i.tool for i in mine} if staged else (),
         )

@@ -52,7 +52,7 @@ def _check_events(p: Pipeline, state: RunState, m: Measurement) -> list[Event]:
 
 def act_check(p: Pipeline, state: RunState) -> list[Event]:
     with p.tree(state, "check") as wt:
-        m = p.measure(wt.path, p.config, python=p.python(state), impact=impact.wanted(p, state))
+        m = p.measure_tree(state, wt, impact=impact.wanted(p, state))
     impact.save(p, state, state.iteration, tip(state), m)
     return _check_events(p, state, m)
 
@@ -90,13 +90,7 @@ def act_close(p: Pipeline, state: RunState) -> list[Event] | Step:
         )
     view = iteration_view(history, state.iteration)
     with p.tree(state, "check") as wt:
-        m = p.measure(
-            wt.path,
-            p.config,
-            python=p.python(state),
-            impact=impact.wanted(p, state),
-            known=view.outcomes,
-        )
+        m = p.measure_tree(state, wt, impact=impact.wanted(p, state), known=view.outcomes)
     reverted, m = impact.revert_misses(p, state, view, history, m)
     s = p.advance(state, reverted)
     if s.terminal:

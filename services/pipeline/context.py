@@ -67,6 +67,18 @@ class Pipeline:
     def python(self, state: RunState) -> PythonEnv | None:
         return python_env_of(state.environment)
 
+    def measure_tree(self, state: RunState, wt: Repo, **how: object) -> Measurement:
+        """Measure a private worktree of the run's target with the project's interpreter and
+        the target's tool caches (shared by every worktree of it, so they stay warm from one
+        run to the next, though each run's worktrees have paths of their own)."""
+        return self.measure(
+            wt.path,
+            self.config,
+            python=self.python(state),
+            caches=target_identity(state.target),
+            **how,
+        )
+
     def remote(self, state: RunState, *shas: str) -> Remote | None:
         """This worker's clone of a remote target holding ``shas`` (None for a local target)."""
         if not is_remote(state.target):

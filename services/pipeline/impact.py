@@ -186,9 +186,7 @@ def revert_misses(
                 new = decide(s, Fail(reason=f"the revert of {batch} was refused: {exc}"))
                 return events + new, m
             log.info("test impact missed a regression", batch=batch, tests=len(broken))
-            m = p.measure(
-                wt.path, p.config, python=python, impact=wanted(p, s), known=view.outcomes
-            )
+            m = p.measure_tree(s, wt, impact=wanted(p, s), known=view.outcomes)
         new = decide(
             s,
             RollBack(

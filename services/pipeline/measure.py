@@ -77,14 +77,18 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
         return bool(self.outcomes) or (self.tests is not None and self.tests.total > 0)
 
 
-def tool_cache_dir(tool: str, target: Path, python: str = "") -> Path:
+def tool_cache_dir(tool: str, target: Path | str, python: str = "") -> Path:
     """A tool's incremental cache for one target (and interpreter), outside the target, kept
     between the checks of a run and between runs: a mypy re-check takes a second, not eight.
+    ``target`` is a path or, for a run's worktrees (one path per run and step), the target's
+    identity, so that every worktree of one project shares the cache.
 
-    The tools validate their own entries (mypy by its version, options and each file's hash;
-    ruff by its version, settings and each file's mtime), so a new tool version or configuration
-    never reads a stale result."""
-    digest = hashlib.sha256(f"{target.resolve()}\0{python}".encode()).hexdigest()[:16]
+    The tools validate their own entries (mypy by its version, options and each file's hash, and
+    its paths are relative to the worktree; ruff by its version, settings and each file's mtime),
+    so a new tool version or configuration never reads a stale result.  Both write their cache
+    files whole (a temporary file renamed), so concurrent checks of one project can share it."""
+    key = str(target.resolve()) if isinstance(target, Path) else target
+    digest = hashlib.sha256(f"{key}\0{python}".encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"airfix-{tool}-cache" / digest
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -159,10 +163,10 @@ def counts_of_tests(run: ToolRun) -> TestCounts:
 
 
 def tool_adapters(
-    target: Path, python: PythonEnv | None
+    target: Path, python: PythonEnv | None, caches: str | None = None
 ) -> tuple[list[ToolAdapter], list[ToolResult]]:
-    """The target's adapters (set to the project's interpreter), and tool errors for what airfix
-    cannot check."""
+    """The target's adapters (set to the project's interpreter and the caches of ``caches``, a
+    project identity, default the target's path), and tool errors for what airfix cannot check."""
     by_language = adapters_for_target(target)
     errors: list[ToolResult] = []
     if not by_language:
@@ -189,7 +193,7 @@ def tool_adapters(
         if python is not None and isinstance(a, BaseToolAdapter):
             a.use_python(python)
         if isinstance(a, (MypyAdapter, RuffAdapter)) and a.cache_dir is None:
-            a.cache_dir = tool_cache_dir(a.name, target, python.python if python else "")
+            a.cache_dir = tool_cache_dir(a.name, caches or target, python.python if python else "")
     return adapters, errors
 
 
@@ -203,6 +207,7 @@ def measure(
     tests: Sequence[str] | None = None,
     known: Mapping[str, str] | None = None,
     skip: Collection[str] = (),
+    caches: str | None = None,
 ) -> Measurement:
     """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
     checks that open and close an iteration need; ``scope="static"`` (a commit of a stack, whose
@@ -211,9 +216,10 @@ def measure(
     (none at all when empty): the selection test impact made.  ``known`` (a closing check): the
     outcomes at the iteration's start; a test that failed there and fails again is not re-run
     alone (it is no one's regression, and re-running it only told flaky from failing then).
-    ``skip``: static tools not to run (a stacked commit's whole-program checkers)."""
+    ``skip``: static tools not to run (a stacked commit's whole-program checkers).  ``caches``:
+    whose tool caches to use (:func:`tool_cache_dir`)."""
     started = time.monotonic()
-    adapters, results = tool_adapters(target, python)
+    adapters, results = tool_adapters(target, python, caches)
     static = [a for a in adapters if a.tier == "static" and a.name not in skip]
     dynamic = (
         []

@@ -35,6 +35,7 @@ from airfix.services.pipeline.measure import (
     rerun_tests,
     tool_adapters,
 )
+from airfix.services.pipeline.workspace import target_identity
 from airfix.services.runtime.logs import get_logger
 from airfix.services.tools.environment import PythonEnv
 
@@ -78,7 +79,7 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     while True:
         at = stack[-1][1] if stack else base
         with p.tree(state, "check", sha=at) as wt:
-            m = p.measure(wt.path, p.config, python=python, known=view.outcomes)
+            m = p.measure_tree(state, wt, known=view.outcomes)
             broken = regressions(view.outcomes, m, flaky)
             if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
                 again = rerun_tests(wt.path, p.config, broken, python)
@@ -186,12 +187,11 @@ def first_introducing(
     while lo < hi:
         mid = (lo + hi) // 2
         with p.tree(state, "check", sha=stack[mid][1]) as wt:
-            m = p.measure(
-                wt.path,
-                p.config,
+            m = p.measure_tree(
+                state,
+                wt,
                 scope="static",
-                python=p.python(state),
-                skip=_static_names(wt.path, p.python(state)) - tools,
+                skip=_static_names(wt.path, p.python(state), target_identity(state.target)) - tools,
             )
         if {i.fingerprint for i in compare(before, m.issues).new} & wanted:
             hi = mid
@@ -200,8 +200,8 @@ def first_introducing(
     return lo
 
 
-def _static_names(path: Path, python: PythonEnv | None) -> set[str]:
-    adapters, _ = tool_adapters(path, python)
+def _static_names(path: Path, python: PythonEnv | None, caches: str) -> set[str]:
+    adapters, _ = tool_adapters(path, python, caches)
     return {a.name for a in adapters if a.tier == "static"}
 
 
@@ -215,7 +215,7 @@ def first_breaking(
         with p.tree(state, "check", sha=stack[mid][1]) as wt:
             outcomes = rerun_tests(wt.path, p.config, broken, p.python(state))
             if not outcomes:  # no runner selects tests by id: the whole suite, then
-                outcomes = p.measure(wt.path, p.config, python=p.python(state)).outcomes
+                outcomes = p.measure_tree(state, wt).outcomes
         if any(outcomes.get(t, "missing") != "passed" for t in broken):
             hi = mid
         else:
@@ -262,11 +262,10 @@ def _rewrite(
         )  # the parent's counts changed under it (tools it did not measure are no change)
         if batch in rebuilt or moved:
             with p.tree(state, "verify", sha=sha) as wt:
-                after = p.measure(
-                    wt.path,
-                    p.config,
+                after = p.measure_tree(
+                    state,
+                    wt,
                     scope="static",
-                    python=p.python(state),
                     skip=WHOLE_PROGRAM - set(event.counts_after),
                 ).counts_by_tool()
             before = {

@@ -7,7 +7,9 @@ The fixer is the ``command`` fixer: it sleeps a fixed time (an agent thinking) a
 deterministic edit (removes the one unused import each target has), so a run's time is mostly
 waiting and the ideal with N workers is 1/N of the time with one.  The run ids are chosen one per
 partition, and the store has as many partitions as runs, so every worker count splits the runs
-evenly.  While the runs go, every entry the workers append is followed to the moment the
+evenly.  The targets' tests run in an environment of their own holding only pytest and coverage
+(as a project's own venv would; airfix's development venv would add plugins that take seconds to
+load in every test run).  While the runs go, every entry the workers append is followed to the moment the
 projections' checkpoints cover it: the append-to-projection latency under that load.
 """
 
@@ -164,8 +166,28 @@ def settled(client: redis.Redis, keys: Any, names: list[str]) -> bool:
     return True
 
 
+def project_python(base: Path) -> str:
+    """The targets' own environment: a venv with pytest and coverage, pinned as airfix's are."""
+    venv = base / "project-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+    pins = Path(__file__).resolve().parents[1] / "constraints.txt"
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         "-c", str(pins), "pytest", "coverage"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return str(venv / "bin" / "python")
+
+
 def one_round(
-    url: str, workers: int, runs: int, sleep_s: float, daemon: Daemon, targets: list[str]
+    url: str,
+    workers: int,
+    runs: int,
+    sleep_s: float,
+    daemon: Daemon,
+    targets: list[str],
+    python: str,
 ) -> dict[str, Any]:
     """``runs`` runs hosted by ``workers`` worker processes, each in a workspace of its own."""
     prefix = f"airfixscale{os.getpid()}w{workers}"
@@ -184,6 +206,7 @@ def one_round(
         "store.partitions": runs,
         "fixer.chain": ["command"],
         "fixer.command": fixer_command(sleep_s),
+        "target_project.python": python,
     }
     config = load_config(overrides=overrides, env={})
     app = build_app(config, redis_url=url)
@@ -295,9 +318,10 @@ def bench_scaling(res: Results, url: str, quick: bool) -> None:
     daemon = Daemon(base)
     rows: list[dict[str, Any]] = []
     try:
+        python = project_python(base)
         for n in counts:
             targets = make_targets(base / f"w{n}", runs)
-            row = one_round(url, n, runs, sleep_s, daemon, [f"w{n}/{t}" for t in targets])
+            row = one_round(url, n, runs, sleep_s, daemon, [f"w{n}/{t}" for t in targets], python)
             rows.append(row)
             console.log(
                 f"  {n} worker(s): {row['total_s']:.1f}s, {row['runs_with_commits']}/{runs} runs "

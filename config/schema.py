@@ -72,6 +72,9 @@ class ConsumersConfig(_Section, frozen=True, kw_only=True):
     retry_backoff_max_ms: BackoffMs = 2000
     shutdown_deadline_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
     heartbeat_interval_ms: IntervalMs = 2000
+    # How much lower the CPU priority (nice) of the tools and fixers an `airfix worker` starts is
+    # than its own: on a busy machine they wait, not its leases, projections and steps. 0 = same.
+    child_niceness: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
 
 
 class ProjectionsConfig(_Section, frozen=True, kw_only=True):

@@ -12,6 +12,11 @@ Two ways to run: :func:`run_process` captures stdout and stderr whole (a health 
 stderr tail (an agent that works for minutes: progress is logged while it works, and it is
 stopped when it hangs silently or lingers after its final output).
 
+Children run at a lower CPU priority than the worker (:func:`set_child_niceness`, from
+``consumers.child_niceness``): on a busy machine a test suite or a type checker then waits for
+the worker's own threads, which renew leases, fold projections and decide steps, not the other
+way round.
+
 The environment is passed through as the caller built it (callers scrub it with
 :func:`airfix.services.secrets.scrubbed_env`); ``None`` inherits airfix's own.
 """
@@ -45,6 +50,7 @@ __all__ = [
     "find_executable",
     "kill_group",
     "run_process",
+    "set_child_niceness",
     "stop_group",
     "stream_process",
     "tail",
@@ -57,6 +63,14 @@ POLL_S = 0.25  # how often a waiting call looks at its deadlines and at cancella
 CANCELLED = "stopped: the run was cancelled or moved on"
 
 T = TypeVar("T")
+
+_child_niceness = 0  # added to this process's own niceness for each child (see the docstring)
+
+
+def set_child_niceness(n: int) -> None:
+    """Start every later child ``n`` niceness steps below this process (0: as this process)."""
+    global _child_niceness
+    _child_niceness = max(0, min(int(n), 19))
 
 
 # ---------------------------------------------------------------- shared
@@ -135,7 +149,7 @@ class _Held:
 def _launch(
     cmd: Sequence[str], cwd: Path, env: Mapping[str, str] | None, stdin: int
 ) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         list(cmd),
         cwd=str(cwd),
         env=dict(env) if env is not None else None,
@@ -144,6 +158,11 @@ def _launch(
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
+    if _child_niceness:  # at once: the children it starts later inherit it
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        with contextlib.suppress(ProcessLookupError):  # it has already ended: nothing to lower
+            os.setpriority(os.PRIO_PROCESS, proc.pid, min(own + _child_niceness, 19))
+    return proc
 
 
 # ---------------------------------------------------------------- run: output captured

@@ -146,6 +146,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from airfix.services.runtime.app import build_app
     from airfix.services.runtime.logs import configure_logging, get_logger
     from airfix.services.runtime.logstream import configure_service_logging
+    from airfix.services.process import set_child_niceness
     from airfix.services.runtime.worker import Worker
 
     cfg = load(args)
@@ -168,6 +169,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         kwargs["name"] = args.name or consumer_name()
         pipeline = Pipeline(app.store, cfg, worker=kwargs["name"])
         handlers += role_handlers(pipeline, pipeline_roles)  # type: ignore[arg-type]
+    set_child_niceness(cfg.consumers.child_niceness)
     worker = Worker(app.store, handlers, app.settings, **kwargs)
     worker.install_signal_handlers()
     get_logger("airfix.cli").info(

@@ -45,6 +45,7 @@ class IterationView(msgspec.Struct, frozen=True, kw_only=True):
     batches: dict[str, BatchPlanned]
     outcomes: dict[str, str]  # each test's outcome now (the opening check's, updated by commits)
     counts: dict[str, int]  # issues per tool in the latest measurement (the parent commit's)
+    opening_counts: dict[str, int]  # issues per tool at the iteration's start (its base's)
     flaky: list[str]  # every test found flaky so far in the run: never used to judge
 
     @property
@@ -78,6 +79,7 @@ def iteration_view(events: Sequence[Event], iteration: int) -> IterationView:
     batches: dict[str, BatchPlanned] = {}
     outcomes: dict[str, str] = {}
     counts: dict[str, int] = {}
+    opening: dict[str, int] = {}
     flaky: set[str] = set()
     opened = False
     for ev in events:
@@ -86,7 +88,7 @@ def iteration_view(events: Sequence[Event], iteration: int) -> IterationView:
         if isinstance(ev, HealthChecked) and ev.iteration == iteration and not opened:
             opened = True
             outcomes = dict(ev.test_outcomes)
-            counts = _issue_counts(ev)
+            counts = opening = _issue_counts(ev)
         elif isinstance(ev, IssuesDiscovered) and ev.iteration == iteration:
             issues = list(ev.issues)
             discovered = {i.issue_id: i for i in ev.issues}
@@ -103,6 +105,7 @@ def iteration_view(events: Sequence[Event], iteration: int) -> IterationView:
         batches=batches,
         outcomes=outcomes,
         counts=counts,
+        opening_counts=opening,
         flaky=sorted(flaky),
     )
 

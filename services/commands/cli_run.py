@@ -143,10 +143,10 @@ def _add_run(sub: Subparsers, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from airfix.services.process import set_child_niceness
     from airfix.services.runtime.app import build_app
     from airfix.services.runtime.logs import configure_logging, get_logger
     from airfix.services.runtime.logstream import configure_service_logging
-    from airfix.services.process import set_child_niceness
     from airfix.services.runtime.worker import Worker
 
     cfg = load(args)

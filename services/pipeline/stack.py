@@ -26,6 +26,7 @@ from airfix.events.core.ledger import IterationView
 from airfix.events.core.machine import DropFromStack, LandStack, RunState
 from airfix.events.core.verdicts import compare
 from airfix.events.schema import Committed, Event, IssueRecord, Landed
+from airfix.services import fixers as fixer_registry
 from airfix.services.pipeline.context import Pipeline, landed_tip
 from airfix.services.pipeline.git import GitError, Repo, identity_env
 from airfix.services.pipeline.measure import (
@@ -76,26 +77,35 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     python = p.python(state)
     commands: list[DropFromStack | LandStack] = []
     rebuilt: set[str] = set()
+    suspects: list[str] = []  # the tests the last culprit broke: tried alone on the new tip first
     while True:
         at = stack[-1][1] if stack else base
-        with p.tree(state, "check", sha=at) as wt:
-            m = p.measure_tree(state, wt, known=view.outcomes)
-            broken = regressions(view.outcomes, m, flaky)
-            if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
-                again = rerun_tests(wt.path, p.config, broken, python)
-                flaky |= {t for t in broken if again.get(t) == "passed"}
-                broken = [t for t in broken if t not in flaky]
-        unmeasured = [r for r in m.results if r.tool in WHOLE_PROGRAM and r.status == "tool_error"]
-        if unmeasured and stack:  # the commits skipped it for the tip, which cannot run it
-            reason = "verification could not measure: " + "; ".join(
-                f"{r.tool} on the stack's tip ({r.error[:300]})" for r in unmeasured
-            )
-            commands += [DropFromStack(batch_id=b, blamed=False, reason=reason) for b, _ in stack]
-            stack = []
-            break
-        added = [] if broken else new_whole_program_issues(view, m)
-        if not (broken or added) or not stack:
-            break
+        broken = still_broken(p, state, at, suspects) if stack else []
+        added: list[IssueRecord] = []
+        if not broken:  # the whole suite (with coverage: it closes the iteration) judges the tip
+            with p.tree(state, "check", sha=at) as wt:
+                m = p.measure_tree(state, wt, known=view.outcomes)
+                broken = regressions(view.outcomes, m, flaky)
+                if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
+                    again = rerun_tests(wt.path, p.config, broken, python)
+                    flaky |= {t for t in broken if again.get(t) == "passed"}
+                    broken = [t for t in broken if t not in flaky]
+            unmeasured = [
+                r for r in m.results if r.tool in WHOLE_PROGRAM and r.status == "tool_error"
+            ]
+            if unmeasured and stack:  # the commits skipped it for the tip, which cannot run it
+                reason = "verification could not measure: " + "; ".join(
+                    f"{r.tool} on the stack's tip ({r.error[:300]})" for r in unmeasured
+                )
+                commands += [
+                    DropFromStack(batch_id=b, blamed=False, reason=reason) for b, _ in stack
+                ]
+                stack = []
+                break
+            added = [] if broken else new_whole_program_issues(view, m)
+            if not (broken or added) or not stack:
+                break
+        suspects = broken
         if broken:
             culprit = first_breaking(p, state, stack, broken)
             shown = _shown(broken)
@@ -128,7 +138,7 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
         log.info("stack bisected", culprit=batch, tests=len(broken), issues=len(added))
         kept, parent = stack[:culprit], (stack[culprit - 1][1] if culprit else base)
         for later, sha in stack[culprit + 1 :]:
-            new, why = _reapply(p, state, parent, sha)
+            new, why = _reapply(p, state, view, parent, later, sha)
             if new is None:
                 commands.append(
                     DropFromStack(
@@ -153,7 +163,11 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
         f"({still} of the {passed} tests that passed before pass) with no new issue of the "
         "whole-program checkers"
     )
-    landed = _rewrite(p, state, repo, base, stack, committed, rebuilt, verified) if stack else []
+    landed = (
+        _rewrite(p, state, repo, base, view.opening_counts, stack, committed, rebuilt, verified)
+        if stack
+        else []
+    )
     if landed:
         commands.append(LandStack(commits=landed, verified_by=verified))
     return Landing(commands=commands, tip=landed[-1].sha if landed else base, measurement=m)
@@ -223,12 +237,47 @@ def first_breaking(
     return lo
 
 
-def _reapply(p: Pipeline, state: RunState, parent: str, sha: str) -> tuple[str | None, str]:
+def still_broken(p: Pipeline, state: RunState, at: str, suspects: Sequence[str]) -> list[str]:
+    """Which of ``suspects`` (tests a dropped commit broke) still fail at ``at``, run alone: a
+    second culprit is then bisected at once, without a whole-suite run in between."""
+    if not suspects:
+        return []
+    with p.tree(state, "check", sha=at) as wt:
+        again = rerun_tests(wt.path, p.config, suspects, p.python(state))
+    return [t for t in suspects if again and again.get(t, "missing") != "passed"]
+
+
+def _reapply(
+    p: Pipeline, state: RunState, view: IterationView, parent: str, batch: str, sha: str
+) -> tuple[str | None, str]:
     """``sha``'s change cherry-picked onto ``parent`` and committed (the project's hooks judge it)
-    in a private worktree, no ref moved: the new commit, or None and why not."""
+    in a private worktree, no ref moved: the new commit, or None and why not.  A change that no
+    longer applies (an edit next to the dropped one's) is made again by a deterministic chain:
+    its fixes are cheap to make and find their issues by fingerprint, not by line."""
     with p.tree(state, "verify", sha=parent) as wt:
         if not wt.succeeds("cherry-pick", "--no-commit", sha):
-            return None, "it no longer applies"
+            wt.git("cherry-pick", "--abort", check=False)
+            wt.git("reset", "-q", "--hard", parent, check=False)
+            chain = p.chain(state)
+            if not all(getattr(f, "deterministic", False) for f in chain):
+                return None, "it no longer applies"
+            planned = view.batches[batch]  # its issues as planned: its own commit resolved them
+            issues = [view.discovered[i] for i in planned.issue_ids if i in view.discovered]
+            outcome = fixer_registry.run_chain(
+                chain,
+                fixer_registry.FixRequest(
+                    run_id=state.run_id,
+                    target=wt.path,
+                    batch=planned,
+                    issues=issues,
+                    config=p.config.fixer,
+                    environment=state.environment,
+                ),
+            )
+            if not outcome.ok:
+                return None, f"it no longer applies and fixing it again failed ({outcome.reason})"
+            wt.git("add", "-A")
+            log.info("stack commit made again on its new parent", batch_id=batch, parent=parent)
         if not wt.changed_files():
             return None, "nothing is left of it"
         message = wt.git("log", "-1", "--format=%B", sha)
@@ -244,20 +293,22 @@ def _rewrite(
     state: RunState,
     repo: Repo,
     base: str,
+    base_counts: dict[str, int],
     stack: list[tuple[str, str]],
     committed: dict[str, Committed],
     rebuilt: set[str],
     verified: str,
 ) -> list[Landed]:
-    """The kept commits again on ``base``, each message saying how it was verified and, for those
-    re-applied on another parent, with its counts measured again."""
+    """The kept commits again on ``base`` (whose issues per tool are ``base_counts``), each
+    message saying how it was verified and, for those re-applied on another parent or whose
+    parent's counts moved, with its counts measured again."""
     out: list[Landed] = []
     parent = base
-    previous_after: dict[str, int] | None = None
+    previous_after = dict(base_counts)
     for batch, sha in stack:
         event = committed[batch]
         before, after = event.counts_before, event.counts_after
-        moved = previous_after is not None and any(
+        moved = any(
             previous_after.get(t, n) != n for t, n in before.items()
         )  # the parent's counts changed under it (tools it did not measure are no change)
         if batch in rebuilt or moved:
@@ -268,9 +319,7 @@ def _rewrite(
                     scope="static",
                     skip=WHOLE_PROGRAM - set(event.counts_after),
                 ).counts_by_tool()
-            before = {
-                t: previous_after[t] for t in after if previous_after and t in previous_after
-            } or before
+            before = {t: previous_after[t] for t in after if t in previous_after} or before
         message = _VERIFIED.sub(
             f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip()
         )

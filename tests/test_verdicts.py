@@ -17,6 +17,7 @@ from airfix.events.schema import (
     HealthChecked,
     IssueRecord,
     IssuesDiscovered,
+    StackDropped,
     ToolResult,
 )
 
@@ -223,6 +224,46 @@ def test_lessons_set_aside_a_single_kind_of_issue_and_split_a_mixed_batch() -> N
     assert set(lessons(again).set_aside) == {a.fingerprint, b.fingerprint}
     blamed = [*events[:3], FixRolledBack(batch_id="b2", reason="x", culprits=[c.fingerprint])]
     assert set(lessons(blamed).set_aside) == {c.fingerprint} and lessons(blamed).alone == []
+
+
+def test_a_culprit_sets_aside_what_its_one_fix_removed_of_its_rule() -> None:
+    """ruff fixes each unused name of one import statement by removing the whole statement: the
+    dropped commit for one of them resolved the others too.  Planned alone, each would make the
+    same edit and break the same test, so they are set aside with it; the import block's order
+    (another rule) that the same commit resolved stays planned."""
+    utc, ambiguous, exists = (issue(n, file="t.py") for n in (1, 2, 3))
+    order = issue(4, rule="I001", file="t.py")
+    events = [
+        IssuesDiscovered(iteration=2, issues=[utc, ambiguous, exists, order]),
+        *(
+            BatchPlanned(
+                iteration=2,
+                batch_id=f"b{k}",
+                phase="lint",
+                mode="individual",
+                issue_ids=[i.issue_id],
+            )
+            for k, i in enumerate((utc, ambiguous, exists, order), 1)
+        ),
+        Committed(
+            batch_id="b1",
+            sha="c1",
+            resolved=[
+                utc.fingerprint,
+                ambiguous.fingerprint,
+                exists.fingerprint,
+                order.fingerprint,
+            ],
+            staged=True,
+        ),
+        StackDropped(batch_id="b1", reason="the tests on the stack's tip broke (t::all)"),
+    ]
+    learned = lessons(events)
+    assert set(learned.set_aside) == {utc.fingerprint, ambiguous.fingerprint, exists.fingerprint}
+    assert learned.set_aside[ambiguous.fingerprint].endswith("(its fix removed this issue too)")
+    assert "b1 was dropped from the stack" in learned.set_aside[exists.fingerprint]
+    unblamed = [*events[:-1], StackDropped(batch_id="b1", reason="conflict", blamed=False)]
+    assert lessons(unblamed).set_aside == {}  # taken out without blame: nothing learned
 
 
 def test_the_plan_puts_alone_issues_in_batches_of_their_own() -> None:

@@ -118,16 +118,26 @@ class Lessons(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def lessons(events: Sequence[Event]) -> Lessons:
-    """Set-aside and one-by-one issues from every rolled-back or failed batch of the run."""
+    """Set-aside and one-by-one issues from every rolled-back or failed batch of the run.
+
+    A culprit's commit may have resolved issues of its rule beyond its batch's: one fix can serve
+    several diagnostics (ruff removes a whole import statement for each unused name in it).  Those
+    are set aside with it: planned alone, each would make the same edit and break the same tests.
+    (Other rules' issues it resolved on the way, an import block's order, stay planned.)"""
     fingerprint_of: dict[str, str] = {}
+    rule_of: dict[str, tuple[str, str]] = {}
     members: dict[str, list[str]] = {}
+    resolved: dict[str, list[str]] = {}  # batch -> what its commit resolved
     aside: dict[str, str] = {}
     alone: set[str] = set()
     for ev in events:
         if isinstance(ev, IssuesDiscovered):
             fingerprint_of.update({i.issue_id: i.fingerprint for i in ev.issues})
+            rule_of.update({i.fingerprint: (i.tool, i.rule) for i in ev.issues})
         elif isinstance(ev, BatchPlanned):
             members[ev.batch_id] = [fingerprint_of.get(i, i) for i in ev.issue_ids]
+        elif isinstance(ev, Committed):
+            resolved[ev.batch_id] = list(ev.resolved)
         elif isinstance(ev, FixRolledBack | FixFailed | StackDropped):
             if isinstance(ev, StackDropped) and not ev.blamed:
                 continue  # it merely conflicted with a dropped one: planned again as it was
@@ -141,6 +151,13 @@ def lessons(events: Sequence[Event]) -> Lessons:
                 aside.update(dict.fromkeys(culprits, reason))
             elif len(set(fps)) <= 1 or all(fp in alone for fp in fps):
                 aside.update(dict.fromkeys(fps, reason))
+                rules = {rule_of.get(fp) for fp in fps}
+                same_edit = [
+                    fp
+                    for fp in resolved.get(ev.batch_id, [])
+                    if fp not in fps and rule_of.get(fp, ("", "?")) in rules
+                ]
+                aside.update(dict.fromkeys(same_edit, f"{reason} (its fix removed this issue too)"))
             else:
                 alone.update(fps)
     return Lessons(set_aside=aside, alone=sorted(alone - aside.keys()))

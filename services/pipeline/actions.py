@@ -189,14 +189,7 @@ def act_run_fix(p: Pipeline, state: RunState) -> list[Event]:
                 f"worker {who} died while fixing this batch (attempt {attempt}); not "
                 "running the fixer twice"
             )
-        request = fixer_registry.FixRequest(
-            run_id=state.run_id,
-            target=wt.path,
-            batch=batch,
-            issues=mine,
-            config=p.config.fixer,
-            environment=state.environment,
-        )
+        request = p.fix_request(state, wt, batch, mine)
         with parallel.alongside(p, state, view, history, batch, chain) as side:
             outcome = fixer_registry.run_chain(chain, request)
         changed = wt.changed_files()

@@ -138,6 +138,19 @@ class Pipeline:
         ) as wt:
             yield wt, remote, base, base_branch
 
+    def fix_request(
+        self, state: RunState, wt: Repo, batch: BatchPlanned, issues: Sequence[IssueRecord]
+    ) -> fixer_registry.FixRequest:
+        """What a fixer is asked: ``batch``'s ``issues``, in the worktree ``wt``."""
+        return fixer_registry.FixRequest(
+            run_id=state.run_id,
+            target=wt.path,
+            batch=batch,
+            issues=list(issues),
+            config=self.config.fixer,
+            environment=state.environment,
+        )
+
     def chain(self, state: RunState) -> list[fixer_registry.Fixer]:
         return fixer_registry.chain(state.fixer or ",".join(self.config.fixer.chain))
 

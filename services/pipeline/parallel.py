@@ -168,14 +168,7 @@ def alongside(
 
 
 def _run(job: _Job, p: Pipeline, state: RunState, chain: list[fixer_registry.Fixer]) -> None:
-    request = fixer_registry.FixRequest(
-        run_id=state.run_id,
-        target=job.tree.path,
-        batch=job.batch,
-        issues=job.issues,
-        config=p.config.fixer,
-        environment=state.environment,
-    )
+    request = p.fix_request(state, job.tree, job.batch, job.issues)
     try:
         job.outcome = fixer_registry.run_chain(chain, request)
     except BaseException as exc:  # noqa: BLE001 - raised again by the step, after every join

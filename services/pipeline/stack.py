@@ -263,17 +263,7 @@ def _reapply(
                 return None, "it no longer applies"
             planned = view.batches[batch]  # its issues as planned: its own commit resolved them
             issues = [view.discovered[i] for i in planned.issue_ids if i in view.discovered]
-            outcome = fixer_registry.run_chain(
-                chain,
-                fixer_registry.FixRequest(
-                    run_id=state.run_id,
-                    target=wt.path,
-                    batch=planned,
-                    issues=issues,
-                    config=p.config.fixer,
-                    environment=state.environment,
-                ),
-            )
+            outcome = fixer_registry.run_chain(chain, p.fix_request(state, wt, planned, issues))
             if not outcome.ok:
                 return None, f"it no longer applies and fixing it again failed ({outcome.reason})"
             wt.git("add", "-A")

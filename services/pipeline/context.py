@@ -209,7 +209,13 @@ def verify_mode(setting: str, chain: Sequence[fixer_registry.Fixer]) -> Literal[
     fixers, whose fixes are cheap to make again; else each batch by the full checks."""
     if setting in ("batch", "stack"):
         return setting  # type: ignore[return-value]
-    return "stack" if chain and all(getattr(f, "deterministic", False) for f in chain) else "batch"
+    return "stack" if deterministic(chain) else "batch"
+
+
+def deterministic(chain: Sequence[fixer_registry.Fixer]) -> bool:
+    """Whether every fixer of ``chain`` makes the same edit for the same issues (fixes found by
+    fingerprint, not by line): such fixes are cheap to make again on another parent."""
+    return bool(chain) and all(getattr(f, "deterministic", False) for f in chain)
 
 
 def landed_tip(state: RunState) -> str:

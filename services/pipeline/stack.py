@@ -27,7 +27,7 @@ from airfix.events.core.machine import DropFromStack, LandStack, RunState
 from airfix.events.core.verdicts import compare
 from airfix.events.schema import Committed, Event, IssueRecord, Landed
 from airfix.services import fixers as fixer_registry
-from airfix.services.pipeline.context import Pipeline, landed_tip
+from airfix.services.pipeline.context import Pipeline, deterministic, landed_tip
 from airfix.services.pipeline.git import GitError, Repo, identity_env
 from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
@@ -80,16 +80,18 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     suspects: list[str] = []  # the tests the last culprit broke: tried alone on the new tip first
     while True:
         at = stack[-1][1] if stack else base
-        broken = still_broken(p, state, at, suspects) if stack else []
         added: list[IssueRecord] = []
-        if not broken:  # the whole suite (with coverage: it closes the iteration) judges the tip
-            with p.tree(state, "check", sha=at) as wt:
+        with p.tree(state, "check", sha=at) as wt:  # one tree serves the suspects and the suite
+            broken = still_broken(p, state, wt, suspects) if stack else []
+            whole = not broken  # the whole suite (with coverage: it closes the iteration) judges
+            if whole:
                 m = p.measure_tree(state, wt, known=view.outcomes)
                 broken = regressions(view.outcomes, m, flaky)
                 if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
                     again = rerun_tests(wt.path, p.config, broken, python)
                     flaky |= {t for t in broken if again.get(t) == "passed"}
                     broken = [t for t in broken if t not in flaky]
+        if whole:
             unmeasured = [
                 r for r in m.results if r.tool in WHOLE_PROGRAM and r.status == "tool_error"
             ]
@@ -237,13 +239,12 @@ def first_breaking(
     return lo
 
 
-def still_broken(p: Pipeline, state: RunState, at: str, suspects: Sequence[str]) -> list[str]:
-    """Which of ``suspects`` (tests a dropped commit broke) still fail at ``at``, run alone: a
+def still_broken(p: Pipeline, state: RunState, wt: Repo, suspects: Sequence[str]) -> list[str]:
+    """Which of ``suspects`` (tests a dropped commit broke) still fail in ``wt``, run alone: a
     second culprit is then bisected at once, without a whole-suite run in between."""
     if not suspects:
         return []
-    with p.tree(state, "check", sha=at) as wt:
-        again = rerun_tests(wt.path, p.config, suspects, p.python(state))
+    again = rerun_tests(wt.path, p.config, suspects, p.python(state))
     return [t for t in suspects if again and again.get(t, "missing") != "passed"]
 
 
@@ -259,7 +260,7 @@ def _reapply(
             wt.git("cherry-pick", "--abort", check=False)
             wt.git("reset", "-q", "--hard", parent, check=False)
             chain = p.chain(state)
-            if not all(getattr(f, "deterministic", False) for f in chain):
+            if not deterministic(chain):
                 return None, "it no longer applies"
             planned = view.batches[batch]  # its issues as planned: its own commit resolved them
             issues = [view.discovered[i] for i in planned.issue_ids if i in view.discovered]

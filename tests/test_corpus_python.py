@@ -19,6 +19,9 @@ the figure and the commit, so one run of this test says everything that is wrong
 * each commit is one the full per-batch verification keeps, whatever faster verification airfix
   used (a stack's tip, the tests test impact chose): judged alone on its parent, no test that
   passed there fails and no (file, rule) gains a ruff or mypy issue;
+* a test counts as broken (here and at the tip) only if, run alone, it fails each time at the
+  commit and passes each time at the parent: one whose outcome moves with no change to the code
+  (a property test finding a rare example) is flaky, listed in the figures, held against no one;
 * a project with an in-repository venv: the summary names its interpreter, and no issue or tool
   error of the run is a dependency that venv has.
 
@@ -40,7 +43,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +55,7 @@ from tests.corpus.manifest import Project
 from tests.corpus.measure import Measurement
 
 MAX_ITERATIONS = 3
+RERUNS = 2  # a test judged broken by a whole-suite run must fail alone this often (and pass before)
 MIN_FRACTION_REMOVED = 0.9
 AIRFIX_TIMEOUT_S = 1800.0
 MEASURED = ("ruff", "mypy", "pytest")
@@ -87,6 +91,8 @@ class Judge:
     mypy_cache: Path
     seen: dict[str, Measurement] = field(default_factory=dict)
     seconds: float = 0.0
+    flaky: set[str] = field(default_factory=set)  # outcome changed with no change to the code
+    failures: dict[str, str] = field(default_factory=dict)  # sha: a failing re-run's output
 
     def at(self, sha: str, tools: Iterable[str] = MEASURED) -> Measurement:
         have = self.seen.get(sha)
@@ -112,6 +118,34 @@ class Judge:
                     have.tests, have.pytest_tail = new.tests, new.pytest_tail
         assert have is not None
         return have
+
+    def confirm_broken(self, parent: str, sha: str, tests: list[str]) -> list[str]:
+        """Of ``tests`` (passed at ``parent``, not at ``sha`` in the whole-suite runs), those that
+        also fail at ``sha`` and pass at ``parent`` each of ``RERUNS`` times they run alone; the
+        rest changed outcome with no change to the code (a property test that found a rare
+        example, a deadline on a loaded machine): flaky, judged by neither side.  The output of
+        a failing re-run is kept for the report."""
+        if not tests:
+            return []
+        start = time.monotonic()
+        runs: dict[str, list[measure.PytestRun]] = {}
+        for at in (parent, sha):
+            with git.worktree_at(self.repo, at) as tree:
+                runs[at] = [
+                    measure.run_pytest(tree, self.python, tests, self.project.import_paths)
+                    for _ in range(RERUNS)
+                ]
+        self.seconds += time.monotonic() - start
+        broken = [
+            t
+            for t in tests
+            if all(r.outcomes.get(t) == "passed" for r in runs[parent])
+            and all(r.outcomes.get(t) != "passed" for r in runs[sha])
+        ]
+        self.flaky.update(t for t in tests if t not in broken)
+        if broken:
+            self.failures[sha] = runs[sha][0].output_tail[-1500:]
+        return broken
 
     def imports(self, sha: str, files: Iterable[str]) -> dict[str, set[int]]:
         out = {}
@@ -285,9 +319,11 @@ def check_full_verdict(key: str, judge: Judge, parent: str, sha: str, problems: 
     before, after = judge.at(parent), judge.at(sha)
     where = f"{key}: commit {sha[:10]}"
     broken = sorted(t for t in before.passed() if (after.tests or {}).get(t) != "passed")
+    broken = judge.confirm_broken(parent, sha, broken)
     if broken:
         problems.append(f"{where}: the full verification would reject it: {len(broken)} test(s) pass "
-                        f"at its parent and not at it: {', '.join(broken[:5])}")  # fmt: skip
+                        f"at its parent and not at it: {', '.join(broken[:5])}\n"
+                        f"{judge.failures[sha]}")  # fmt: skip
     for tool, was, now in (
         ("ruff", Counter((i.file, i.rule) for i in before.ruff or ()),
          Counter((i.file, i.rule) for i in after.ruff or ())),
@@ -433,6 +469,7 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
 
     # no test that passed before fails now
     broken = sorted(t for t in baseline.passed() if (after.tests or {}).get(t) != "passed")
+    broken = judge.confirm_broken(base, tip, broken)
     if broken:
         problems.append(f"{key}: {len(broken)} test(s) passed at the baseline and do not at the tip "
                         f"{tip[:10]}: " + ", ".join(f"{t} ({(after.tests or {}).get(t, 'missing')})"
@@ -470,7 +507,7 @@ def test_airfix_run_survives_an_independent_remeasure(project: Project, tmp_path
         "remeasure_s": round(judge.seconds, 1), "setup_s": round(setup_s, 1),
         "total_s": round(time.monotonic() - started, 1), "commits": len(shas),
         "safe_before": baseline.safe_total, "safe_gone": gone,
-        "safe_after": after.safe_total, "broken_tests": broken,
+        "safe_after": after.safe_total, "broken_tests": broken, "flaky": sorted(judge.flaky),
         "counts_before": baseline.counts(), "counts_after": after.counts(),
         "offending_hunks": [str(o) for o in offences], "summary_tools": summary.get("tools"),
         "rolled_back": [str(r.get("reason"))[:300] for r in summary.get("rolled_back") or []],
@@ -595,3 +632,29 @@ def test_removed_counts_per_file_and_rule() -> None:
         ruff=[_ruff("a.py", "F401", 1, 1, ((1, 1),)), _ruff("c.py", "UP004", 1, 1, ((1, 1),))]
     )
     assert hand.removed(before, after) == 2  # a new UP004 in c.py does not make up for anything
+
+
+def test_a_test_that_changes_outcome_alone_is_flaky_not_broken(tmp_path: Path) -> None:
+    """The judge holds a test against a commit only if it fails there and passes at the parent
+    every time it runs alone: a genuine break is kept, an outcome that moves by itself is not."""
+    src, counter = tmp_path / "src", tmp_path / "runs"
+    src.mkdir()
+    (src / "pkg.py").write_text("def f():\n    return 1\n")
+    (src / "test_pkg.py").write_text(
+        "import pathlib\nfrom pkg import f\n\n\ndef test_f():\n    assert f() == 1\n\n\n"
+        f"def test_moody():\n    runs = pathlib.Path({str(counter)!r})\n"
+        "    n = int(runs.read_text()) if runs.exists() else 0\n"
+        "    runs.write_text(str(n + 1))\n    assert n != 2  # the third run fails, once\n"
+    )
+    repo = tmp_path / "repo"
+    base = git.make_repo(src, repo)
+    (repo / "pkg.py").write_text("def f():\n    return 2\n")
+    git.git(repo, "commit", "-qam", "f returns 2")
+    sha = git.head(repo)
+    project = replace(manifest.load()[0], import_paths=(".",), test_paths=("test_pkg.py",))
+    judge = Judge(project, repo, Path(sys.executable), tmp_path / "mypy")
+    tests = ["test_pkg.py::test_f", "test_pkg.py::test_moody"]
+    assert judge.confirm_broken(base, sha, tests) == ["test_pkg.py::test_f"]
+    assert judge.flaky == {"test_pkg.py::test_moody"}
+    assert "assert 2 == 1" in judge.failures[sha]
+    assert int(counter.read_text()) == 2 * RERUNS  # each side ran each test RERUNS times

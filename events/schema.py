@@ -281,11 +281,15 @@ class StackLanded(Event, frozen=True, kw_only=True):
 
 class StackDropped(Event, frozen=True, kw_only=True):
     """A stacked batch taken out: bisection blamed it for a test the stack's tip broke, or it no
-    longer applies once an earlier one was taken out."""
+    longer applies once an earlier one was taken out.  Or, with ``narrowed``, only some of its
+    issues taken out: the fixes of ``culprits`` broke the test, and the batch stays on the stack
+    as a commit made again without them."""
 
     batch_id: str
     reason: str
     blamed: bool = True  # False: taken out only because it no longer applies (not set aside)
+    culprits: list[str] = []  # fingerprints of its issues whose fixes broke the tests
+    narrowed: str = ""  # the batch's commit made again without the culprits' fixes
 
 
 class IterationCompleted(Event, frozen=True, kw_only=True):

@@ -109,6 +109,8 @@ def describe(ev: Event) -> str:  # noqa: C901 (a line per event type)
         return f"rolled back {ev.batch_id}: {ev.reason}"
     if isinstance(ev, BatchSkipped):
         return f"skipped {ev.batch_id}: {ev.reason}"
+    if isinstance(ev, StackDropped) and ev.narrowed:
+        return f"narrowed {ev.batch_id} on the stack to {ev.narrowed[:10]}: {ev.reason}"
     if isinstance(ev, StackDropped):
         return f"dropped {ev.batch_id} from the stack: {ev.reason}"
     if isinstance(ev, StackLanded):

@@ -218,7 +218,7 @@ def _batch_event(batch: Batch, ev: Event) -> None:
     elif isinstance(ev, FixRolledBack):
         _verdict(batch, "rolled back", ev.reason)
     elif isinstance(ev, StackDropped):
-        _verdict(batch, "dropped", ev.reason)
+        _verdict(batch, "narrowed" if ev.narrowed else "dropped", ev.reason)
     elif isinstance(ev, BatchSkipped):
         _verdict(batch, "skipped", ev.reason)
 

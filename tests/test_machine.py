@@ -938,6 +938,22 @@ def test_staged_commits_wait_on_the_stack_until_it_lands():
     )
 
 
+def test_a_narrowed_batch_stays_on_the_stack_as_its_new_commit():
+    s = staged_cycle(staged_cycle(planning(), "b1"), "b2")
+    s, ev = apply(
+        s,
+        m.DropFromStack(batch_id="b1", reason="t broke", culprits=["fp1"], narrowed="narrow-b1"),
+    )
+    assert types(ev) == ["StackDropped"] and ev[0].culprits == ["fp1"] and ev[0].blamed
+    assert (s.stack, s.stack_batches) == (["narrow-b1", "staged-b2"], ["b1", "b2"])
+    assert s.rolled_back == 0  # it lands: only some of its issues are left out
+    s, _ = apply(
+        s,
+        m.LandStack(commits=[Landed(batch_id="b1", sha="l1"), Landed(batch_id="b2", sha="l2")]),
+    )
+    assert (s.commits, s.committed) == (["l1", "l2"], 2)
+
+
 def test_the_stack_is_changed_only_as_it_is():
     s = staged_cycle(staged_cycle(planning(), "b1"), "b2")
     with pytest.raises(InvalidTransition, match="not on the stack"):

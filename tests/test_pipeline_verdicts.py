@@ -359,3 +359,69 @@ def test_annotations_are_typing_lists() -> None:
         check=True,
         capture_output=True,
     )  # every test still passes on what the run left
+
+
+def test_a_blamed_batch_is_narrowed_to_the_issue_that_broke_the_test(tmp_path: Path) -> None:
+    """One batch fixes the same rule in three files and breaks a test through one of them.  The
+    batch is not dropped whole: its issues are bisected on the broken test alone (fixes made
+    again on its parent), the culprit's fix is left out and set aside, and the batch lands in the
+    same iteration with its other fixes.  No second iteration, and (counted by a conftest,
+    independently of airfix) three whole-suite runs: the opening check, the tip, the new tip."""
+    sessions = tmp_path / "sessions.log"
+    files = {
+        "pyproject.toml": IDENTITY_PYPROJECT,
+        "mini/__init__.py": "",
+        **{f"mini/{n}.py": TWO_CULPRITS.format(name=n) for n in ("one", "two", "three")},
+        "tests/__init__.py": "",
+        "tests/conftest.py": (
+            "def pytest_collection_finish(session):\n"
+            f"    with open({str(sessions)!r}, 'a') as f:\n"
+            "        f.write(str(len(session.items)) + '\\n')\n"
+        ),
+        "tests/test_mini.py": """\
+from mini.one import one
+from mini.three import three
+from mini.two import two
+
+
+def test_values() -> None:
+    assert one([1]) == 1 and two([2]) == 2 and three([3]) == 3
+
+
+def test_two_keeps_typing_list() -> None:
+    assert repr(two.__annotations__["items"]) == "typing.List[int]"
+""",
+    }
+    repo = make_repo(tmp_path, files)
+    base = head(repo)
+    app = embedded_app(make_config(**{"fixer.verify": "stack"}))
+    run_id, report = run_to_end(app, repo, batching="smart", max_iterations=3)
+    events = events_of(app, run_id)
+
+    planned = {e.batch_id: e for e in events if type(e).__name__ == "BatchPlanned"}
+    assert all(b.split("/")[-1].startswith("1-") for b in planned), list(planned)
+    dropped = [e for e in events if isinstance(e, StackDropped)]
+    assert len(dropped) == 1 and dropped[0].narrowed, dropped
+    narrowed = dropped[0]
+    assert "test_two_keeps_typing_list" in narrowed.reason and "mini/two.py" in narrowed.reason
+    discovered = {
+        i.fingerprint: i for e in events if type(e).__name__ == "IssuesDiscovered" for i in e.issues
+    }
+    assert narrowed.culprits and {discovered[f].file for f in narrowed.culprits} == {"mini/two.py"}
+    landed = {c.batch_id: c for c in on_branch(events)}
+    assert narrowed.batch_id in landed, landed
+    changed = git(repo, "diff", "--name-only", f"{base}..HEAD").split()
+    assert "mini/one.py" in changed and "mini/three.py" in changed and "mini/two.py" not in changed
+    assert [c["sha"] for c in report.commits] == [c.sha for c in on_branch(events)]
+    final = next(e for e in events if isinstance(e, RunCompleted))
+    assert any("mini/two.py" in r.files for r in final.remaining), final.remaining
+    sizes = [int(n) for n in sessions.read_text().split()]
+    assert sizes.count(2) == 3, sizes  # opening check, the stack's tip, the narrowed stack's tip
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )  # every test passes on what the run left
+    shown = git(repo, "show", "--format=%B", landed[narrowed.batch_id].sha)
+    assert f"Airfix-Batch: {narrowed.batch_id}" in shown and "mini/two.py" not in shown

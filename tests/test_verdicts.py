@@ -266,6 +266,27 @@ def test_a_culprit_sets_aside_what_its_one_fix_removed_of_its_rule() -> None:
     assert lessons(unblamed).set_aside == {}  # taken out without blame: nothing learned
 
 
+def test_a_narrowed_batch_sets_aside_its_culprits_only() -> None:
+    """A batch narrowed on the stack names the issues whose fixes broke the tests: those are
+    set aside, its other issues (which landed) are neither set aside nor planned alone."""
+    a, b, c = (issue(n, rule="UP006", file=f"{n}.py") for n in (1, 2, 3))
+    events = [
+        IssuesDiscovered(iteration=1, issues=[a, b, c]),
+        BatchPlanned(
+            iteration=1,
+            batch_id="b1",
+            phase="lint",
+            mode="smart",
+            issue_ids=[a.issue_id, b.issue_id, c.issue_id],
+        ),
+        Committed(batch_id="b1", sha="c1", resolved=[a.fingerprint, b.fingerprint], staged=True),
+        StackDropped(batch_id="b1", reason="t broke", culprits=[b.fingerprint], narrowed="n1"),
+    ]
+    learned = lessons(events)
+    assert set(learned.set_aside) == {b.fingerprint} and learned.alone == []
+    assert "b1 was narrowed on the stack: t broke" in learned.set_aside[b.fingerprint]
+
+
 def test_the_plan_puts_alone_issues_in_batches_of_their_own() -> None:
     issues = [issue(n, rule="UP006") for n in range(1, 5)]
     plan = plan_batches(

@@ -118,6 +118,8 @@ class DropFromStack(Command, frozen=True, kw_only=True):
     batch_id: str
     reason: str
     blamed: bool = True
+    culprits: list[str] = []
+    narrowed: str = ""
 
 
 class LandStack(Command, frozen=True, kw_only=True):

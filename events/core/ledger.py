@@ -143,7 +143,10 @@ def lessons(events: Sequence[Event]) -> Lessons:
                 continue  # it merely conflicted with a dropped one: planned again as it was
             fps = members.get(ev.batch_id, [])
             what = {FixRolledBack: "rolled back", FixFailed: "failed"}.get(
-                type(ev), "dropped from the stack"
+                type(ev),
+                "narrowed on the stack"
+                if getattr(ev, "narrowed", "")
+                else "dropped from the stack",
             )
             reason = f"its batch {ev.batch_id} was {what}: {ev.reason}"
             culprits = [fp for fp in getattr(ev, "culprits", []) if fp in fps]

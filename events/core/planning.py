@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
@@ -65,6 +65,7 @@ __all__ = [
     "PlannedBatch",
     "phase_caps",
     "plan_batches",
+    "planned_of",
     "split_batch",
 ]
 
@@ -363,6 +364,22 @@ def _single(issue: IssueRecord, n: int, phase: Phase, iteration: int, run_id: st
         kind="single",
         rules=[issue.rule] if issue.rule else [],
         scope=where,
+    )
+
+
+def planned_of(batch: BatchPlanned, issues: Sequence[IssueRecord]) -> PlannedBatch:
+    """``batch`` as planned, for a commit message that names the rules of ``issues`` (the batch's
+    own, or the part of them a commit fixes)."""
+    return PlannedBatch(
+        batch_id=batch.batch_id,
+        phase=batch.phase,
+        mode=batch.mode,
+        issue_ids=list(batch.issue_ids),
+        priority=batch.priority,
+        description=batch.description,
+        files=list(batch.files) or ["."],
+        kind=cast(BatchKind, batch.kind or ("mega" if batch.mode == "mega" else "location")),
+        rules=sorted({i.rule for i in issues if i.rule}) or ["?"],
     )
 
 

@@ -278,6 +278,8 @@ def _apply(s: RunState, ev: Event) -> dict[str, object]:  # noqa: C901 (a branch
         }
     if isinstance(ev, StackDropped):
         k = s.stack_batches.index(ev.batch_id)
+        if ev.narrowed:  # it stays, as a commit without its culprits' fixes
+            return {"stack": [*s.stack[:k], ev.narrowed, *s.stack[k + 1 :]]}
         return {
             "stack": s.stack[:k] + s.stack[k + 1 :],
             "stack_batches": s.stack_batches[:k] + s.stack_batches[k + 1 :],

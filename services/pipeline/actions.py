@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import cast
 
 from airfix.events.core.anticheat import GuardPolicy, check_diff
 from airfix.events.core.impact import Selection, within
@@ -25,10 +24,9 @@ from airfix.events.core.machine import (
 )
 from airfix.events.core.messages import commit_message
 from airfix.events.core.planning import (
-    BatchKind,
-    PlannedBatch,
     phase_caps,
     plan_batches,
+    planned_of,
     split_batch,
 )
 from airfix.events.core.steps import Action, next_batch
@@ -40,7 +38,7 @@ from airfix.events.schema import (
 from airfix.services import fixers as fixer_registry
 from airfix.services.pipeline import impact, parallel
 from airfix.services.pipeline.checks import act_check, act_close
-from airfix.services.pipeline.context import Pipeline, Step, open_issues_of, tip
+from airfix.services.pipeline.context import STAGED, Pipeline, Step, open_issues_of, tip
 from airfix.services.pipeline.git import ZERO, GitError
 from airfix.services.pipeline.measure import (
     RERUN_LIMIT,
@@ -245,12 +243,6 @@ def _verified_by(
     return text
 
 
-STAGED = (
-    "static checks on this commit; the tests and whole-program checks (mypy) run once on the tip "
-    "of the iteration's stack"
-)
-
-
 def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
     """Judge the candidate in a private worktree; keep it as a commit on the run's tip (made in
     that worktree, so the project's hooks run there), appended to the log first and only then
@@ -357,17 +349,7 @@ def act_verify(p: Pipeline, state: RunState) -> list[Event] | Step:
             return rolled_back("; ".join(reasons), new)
         after_counts = m.counts_by_tool()
         before_counts = {t: view.counts[t] for t in after_counts if t in view.counts}
-        planned = PlannedBatch(
-            batch_id=batch.batch_id,
-            phase=batch.phase,
-            mode=batch.mode,
-            issue_ids=list(batch.issue_ids),
-            priority=batch.priority,
-            description=batch.description,
-            files=list(batch.files) or ["."],
-            kind=cast(BatchKind, batch.kind or ("mega" if batch.mode == "mega" else "location")),
-            rules=sorted({i.rule for i in mine if i.rule}) or ["?"],
-        )
+        planned = planned_of(batch, mine)
         files = changed
         verified = STAGED if staged else _verified_by(view, m, newly_flaky, chosen)
         message = commit_message(

@@ -203,6 +203,12 @@ class Pipeline:
         return [*events[:-1], msgspec.structs.replace(events[-1], remaining=left)]
 
 
+STAGED = (
+    "static checks on this commit; the tests and whole-program checks (mypy) run once on the tip "
+    "of the iteration's stack"
+)
+
+
 def verify_mode(setting: str, chain: Sequence[fixer_registry.Fixer]) -> Literal["batch", "stack"]:
     """``fixer.verify`` resolved for a run: as a stack (static checks per batch, the tests once on
     the stack's tip, bisection when it fails, as a merge queue does) for chains of deterministic

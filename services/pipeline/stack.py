@@ -6,8 +6,10 @@ on the tip of all of them.  When the tip breaks a test that passed at the iterat
 stack is bisected on the broken tests alone to find the first commit that breaks them (and, as the
 stack's commits skip the whole-program checkers such as mypy, a tip with issues of theirs the
 iteration's start did not have is bisected on those checkers alone); that
-batch is dropped, the commits after it are re-applied on its parent (one that no longer applies
-is dropped too), and the new tip is tested again.  A re-applied commit that bisection blames later
+batch is narrowed to the issues whose fixes broke them (``narrow.py``: it stays on the stack
+without those fixes) or, when it cannot be, dropped; the commits after it are re-applied on its
+parent (one that no longer applies is made again or dropped too), and the new tip is tested
+again.  A re-applied commit that bisection blames later
 is taken out without blame (it passed where it was made; the change under it is what moved) and
 its issues are planned again on the next iteration's tip.  What lands is a stack whose tip passed the
 full suite; each kept commit's message is rewritten to say so, with its counts measured again when
@@ -20,7 +22,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from airfix.events.core.ledger import IterationView
 from airfix.events.core.machine import DropFromStack, LandStack, RunState
@@ -34,11 +35,10 @@ from airfix.services.pipeline.measure import (
     WHOLE_PROGRAM,
     Measurement,
     rerun_tests,
-    tool_adapters,
 )
-from airfix.services.pipeline.workspace import target_identity
+from airfix.services.pipeline.narrow import Narrowed, narrow
+from airfix.services.pipeline.symptoms import BrokenTests, NewIssues
 from airfix.services.runtime.logs import get_logger
-from airfix.services.tools.environment import PythonEnv
 
 log = get_logger("airfix.stack")
 
@@ -122,6 +122,8 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
             )
             what = where = f"the stack's tip has new issue(s) ({shown})"
         batch, _ = stack[culprit]
+        parent = stack[culprit - 1][1] if culprit else base
+        narrowed = None
         if batch in rebuilt:  # it passed where it was made: the re-application is to blame
             commands.append(
                 DropFromStack(
@@ -134,11 +136,15 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
                 )
             )
         else:
-            commands.append(
-                DropFromStack(batch_id=batch, reason=f"{where} and bisection blamed this batch")
-            )
+            symptom = BrokenTests(broken) if broken else new_issues(view, added)
+            narrowed = narrow(p, state, view, parent, committed[batch], symptom)
+            commands.append(_blamed(batch, where, narrowed))
         log.info("stack bisected", culprit=batch, tests=len(broken), issues=len(added))
-        kept, parent = stack[:culprit], (stack[culprit - 1][1] if culprit else base)
+        kept = stack[:culprit]
+        if narrowed is not None:  # it stays, without the fixes that broke the tests
+            kept.append((batch, narrowed.sha))
+            rebuilt.add(batch)
+            parent = narrowed.sha
         for later, sha in stack[culprit + 1 :]:
             new, why = _reapply(p, state, view, parent, later, sha)
             if new is None:
@@ -196,29 +202,38 @@ def first_introducing(
     added: list[IssueRecord],
 ) -> int:
     """The first commit of the stack whose whole-program check has one of ``added``."""
-    wanted = {i.fingerprint for i in added}
-    tools = {i.tool for i in added}
-    before = [i for i in view.discovered.values() if i.tool in tools]
+    symptom = new_issues(view, added)
     lo, hi = 0, len(stack) - 1
     while lo < hi:
         mid = (lo + hi) // 2
         with p.tree(state, "check", sha=stack[mid][1]) as wt:
-            m = p.measure_tree(
-                state,
-                wt,
-                scope="static",
-                skip=_static_names(wt.path, p.python(state), target_identity(state.target)) - tools,
-            )
-        if {i.fingerprint for i in compare(before, m.issues).new} & wanted:
+            shown = symptom.shows(p, state, wt)
+        if shown:
             hi = mid
         else:
             lo = mid + 1
     return lo
 
 
-def _static_names(path: Path, python: PythonEnv | None, caches: str) -> set[str]:
-    adapters, _ = tool_adapters(path, python, caches)
-    return {a.name for a in adapters if a.tier == "static"}
+def new_issues(view: IterationView, added: Sequence[IssueRecord]) -> NewIssues:
+    tools = {i.tool for i in added}
+    return NewIssues(added, [i for i in view.discovered.values() if i.tool in tools])
+
+
+def _blamed(batch: str, where: str, narrowed: Narrowed | None) -> DropFromStack:
+    if narrowed is None:
+        return DropFromStack(batch_id=batch, reason=f"{where} and bisection blamed this batch")
+    shown = _shown([f"{i.rule or i.tool} {i.file}:{i.line}" for i in narrowed.culprits])
+    return DropFromStack(
+        batch_id=batch,
+        reason=(
+            f"{where} and bisection blamed this batch's fix of {len(narrowed.culprits)} of its "
+            f"issues ({shown}); it stays on the stack without them, with its other "
+            f"{len(narrowed.kept)} issue(s)"
+        ),
+        culprits=[i.fingerprint for i in narrowed.culprits],
+        narrowed=narrowed.sha,
+    )
 
 
 def first_breaking(

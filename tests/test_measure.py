@@ -11,7 +11,13 @@ import textwrap
 from pathlib import Path
 
 from airfix.config import load_config
-from airfix.services.pipeline.measure import measure, tool_cache_dir
+from airfix.services.pipeline.measure import (
+    environment_facts,
+    measure,
+    rerun_tests,
+    tool_cache_dir,
+)
+from airfix.services.tools.environment import find_python
 
 
 def make_project(root: Path, sessions: Path) -> Path:
@@ -110,3 +116,18 @@ def test_checkouts_of_one_project_share_its_caches(tmp_path: Path, monkeypatch) 
         dirs = list((tmp_path / "tmp" / f"airfix-{tool}-cache").iterdir())
         assert dirs == [tool_cache_dir(tool, "file:///projects/calc")], dirs
         assert any(dirs[0].iterdir()), f"{tool} wrote no cache"
+
+
+def test_re_running_tests_or_reading_versions_leaves_no_cache_behind(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Adapters made only to re-run tests by id or to read tool versions (a run's start) never
+    create a static tool's cache directory: each tool makes its own when it first runs."""
+    target = make_project(tmp_path, tmp_path / "sessions.log")
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    facts = environment_facts(target, find_python(target, None))
+    assert facts["tool.ruff"] and facts["tool.mypy"] and facts["tool.pytest"]
+    again = rerun_tests(target, load_config(), ["tests/test_calc.py::test_sub"])
+    assert again == {"tests/test_calc.py::test_sub": "failed"}
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir() if "cache" in p.name) == []

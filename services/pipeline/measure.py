@@ -86,12 +86,12 @@ def tool_cache_dir(tool: str, target: Path | str, python: str = "") -> Path:
     The tools validate their own entries (mypy by its version, options and each file's hash, and
     its paths are relative to the worktree; ruff by its version, settings and each file's mtime),
     so a new tool version or configuration never reads a stale result.  Both write their cache
-    files whole (a temporary file renamed), so concurrent checks of one project can share it."""
+    files whole (a temporary file renamed), so concurrent checks of one project can share it.
+    Each tool makes the directory when it first runs: adapters made only to re-run tests or read
+    a version leave nothing behind."""
     key = str(target.resolve()) if isinstance(target, Path) else target
     digest = hashlib.sha256(f"{key}\0{python}".encode()).hexdigest()[:16]
-    path = Path(tempfile.gettempdir()) / f"airfix-{tool}-cache" / digest
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return Path(tempfile.gettempdir()) / f"airfix-{tool}-cache" / digest
 
 
 def mypy_cache_dir(target: Path, python: str = "") -> Path:
@@ -337,6 +337,12 @@ def environment_facts(target: Path, python: PythonEnv) -> dict[str, str]:
         "python_source": python.source,
     }
     adapters, _ = tool_adapters(target, python)
-    for a in adapters:
-        facts[f"tool.{a.name}"] = a.version() if a.available() else "not installed"
+
+    def version(a: ToolAdapter) -> str:
+        return a.version() if a.available() else "not installed"
+
+    # each probe is a process of its own (pytest's loads every plugin): at once, not in turn
+    with ThreadPoolExecutor(max_workers=max(1, len(adapters))) as pool:
+        for a, found in zip(adapters, pool.map(version, adapters), strict=True):
+            facts[f"tool.{a.name}"] = found
     return facts

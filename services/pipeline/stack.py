@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 from airfix.events.core.ledger import IterationView
@@ -145,22 +146,27 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
             kept.append((batch, narrowed.sha))
             rebuilt.add(batch)
             parent = narrowed.sha
-        for later, sha in stack[culprit + 1 :]:
-            new, why = _reapply(p, state, view, parent, later, sha)
-            if new is None:
-                commands.append(
-                    DropFromStack(
-                        batch_id=later,
-                        blamed=False,
-                        reason=(
-                            f"{why} once {batch} was taken out of the stack; its issues are planned again"
-                        ),
+        later_ones = stack[culprit + 1 :]
+        with ExitStack() as trees:  # one worktree re-applies them all, each on the last
+            onto = trees.enter_context(p.tree(state, "verify", sha=parent)) if later_ones else None
+            for later, sha in later_ones:
+                assert onto is not None
+                new, why = _reapply(p, state, view, onto, parent, later, sha)
+                if new is None:
+                    commands.append(
+                        DropFromStack(
+                            batch_id=later,
+                            blamed=False,
+                            reason=(
+                                f"{why} once {batch} was taken out of the stack; its issues are "
+                                "planned again"
+                            ),
+                        )
                     )
-                )
-                continue
-            kept.append((later, new))
-            rebuilt.add(later)
-            parent = new
+                    continue
+                kept.append((later, new))
+                rebuilt.add(later)
+                parent = new
         stack = kept
     passed = sum(1 for o in view.outcomes.values() if o == "passed")
     still = sum(
@@ -264,34 +270,34 @@ def still_broken(p: Pipeline, state: RunState, wt: Repo, suspects: Sequence[str]
 
 
 def _reapply(
-    p: Pipeline, state: RunState, view: IterationView, parent: str, batch: str, sha: str
+    p: Pipeline, state: RunState, view: IterationView, wt: Repo, parent: str, batch: str, sha: str
 ) -> tuple[str | None, str]:
     """``sha``'s change cherry-picked onto ``parent`` and committed (the project's hooks judge it)
-    in a private worktree, no ref moved: the new commit, or None and why not.  A change that no
+    in ``wt``, a private worktree (no ref moved): the new commit, or None and why not.  A change that no
     longer applies (an edit next to the dropped one's) is made again by a deterministic chain:
     its fixes are cheap to make and find their issues by fingerprint, not by line."""
-    with p.tree(state, "verify", sha=parent) as wt:
-        if not wt.succeeds("cherry-pick", "--no-commit", sha):
-            wt.git("cherry-pick", "--abort", check=False)
-            wt.git("reset", "-q", "--hard", parent, check=False)
-            chain = p.chain(state)
-            if not deterministic(chain):
-                return None, "it no longer applies"
-            planned = view.batches[batch]  # its issues as planned: its own commit resolved them
-            issues = [view.discovered[i] for i in planned.issue_ids if i in view.discovered]
-            outcome = fixer_registry.run_chain(chain, p.fix_request(state, wt, planned, issues))
-            if not outcome.ok:
-                return None, f"it no longer applies and fixing it again failed ({outcome.reason})"
-            wt.git("add", "-A")
-            log.info("stack commit made again on its new parent", batch_id=batch, parent=parent)
-        if not wt.changed_files():
-            return None, "nothing is left of it"
-        message = wt.git("log", "-1", "--format=%B", sha)
-        try:
-            wt.git("commit", "-q", "-m", message, env=identity_env(wt, sha))
-        except GitError as exc:
-            return None, f"the project's hooks refuse it ({str(exc)[-200:]})"
-        return wt.head(), ""
+    wt.git("reset", "-q", "--hard", parent)
+    if not wt.succeeds("cherry-pick", "--no-commit", sha):
+        wt.git("cherry-pick", "--abort", check=False)
+        wt.git("reset", "-q", "--hard", parent, check=False)
+        chain = p.chain(state)
+        if not deterministic(chain):
+            return None, "it no longer applies"
+        planned = view.batches[batch]  # its issues as planned: its own commit resolved them
+        issues = [view.discovered[i] for i in planned.issue_ids if i in view.discovered]
+        outcome = fixer_registry.run_chain(chain, p.fix_request(state, wt, planned, issues))
+        if not outcome.ok:
+            return None, f"it no longer applies and fixing it again failed ({outcome.reason})"
+        wt.stage()
+        log.info("stack commit made again on its new parent", batch_id=batch, parent=parent)
+    if not wt.changed_files():
+        return None, "nothing is left of it"
+    message = wt.git("log", "-1", "--format=%B", sha)
+    try:
+        wt.git("commit", "-q", "-m", message, env=identity_env(wt, sha))
+    except GitError as exc:
+        return None, f"the project's hooks refuse it ({str(exc)[-200:]})"
+    return wt.head(), ""
 
 
 def _rewrite(
@@ -311,45 +317,68 @@ def _rewrite(
     out: list[Landed] = []
     parent = base
     previous_after = dict(base_counts)
-    for batch, sha in stack:
-        event = committed[batch]
-        before, after = event.counts_before, event.counts_after
-        moved = any(
-            previous_after.get(t, n) != n for t, n in before.items()
-        )  # the parent's counts changed under it (tools it did not measure are no change)
-        if batch in rebuilt or moved:
-            with p.tree(state, "verify", sha=sha) as wt:
+    with ExitStack() as trees:  # one worktree, made on first need, measures them all
+        wt: Repo | None = None
+        for batch, sha in stack:
+            if _remeasured(batch, committed[batch], rebuilt, previous_after):
+                if wt is None:
+                    wt = trees.enter_context(p.tree(state, "verify", sha=sha))
+                wt.git("checkout", "-q", "--detach", sha)
+                event = committed[batch]
                 after = p.measure_tree(
-                    state,
-                    wt,
-                    scope="static",
-                    skip=WHOLE_PROGRAM - set(event.counts_after),
+                    state, wt, scope="static", skip=WHOLE_PROGRAM - set(event.counts_after)
                 ).counts_by_tool()
-            before = {t: previous_after[t] for t in after if t in previous_after} or before
-        message = _VERIFIED.sub(
-            f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip()
-        )
-        message = _COUNTS.sub(_counts_block(before, after), message + "\n").rstrip() + "\n"
-        tree = repo.git("rev-parse", f"{sha}^{{tree}}").strip()
-        try:
-            new = repo.git(
-                "commit-tree", tree, "-p", parent, "-m", message, env=identity_env(repo, sha)
-            ).strip()
-        except GitError as exc:
-            raise GitError(f"could not land the stack at {batch}: {exc}") from exc
-        files = [f for f in repo.git("diff", "--name-only", parent, new).splitlines() if f]
-        out.append(
-            Landed(
-                batch_id=batch,
-                sha=new,
-                message=message,
-                files=files,
-                counts_before=dict(before),
-                counts_after=dict(after),
-            )
-        )
-        parent, previous_after = new, dict(after)
+                before = {t: previous_after[t] for t in after if t in previous_after}
+                counts = (before or event.counts_before, after)
+            else:
+                counts = (committed[batch].counts_before, committed[batch].counts_after)
+            landed = _landed(repo, parent, batch, sha, verified, *counts)
+            out.append(landed)
+            parent, previous_after = landed.sha, dict(landed.counts_after)
     return out
+
+
+def _remeasured(
+    batch: str, event: Committed, rebuilt: set[str], previous_after: dict[str, int]
+) -> bool:
+    """Whether a kept commit's counts must be measured again: it was re-applied on another
+    parent, or its parent's counts changed under it (tools it did not measure are no change)."""
+    return batch in rebuilt or any(
+        previous_after.get(t, n) != n for t, n in event.counts_before.items()
+    )
+
+
+def _landed(
+    repo: Repo,
+    parent: str,
+    batch: str,
+    sha: str,
+    verified: str,
+    before: dict[str, int],
+    after: dict[str, int],
+) -> Landed:
+    """``sha``'s tree as a commit on ``parent``, its message saying how it was verified and
+    with the counts ``before`` -> ``after``."""
+    message = _VERIFIED.sub(
+        f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip()
+    )
+    message = _COUNTS.sub(_counts_block(before, after), message + "\n").rstrip() + "\n"
+    tree = repo.git("rev-parse", f"{sha}^{{tree}}").strip()
+    try:
+        new = repo.git(
+            "commit-tree", tree, "-p", parent, "-m", message, env=identity_env(repo, sha)
+        ).strip()
+    except GitError as exc:
+        raise GitError(f"could not land the stack at {batch}: {exc}") from exc
+    files = [f for f in repo.git("diff", "--name-only", parent, new).splitlines() if f]
+    return Landed(
+        batch_id=batch,
+        sha=new,
+        message=message,
+        files=files,
+        counts_before=dict(before),
+        counts_after=dict(after),
+    )
 
 
 def _counts_block(before: dict[str, int], after: dict[str, int]) -> str:

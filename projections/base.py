@@ -88,12 +88,22 @@ _MISSING = object()
 def read_states(client: Any, reads: Sequence[StateRead | None]) -> list[Any]:
     """Execute the fold's state reads in one round trip (None reads give None)."""
     pipe = client.pipeline(transaction=False)
+    queue_reads(pipe, reads)
+    return answers(reads, pipe.execute() if any(r is not None for r in reads) else [])
+
+
+def queue_reads(pipe: Any, reads: Sequence[StateRead | None]) -> None:
+    """Queue the fold's state reads on ``pipe`` (None reads queue nothing)."""
     for r in reads:
         if isinstance(r, HashField):
             pipe.hget(r.key, r.field)
         elif isinstance(r, SetMembers):
             pipe.smembers(r.key)
-    raw = iter(pipe.execute() if any(r is not None for r in reads) else [])
+
+
+def answers(reads: Sequence[StateRead | None], replies: Iterable[Any]) -> list[Any]:
+    """One answer per read, from the replies :func:`queue_reads` got (None for a None read)."""
+    raw = iter(replies)
     return [None if r is None else next(raw) for r in reads]
 
 
@@ -107,16 +117,23 @@ class RunStates:
 
     def load(self, projection: Projection, run_ids: Iterable[str]) -> dict[str, Any]:
         """The states of ``run_ids``: staged, cached, or read from the view."""
-        fold = projection.fold
-        out = {r: self._staged.get(r, self._cache.get(r, _MISSING)) for r in dict.fromkeys(run_ids)}
-        missing = [r for r, s in out.items() if s is _MISSING]
+        wanted = list(dict.fromkeys(run_ids))
+        missing = self.missing(wanted)
         if missing:
-            raw = read_states(projection.client, [fold.state_at(r) for r in missing])
-            if len(self._cache) + len(missing) > self._max:
-                self._cache.clear()
-            for r, value in zip(missing, raw, strict=True):
-                out[r] = self._cache[r] = fold.decode(r, value)
-        return out
+            reads = [projection.fold.state_at(r) for r in missing]
+            self.fill(projection, missing, read_states(projection.client, reads))
+        return {r: self._staged.get(r, self._cache.get(r)) for r in wanted}
+
+    def missing(self, run_ids: Iterable[str]) -> list[str]:
+        """Those of ``run_ids`` neither staged nor cached: their states must be read."""
+        return [r for r in dict.fromkeys(run_ids) if r not in self._staged and r not in self._cache]
+
+    def fill(self, projection: Projection, run_ids: Sequence[str], raw: Sequence[Any]) -> None:
+        """Cache the states of ``run_ids`` read from the view (``raw``: one reply each)."""
+        if len(self._cache) + len(run_ids) > self._max:
+            self._cache.clear()
+        for r, value in zip(run_ids, raw, strict=True):
+            self._cache[r] = projection.fold.decode(r, value)
 
     def stage(self, states: Mapping[str, Any]) -> None:
         self._staged.update(states)
@@ -302,6 +319,7 @@ class ProjectorHandler:
         for stream, rows in by_stream(entries).items():
             calls = []
             try:
+                self._prefetch(stream, rows)
                 for h in self.handlers:
                     call = h.prepare(stream, rows)
                     if call is not None:
@@ -315,6 +333,29 @@ class ProjectorHandler:
                 raise
             for h, (_, _, last) in calls:
                 h.done(stream, last)
+
+    def _prefetch(self, stream: str, rows: Sequence[LogEntry]) -> None:
+        """What the views lack for this batch (their checkpoints on ``stream``, the states of its
+        runs), read in one round trip: a run's first entry costs one, not two per view."""
+        run_ids = [e.event.run_id for e in rows if e.event is not None]
+        pipe = self.client.pipeline(transaction=False)
+        wanted = []
+        for h in self.handlers:
+            ckpt = stream not in h._checkpoints
+            if ckpt:
+                pipe.hget(h.projection.checkpoint_key, stream)
+            missing = h.states.missing(run_ids)
+            reads = [h.projection.fold.state_at(r) for r in missing]
+            queue_reads(pipe, reads)
+            wanted.append((h, ckpt, missing, reads))
+        if not len(pipe):
+            return
+        replies = iter(pipe.execute())
+        for h, ckpt, missing, reads in wanted:
+            if ckpt:
+                h._checkpoints[stream] = id_key(_s(next(replies) or b"0-0"))
+            n = sum(1 for r in reads if r is not None)
+            h.states.fill(h.projection, missing, answers(reads, [next(replies) for _ in range(n)]))
 
     def _apply(
         self, calls: Sequence[tuple[ProjectionHandler, tuple[list[str], list[Any], str]]]

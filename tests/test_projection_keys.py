@@ -109,3 +109,38 @@ def write_golden(url: str) -> None:
 
 if __name__ == "__main__":
     write_golden(sys.argv[1])
+
+
+def test_a_new_runs_first_entry_costs_two_round_trips(monkeypatch: Any) -> None:
+    """Every view lacks its checkpoint on a new partition and the new run's state: the handler
+    reads them all in one round trip (not two per view, which made a run's first entry the slowest
+    of all), then applies every view in a second."""
+    import fakeredis
+
+    client = fakeredis.FakeRedis()
+    keys = Keys("trips")
+    handler = ProjectorHandler(bound_views(client, keys))
+    entries = sample_log(keys)
+    first = entries[0]
+    handler.handle([first])  # loads the apply script once
+    trips: list[str] = []
+    real_execute = redis.client.Pipeline.execute
+    real_command = redis.Redis.execute_command
+
+    def pipeline_execute(self: Any, *a: Any, **k: Any) -> Any:
+        trips.append(f"pipeline of {len(self.command_stack)}")
+        return real_execute(self, *a, **k)
+
+    def command(self: Any, *args: Any, **k: Any) -> Any:
+        if not isinstance(self, redis.client.Pipeline):
+            trips.append(str(args[0]))
+        return real_command(self, *args, **k)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline_execute)
+    monkeypatch.setattr(redis.Redis, "execute_command", command)
+    other = next(e for e in entries if keys.log_of(e.event.run_id) != first.stream)  # type: ignore[union-attr]
+    handler.handle([other])
+    assert len(trips) == 2, trips
+    assert (
+        client.hget(RunStatus(client, keys).checkpoint_key, other.stream) == other.entry_id.encode()
+    )

@@ -15,6 +15,7 @@ projections' checkpoints cover it: the append-to-projection latency under that l
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import resource
 import shutil
@@ -22,9 +23,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import redis
@@ -122,36 +123,62 @@ def run_ids(n: int) -> list[str]:
 
 
 class Follower:
-    """Every entry appended to the partition logs, followed until all projections cover it."""
+    """Every entry appended to the partition logs, followed until all projections cover it.
+
+    In a process of its own, so that this one's work (a request takes ~100 ms of CPU, the status
+    polling more) cannot delay the moment an entry is seen covered: what is measured is the
+    workers' projections, not this process's GIL."""
 
     def __init__(self, url: str, app: Any) -> None:
-        self.client = redis.Redis.from_url(url)
-        views = app.projections()
-        self.streams = app.keys.logs()
-        self.checkpoints = Checkpoints(url, views, self.streams)
-        self.tracker = Tracker(len(views), timeout_s=60.0)
-        self.last = {s: self._newest(s) for s in self.streams}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name="scaling-follower", daemon=True)
+        ctx = multiprocessing.get_context("spawn")
+        self.stop, self.ready, self.results = ctx.Event(), ctx.Event(), ctx.Queue()
+        views = [v.checkpoint_key for v in app.projections()]
+        self.process = ctx.Process(
+            target=follow,
+            args=(url, views, app.keys.logs(), self.stop, self.ready, self.results),
+            name="scaling-follower",
+            daemon=True,
+        )
 
-    def _newest(self, stream: str) -> str:
-        newest = self.client.xrevrange(stream, count=1)
-        return newest[0][0].decode() if newest else "0-0"
+    def start(self) -> None:
+        """Start following from the logs' current ends (returns once it is there)."""
+        self.process.start()
+        if not self.ready.wait(60):
+            raise SystemExit("scaling: the follower process did not start")
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            got = self.client.xread(self.last, block=2) or []  # type: ignore[arg-type]
-            for stream, entries in got:  # type: ignore[union-attr]
-                name = stream.decode()
-                for entry_id, _ in entries:
-                    self.last[name] = entry_id.decode()
-                    ms, seq = entry_key(entry_id)
-                    self.tracker.add([(ms / 1000, name, (ms, seq))])
-            if self.tracker.open:
-                self.tracker.settle(self.checkpoints.poll(), time.time())
+    def finish(self) -> tuple[list[float], int]:
+        """Stop; every followed entry's latency in ms (sorted) and how many timed out."""
+        self.stop.set()
+        worst, timed_out = self.results.get(timeout=60)
+        self.process.join(10)
+        return sorted(v * 1000 for v in worst), timed_out
 
-    def latencies_ms(self) -> list[float]:
-        return sorted(v * 1000 for v in self.tracker.worst)
+
+def follow(
+    url: str, checkpoint_keys: list[str], streams: list[str], stop: Any, ready: Any, results: Any
+) -> None:
+    """The follower process: new entries by ``XREAD``, the views' checkpoints polled until each
+    covers them (each view given by its checkpoint key)."""
+    client = redis.Redis.from_url(url)
+    views = [SimpleNamespace(checkpoint_key=k) for k in checkpoint_keys]
+    checkpoints = Checkpoints(url, views, streams)
+    tracker = Tracker(len(views), timeout_s=60.0)
+    last = {}
+    for s in streams:
+        newest = client.xrevrange(s, count=1)
+        last[s] = newest[0][0].decode() if newest else "0-0"
+    ready.set()
+    while not stop.is_set():
+        got = client.xread(last, block=2) or []  # type: ignore[arg-type]
+        for stream, entries in got:  # type: ignore[union-attr]
+            name = stream.decode()
+            for entry_id, _ in entries:
+                last[name] = entry_id.decode()
+                ms, seq = entry_key(entry_id)
+                tracker.add([(ms / 1000, name, (ms, seq))])
+        if tracker.open:
+            tracker.settle(checkpoints.poll(), time.time())
+    results.put((tracker.worst, tracker.timed_out))
 
 
 def settled(client: redis.Redis, keys: Any, names: list[str]) -> bool:
@@ -242,7 +269,7 @@ def one_round(
                 raise SystemExit(f"scaling: {workers} worker(s) did not take the partitions")
             time.sleep(0.1)
         follower = Follower(url, app)
-        follower.thread.start()
+        follower.start()
         started = time.perf_counter()
         ids = [
             request_run(
@@ -269,9 +296,7 @@ def one_round(
             time.sleep(0.05)
         total = time.perf_counter() - started
         time.sleep(0.5)  # the last entries' projections
-        follower.stop.set()
-        follower.thread.join(5)
-        lat = follower.latencies_ms()
+        lat, timed_out = follower.finish()
         committed = sum(1 for s in statuses.values() if s.get("commits"))
         row = {
             "workers": workers,
@@ -282,7 +307,7 @@ def one_round(
             "entries": len(lat),
             "p50_ms": percentile(lat, 0.5),
             "p99_ms": percentile(lat, 0.99),
-            "timed_out": follower.tracker.timed_out,
+            "timed_out": timed_out,
         }
         return row
     finally:

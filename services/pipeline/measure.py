@@ -1,5 +1,5 @@
-"""Measure a target's health: detected languages' tools, the static tier first (in parallel), then
-the tests, always.
+"""Measure a target's health: detected languages' tools, the static tier in parallel threads and
+the tests alongside them, always.
 
 Tests always run: a change is never judged, and a project never called healthy, without its tests
 (the static gate used to skip them whenever type errors were plentiful, so fixes were committed
@@ -113,6 +113,12 @@ def _run(
         **({"error": run.result.error[:300]} if run.result.error else {}),
     )
     return run
+
+
+def _timed(adapter: ToolAdapter, target: Path, timeout_s: float) -> tuple[ToolRun, float]:
+    """:func:`_run`, and when it ended (``time.monotonic``)."""
+    run = _run(adapter, target, timeout_s)
+    return run, time.monotonic()
 
 
 def _one_suite_run(adapters: list[ToolAdapter]) -> tuple[list[ToolAdapter], ToolAdapter | None]:
@@ -242,21 +248,25 @@ def measure(
     with ThreadPoolExecutor(max_workers=max(1, len(static))) as pool:
         # each thread gets a copy of the caller's context, so tool log lines keep run_id & co.
         futures = [
-            pool.submit(contextvars.copy_context().run, _run, a, target, hc.tool_timeout_s)
+            pool.submit(contextvars.copy_context().run, _timed, a, target, hc.tool_timeout_s)
             for a in static
         ]
-        static_runs = [f.result() for f in futures]
-    static_wall = time.monotonic() - t0
-    dynamic_runs = [
-        split
-        for a in dynamic
-        for split in _as_reported(
-            _run(a, target, hc.test_timeout_s, selection if a.name == "pytest" else None),
-            suite_for,
-            target,
-            hc.test_timeout_s,
-        )
-    ]
+        # the tests run meanwhile, not after: the static tools only read the tree (their caches
+        # are outside it), and a check's tree is its own, so neither can change what the other
+        # sees; a type check and a test suite then take the longer of the two, not the sum
+        dynamic_runs = [
+            split
+            for a in dynamic
+            for split in _as_reported(
+                _run(a, target, hc.test_timeout_s, selection if a.name == "pytest" else None),
+                suite_for,
+                target,
+                hc.test_timeout_s,
+            )
+        ]
+        timed = [f.result() for f in futures]
+    static_runs = [run for run, _ in timed]
+    static_wall = max((end for _, end in timed), default=t0) - t0
     runs = [_with_test_counts(r) for r in static_runs + dynamic_runs]
     results += [r.result for r in runs]
     issues = [i for r in runs for i in r.issues]

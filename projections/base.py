@@ -82,9 +82,6 @@ class Projection:
         return {_s(k): _s(v) for k, v in raw.items()}
 
 
-_MISSING = object()
-
-
 def read_states(client: Any, reads: Sequence[StateRead | None]) -> list[Any]:
     """Execute the fold's state reads in one round trip (None reads give None)."""
     pipe = client.pipeline(transaction=False)

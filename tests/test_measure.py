@@ -131,3 +131,73 @@ def test_re_running_tests_or_reading_versions_leaves_no_cache_behind(
     again = rerun_tests(target, load_config(), ["tests/test_calc.py::test_sub"])
     assert again == {"tests/test_calc.py::test_sub": "failed"}
     assert sorted(p.name for p in (tmp_path / "tmp").iterdir() if "cache" in p.name) == []
+
+
+def test_a_check_halted_on_a_regression_stops_at_it(tmp_path: Path) -> None:
+    """``halt_on`` (tests that passed before) stops the suite at the first of them that fails, as
+    ``-x`` would, in the one coverage run: the outcomes so far, no coverage, and the reason.  A
+    failing test not in the list does not stop it.  The conftest logs each test that starts."""
+    started = tmp_path / "started.log"
+    target = make_project(tmp_path, tmp_path / "sessions.log")
+    (target / "tests" / "test_more.py").write_text(
+        "def test_z():\n    assert True\n"
+    )  # after test_calc.py: never reached once test_sub stops the suite
+    (target / "conftest.py").write_text(
+        "def pytest_runtest_setup(item):\n"
+        f"    with open({str(started)!r}, 'a') as f:\n"
+        "        f.write(item.nodeid + '\\n')\n"
+    )
+    config = load_config()
+
+    whole = measure(target, config, scope="full", halt_on=["tests/test_calc.py::test_add"])
+    assert not whole.halted and whole.coverage is not None and len(whole.outcomes) == 3
+    started.unlink()
+
+    sub = "tests/test_calc.py::test_sub"
+    m = measure(target, config, scope="full", halt_on=[sub, "tests/test_more.py::test_z"])
+
+    assert m.halted == f"{sub} failed: it passed before", m.halted
+    assert m.outcomes == {"tests/test_calc.py::test_add": "passed", sub: "failed"}
+    # the whole suite stopped at test_sub, then test_sub ran alone to tell flaky from failing
+    assert started.read_text().split() == ["tests/test_calc.py::test_add", sub, sub]
+    assert m.coverage is None
+    by_tool = {r.tool: r for r in m.results}
+    assert by_tool["pytest"].status == "failed" and by_tool["coverage"].status == "failed"
+
+
+def test_a_check_stops_its_suite_when_a_static_tool_condemns_the_tree(tmp_path: Path) -> None:
+    """``halt_when`` judges each static tool's run as it ends; a reason stops the test suite that
+    runs meanwhile (its process group is killed) and the measurement says why.  The project's only
+    test would sleep two minutes: its session never reaches its end (logged by the conftest)."""
+    log = tmp_path / "session.log"
+    target = make_project(tmp_path, tmp_path / "sessions.log")
+    (target / "calc" / "__init__.py").write_text('LIMIT: int = "ten"\n')
+    (target / "tests" / "test_calc.py").write_text(
+        "import time\n\n\ndef test_slow() -> None:\n    time.sleep(120)\n"
+    )
+    (target / "conftest.py").write_text(
+        textwrap.dedent(f"""\
+            def pytest_sessionstart(session):
+                with open({str(log)!r}, "a") as f:
+                    f.write("start\\n")
+
+
+            def pytest_sessionfinish(session):
+                with open({str(log)!r}, "a") as f:
+                    f.write("end\\n")
+        """)
+    )
+
+    def condemns(run):  # type: ignore[no-untyped-def]
+        return "mypy found an error" if run.result.tool == "mypy" and run.issues else ""
+
+    m = measure(target, load_config(), scope="full", halt_when=condemns)
+
+    assert m.halted == "mypy found an error"
+    by_tool = {r.tool: r for r in m.results}
+    assert by_tool["mypy"].status == "failed"
+    for tool in ("pytest", "coverage"):
+        assert by_tool[tool].status == "skipped", by_tool[tool]
+        assert by_tool[tool].error == "stopped: mypy found an error"
+    assert m.outcomes == {} and m.coverage is None
+    assert log.read_text().split() == ["start"]  # killed mid-suite

@@ -366,7 +366,9 @@ def test_a_blamed_batch_is_narrowed_to_the_issue_that_broke_the_test(tmp_path: P
     batch is not dropped whole: its issues are bisected on the broken test alone (fixes made
     again on its parent), the culprit's fix is left out and set aside, and the batch lands in the
     same iteration with its other fixes.  No second iteration, and (counted by a conftest,
-    independently of airfix) three whole-suite runs: the opening check, the tip, the new tip."""
+    independently of airfix: tests collected and tests run per session) three whole-suite runs:
+    the opening check, the tip (stopped at the broken test, the last one never runs), the new
+    tip."""
     sessions = tmp_path / "sessions.log"
     files = {
         "pyproject.toml": IDENTITY_PYPROJECT,
@@ -374,9 +376,13 @@ def test_a_blamed_batch_is_narrowed_to_the_issue_that_broke_the_test(tmp_path: P
         **{f"mini/{n}.py": TWO_CULPRITS.format(name=n) for n in ("one", "two", "three")},
         "tests/__init__.py": "",
         "tests/conftest.py": (
-            "def pytest_collection_finish(session):\n"
+            "RAN = []\n\n\n"
+            "def pytest_runtest_logreport(report):\n"
+            "    if report.when == 'call':\n"
+            "        RAN.append(report.nodeid)\n\n\n"
+            "def pytest_sessionfinish(session):\n"
             f"    with open({str(sessions)!r}, 'a') as f:\n"
-            "        f.write(str(len(session.items)) + '\\n')\n"
+            "        f.write(f'{len(session.items)}:{len(RAN)}\\n')\n"
         ),
         "tests/test_mini.py": """\
 from mini.one import one
@@ -390,6 +396,10 @@ def test_values() -> None:
 
 def test_two_keeps_typing_list() -> None:
     assert repr(two.__annotations__["items"]) == "typing.List[int]"
+
+
+def test_zz_last() -> None:
+    assert three([4]) == 4
 """,
     }
     repo = make_repo(tmp_path, files)
@@ -415,8 +425,11 @@ def test_two_keeps_typing_list() -> None:
     assert [c["sha"] for c in report.commits] == [c.sha for c in on_branch(events)]
     final = next(e for e in events if isinstance(e, RunCompleted))
     assert any("mini/two.py" in r.files for r in final.remaining), final.remaining
-    sizes = [int(n) for n in sessions.read_text().split()]
-    assert sizes.count(2) == 3, sizes  # opening check, the stack's tip, the narrowed stack's tip
+    sizes = sessions.read_text().split()
+    # the opening check and the narrowed stack's tip ran all three; the stack's tip stopped at
+    # the broken test, before the last
+    assert sizes.count("3:3") == 2 and sizes.count("3:2") == 1, sizes
+    assert len([s for s in sizes if s.startswith("3:")]) == 3, sizes
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=repo,

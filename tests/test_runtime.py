@@ -177,3 +177,23 @@ def test_no_busy_loop_when_idle(store: EventStore, client, monkeypatch) -> None:
     while time.monotonic() - started < 1.0:
         consumer.poll(block=True)
     assert len(calls) <= 20, f"{len(calls)} reads in 1 s"
+
+
+def test_a_cancel_scope_inside_another_stops_with_either() -> None:
+    """A check opens a scope inside its step's: its processes stop when the step's turn ends or
+    when the check itself stops them; once the inner scope closes, only the outer one counts."""
+    import threading
+
+    from airfix.services.runtime.cancel import cancelled, scope
+
+    outer, inner = threading.Event(), threading.Event()
+    with scope(outer):
+        with scope(inner):
+            assert not cancelled()
+            inner.set()
+            assert cancelled()
+        assert not cancelled()
+        with scope(threading.Event()):
+            outer.set()
+            assert cancelled()
+    assert not cancelled()

@@ -43,10 +43,39 @@ class TypeBreakingFixer:
         return outcome
 
 
+#: a test that takes two minutes on a tree with the line mypy rejects, and none otherwise
+SLOW_ON_THE_BAD_TREE = """\
+import pathlib
+import time
+
+
+def test_the_tree_is_sound() -> None:
+    core = pathlib.Path(__file__).parents[1] / "mini" / "core.py"
+    if 'LIMIT: int = "ten"' in core.read_text():
+        time.sleep(120)
+"""
+
+
 def test_a_new_mypy_error_at_the_stack_tip_is_bisected_and_its_batch_dropped(
     tmp_path: Path,
 ) -> None:
-    repo = make_repo(tmp_path, MINI_FILES)
+    """The tip's test suite, which runs alongside mypy, stops as soon as mypy has found the new
+    error: a conftest logs each session's start and end (independently of airfix), and the
+    tip's session, whose one test would sleep two minutes there, never ends (without the stop:
+    three sessions end, the tip's two minutes late)."""
+    sessions = tmp_path / "sessions.log"
+    conftest = (
+        "def pytest_sessionstart(session):\n"
+        f"    open({str(sessions)!r}, 'a').write('start\\n')\n\n\n"
+        "def pytest_sessionfinish(session):\n"
+        f"    open({str(sessions)!r}, 'a').write('end\\n')\n"
+    )
+    files = {
+        **MINI_FILES,
+        "tests/conftest.py": conftest,
+        "tests/test_slow.py": SLOW_ON_THE_BAD_TREE,
+    }
+    repo = make_repo(tmp_path, files)
     with registered("typebreak", TypeBreakingFixer):
         app = embedded_app(make_config(**{"fixer.verify": "stack"}))
         run_id, report = run_to_end(app, repo, fixer="typebreak", batching="individual")
@@ -65,3 +94,7 @@ def test_a_new_mypy_error_at_the_stack_tip_is_bisected_and_its_batch_dropped(
     assert mypy.returncode == 0, mypy.stdout
     assert 'f"hello "' in (repo / "mini" / "core.py").read_text()
     assert "import os" not in (repo / "mini" / "core.py").read_text()
+    # the opening check's and the new tip's sessions ended; the condemned tip's was stopped
+    # (before or after it started: mypy may answer first)
+    log = sessions.read_text().split()
+    assert log.count("end") == 2 and log.count("start") in (2, 3), log

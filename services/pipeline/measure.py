@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import tempfile
+import threading
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,9 +30,11 @@ from airfix.config import Config
 from airfix.events.core.health import HealthReport, TestCounts, health_score
 from airfix.events.core.impact import TestImpact
 from airfix.events.schema import IssueRecord, ToolResult
+from airfix.services.runtime.cancel import scope as cancel_scope
 from airfix.services.runtime.logs import get_logger
 from airfix.services.tools import (
     MypyAdapter,
+    PytestAdapter,
     RuffAdapter,
     ToolAdapter,
     ToolRun,
@@ -63,6 +66,9 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     static_sum_s: float = 0.0
     impact: TestImpact = TestImpact()  # which tests ran which lines (asked for with impact=True)
     selected: list[str] | None = None  # the tests a batch check ran (None: the whole suite)
+    #: why the suite stopped before its end (``halt_on``/``halt_when``): outcomes are partial,
+    #: coverage is not measured, and the measurement judges only what it saw
+    halted: str = ""
 
     def counts_by_tool(self) -> dict[str, int]:
         """Issues per tool that measured (a tool in error or skipped has no count)."""
@@ -119,6 +125,23 @@ def _timed(adapter: ToolAdapter, target: Path, timeout_s: float) -> tuple[ToolRu
     """:func:`_run`, and when it ended (``time.monotonic``)."""
     run = _run(adapter, target, timeout_s)
     return run, time.monotonic()
+
+
+def _judge(
+    run: ToolRun, halt_when: Callable[[ToolRun], str], why: list[str], stop: threading.Event
+) -> None:
+    """Stop the check's test suite when ``halt_when`` condemns a static tool's ``run``."""
+    reason = halt_when(run)
+    if reason and not stop.is_set():
+        why.append(reason)
+        stop.set()
+
+
+def _stopped(tool: str, why: str) -> ToolRun:
+    """A test run :func:`_judge` stopped: skipped (it judged nothing), with the reason."""
+    return ToolRun(
+        result=ToolResult(tool=tool, status="skipped", error=f"stopped: {why}"), halted=why
+    )
 
 
 def _one_suite_run(adapters: list[ToolAdapter]) -> tuple[list[ToolAdapter], ToolAdapter | None]:
@@ -214,6 +237,8 @@ def measure(
     known: Mapping[str, str] | None = None,
     skip: Collection[str] = (),
     caches: str | None = None,
+    halt_on: Collection[str] = (),
+    halt_when: Callable[[ToolRun], str] | None = None,
 ) -> Measurement:
     """Measure ``target``.  ``scope="batch"`` (verification) skips coverage, which only the full
     checks that open and close an iteration need; ``scope="static"`` (a commit of a stack, whose
@@ -223,7 +248,12 @@ def measure(
     outcomes at the iteration's start; a test that failed there and fails again is not re-run
     alone (it is no one's regression, and re-running it only told flaky from failing then).
     ``skip``: static tools not to run (a stacked commit's whole-program checkers).  ``caches``:
-    whose tool caches to use (:func:`tool_cache_dir`)."""
+    whose tool caches to use (:func:`tool_cache_dir`).
+
+    A tree already condemned needs no more of its test suite (a stack's tip is bisected next):
+    ``halt_on``, tests that passed before, stops the suite at the first of them that fails;
+    ``halt_when`` is asked about each static tool's run as it ends, and a reason it gives stops
+    the suite at once (the tests run meanwhile).  Either way ``Measurement.halted`` says why."""
     started = time.monotonic()
     adapters, results = tool_adapters(target, python, caches)
     static = [a for a in adapters if a.tier == "static" and a.name not in skip]
@@ -240,6 +270,8 @@ def measure(
     for a in dynamic:
         if isinstance(a, CoverageAdapter) and scope == "full":
             a.contexts = impact
+        if isinstance(a, (CoverageAdapter, PytestAdapter)) and scope == "full":
+            a.halt_on = frozenset(halt_on)
     selection = list(tests) if tests is not None and scope == "batch" else None
     if selection == []:  # no test can reach the change: the closing check's full suite judges it
         dynamic = [a for a in dynamic if a.name != "pytest"]
@@ -251,20 +283,28 @@ def measure(
             pool.submit(contextvars.copy_context().run, _timed, a, target, hc.tool_timeout_s)
             for a in static
         ]
+        stop, why = threading.Event(), list[str]()
+        if halt_when is not None:
+            for f in futures:
+                f.add_done_callback(lambda f: _judge(f.result()[0], halt_when, why, stop))
         # the tests run meanwhile, not after: the static tools only read the tree (their caches
         # are outside it), and a check's tree is its own, so neither can change what the other
         # sees; a type check and a test suite then take the longer of the two, not the sum
-        dynamic_runs = [
-            split
-            for a in dynamic
-            for split in _as_reported(
-                _run(a, target, hc.test_timeout_s, selection if a.name == "pytest" else None),
-                suite_for,
-                target,
-                hc.test_timeout_s,
-            )
-        ]
+        with cancel_scope(stop):
+            dynamic_runs = [
+                split
+                for a in dynamic
+                for split in _as_reported(
+                    _run(a, target, hc.test_timeout_s, selection if a.name == "pytest" else None),
+                    None if stop.is_set() else suite_for,
+                    target,
+                    hc.test_timeout_s,
+                )
+            ]
         timed = [f.result() for f in futures]
+    if stop.is_set() and not all(r.ok for r in dynamic_runs):  # cut short, not merely late
+        ran = [a.name for a in dynamic] + ([suite_for.name] if suite_for else [])
+        dynamic_runs = [_stopped(name, why[0]) for name in ran]
     static_runs = [run for run, _ in timed]
     static_wall = max((end for _, end in timed), default=t0) - t0
     runs = [_with_test_counts(r) for r in static_runs + dynamic_runs]
@@ -296,7 +336,7 @@ def measure(
         and t not in flaky
         and (known or {}).get(t) not in ("failed", "error")
     ]
-    if rerun and scope == "full" and len(rerun) <= RERUN_LIMIT:
+    if rerun and scope == "full" and len(rerun) <= RERUN_LIMIT:  # a halting test too
         again = rerun_tests(target, config, rerun, python)
         flaky = sorted({*flaky, *(t for t in rerun if again.get(t) in PASSING)})
     phases = {a.name: a.phase for a in adapters}
@@ -309,6 +349,7 @@ def measure(
         tool_phases=phases,
     )
     return Measurement(
+        halted=next((r.halted for r in dynamic_runs if r.halted), ""),
         results=results,
         issues=issues,
         report=report,

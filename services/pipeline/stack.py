@@ -5,7 +5,9 @@ by one by the static tools, which is cheap, and the project's test suite, which 
 on the tip of all of them.  When the tip breaks a test that passed at the iteration's start, the
 stack is bisected on the broken tests alone to find the first commit that breaks them (and, as the
 stack's commits skip the whole-program checkers such as mypy, a tip with issues of theirs the
-iteration's start did not have is bisected on those checkers alone); that
+iteration's start did not have is bisected on those checkers alone).  The tip's suite stops as
+soon as the tip is condemned (a test that passed fails, or such a checker, run alongside, found
+a new issue): the rest of it would judge nothing the bisection needs.  That
 batch is narrowed to the issues whose fixes broke them (``narrow.py``: it stays on the stack
 without those fixes) or, when it cannot be, dropped; the commits after it are re-applied on its
 parent (one that no longer applies is made again or dropped too), and the new tip is tested
@@ -20,7 +22,7 @@ first and moves it after.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -32,7 +34,6 @@ from airfix.services import fixers as fixer_registry
 from airfix.services.pipeline.context import Pipeline, deterministic, landed_tip
 from airfix.services.pipeline.git import GitError, Repo, identity_env
 from airfix.services.pipeline.measure import (
-    RERUN_LIMIT,
     WHOLE_PROGRAM,
     Measurement,
     rerun_tests,
@@ -40,6 +41,7 @@ from airfix.services.pipeline.measure import (
 from airfix.services.pipeline.narrow import Narrowed, narrow
 from airfix.services.pipeline.symptoms import BrokenTests, NewIssues
 from airfix.services.runtime.logs import get_logger
+from airfix.services.tools.results import ToolRun
 
 log = get_logger("airfix.stack")
 
@@ -58,7 +60,8 @@ class Landing:
 
 
 def regressions(opening: dict[str, str], m: Measurement, flaky: set[str]) -> list[str]:
-    """Tests that passed at the iteration's start and do not pass now (missing ones included)."""
+    """Tests that passed at the iteration's start and do not pass now (missing ones included,
+    unless the suite was halted before it reached them)."""
     return sorted(
         t
         for t, o in opening.items()
@@ -66,7 +69,23 @@ def regressions(opening: dict[str, str], m: Measurement, flaky: set[str]) -> lis
         and t not in flaky
         and m.outcomes.get(t, "missing") != "passed"
         and m.outcomes.get(t) != "skipped"
+        and not (m.halted and t not in m.outcomes)
     )
+
+
+def _passed(opening: dict[str, str], flaky: set[str]) -> list[str]:
+    return [t for t, o in opening.items() if o == "passed" and t not in flaky]
+
+
+def _condemns(view: IterationView) -> Callable[[ToolRun], str]:
+    """Whether a whole-program checker's run on the tip found issues the iteration's start did not
+    have: then the tip is bisected on that checker, and its test suite can stop."""
+
+    def new_issues_in(run: ToolRun) -> str:
+        added = _new_issues_of(view, {run.result.tool} if run.ok else set(), run.issues)
+        return f"{run.result.tool} found {len(added)} new issue(s)" if added else ""
+
+    return new_issues_in
 
 
 def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Event]) -> Landing:
@@ -75,7 +94,6 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     stack = list(zip(state.stack_batches, state.stack, strict=True))
     base = landed_tip(state)
     flaky = set(view.flaky)
-    python = p.python(state)
     commands: list[DropFromStack | LandStack] = []
     rebuilt: set[str] = set()
     suspects: list[str] = []  # the tests the last culprit broke: tried alone on the new tip first
@@ -85,13 +103,19 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
         with p.tree(state, "check", sha=at) as wt:  # one tree serves the suspects and the suite
             broken = still_broken(p, state, wt, suspects) if stack else []
             whole = not broken  # the whole suite (with coverage: it closes the iteration) judges
-            if whole:
-                m = p.measure_tree(state, wt, known=view.outcomes)
+            if whole:  # stopped as soon as the tip is condemned: its culprit is bisected next
+                m = p.measure_tree(
+                    state,
+                    wt,
+                    known=view.outcomes,
+                    halt_on=_passed(view.outcomes, flaky) if stack else (),
+                    halt_when=_condemns(view) if stack else None,
+                )
+                flaky |= set(m.flaky)  # a failing test that passed alone is no reason to bisect
                 broken = regressions(view.outcomes, m, flaky)
-                if broken and len(broken) <= RERUN_LIMIT:  # a flaky test is no reason to bisect
-                    again = rerun_tests(wt.path, p.config, broken, python)
-                    flaky |= {t for t in broken if again.get(t) == "passed"}
-                    broken = [t for t in broken if t not in flaky]
+        if whole and m.halted and not broken and not new_whole_program_issues(view, m):
+            suspects = []  # what stopped the suite was flaky: the whole suite again, without it
+            continue
         if whole:
             unmeasured = [
                 r for r in m.results if r.tool in WHOLE_PROGRAM and r.status == "tool_error"
@@ -195,9 +219,15 @@ def new_whole_program_issues(view: IterationView, m: Measurement) -> list[IssueR
     """Issues of the whole-program checkers (which the stack's commits skip) at the tip that the
     iteration's opening check did not have."""
     measured = {r.tool for r in m.results if r.status in ("passed", "failed")}
+    return _new_issues_of(view, measured, m.issues)
+
+
+def _new_issues_of(
+    view: IterationView, measured: set[str], issues: Sequence[IssueRecord]
+) -> list[IssueRecord]:
     tools = {t for t in WHOLE_PROGRAM & measured if t in view.counts}
     before = [i for i in view.discovered.values() if i.tool in tools]
-    return compare(before, [i for i in m.issues if i.tool in tools]).new
+    return compare(before, [i for i in issues if i.tool in tools]).new
 
 
 def first_introducing(

@@ -6,7 +6,8 @@ frozen), those processes must stop: a fixer that goes on editing and billing for
 no longer ours is exactly the effect fencing forbids.  So each step runs under a cancel scope (a
 ``threading.Event`` in a context variable) that a :class:`RunWatcher` sets as soon as the run's
 stream grows past the version the step started from; the process runner polls the scope and
-kills the process group.
+kills the process group.  Scopes nest: one opened inside a step's stops its processes when either
+is set (a check stops its test suite once a type check has condemned the tree it runs on).
 """
 
 from __future__ import annotations
@@ -23,20 +24,19 @@ from airfix.services.runtime.logs import get_logger
 
 log = get_logger("airfix.cancel")
 
-CURRENT: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar(
-    "airfix_cancel", default=None
+CURRENT: contextvars.ContextVar[tuple[threading.Event, ...]] = contextvars.ContextVar(
+    "airfix_cancel", default=()
 )
 
 
 def cancelled() -> bool:
-    """Whether the current step's turn is over."""
-    event = CURRENT.get()
-    return event is not None and event.is_set()
+    """Whether the current step's turn is over (or a scope opened within it was stopped)."""
+    return any(event.is_set() for event in CURRENT.get())
 
 
 @contextmanager
 def scope(event: threading.Event) -> Iterator[threading.Event]:
-    token = CURRENT.set(event)
+    token = CURRENT.set((*CURRENT.get(), event))
     try:
         yield event
     finally:

@@ -19,6 +19,9 @@ With ``contexts`` set, the guard plugin names each test's coverage context after
 the report is written with ``--show-contexts``: the run then also says which tests execute each
 measured file (``ToolRun.impact``), what a verification needs to run only the tests a change can
 reach.
+
+With ``halt_on`` the suite stops at the first of those tests that fails (a stack's tip, already
+condemned): the run is ``failed`` with the outcomes so far and no coverage.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from airfix.services.tools.pytest import (
     EXIT_MEANINGS,
     NO_TESTS,
     environment_failure,
+    halted,
+    halted_at,
     judge_tests,
     pytest_args,
     pytest_environment,
@@ -106,12 +111,14 @@ class CoverageAdapter(BaseToolAdapter):
     test_issues_as: str = ""
     #: record which tests execute which files (per-test contexts; costs time, so only on demand)
     contexts: bool = False
+    #: as :attr:`PytestAdapter.halt_on`; a suite stopped early measures no coverage
+    halt_on: frozenset[str] = frozenset()
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
         return None  # always the whole suite
 
     def _environment(self, workdir: Path) -> dict[str, str]:
-        env = pytest_environment(super()._environment(workdir), workdir)
+        env = pytest_environment(super()._environment(workdir), workdir, self.halt_on)
         if self.contexts:
             env["AIRFIX_TEST_CONTEXTS"] = "1"
             env["COVERAGE_CORE"] = "ctrace"  # the sys.monitoring core records no dynamic contexts
@@ -136,6 +143,18 @@ class CoverageAdapter(BaseToolAdapter):
         tests = read_junit(proc, ctx.workdir / "junit.xml", ctx.target, "coverage")
         judge_tests(code, tests, proc, "coverage")
         environment_failure(self, tests, ctx.target, proc)
+        if halted_at(ctx.workdir):  # part of the suite ran: its coverage means nothing
+            run = self.result(
+                ctx,
+                "failed",
+                issues=to_issues(self.test_issues_as, tests.findings)
+                if self.test_issues_as
+                else [],
+                counts=tests.counts(),
+                metrics=tests.metrics(),
+                tests=tests.outcomes,
+            )
+            return halted(run, ctx.workdir)
         if not data.exists() and any(ctx.workdir.glob("coverage.data.*")):
             combine = self.spawn(
                 ctx, [*self.invocation(ctx.executable), "combine", f"--data-file={data}"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -43,13 +43,17 @@ from airfix.services.tools.results import TESTS_TOTAL, TestOutcome, TestTally, T
 GUARD_MODULE = "airfix_pytest_guard"
 GUARD_SOURCE = '''"""Loaded into the target's pytest by airfix: keeps plugin artefacts out of the work tree
 and records every test's outcome under its exact node id (JUnit XML loses the node id); under
-coverage with AIRFIX_TEST_CONTEXTS=1 it names each test's coverage context after its node id."""
+coverage with AIRFIX_TEST_CONTEXTS=1 it names each test's coverage context after its node id.
+With AIRFIX_HALT_ON (a file of node ids) the session stops after the first of those tests that
+fails, as -x would, and the file "halted" names it."""
 import json
 import os
 
 import pytest
 
 _OUT = []
+_SESSION = []
+_HALT_ON = set()
 
 
 def _write(nodeid, outcome):
@@ -69,6 +73,23 @@ def pytest_configure(config):
         config.option.benchmark_storage = "file://" + os.path.join(tmp, "benchmarks")
 
 
+def pytest_sessionstart(session):
+    _SESSION.append(session)
+    path = os.environ.get("AIRFIX_HALT_ON")
+    if path:
+        with open(path, encoding="utf-8") as f:
+            _HALT_ON.update(line for line in f.read().splitlines() if line)
+
+
+def _halt(nodeid):
+    tmp = os.environ.get("AIRFIX_TOOL_TMP")
+    if tmp:
+        with open(os.path.join(tmp, "halted"), "w", encoding="utf-8") as f:
+            f.write(nodeid)
+    _HALT_ON.clear()
+    _SESSION[0].shouldfail = "airfix: " + nodeid + " passed before and fails now"
+
+
 def pytest_collectreport(report):
     if report.failed:
         _write(report.nodeid or "<collection>", "error")
@@ -81,6 +102,8 @@ def pytest_runtest_logreport(report):
         _write(report.nodeid, "error")
     elif report.skipped:
         _write(report.nodeid, "skipped")
+    if report.failed and report.nodeid in _HALT_ON and _SESSION:
+        _halt(report.nodeid)
 
 
 def _coverage():
@@ -187,8 +210,11 @@ def is_test_path(path: str) -> bool:
     return base.endswith(".py") and (base.startswith("test_") or base.endswith("_test.py"))
 
 
-def pytest_environment(env: dict[str, str], workdir: Path) -> dict[str, str]:
-    """The environment for a pytest process whose artefacts must stay in ``workdir``."""
+def pytest_environment(
+    env: dict[str, str], workdir: Path, halt_on: Collection[str] = ()
+) -> dict[str, str]:
+    """The environment for a pytest process whose artefacts must stay in ``workdir``; with
+    ``halt_on``, the session stops at the first of those tests that fails (:func:`halted_at`)."""
     guard_dir = workdir / "pytest_guard"
     guard_dir.mkdir(exist_ok=True)
     (guard_dir / f"{GUARD_MODULE}.py").write_text(GUARD_SOURCE)
@@ -197,7 +223,16 @@ def pytest_environment(env: dict[str, str], workdir: Path) -> dict[str, str]:
     out["AIRFIX_TOOL_TMP"] = str(workdir)
     out["HYPOTHESIS_STORAGE_DIRECTORY"] = str(workdir / "hypothesis")
     out["PYTHONDONTWRITEBYTECODE"] = "1"
+    if halt_on:
+        (workdir / "halt_on.txt").write_text("".join(f"{t}\n" for t in sorted(halt_on)))
+        out["AIRFIX_HALT_ON"] = str(workdir / "halt_on.txt")
     return out
+
+
+def halted_at(workdir: Path) -> str:
+    """The test whose failure stopped the session early ("" when the suite ran to its end)."""
+    marker = workdir / "halted"
+    return marker.read_text(encoding="utf-8") if marker.is_file() else ""
 
 
 def pytest_args(target: Path, junit: Path, extra: list[str], files: list[str] | None) -> list[str]:
@@ -311,6 +346,9 @@ class PytestAdapter(BaseToolAdapter):
     executable_name = "pytest"
     module = "pytest"
     default_timeout_s = 900.0
+    #: tests that passed before the change under check: the suite stops at the first that fails
+    #: (a stack's tip whose verdict is known needs no more of it; its culprit is bisected next)
+    halt_on: frozenset[str] = frozenset()
 
     def scope(self, target: Path, files: list[str]) -> list[str]:
         """Only test files (or node ids) are passed on; if none were touched, run everything.
@@ -326,7 +364,7 @@ class PytestAdapter(BaseToolAdapter):
         return scoped or None
 
     def _environment(self, workdir: Path) -> dict[str, str]:
-        return pytest_environment(super()._environment(workdir), workdir)
+        return pytest_environment(super()._environment(workdir), workdir, self.halt_on)
 
     def build_command(
         self, exe: str, target: Path, files: list[str] | None, workdir: Path
@@ -349,7 +387,7 @@ class PytestAdapter(BaseToolAdapter):
         judge_tests(code, report, proc, "pytest")
         environment_failure(self, report, ctx.target, proc)
         issues = to_issues(self.name, report.findings)
-        return self.result(
+        run = self.result(
             ctx,
             "failed" if code == 1 else "passed",
             issues=issues,
@@ -357,3 +395,10 @@ class PytestAdapter(BaseToolAdapter):
             metrics=report.metrics(),
             tests=report.outcomes,
         )
+        return halted(run, ctx.workdir)
+
+
+def halted(run: ToolRun, workdir: Path) -> ToolRun:
+    """``run``, marked as stopped early when a test of its ``halt_on`` failed."""
+    at = halted_at(workdir)
+    return msgspec.structs.replace(run, halted=f"{at} failed: it passed before") if at else run

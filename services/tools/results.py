@@ -44,6 +44,8 @@ class ToolRun(msgspec.Struct, frozen=True, kw_only=True):
     tests: dict[str, TestOutcome] = {}
     #: test impact (a coverage run with per-test contexts): file -> the tests executing it
     impact: TestImpact = TestImpact()
+    #: why a test run stopped before the end of its suite (its outcomes are then partial)
+    halted: str = ""
     stdout_tail: str = ""
     stderr_tail: str = ""
 

@@ -1,6 +1,6 @@
 """Smoke test of the benchmark's scaling section (``scripts/bench/scaling.py``) with tiny numbers:
-two runs on ``git daemon`` targets, hosted by one and then two ``airfix worker`` processes, each
-with a workspace of its own.  Speed is reported by the benchmark, never asserted here: what is
+two runs on ``git daemon`` targets, hosted by one and then two pipeline workers beside a projector
+process, then by two workers with every role, each with a workspace of its own.  Speed is reported by the benchmark, never asserted here: what is
 checked is that every run ended with its commit and every figure is there."""
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ def test_the_scaling_section_runs_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     data = json.loads(out.read_text())
     rows = data["tables"]["scaling"]
-    assert [r["workers"] for r in rows] == [1, 2]
+    assert [(r["layout"], r["workers"]) for r in rows] == [
+        ("split", 1),
+        ("split", 2),
+        ("shared", 2),
+    ]
     for row in rows:
         assert row["runs"] == 2 and row["runs_with_commits"] == 2, row
         assert row["statuses"] == ["succeeded"], row
@@ -39,5 +43,8 @@ def test_the_scaling_section_runs_end_to_end(tmp_path: Path) -> None:
         for figure in ("total_s", "speedup", "vs_ideal", "cpu_s", "latency_p99_ms"):
             m = data["metrics"][f"scaling_w{n}_{figure}"]
             assert math.isfinite(m["value"]) and m["value"] > 0, m
+    for figure in ("total_s", "latency_p99_ms"):
+        m = data["metrics"][f"scaling_shared_w2_{figure}"]
+        assert math.isfinite(m["value"]) and m["value"] > 0, m
     assert data["metrics"]["scaling_w1_speedup"]["value"] == 1.0
     assert "11. scaling" in proc.stdout

@@ -1,5 +1,10 @@
 """Section 11: scaling out.  The same runs hosted by 1, 2, 4 and 8 ``airfix worker`` processes.
 
+Laid out as a deployment is ("split"): those workers run only the pipeline's roles, and one more
+worker process runs only the projections, so that a role's burst of CPU (a request's check, a
+verification) does not stand in the queue between an entry and its projection.  For comparison
+the largest worker count runs again with every role in every worker ("shared").
+
 Every target is a bare repository served only by ``git daemon`` on loopback (the checkout it was
 made from is deleted before the first run), so each worker fetches and pushes through git, in a
 workspace of its own (``AIRFIX__GIT__WORKSPACE``), and the requester here has no checkout at all.
@@ -9,8 +14,8 @@ waiting and the ideal with N workers is 1/N of the time with one.  The run ids a
 partition, and the store has as many partitions as runs, so every worker count splits the runs
 evenly.  The targets' tests run in an environment of their own holding only pytest and coverage
 (as a project's own venv would; airfix's development venv would add plugins that take seconds to
-load in every test run).  While the runs go, every entry the workers append is followed to the moment the
-projections' checkpoints cover it: the append-to-projection latency under that load.
+load in every test run).  While the runs go, every entry the workers append is followed to the
+moment the projections' checkpoints cover it: the append-to-projection latency under that load.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 import redis
 
 from airfix.config import load_config
+from airfix.events.core.steps import ROLES
 from airfix.events.ids import new_run_id
 from airfix.events.keys import partition_of
 from airfix.projections.status import load_status
@@ -55,6 +61,14 @@ FILES = {
 #: settings stay at their defaults (shorter leases, heartbeats and blocks together make an idle
 #: worker take 10% of a core instead of 3%: eight of them, a third of this machine's two cores).
 FAST = {"AIRFIX__CONSUMERS__REBALANCE_INTERVAL_MS": "500"}
+#: "split": N workers with the pipeline's roles and one with the projections (a deployment);
+#: "shared": every role in each of the N workers.
+LAYOUTS = ("split", "shared")
+#: How much lower the split layout's pipeline workers run than its projector.  Lowering them
+#: (rather than raising the projector with a negative nice) needs no privilege, so the section
+#: measures the same as root or not, and leaves Redis, git daemon and the follower level with the
+#: projector instead of below it.  The tools a worker starts sit ``child_niceness`` lower still.
+PIPELINE_NICENESS = 5
 
 
 def fixer_command(sleep_s: float) -> list[str]:
@@ -181,14 +195,21 @@ def follow(
     results.put((tracker.worst, tracker.timed_out))
 
 
-def settled(client: redis.Redis, keys: Any, names: list[str]) -> bool:
-    """Every group's partitions are held by the ``names`` workers, each holding some."""
+def settled(client: redis.Redis, keys: Any, names: list[str], projectors: list[str]) -> bool:
+    """Every group's partitions are held, each of its workers holding some: the pipeline's groups
+    by the ``names`` workers, the projections' by the ``projectors``."""
     for group in SERVED_GROUPS:
+        serving = projectors if group == "projections" else names
         owners = {client.get(keys.lease(group, p)) for p in range(keys.partitions)}
         held = {o.decode() if isinstance(o, bytes) else o for o in owners}
-        if not all(any(h and h.startswith(n) for h in held) for n in names) or None in held:
+        if not all(any(h and h.startswith(n) for h in held) for n in serving) or None in held:
             return False
     return True
+
+
+def lower_priority() -> None:
+    """In a split layout's pipeline worker, before it starts: see ``PIPELINE_NICENESS``."""
+    os.nice(PIPELINE_NICENESS)
 
 
 def project_python(base: Path) -> str:
@@ -213,9 +234,13 @@ def one_round(
     daemon: Daemon,
     targets: list[str],
     python: str,
+    layout: str = "split",
 ) -> dict[str, Any]:
-    """``runs`` runs hosted by ``workers`` worker processes, each in a workspace of its own."""
-    prefix = f"airfixscale{os.getpid()}w{workers}"
+    """``runs`` runs hosted by ``workers`` worker processes, each in a workspace of its own, laid
+    out as ``layout`` says (``LAYOUTS``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: expected one of {', '.join(LAYOUTS)}")
+    prefix = f"airfixscale{os.getpid()}{layout}w{workers}"
     scratch = Path(tempfile.mkdtemp(prefix="airfix-scaling-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")}
     env |= FAST | {
@@ -237,10 +262,16 @@ def one_round(
     app = build_app(config, redis_url=url)
     procs: list[subprocess.Popen[bytes]] = []
     names = [f"w{workers}-{i}" for i in range(workers)]
+    split = layout == "split"
+    projectors = [f"w{workers}-projector"] if split else names
+    if split:
+        roles = dict.fromkeys(names, ",".join(ROLES)) | dict.fromkeys(projectors, "projections")
+    else:
+        roles = dict.fromkeys(names, "all")
     cpu0 = _children_cpu_s()
     row: dict[str, Any] = {}
     try:
-        for name in names:
+        for name, hosted in roles.items():
             home = scratch / name
             home.mkdir()
             procs.append(
@@ -253,7 +284,7 @@ def one_round(
                         "--redis-url",
                         url,
                         "--roles",
-                        "all",
+                        hosted,
                         "--name",
                         name,
                     ],
@@ -261,10 +292,11 @@ def one_round(
                     env=env | {"AIRFIX__GIT__WORKSPACE": str(home / "workspace")},
                     stdout=subprocess.DEVNULL,
                     stderr=(home / "log").open("wb"),
+                    preexec_fn=lower_priority if split and name not in projectors else None,
                 )
             )
         deadline = time.monotonic() + 120
-        while not settled(app.client, app.keys, names):
+        while not settled(app.client, app.keys, names, projectors):
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 raise SystemExit(f"scaling: {workers} worker(s) did not take the partitions")
             time.sleep(0.1)
@@ -299,6 +331,7 @@ def one_round(
         lat, timed_out = follower.finish()
         committed = sum(1 for s in statuses.values() if s.get("commits"))
         row = {
+            "layout": layout,
             "workers": workers,
             "total_s": total,
             "runs": runs,
@@ -319,8 +352,8 @@ def one_round(
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(10)
-        # the workers and the tools they ran, reaped: what the runs cost in CPU, whatever the
-        # worker count (start-up and idle polling included)
+        # the workers (the projector too) and the tools they ran, reaped: what the runs cost in
+        # CPU, whatever the worker count (start-up and idle polling included)
         row["cpu_s"] = _children_cpu_s() - cpu0
         delete_prefix(app.client, prefix)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -332,23 +365,29 @@ def _children_cpu_s() -> float:
 
 
 def bench_scaling(res: Results, url: str, quick: bool) -> None:
+    """The split layout at every worker count under the section's figures, then the shared one at
+    the largest count: what a deployment gains by giving the projections a process of their own."""
     runs, counts, sleep_s = (2, (1, 2), 0.5) if quick else (16, (1, 2, 4, 8), 40.0)
+    rounds = [*(("split", n) for n in counts), ("shared", counts[-1])]
     res.begin(
         f"11. scaling: {runs} runs on git-daemon targets, {', '.join(map(str, counts))} worker "
-        f"processes, command fixer sleeping {sleep_s:g}s"
+        f"processes with the pipeline's roles and one with the projections (then {counts[-1]} "
+        f"with every role, to compare), command fixer sleeping {sleep_s:g}s"
     )
     base = Path(tempfile.mkdtemp(prefix="airfix-scaling-remotes-"))
     daemon = Daemon(base)
     rows: list[dict[str, Any]] = []
     try:
         python = project_python(base)
-        for n in counts:
-            targets = make_targets(base / f"w{n}", runs)
-            row = one_round(url, n, runs, sleep_s, daemon, [f"w{n}/{t}" for t in targets], python)
+        for layout, n in rounds:
+            where = f"{layout}-w{n}"
+            targets = [f"{where}/{t}" for t in make_targets(base / where, runs)]
+            row = one_round(url, n, runs, sleep_s, daemon, targets, python, layout)
             rows.append(row)
             console.log(
-                f"  {n} worker(s): {row['total_s']:.1f}s, {row['runs_with_commits']}/{runs} runs "
-                f"with commits, p99 {row['p99_ms']:.1f} ms over {row['entries']} entries"
+                f"  {n} worker(s), {layout}: {row['total_s']:.1f}s, {row['runs_with_commits']}/"
+                f"{runs} runs with commits, p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms "
+                f"over {row['entries']} entries"
             )
     finally:
         daemon.stop()
@@ -363,6 +402,14 @@ def bench_scaling(res: Results, url: str, quick: bool) -> None:
             f"{row['entries']} log entries followed, {row['timed_out']} timed out; "
             f"workers and their tools used {row['cpu_s']:.0f} CPU-s ({os.cpu_count()} CPUs)"
         )
+        if row["layout"] == "shared":
+            res.add(Metric(f"scaling_shared_w{n}_total_s", f"{n} worker(s), every role in each: "
+                           "total", row["total_s"], "s", higher_is_better=False,
+                           note=note))  # fmt: skip
+            res.add(Metric(f"scaling_shared_w{n}_latency_p99_ms", f"{n} worker(s), every role in "
+                           "each: append-to-projection p99", row["p99_ms"], "ms",
+                           higher_is_better=False, note=f"p50 {row['p50_ms']:.1f} ms"))  # fmt: skip
+            continue
         res.add(Metric(f"scaling_w{n}_total_s", f"{n} worker(s): total", row["total_s"], "s",
                        higher_is_better=False, note=note))  # fmt: skip
         res.add(Metric(f"scaling_w{n}_speedup", f"{n} worker(s): speedup over one", speedup, "x",

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
@@ -136,3 +138,51 @@ def test_malformed_ruff_output_fails_the_fix_naming_the_path(tmp_path: Path) -> 
     assert not outcome.ok
     assert "ruff: unparsable JSON output" in outcome.reason
     assert "$[0].location.row" in outcome.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["", "x = 1", "return x", "def f():", "pass", "import os"]), max_size=60
+    ),
+    st.lists(
+        st.tuples(
+            st.sampled_from(["insert", "delete", "replace"]), st.integers(0, 80), st.integers()
+        ),
+        max_size=6,
+    ),
+)
+def test_changed_rows_is_a_valid_diff_that_names_every_new_line(
+    base: list[str], edits: list[tuple[str, int, int]]
+) -> None:
+    """Whatever the edits (on text full of repeated lines, where diffs are ambiguous): the rows
+    not reported, in order, are lines ``before`` has in that order (so the reported rows are a
+    diff), every line ``before`` never had is reported, and equal texts report nothing."""
+    after = list(base)
+    for op, at, n in edits:
+        at = min(at, len(after))
+        if op == "insert":
+            after.insert(at, f"new {n}")
+        elif after and at < len(after):
+            if op == "delete":
+                del after[at]
+            else:
+                after[at] = f"changed {n}"
+    before_text, after_text = ("".join(f"{line}\n" for line in t) for t in (base, after))
+    rows = changed_rows(before_text, after_text)
+    assert rows <= set(range(1, len(after) + 1))
+    kept = iter(base)
+    assert all(line in kept for r, line in enumerate(after, 1) if r not in rows)  # a subsequence
+    assert {r for r, line in enumerate(after, 1) if line not in base} <= rows
+    assert changed_rows(before_text, before_text) == set()
+
+
+def test_changed_rows_keeps_unique_lines_matched_around_repeated_ones() -> None:
+    before = "def a():\n    return 1\n\n\ndef b():\n    return 1\n"
+    after = "def a():\n    return 1\n\n\ndef c():\n    pass\n\n\ndef b():\n    return 1\n"
+    assert changed_rows(before, after) == {5, 6, 7, 8}
+    lines = [f"{n % 3}" for n in range(30)]  # every line repeated: no anchor at all
+    for at in (0, 13, 29):
+        edited = [*lines[:at], "x", *lines[at + 1 :]]
+        text = "".join(f"{line}\n" for line in lines)
+        assert changed_rows(text, "".join(f"{line}\n" for line in edited)) == {at + 1}

@@ -19,7 +19,6 @@ formatter runs here: formatting is the project's business.
 
 from __future__ import annotations
 
-import difflib
 import re
 import time
 from collections import Counter
@@ -30,6 +29,7 @@ from pathlib import Path
 from airfix.config import FixerConfig
 from airfix.events.schema import IssueRecord
 from airfix.services.fixers import FixOutcome
+from airfix.services.fixers.line_diff import changed_rows
 from airfix.services.process import run_process, tail
 from airfix.services.tools.environment import python_env_of
 from airfix.services.tools.ruff import (
@@ -269,13 +269,3 @@ def nearest(found: Sequence[Diagnostic], issues: Sequence[IssueRecord]) -> set[s
 def _read(path: Path) -> str:
     with path.open(encoding="utf-8", newline="") as fh:  # keep the file's line endings
         return fh.read()
-
-
-def changed_rows(before: str, after: str) -> set[int]:
-    """1-based rows of ``after`` that the edits wrote (replaced or inserted lines)."""
-    rows: set[int] = set()
-    matcher = difflib.SequenceMatcher(a=before.splitlines(), b=after.splitlines(), autojunk=False)
-    for op, _, _, j1, j2 in matcher.get_opcodes():
-        if op in ("replace", "insert"):
-            rows.update(range(j1 + 1, j2 + 1))
-    return rows

@@ -66,6 +66,14 @@ class _Trial:
             return False
         return symptom.shows(self.p, self.state, self.wt)
 
+    def remakes(self, issues: Sequence[IssueRecord], sha: str) -> bool:
+        """Whether the fixes of ``issues`` made again on the parent are exactly ``sha``'s tree:
+        then what bisection saw at ``sha`` holds for them, and it need not be looked for again."""
+        if not self.fix(issues):
+            return False
+        self.wt.stage()
+        return not self.wt.git("diff", "--cached", "--name-only", sha).strip()
+
     def resolved_with(self, culprit: IssueRecord, among: Sequence[IssueRecord]) -> set[str]:
         """Fingerprints of ``among`` that the culprit's fix alone resolves (itself included)."""
         self.fix([culprit])
@@ -93,8 +101,9 @@ def narrow(
         return None
     with p.tree(state, "narrow", sha=parent) as wt:
         trial = _Trial(p, state, wt, parent, batch)
-        if not trial.breaks(issues, symptom):  # alone on its parent it breaks nothing
-            return None
+        # bisection saw the symptom at the batch's commit: made again alike, it shows it too
+        if not trial.remakes(issues, event.sha) and not trial.breaks(issues, symptom):
+            return None  # alone on its parent it breaks nothing
         rest, culprits = list(issues), []
         for _ in range(MAX_CULPRITS):
             lo, hi = 1, len(rest)  # the fixes of rest[:hi] break the tests

@@ -222,7 +222,7 @@ class GitConfig(_Section, frozen=True, kw_only=True):
     branch_prefix: str = "airfix/"
     commit_to_current_branch: bool = False  # fast-forward the user's branch when the run ends
     run_hooks: bool = True
-    workspace: str = ""  # where steps make their private worktrees; "" = <temp>/airfix-worktrees
+    workspace: str = ""  # where steps make their private worktrees; "" = ~/.cache/airfix/workspace
     max_clones: PositiveInt = (
         20  # cached clones of remote targets a worker keeps (least recently used go)
     )

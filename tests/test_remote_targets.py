@@ -354,3 +354,24 @@ def test_an_airflow_run_on_a_remote_target(tmp_path: Path, monkeypatch: pytest.M
     facts = commit_facts(url, run_id, report.commits[0])
     assert facts["files"] >= 1
     assert git(remote, "rev-parse", f"airfix/{run_id}").strip() == report.commits[-1]["sha"]
+
+
+def test_the_default_workspace_is_the_user_cache_and_a_run_leaves_it_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without ``git.workspace`` the steps' worktrees live under ``$XDG_CACHE_HOME/airfix``
+    (clones are a cache; the temporary directory is RAM or swept by cleaners), and each run's
+    directory goes with its last worktree: after a run, nothing of it is left there."""
+    from tests.pipeline_harness import MINI_FILES, make_repo, run_to_end
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    root = cache / "airfix" / "workspace"
+    assert Workspace.of(make_config()).root == root
+    repo = make_repo(tmp_path, MINI_FILES)
+    app = embedded_app(make_config())
+    _, report = run_to_end(app, repo, max_iterations=1)
+    assert report.commits, report  # steps ran, each in a worktree there
+    assert root.is_dir() and [p.parent for p in root.iterdir()] == [root]  # the target's dir
+    assert not list(root.glob("*/*")), list(root.rglob("*"))  # no run directory, no tree
+    assert len(git(repo, "worktree", "list").splitlines()) == 1

@@ -11,6 +11,7 @@ refused or the branch already moved past the value it expects.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -174,6 +175,8 @@ def worktree(repo: Repo, sha: str, path: Path) -> Iterator[Repo]:
         yield Repo(path)
     finally:
         _remove_worktree(repo, path)
+        with contextlib.suppress(OSError):  # its directory (a run's) goes with its last tree
+            path.parent.rmdir()
 
 
 def _remove_worktree(repo: Repo, path: Path) -> None:

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -207,6 +206,15 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def default_root() -> Path:
+    """``$XDG_CACHE_HOME/airfix/workspace`` (``~/.cache/airfix/workspace``): clones of remote
+    targets are a cache, fetched into for weeks, and the temporary directory is the wrong home
+    for one (often RAM-backed; cleaners such as systemd-tmpfiles delete old files in it, a
+    clone's objects included).  Worktrees sit beside their clones and go after their step."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "airfix" / "workspace"
+
+
 @dataclass(frozen=True)
 class Workspace:
     """A worker's directory of bare clones (one per remote) and private worktrees."""
@@ -216,7 +224,7 @@ class Workspace:
 
     @classmethod
     def of(cls, config: Config) -> Workspace:
-        root = config.git.workspace or Path(tempfile.gettempdir()) / "airfix-worktrees"
+        root = config.git.workspace or default_root()
         return cls(Path(root).expanduser(), config.git.max_clones)
 
     @property

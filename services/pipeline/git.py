@@ -102,6 +102,13 @@ class Repo:
         self.stage("-N")  # intent-to-add: new files show in the diff
         return self.git("diff", base, "--unified=0")
 
+    def move_to(self, sha: str) -> None:
+        """This worktree exactly at ``sha``, as a fresh one would be: HEAD detached there,
+        untracked and ignored files gone, the borrowed links kept.  One tree then serves a
+        step's many probes, at the cost of the files that differ rather than of all of them."""
+        self.git("checkout", "-q", "--detach", "--force", sha)
+        self.git("clean", "-ffdqx", *(arg for name in BORROWED for arg in ("-e", name)))
+
     def stage(self, *options: str) -> None:
         """``git add -A`` of the project's own files: the borrowed directories stay out.
 

@@ -55,7 +55,7 @@ class _Trial:
 
     def fix(self, issues: Sequence[IssueRecord]) -> bool:
         """The worktree at the parent with only ``issues`` fixed; whether anything changed."""
-        self.wt.git("reset", "-q", "--hard", self.parent)
+        self.wt.move_to(self.parent)
         request = self.p.fix_request(self.state, self.wt, self.batch, issues)
         outcome = fixer_registry.run_chain(self.chain, request)
         return outcome.ok and bool(self.wt.changed_files())

@@ -240,14 +240,16 @@ def first_introducing(
     """The first commit of the stack whose whole-program check has one of ``added``."""
     symptom = new_issues(view, added)
     lo, hi = 0, len(stack) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        with p.tree(state, "check", sha=stack[mid][1]) as wt:
-            shown = symptom.shows(p, state, wt)
-        if shown:
-            hi = mid
-        else:
-            lo = mid + 1
+    with ExitStack() as trees:  # one tree, moved from probe to probe
+        wt: Repo | None = None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            wt = wt or trees.enter_context(p.tree(state, "check", sha=stack[mid][1]))
+            wt.move_to(stack[mid][1])
+            if symptom.shows(p, state, wt):
+                hi = mid
+            else:
+                lo = mid + 1
     return lo
 
 
@@ -277,16 +279,19 @@ def first_breaking(
 ) -> int:
     """The first commit of the stack at which one of ``broken`` no longer passes."""
     lo, hi = 0, len(stack) - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        with p.tree(state, "check", sha=stack[mid][1]) as wt:
+    with ExitStack() as trees:  # one tree, moved from probe to probe
+        wt: Repo | None = None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            wt = wt or trees.enter_context(p.tree(state, "check", sha=stack[mid][1]))
+            wt.move_to(stack[mid][1])
             outcomes = rerun_tests(wt.path, p.config, broken, p.python(state))
             if not outcomes:  # no runner selects tests by id: the whole suite, then
                 outcomes = p.measure_tree(state, wt).outcomes
-        if any(outcomes.get(t, "missing") != "passed" for t in broken):
-            hi = mid
-        else:
-            lo = mid + 1
+            if any(outcomes.get(t, "missing") != "passed" for t in broken):
+                hi = mid
+            else:
+                lo = mid + 1
     return lo
 
 
@@ -306,7 +311,7 @@ def _reapply(
     in ``wt``, a private worktree (no ref moved): the new commit, or None and why not.  A change that no
     longer applies (an edit next to the dropped one's) is made again by a deterministic chain:
     its fixes are cheap to make and find their issues by fingerprint, not by line."""
-    wt.git("reset", "-q", "--hard", parent)
+    wt.move_to(parent)
     if not wt.succeeds("cherry-pick", "--no-commit", sha):
         wt.git("cherry-pick", "--abort", check=False)
         wt.git("reset", "-q", "--hard", parent, check=False)
@@ -353,7 +358,7 @@ def _rewrite(
             if _remeasured(batch, committed[batch], rebuilt, previous_after):
                 if wt is None:
                     wt = trees.enter_context(p.tree(state, "verify", sha=sha))
-                wt.git("checkout", "-q", "--detach", sha)
+                wt.move_to(sha)
                 event = committed[batch]
                 after = p.measure_tree(
                     state, wt, scope="static", skip=WHOLE_PROGRAM - set(event.counts_after)

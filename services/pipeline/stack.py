@@ -239,6 +239,13 @@ def first_introducing(
 ) -> int:
     """The first commit of the stack whose whole-program check has one of ``added``."""
     symptom = new_issues(view, added)
+    return _first_where(p, state, stack, lambda wt: bool(symptom.shows(p, state, wt)))
+
+
+def _first_where(
+    p: Pipeline, state: RunState, stack: list[tuple[str, str]], shows: Callable[[Repo], bool]
+) -> int:
+    """Bisection: the first commit of the stack whose tree ``shows`` the symptom (the tip does)."""
     lo, hi = 0, len(stack) - 1
     with ExitStack() as trees:  # one tree, moved from probe to probe
         wt: Repo | None = None
@@ -246,7 +253,7 @@ def first_introducing(
             mid = (lo + hi) // 2
             wt = wt or trees.enter_context(p.tree(state, "check", sha=stack[mid][1]))
             wt.move_to(stack[mid][1])
-            if symptom.shows(p, state, wt):
+            if shows(wt):
                 hi = mid
             else:
                 lo = mid + 1
@@ -278,21 +285,14 @@ def first_breaking(
     p: Pipeline, state: RunState, stack: list[tuple[str, str]], broken: list[str]
 ) -> int:
     """The first commit of the stack at which one of ``broken`` no longer passes."""
-    lo, hi = 0, len(stack) - 1
-    with ExitStack() as trees:  # one tree, moved from probe to probe
-        wt: Repo | None = None
-        while lo < hi:
-            mid = (lo + hi) // 2
-            wt = wt or trees.enter_context(p.tree(state, "check", sha=stack[mid][1]))
-            wt.move_to(stack[mid][1])
-            outcomes = rerun_tests(wt.path, p.config, broken, p.python(state))
-            if not outcomes:  # no runner selects tests by id: the whole suite, then
-                outcomes = p.measure_tree(state, wt).outcomes
-            if any(outcomes.get(t, "missing") != "passed" for t in broken):
-                hi = mid
-            else:
-                lo = mid + 1
-    return lo
+
+    def breaks(wt: Repo) -> bool:
+        outcomes = rerun_tests(wt.path, p.config, broken, p.python(state))
+        if not outcomes:  # no runner selects tests by id: the whole suite, then
+            outcomes = p.measure_tree(state, wt).outcomes
+        return any(outcomes.get(t, "missing") != "passed" for t in broken)
+
+    return _first_where(p, state, stack, breaks)
 
 
 def still_broken(p: Pipeline, state: RunState, wt: Repo, suspects: Sequence[str]) -> list[str]:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from airfix.events.schema import BatchSkipped, Committed, FixRolledBack, RunCompleted, StackDropped
 from airfix.projections.report import on_branch
 from tests.pipeline_harness import (
@@ -361,14 +363,18 @@ def test_annotations_are_typing_lists() -> None:
     )  # every test still passes on what the run left
 
 
-def test_a_blamed_batch_is_narrowed_to_the_issue_that_broke_the_test(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hooks", ["run", "off"])
+def test_a_blamed_batch_is_narrowed_to_the_issue_that_broke_the_test(
+    tmp_path: Path, hooks: str
+) -> None:
     """One batch fixes the same rule in three files and breaks a test through one of them.  The
     batch is not dropped whole: its issues are bisected on the broken test alone (fixes made
     again on its parent), the culprit's fix is left out and set aside, and the batch lands in the
     same iteration with its other fixes.  No second iteration, and (counted by a conftest,
     independently of airfix: tests collected and tests run per session) three whole-suite runs:
     the opening check, the tip (stopped at the broken test, the last one never runs), the new
-    tip."""
+    tip.  With ``git.run_hooks`` off, a pre-commit hook that refuses everything is not run for
+    the narrowed commit either."""
     sessions = tmp_path / "sessions.log"
     files = {
         "pyproject.toml": IDENTITY_PYPROJECT,
@@ -404,7 +410,12 @@ def test_zz_last() -> None:
     }
     repo = make_repo(tmp_path, files)
     base = head(repo)
-    app = embedded_app(make_config(**{"fixer.verify": "stack"}))
+    if hooks == "off":
+        hook = repo / ".git" / "hooks" / "pre-commit"
+        hook.write_text("#!/bin/sh\necho refused >&2\nexit 1\n")
+        hook.chmod(0o755)
+    config = make_config(**{"fixer.verify": "stack", "git.run_hooks": hooks == "run"})
+    app = embedded_app(config)
     run_id, report = run_to_end(app, repo, batching="smart", max_iterations=3)
     events = events_of(app, run_id)
 

@@ -119,6 +119,13 @@ class Repo:
         own = (".", *(f":(exclude){name}" for name in BORROWED if name not in ignored))
         self.git("add", "-A", *options, "--", *own)
 
+    def commit_as(self, message: str, sha: str, *, run_hooks: bool = True) -> None:
+        """Commit what is staged on the current HEAD with ``sha``'s author (a commit made again:
+        narrowed, or re-applied on another parent); the project's hooks judge it unless the
+        configuration says not to run them."""
+        args = ["commit", "-q", "-m", message, *([] if run_hooks else ["--no-verify"])]
+        self.git(*args, env=identity_env(self, sha))
+
     def commit_all(self, message: str, *, run_hooks: bool = True) -> str:
         """Commit everything in the work tree on the current HEAD; the new commit's sha."""
         self.stage()

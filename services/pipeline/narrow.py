@@ -24,7 +24,7 @@ from airfix.events.core.planning import planned_of
 from airfix.events.schema import BatchPlanned, Committed, IssueRecord
 from airfix.services import fixers as fixer_registry
 from airfix.services.pipeline.context import STAGED, Pipeline, deterministic
-from airfix.services.pipeline.git import GitError, Repo, identity_env
+from airfix.services.pipeline.git import GitError, Repo
 from airfix.services.pipeline.measure import WHOLE_PROGRAM
 from airfix.services.pipeline.symptoms import Symptom
 from airfix.services.runtime.logs import get_logger
@@ -143,8 +143,8 @@ def _commit(
     event: Committed,
     kept: Sequence[IssueRecord],
 ) -> str | None:
-    """The worktree's fix of ``kept`` committed on the parent (the project's hooks judge it),
-    its message the batch's own for those issues; its counts are measured when it lands."""
+    """The worktree's fix of ``kept`` committed on the parent (the project's hooks judge it, unless
+    ``git.run_hooks`` is off), its message the batch's own for those issues; its counts are measured when it lands."""
     wt.stage()
     files = [f for f in wt.git("diff", "--cached", "--name-only").splitlines() if f]
     message = commit_message(
@@ -158,7 +158,7 @@ def _commit(
         verified=STAGED,
     )
     try:
-        wt.git("commit", "-q", "-m", message, env=identity_env(wt, event.sha))
+        wt.commit_as(message, event.sha, run_hooks=p.config.git.run_hooks)
     except GitError as exc:
         log.info("narrowed commit refused", batch_id=batch.batch_id, error=str(exc)[-200:])
         return None

@@ -307,7 +307,8 @@ def still_broken(p: Pipeline, state: RunState, wt: Repo, suspects: Sequence[str]
 def _reapply(
     p: Pipeline, state: RunState, view: IterationView, wt: Repo, parent: str, batch: str, sha: str
 ) -> tuple[str | None, str]:
-    """``sha``'s change cherry-picked onto ``parent`` and committed (the project's hooks judge it)
+    """``sha``'s change cherry-picked onto ``parent`` and committed (the project's hooks judge it,
+    as ``git.run_hooks`` says)
     in ``wt``, a private worktree (no ref moved): the new commit, or None and why not.  A change that no
     longer applies (an edit next to the dropped one's) is made again by a deterministic chain:
     its fixes are cheap to make and find their issues by fingerprint, not by line."""
@@ -329,7 +330,7 @@ def _reapply(
         return None, "nothing is left of it"
     message = wt.git("log", "-1", "--format=%B", sha)
     try:
-        wt.git("commit", "-q", "-m", message, env=identity_env(wt, sha))
+        wt.commit_as(message, sha, run_hooks=p.config.git.run_hooks)
     except GitError as exc:
         return None, f"the project's hooks refuse it ({str(exc)[-200:]})"
     return wt.head(), ""

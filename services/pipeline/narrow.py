@@ -66,13 +66,15 @@ class _Trial:
             return False
         return symptom.shows(self.p, self.state, self.wt)
 
-    def remakes(self, issues: Sequence[IssueRecord], sha: str) -> bool:
-        """Whether the fixes of ``issues`` made again on the parent are exactly ``sha``'s tree:
-        then what bisection saw at ``sha`` holds for them, and it need not be looked for again."""
+    def breaks_as(self, issues: Sequence[IssueRecord], sha: str, symptom: Symptom) -> bool | None:
+        """:meth:`breaks`, knowing that bisection saw ``symptom`` at ``sha``: fixes made again
+        into exactly ``sha``'s tree show it without looking again."""
         if not self.fix(issues):
             return False
         self.wt.stage()
-        return not self.wt.git("diff", "--cached", "--name-only", sha).strip()
+        if not self.wt.git("diff", "--cached", "--name-only", sha).strip():
+            return True
+        return symptom.shows(self.p, self.state, self.wt)
 
     def resolved_with(self, culprit: IssueRecord, among: Sequence[IssueRecord]) -> set[str]:
         """Fingerprints of ``among`` that the culprit's fix alone resolves (itself included)."""
@@ -101,9 +103,8 @@ def narrow(
         return None
     with p.tree(state, "narrow", sha=parent) as wt:
         trial = _Trial(p, state, wt, parent, batch)
-        # bisection saw the symptom at the batch's commit: made again alike, it shows it too
-        if not trial.remakes(issues, event.sha) and not trial.breaks(issues, symptom):
-            return None  # alone on its parent it breaks nothing
+        if not trial.breaks_as(issues, event.sha, symptom):  # alone on its parent: nothing
+            return None
         rest, culprits = list(issues), []
         for _ in range(MAX_CULPRITS):
             lo, hi = 1, len(rest)  # the fixes of rest[:hi] break the tests
@@ -143,8 +144,9 @@ def _commit(
     event: Committed,
     kept: Sequence[IssueRecord],
 ) -> str | None:
-    """The worktree's fix of ``kept`` committed on the parent (the project's hooks judge it, unless
-    ``git.run_hooks`` is off), its message the batch's own for those issues; its counts are measured when it lands."""
+    """The worktree's fix of ``kept`` committed on the parent (the project's hooks judge it,
+    unless ``git.run_hooks`` is off), its message the batch's own for those issues; its counts
+    are measured when it lands."""
     wt.stage()
     files = [f for f in wt.git("diff", "--cached", "--name-only").splitlines() if f]
     message = commit_message(

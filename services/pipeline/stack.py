@@ -308,10 +308,10 @@ def _reapply(
     p: Pipeline, state: RunState, view: IterationView, wt: Repo, parent: str, batch: str, sha: str
 ) -> tuple[str | None, str]:
     """``sha``'s change cherry-picked onto ``parent`` and committed (the project's hooks judge it,
-    as ``git.run_hooks`` says)
-    in ``wt``, a private worktree (no ref moved): the new commit, or None and why not.  A change that no
-    longer applies (an edit next to the dropped one's) is made again by a deterministic chain:
-    its fixes are cheap to make and find their issues by fingerprint, not by line."""
+    as ``git.run_hooks`` says) in ``wt``, a private worktree (no ref moved): the new commit, or
+    None and why not.  A change that no longer applies (an edit next to the dropped one's) is
+    made again by a deterministic chain: its fixes are cheap to make and find their issues by
+    fingerprint, not by line."""
     wt.move_to(parent)
     if not wt.succeeds("cherry-pick", "--no-commit", sha):
         wt.git("cherry-pick", "--abort", check=False)

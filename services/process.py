@@ -160,9 +160,23 @@ def _launch(
     )
     if _child_niceness:  # at once: the children it starts later inherit it
         own = os.getpriority(os.PRIO_PROCESS, 0)
+        lower = min(own + _child_niceness, 19)
         with contextlib.suppress(ProcessLookupError):  # it has already ended: nothing to lower
-            os.setpriority(os.PRIO_PROCESS, proc.pid, min(own + _child_niceness, 19))
+            os.setpriority(os.PRIO_PROCESS, proc.pid, lower)
+        _lower_autogroup(proc.pid, lower)
     return proc
+
+
+def _lower_autogroup(pid: int, nice: int) -> None:
+    """Give the child's session the child's niceness where the kernel groups by session.
+
+    A new session is a scheduling group of its own on Linux with autogroup on (the default of
+    most distributions): the kernel shares the CPU between groups first, and a niceness counts
+    only inside its group, so a tool in its own session would get as much CPU as the whole worker
+    whatever its niceness.  The group's niceness is what ranks it; raising it needs no privilege.
+    """
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as f:
+        f.write(str(nice))  # no autogroup here (or it ended): OSError, niceness is enough
 
 
 # ---------------------------------------------------------------- run: output captured

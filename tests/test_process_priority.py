@@ -5,6 +5,7 @@ niceness, as the kernel sees it."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,50 @@ def test_what_a_child_starts_inherits_its_priority(tmp_path: Path) -> None:
     done = run_process([sys.executable, "-c", NESTED], tmp_path, 30)
 
     assert int(done.stdout) == min(own() + 7, 19), done
+
+
+AUTOGROUP = re.compile(r"^(/autogroup-\d+) nice (-?\d+)$")
+# the child reads its group until its niceness is set (just after it starts) or 10 s have passed
+READ_GROUP = (
+    "import pathlib, time\n"
+    "path, seen = pathlib.Path('/proc/self/autogroup'), ''\n"
+    "for _ in range(200):\n"
+    "    seen = path.read_text().strip() if path.exists() else ''\n"
+    "    if not seen.endswith(' nice 0'):\n"
+    "        break\n"
+    "    time.sleep(0.05)\n"
+    "print(seen)\n"
+)
+
+
+def autogroup(text: str) -> tuple[str, int] | None:
+    """``(group, niceness)`` from ``/proc/<pid>/autogroup``, or None where the kernel shows none
+    (no file, or an empty one, as some sandboxed kernels have)."""
+    found = AUTOGROUP.match(text.strip())
+    return (found[1], int(found[2])) if found else None
+
+
+def test_a_childs_session_ranks_at_its_niceness_where_the_kernel_groups_by_session(
+    tmp_path: Path,
+) -> None:
+    """A child has a session of its own (its group is stopped as one); with autogroup on, that
+    session is a scheduling group whose own niceness ranks it against the worker's, so it gets
+    the child's niceness too.  Without autogroup there is nothing to set, and nothing fails."""
+    set_child_niceness(6)
+    path = Path("/proc/self/autogroup")
+
+    done = run_process([sys.executable, "-c", READ_GROUP], tmp_path, 30)
+
+    assert done.exit_code == 0, done
+    mine = autogroup(path.read_text()) if path.exists() else None
+    theirs = autogroup(done.stdout)
+    if theirs is None:
+        assert mine is None, done  # the kernel groups nothing here
+        return
+    # some kernels show the worker's group empty and the child's in full: the child's is what counts
+    if mine is not None:
+        assert theirs[0] != mine[0], done  # a group of its own: its session's
+    assert theirs[1] == min(own() + 6, 19), done
 
 
 def test_zero_leaves_children_at_the_workers_priority(tmp_path: Path) -> None:

@@ -144,6 +144,37 @@ def test_a_dead_consumers_pending_entries_are_reclaimed(store: EventStore, clien
     assert 0 == group_metrics(client, store.keys, "svc").pending
 
 
+def test_a_heartbeat_renews_every_lease_in_one_round_trip_and_finds_a_lost_one(
+    store: EventStore, client, monkeypatch
+) -> None:
+    """The heartbeat thread must not hold up the consumer thread's reads: every lease and the
+    membership go to the server in one pipeline, not one call per partition; a lease someone
+    else holds now is lost, and only that one."""
+    consumer = Consumer(store, Recorder(), FAST, name="beating")
+    consumer.rebalance()
+    owned = sorted(consumer.owned)
+    assert len(owned) == store.keys.partitions > 1
+    stolen = store.keys.lease(consumer.group, owned[1])
+    client.set(stolen, "another")
+    for p in owned:
+        if p != owned[1]:
+            client.pexpire(store.keys.lease(consumer.group, p), 5)
+    calls: list[tuple] = []
+    real = client.execute_command
+    monkeypatch.setattr(
+        client, "execute_command", lambda *a, **kw: calls.append(a) or real(*a, **kw)
+    )
+
+    consumer.heartbeat()
+
+    assert calls == []  # one pipeline: no call of its own per lease
+    assert consumer.owned == set(owned) - {owned[1]}
+    assert client.get(stolen) == b"another"
+    ttls = [client.pttl(store.keys.lease(consumer.group, p)) for p in consumer.owned]
+    assert min(ttls) > FAST.lease_ttl_ms // 2, ttls  # renewed, not left to expire (5 ms)
+    assert client.zscore(store.keys.members(consumer.group), "beating") is not None
+
+
 def test_worker_stops_on_request_and_hands_partitions_back(store: EventStore, client) -> None:
     append_runs(store, 3, 2)
     rec = Recorder()

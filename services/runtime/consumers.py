@@ -162,9 +162,7 @@ class Consumer:
 
     def heartbeat(self) -> None:
         """Renew this consumer's leases and membership; a lease that cannot be renewed is lost."""
-        now_ms = int(time.time() * 1000)
-        self.client.zadd(self.keys.members(self.group), {self.name: now_ms})
-        self.renew_leases()
+        self.renew_leases(member=True)
 
     def try_own(self, partition: int) -> bool:
         """Take ``partition``'s lease if nobody holds it (a dead-letter retry outside any worker)."""
@@ -179,13 +177,29 @@ class Consumer:
             return True
         return False
 
-    def renew_leases(self) -> None:
+    def renew_leases(self, *, member: bool = False) -> None:
+        """Every owned lease renewed (and, with ``member``, the membership) in one round trip on
+        a single server: the heartbeat thread holds no lock meanwhile, so the consumer thread's
+        reads never wait for it, and a rebalance costs a few round trips, not one per partition."""
         with self._lock:
-            for p in list(self.owned):
-                if not self._renew(
-                    keys=[self.keys.lease(self.group, p)],
-                    args=[self.name, self.settings.lease_ttl_ms],
-                ):
+            owned = sorted(self.owned)
+        now_ms = int(time.time() * 1000)
+        args: list[str | int] = [self.name, self.settings.lease_ttl_ms]
+        leases = [self.keys.lease(self.group, p) for p in owned]
+        if is_cluster(self.client):  # one slot per lease: one call each
+            if member:
+                self.client.zadd(self.keys.members(self.group), {self.name: now_ms})
+            kept = [self._renew(keys=[k], args=args) for k in leases]
+        else:
+            pipe = self.client.pipeline(transaction=False)
+            if member:
+                pipe.zadd(self.keys.members(self.group), {self.name: now_ms})
+            for k in leases:
+                self._renew(keys=[k], args=args, client=pipe)
+            kept = pipe.execute()[1 if member else 0 :]
+        with self._lock:
+            for p, ok in zip(owned, kept, strict=True):
+                if not ok and p in self.owned:  # given back by a rebalance meanwhile: not lost
                     self.log.warning("lease lost", partition=p)
                     self.owned.discard(p)
                     self._reset_pending = True  # the consumer thread resets caches, not us

@@ -73,7 +73,8 @@ class ConsumersConfig(_Section, frozen=True, kw_only=True):
     shutdown_deadline_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
     heartbeat_interval_ms: IntervalMs = 2000
     # How much lower the CPU priority (nice) of the tools and fixers an `airfix worker` starts is
-    # than its own: on a busy machine they wait, not its leases, projections and steps. 0 = same.
+    # than its own, their session's scheduling group's too where Linux groups by session
+    # (autogroup): on a busy machine they wait, not its leases, projections and steps. 0 = same.
     child_niceness: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
 
 
@@ -226,6 +227,9 @@ class GitConfig(_Section, frozen=True, kw_only=True):
     max_clones: PositiveInt = (
         20  # cached clones of remote targets a worker keeps (least recently used go)
     )
+    # seconds a step's worktree is kept for the run's next step on the same worker (0 = removed
+    # after every step)
+    keep_worktrees_s: NonNegativeFloat = 120.0
 
 
 class GuardsConfig(_Section, frozen=True, kw_only=True):

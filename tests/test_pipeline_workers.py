@@ -149,6 +149,9 @@ def test_a_worker_killed_mid_fix_is_replaced_and_the_run_completes(
     killed_batch = killed_in[0][1]
     assert head(repo) == base  # it died before anything was committed
 
+    left = [p for p in workers.workspace.glob("*/*/*") if p.name.endswith("-h1")]
+    assert left, "h1 died in a step: its worktree is still there"
+
     second = workers.start("h2", harness=True, **slow)
 
     def finished():  # type: ignore[no-untyped-def]
@@ -180,6 +183,10 @@ def test_a_worker_killed_mid_fix_is_replaced_and_the_run_completes(
     assert "main" == branch(repo) and "" == status_porcelain(repo)
     assert_commits_match_events(repo, base, run_branch, committed)
     assert [e.sha for e in committed] == status["commits"]
+    # h2 removed what h1 could not as it started (h1's locks were free), and its own as it ended
+    assert not any(p.exists() for p in left), left
     assert 0 == workers.stop("h2"), workers.tail("h2")
+    assert not list(workers.workspace.glob("*/*/*")), list(workers.workspace.rglob("*"))[:20]
+    assert 1 == len(git(repo, "worktree", "list").splitlines())
     with contextlib.suppress(Exception):
         client.close()

@@ -23,6 +23,7 @@ import pytest
 from airfix.events.errors import AirfixError
 from airfix.events.schema import Committed, RunRequested, StackLanded
 from airfix.projections.report import build_report
+from airfix.services.pipeline import claims
 from airfix.services.pipeline.git import ZERO, GitError
 from airfix.services.pipeline.requests import (
     finalize,
@@ -269,6 +270,9 @@ def test_doctor_shows_the_workspace_and_its_clones(tmp_path: Path) -> None:
     remote, base = bare_remote(tmp_path)
     url = f"file://{remote}"
     Workspace(tmp_path / "ws").remote(url, "r", [base])
+    left = tmp_path / "ws" / "0123456789ab" / "run-a" / "fix-w1"  # its lock free: owner gone
+    left.mkdir(parents=True)
+    claims.lock_path(left).write_text("")
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFIX")} | {
         "AIRFIX__GIT__WORKSPACE": str(tmp_path / "ws")
     }
@@ -282,6 +286,19 @@ def test_doctor_shows_the_workspace_and_its_clones(tmp_path: Path) -> None:
         f"{tmp_path / 'ws'}: 1 clone(s)"
     )
     assert ws[1]["detail"].startswith(url)
+    assert ws[2]["name"] == "writable" and ws[2]["ok"], ws
+    assert ws[3]["name"] == "worktrees" and ws[3]["detail"].startswith("1 left by processes")
+    assert left.is_dir()  # doctor removes nothing
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")  # a workspace under a file can never be made
+    env["AIRFIX__GIT__WORKSPACE"] = str(blocked / "ws")
+    out = subprocess.run(
+        [sys.executable, "-m", "airfix.services.commands.cli", "doctor", "--json"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    bad = [f for f in json.loads(out.stdout)["findings"] if f["name"] == "writable"]
+    assert out.returncode != 0 and not bad[0]["ok"], out.stdout
+    assert f"{blocked} is not a directory" in bad[0]["detail"] and not (blocked / "ws").exists()
 
 
 def test_airfix_run_on_a_remote_hosted_by_two_worker_processes(tmp_path: Path) -> None:

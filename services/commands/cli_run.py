@@ -168,6 +168,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
         kwargs["name"] = args.name or consumer_name()
         pipeline = Pipeline(app.store, cfg, worker=kwargs["name"])
+        pipeline.sweep()
         handlers += role_handlers(pipeline, pipeline_roles)  # type: ignore[arg-type]
     set_child_niceness(cfg.consumers.child_niceness)
     worker = Worker(app.store, handlers, app.settings, **kwargs)

@@ -1,12 +1,13 @@
 """Whether airfix can work here: the health tools it would run (found, with their versions), the
 project's Python interpreter, the Redis server (--redis-url, or the configured one), a live
-worker for every pipeline role, and the workspace (its clones of remote targets).  Exit 0 when
-everything is fine, 1 when something is missing."""
+worker for every pipeline role, and the workspace (its clones of remote targets, and whether
+worktrees can be made there).  Exit 0 when everything is fine, 1 when something is missing."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import IO
@@ -104,6 +105,7 @@ def store_findings(cfg: Config) -> list[Finding]:
 def workspace_findings(cfg: Config) -> list[Finding]:
     """Where this process makes worktrees and keeps its clones of remote targets, and how much
     they take (a cache: the least recently used beyond ``git.max_clones`` go)."""
+    from airfix.services.pipeline import claims
     from airfix.services.pipeline.workspace import Workspace, age, clone_urls
 
     ws = Workspace.of(cfg)
@@ -123,7 +125,41 @@ def workspace_findings(cfg: Config) -> list[Finding]:
                 section="workspace", name="clone", ok=True, detail=f"{url} (used {age(used)} ago)"
             )
         )
+    why = unusable(ws.root)
+    found.append(
+        Finding(
+            section="workspace",
+            name="writable",
+            ok=not why,
+            detail=why + "; set git.workspace to a directory this user can write"
+            if why
+            else f"{ws.root}: steps can make their worktrees there",
+        )
+    )
+    left = claims.orphans(ws.root)
+    found.append(
+        Finding(
+            section="workspace",
+            name="worktrees",
+            ok=True,
+            detail=f"{len(left)} left by processes that are gone (a worker removes them as it "
+            "starts)" + (": " + ", ".join(str(t) for t in left[:3]) if left else ""),
+        )
+    )
     return found
+
+
+def unusable(root: Path) -> str:
+    """Why worktrees cannot be made under ``root`` ("" when they can), judged on the nearest
+    directory that exists (nothing is created)."""
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable by this user"
+    return ""
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

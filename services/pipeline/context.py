@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -30,11 +31,13 @@ from airfix.events.schema import (
 )
 from airfix.events.storage.store import EventStore
 from airfix.services import fixers as fixer_registry
+from airfix.services.pipeline import claims
 from airfix.services.pipeline.git import GitError, Repo, worktree
 from airfix.services.pipeline.measure import (
     Measurement,
     measure,
 )
+from airfix.services.pipeline.parked import PARKED
 from airfix.services.pipeline.workspace import (
     Remote,
     Workspace,
@@ -60,6 +63,11 @@ class Pipeline:
     def advance(self, state: RunState, events: list[Event]) -> RunState:
         """The state after ``events`` (payload-only), as the store will fold them."""
         return fold(stamp(events, run_id=state.run_id, expected_version=state.version), state)
+
+    def sweep(self) -> list[Path]:
+        """Remove the worktrees in the workspace that no live process owns (``claims.py``): a
+        worker killed mid-step left them.  Done as a worker starts."""
+        return claims.sweep(Workspace.of(self.config).root)
 
     def events(self, state: RunState) -> list[Event]:
         return list(self.store.read_run(state.run_id, to_version=state.version))
@@ -104,9 +112,10 @@ class Pipeline:
     @contextmanager
     def tree(self, state: RunState, slot: str, sha: str | None = None) -> Iterator[Repo]:
         """A private worktree of the target at ``sha`` (default: the run's tip as the log records
-        it), at a path stable per run, step and worker (tools' caches stay warm), removed after.
-        The run branch is first brought up to the log (:func:`follow_log`).  For a remote target
-        the worktree is one of this worker's clone, and a commit left at its HEAD is published."""
+        it), at a path stable per run, slot and worker, parked afterwards for the run's next step
+        here (``parked.py``).  The run branch is first brought up to the log (:func:`follow_log`).
+        For a remote target the worktree is one of this worker's clone, and a commit left at its
+        HEAD is published."""
         at = sha or tip(state)
         remote = self.remote(state, at, landed_tip(state))
         repo = remote.clone if remote else Repo.open(state.target)
@@ -114,7 +123,7 @@ class Pipeline:
         root = Workspace.of(self.config).root
         digest = hashlib.sha256(target_identity(state.target).encode()).hexdigest()[:12]
         where = root / digest / state.run_id / f"{slot}-{_safe(self.worker)}"
-        with worktree(repo, at, where) as wt:
+        with PARKED.tree(repo, at, where, self.config.git.keep_worktrees_s) as wt:
             yield wt
             if remote is not None and (made := wt.head()) != at:
                 remote.publish(state.run_id, [made])

@@ -12,6 +12,7 @@ refused or the branch already moved past the value it expects.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airfix.events.errors import AirfixError
+from airfix.services.pipeline import claims
 from airfix.services.secrets import scrubbed_env
 
 ZERO = "0" * 40  # update-ref's "must not exist yet"
@@ -173,24 +175,46 @@ class Repo:
 
 @contextmanager
 def worktree(repo: Repo, sha: str, path: Path) -> Iterator[Repo]:
-    """A private, detached work tree of ``repo`` at ``sha``, removed afterwards.
+    """A private, detached work tree of ``repo`` at ``sha``, removed afterwards
+    (:func:`add_worktree`, :func:`remove_worktree`)."""
+    wt = add_worktree(repo, sha, path)
+    try:
+        yield wt
+    finally:
+        remove_worktree(repo, path)
+
+
+def add_worktree(repo: Repo, sha: str, path: Path) -> Repo:
+    """A private, detached work tree of ``repo`` at ``sha``, made at ``path``.
 
     A stale one at ``path`` (a step that died) is removed first.  Untracked environment
     directories the checkout has (:data:`BORROWED`: ``node_modules``...) are linked in, so the
     project's own tools run as they do in the checkout."""
-    _remove_worktree(repo, path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    repo.git("worktree", "add", "-q", "--detach", "--force", str(path), sha)
+    claims.claim(path)  # before the tree exists: a sweep never takes it for a dead worker's
     try:
-        for name in BORROWED:
-            source = repo.path / name
-            if source.is_dir() and not (path / name).exists():
-                (path / name).symlink_to(source, target_is_directory=True)
-        yield Repo(path)
-    finally:
         _remove_worktree(repo, path)
-        with contextlib.suppress(OSError):  # its directory (a run's) goes with its last tree
-            path.parent.rmdir()
+        repo.git("worktree", "add", "-q", "--detach", "--force", str(path), sha)
+        borrow(repo, path)
+    except BaseException:
+        remove_worktree(repo, path)
+        raise
+    return Repo(path)
+
+
+def borrow(repo: Repo, path: Path) -> None:
+    """Link the checkout's :data:`BORROWED` directories into the work tree at ``path``."""
+    for name in BORROWED:
+        source = repo.path / name
+        if source.is_dir() and not (path / name).exists():
+            (path / name).symlink_to(source, target_is_directory=True)
+
+
+def remove_worktree(repo: Repo, path: Path) -> None:
+    """The work tree at ``path`` removed, and its directory (a run's) when it was the last."""
+    _remove_worktree(repo, path)
+    claims.release(path)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()
 
 
 def _remove_worktree(repo: Repo, path: Path) -> None:
@@ -224,7 +248,25 @@ def _identity_env() -> dict[str, str]:
 
 
 def _config(key: str) -> str:
+    """git's setting ``key`` as seen from here, asked once per place it is read from (every
+    commit needs the user's name and e-mail): a worker sees a changed setting once restarted."""
+    where = tuple(os.environ.get(v, "") for v in _CONFIG_PLACES)
+    return _config_at(key, os.getcwd(), where)
+
+
+#: the environment that decides which configuration files git reads
+_CONFIG_PLACES = (
+    "HOME",
+    "XDG_CONFIG_HOME",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "GIT_CONFIG_NOSYSTEM",
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _config_at(key: str, cwd: str, where: tuple[str, ...]) -> str:
     proc = subprocess.run(
-        ["git", "config", "--get", key], check=False, capture_output=True, text=True
+        ["git", "config", "--get", key], check=False, capture_output=True, text=True, cwd=cwd
     )
     return proc.stdout.strip()

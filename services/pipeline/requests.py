@@ -36,6 +36,7 @@ from airfix.services import fixers, secrets
 from airfix.services.pipeline import target_lock
 from airfix.services.pipeline.context import verify_mode
 from airfix.services.pipeline.git import ZERO, Repo
+from airfix.services.pipeline.parked import PARKED
 from airfix.services.pipeline.roles import Pipeline, role_handlers
 from airfix.services.pipeline.workspace import (
     Workspace,
@@ -246,6 +247,7 @@ def _user() -> str:
 def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "inline") -> None:
     """Host every role and projection in this process until the run is finished."""
     pipeline = Pipeline(app.store, app.config, worker=worker)
+    pipeline.sweep()
     # only this run: a journal may hold older, unfinished runs whose targets are gone
     handlers: list[Handler] = [
         *role_handlers(pipeline, ROLES, only_run=run_id),
@@ -279,6 +281,7 @@ def run_inline(app: App, run_id: str, *, progress: Any = None, worker: str = "in
         beat.join(5)
         for c in consumers:
             c.release_all()
+        PARKED.release_run(run_id)  # finished, failed or interrupted: no step here needs them
 
 
 def wait_for_workers(

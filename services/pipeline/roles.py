@@ -29,6 +29,7 @@ from airfix.events.schema import (
 from airfix.events.storage.store import LogEntry
 from airfix.services.pipeline.actions import ACTIONS
 from airfix.services.pipeline.context import BranchMoved, Pipeline, Step
+from airfix.services.pipeline.parked import PARKED
 from airfix.services.runtime.app import App, register_group_handler
 from airfix.services.runtime.cancel import RunWatcher
 from airfix.services.runtime.cancel import scope as cancel_scope
@@ -71,6 +72,8 @@ class RoleHandler:
             if event is None or (self.only_run is not None and event.run_id != self.only_run):
                 continue
             state = self._state_after(event)
+            if state.terminal:  # its trees kept for a next step here have no next step
+                PARKED.release_run(state.run_id)
             action = _action(state)
             if ROLE_OF.get(action) != self.role:
                 continue

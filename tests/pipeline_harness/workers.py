@@ -69,6 +69,8 @@ class Workers:
             "--log-format",
             "json",
         ]
+        # the test's workers share a workspace, as workers on one machine share the default one
+        env.setdefault("AIRFIX__GIT__WORKSPACE", str(self.workspace))
         with open(self.log(name), "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
@@ -79,6 +81,10 @@ class Workers:
             )
         self.procs[name] = proc
         return proc
+
+    @property
+    def workspace(self) -> Path:
+        return self.tmp_path / "workspace"
 
     def log(self, name: str) -> Path:
         return self.tmp_path / f"worker-{name}.log"

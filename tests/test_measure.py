@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 from airfix.config import load_config
@@ -189,7 +190,15 @@ def test_a_check_stops_its_suite_when_a_static_tool_condemns_the_tree(tmp_path: 
     )
 
     def condemns(run):  # type: ignore[no-untyped-def]
-        return "mypy found an error" if run.result.tool == "mypy" and run.issues else ""
+        if run.result.tool != "mypy" or not run.issues:
+            return ""
+        # mypy can end before pytest's session starts; wait for it, so the kill is mid-suite
+        deadline = time.monotonic() + 60
+        while (
+            "start" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        return "mypy found an error"
 
     m = measure(target, load_config(), scope="full", halt_when=condemns)
 

@@ -449,3 +449,68 @@ def test_zz_last() -> None:
     )  # every test passes on what the run left
     shown = git(repo, "show", "--format=%B", landed[narrowed.batch_id].sha)
     assert f"Airfix-Batch: {narrowed.batch_id}" in shown and "mini/two.py" not in shown
+
+
+UNUSED_AND_OLD = """\
+import os
+from typing import List
+
+
+def {name}(items: List[int]) -> int:
+    return items[0]
+"""
+
+
+def test_bisection_and_narrowing_probe_first_where_the_broken_test_points(tmp_path: Path) -> None:
+    """The broken test's own file has the culprit: an import inside the test that ruff removes
+    as unused (its effect is the point of the test, as in python-dateutil's test_imports).  The
+    stack's commit whose batch fixed issues inside that test is probed first, and the batch's
+    issue inside the test is tried alone first: a conftest counts the run-alone sessions
+    (independently of airfix), five at most (the guess and the commit before it, the issue
+    alone, the rest without it, the test on the new tip) where plain bisection needs seven."""
+    sessions = tmp_path / "sessions.log"
+    files = {
+        "pyproject.toml": IDENTITY_PYPROJECT,
+        "mini/__init__.py": "",
+        "mini/extra.py": "VALUE = 1\n",
+        **{f"mini/{n}.py": UNUSED_AND_OLD.format(name=n) for n in ("a", "b", "c", "d", "e")},
+        # one more batch each: imports to sort, `(object)`, a coding line, a bare f-string
+        "mini/f.py": "import sys\nimport os\n\nPATHS = (os.sep, sys.prefix)\n",
+        "mini/g.py": "class G(object):\n    pass\n",
+        "mini/h.py": "# -*- coding: utf-8 -*-\nH = 1\n",
+        "mini/i.py": 'I = f"plain"\n',
+        "tests/__init__.py": "",
+        "tests/conftest.py": (
+            "def pytest_collection_finish(session):\n"
+            f"    with open({str(sessions)!r}, 'a') as f:\n"
+            "        f.write(str(len(session.items)) + '\\n')\n"
+        ),
+        "tests/test_mini.py": """\
+import sys
+
+
+def test_values() -> None:
+    from mini.a import a
+    assert a([1]) == 1
+
+
+def test_importing_extra_registers_it() -> None:
+    import mini.extra
+    assert "mini.extra" in sys.modules
+""",
+    }
+    repo = make_repo(tmp_path, files)
+    config = make_config(**{"fixer.verify": "stack"})
+    app = embedded_app(config)
+    run_id, _ = run_to_end(app, repo, batching="smart", max_iterations=1)
+    events = events_of(app, run_id)
+    dropped = [e for e in events if isinstance(e, StackDropped)]
+    assert len(dropped) == 1 and dropped[0].narrowed, dropped
+    discovered = {
+        i.fingerprint: i for e in events if type(e).__name__ == "IssuesDiscovered" for i in e.issues
+    }
+    assert {discovered[f].file for f in dropped[0].culprits} == {"tests/test_mini.py"}
+    staged = [e for e in events if isinstance(e, Committed) and e.staged]
+    sizes = [int(n) for n in sessions.read_text().split()]
+    alone = sizes.count(1)
+    assert len(staged) >= 3 and alone <= 5, (len(staged), sizes)

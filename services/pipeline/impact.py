@@ -163,7 +163,7 @@ def revert_misses(
             broken = [t for t in broken if t not in flaky]
         if not broken:
             break
-        k = first_breaking(p, state, commits, broken)
+        k = first_breaking(p, state, commits, broken, view)
         batch, sha = commits[k]
         shown = ", ".join(broken[:3]) + (f" and {len(broken) - 3} more" if len(broken) > 3 else "")
         reason = (

@@ -5,7 +5,9 @@ fix; dropping it whole leaves all its good fixes to the next iteration, which th
 round of whole-suite checks.  Deterministic fixes are cheap to make again, so the batch's issues
 are bisected on the symptom alone (the broken tests, or the whole-program checker that found new
 issues): the fixes of a prefix of them are made on the batch's parent and the symptom looked
-for, until the first issue whose fix shows it is found.  Its fix may
+for, until the first issue whose fix shows it is found.  The issues nearest to where the symptom
+was seen (in the broken test's own file, next to the new issue) come first, and the nearest is
+tried alone first (``events/core/search.py``): one probe when it is the one.  Its fix may
 resolve others of the batch (ruff removes a whole import statement for each unused name in it):
 they go with it.  The rest are fixed again and tried once more; when the symptom is gone, the
 batch stays on the stack as that commit and the culprits are set aside like a blamed batch's
@@ -16,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from airfix.events.core.ledger import IterationView
 from airfix.events.core.machine import RunState
 from airfix.events.core.messages import commit_message
 from airfix.events.core.planning import planned_of
+from airfix.events.core.search import distance, first_showing, suspects_first
 from airfix.events.schema import BatchPlanned, Committed, IssueRecord
 from airfix.services import fixers as fixer_registry
-from airfix.services.pipeline.context import STAGED, Pipeline, deterministic
+from airfix.services.pipeline.context import STAGED, Pipeline, deterministic, landed_tip
 from airfix.services.pipeline.git import GitError, Repo
 from airfix.services.pipeline.measure import WHOLE_PROGRAM
 from airfix.services.pipeline.symptoms import Symptom
@@ -105,16 +109,13 @@ def narrow(
         trial = _Trial(p, state, wt, parent, batch)
         if not trial.breaks_as(issues, event.sha, symptom):  # alone on its parent: nothing
             return None
-        rest, culprits = list(issues), []
-        for _ in range(MAX_CULPRITS):
-            lo, hi = 1, len(rest)  # the fixes of rest[:hi] break the tests
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if trial.breaks(rest[:mid], symptom):
-                    hi = mid
-                else:
-                    lo = mid + 1
-            group = trial.resolved_with(rest[lo - 1], rest)
+        start = landed_tip(state)  # the iteration's start: where its issues' lines were read
+        places = symptom.places(p.objects(state, start), start)
+        rest, culprits = suspects_first(issues, places), []  # the nearest tried first
+        for _ in range(MAX_CULPRITS):  # the fixes of all of rest show the symptom
+            near = [0] if distance(rest[0], places) is not None else []  # a suspect: alone
+            first = first_showing(len(rest), partial(_prefix_breaks, trial, rest, symptom), near)
+            group = trial.resolved_with(rest[first], rest)
             culprits += [i for i in rest if i.fingerprint in group]
             rest = [i for i in rest if i.fingerprint not in group]
             if not rest:
@@ -123,6 +124,7 @@ def narrow(
             if still is None:
                 return None
             if not still:
+                rest = [i for i in issues if i in rest]  # in the batch's order again
                 sha = _commit(p, state, wt, batch, event, rest)
                 if sha is None:
                     return None
@@ -134,6 +136,11 @@ def narrow(
                 )
                 return Narrowed(sha=sha, culprits=culprits, kept=rest)
     return None
+
+
+def _prefix_breaks(trial: _Trial, issues: Sequence[IssueRecord], symptom: Symptom, k: int) -> bool:
+    """Whether the fixes of ``issues[: k + 1]`` show ``symptom``."""
+    return bool(trial.breaks(issues[: k + 1], symptom))
 
 
 def _commit(

@@ -1,53 +1,54 @@
 """Landing an iteration's stack: the tests once on its tip, bisection when they break.
 
-Why a stack (as a merge queue verifies a queue of changes): deterministic fixes are checked one
-by one by the static tools, which is cheap, and the project's test suite, which is not, runs once
-on the tip of all of them.  When the tip breaks a test that passed at the iteration's start, the
-stack is bisected on the broken tests alone to find the first commit that breaks them (and, as the
+Why a stack (as a merge queue verifies a queue of changes): deterministic fixes are checked one by
+one by the static tools, which is cheap, and the project's test suite, which is not, runs once on
+the tip of all of them.  When the tip breaks a test that passed at the iteration's start, the stack
+is bisected on the broken tests alone to find the first commit that breaks them (and, as the
 stack's commits skip the whole-program checkers such as mypy, a tip with issues of theirs the
-iteration's start did not have is bisected on those checkers alone).  The tip's suite stops as
-soon as the tip is condemned (a test that passed fails, or such a checker, run alongside, found
-a new issue): the rest of it would judge nothing the bisection needs.  That
+iteration's start did not have is bisected on those checkers alone), the commit whose batch fixed
+issues nearest to the symptom (in the broken test's own file, next to the new issue) probed first.
+The tip's suite stops as soon as the tip is condemned (a test that passed fails, or such a checker,
+run alongside, found a new issue): the rest of it would judge nothing the bisection needs.  That
 batch is narrowed to the issues whose fixes broke them (``narrow.py``: it stays on the stack
 without those fixes) or, when it cannot be, dropped; the commits after it are re-applied on its
-parent (one that no longer applies is made again or dropped too), and the new tip is tested
-again.  A re-applied commit that bisection blames later
-is taken out without blame (it passed where it was made; the change under it is what moved) and
-its issues are planned again on the next iteration's tip.  What lands is a stack whose tip passed the
-full suite; each kept commit's message is rewritten to say so, with its counts measured again when
-re-applying changed its parent.  Nothing here moves the run branch: the caller appends the events
-first and moves it after.
+parent (one that no longer applies is made again or dropped too), and the new tip is tested again.
+A re-applied commit that bisection blames later is taken out without blame (it passed where it was
+made; the change under it is what moved) and its issues are planned again on the next iteration's
+tip.  What lands is a stack whose tip passed the full suite; each kept commit's message is
+rewritten to say so, with its counts measured again when re-applying changed its parent
+(``landing.py``).  Nothing here moves the run branch: the caller appends the events first and moves
+it after.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 
 from airfix.events.core.ledger import IterationView
 from airfix.events.core.machine import DropFromStack, LandStack, RunState
+from airfix.events.core.search import first_showing, likeliest
 from airfix.events.core.verdicts import compare
-from airfix.events.schema import Committed, Event, IssueRecord, Landed
+from airfix.events.schema import Committed, Event, IssueRecord
 from airfix.services import fixers as fixer_registry
 from airfix.services.pipeline.context import Pipeline, deterministic, landed_tip
-from airfix.services.pipeline.git import GitError, Repo, identity_env
+from airfix.services.pipeline.git import GitError, Repo
+from airfix.services.pipeline.landing import Recount, counts_of, rewrite
 from airfix.services.pipeline.measure import (
     WHOLE_PROGRAM,
     Measurement,
     rerun_tests,
 )
 from airfix.services.pipeline.narrow import Narrowed, narrow
-from airfix.services.pipeline.symptoms import BrokenTests, NewIssues
+from airfix.services.pipeline.symptoms import BrokenTests, NewIssues, Symptom
 from airfix.services.runtime.logs import get_logger
 from airfix.services.tools.results import ToolRun
 
 log = get_logger("airfix.stack")
 
 FAILING = ("failed", "error")
-_VERIFIED = re.compile(r"^Verified: .*$", re.MULTILINE)
-_COUNTS = re.compile(r"^Counts \(before -> after\):\n(?:  .*\n)*", re.MULTILINE)
 
 
 @dataclass
@@ -97,9 +98,23 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
     commands: list[DropFromStack | LandStack] = []
     rebuilt: set[str] = set()
     suspects: list[str] = []  # the tests the last culprit broke: tried alone on the new tip first
+    recount: Recount | None = None
     while True:
         at = stack[-1][1] if stack else base
         added: list[IssueRecord] = []
+        recount = Recount.of(  # only re-applied commits need counting again
+            recount,
+            stack if rebuilt else [],
+            partial(
+                counts_of,
+                p,
+                state,
+                view.opening_counts,
+                committed=committed,
+                rebuilt=set(rebuilt),
+                slot="recount",
+            ),
+        )
         with p.tree(state, "check", sha=at) as wt:  # one tree serves the suspects and the suite
             broken = still_broken(p, state, wt, suspects) if stack else []
             whole = not broken  # the whole suite (with coverage: it closes the iteration) judges
@@ -133,8 +148,9 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
             if not (broken or added) or not stack:
                 break
         suspects = broken
+        recount = Recount.of(recount, [])  # the stack changes: what it counts is moot
         if broken:
-            culprit = first_breaking(p, state, stack, broken)
+            culprit = first_breaking(p, state, stack, broken, view)
             shown = _shown(broken)
             what, where = (
                 f"the tests broke ({shown})",
@@ -201,11 +217,10 @@ def land(p: Pipeline, state: RunState, view: IterationView, history: Sequence[Ev
         f"({still} of the {passed} tests that passed before pass) with no new issue of the "
         "whole-program checkers"
     )
-    landed = (
-        _rewrite(p, state, repo, base, view.opening_counts, stack, committed, rebuilt, verified)
-        if stack
-        else []
-    )
+    counts = recount.take(stack) if recount is not None else None
+    if counts is None and stack:
+        counts = counts_of(p, state, view.opening_counts, stack, committed, rebuilt, "verify")
+    landed = rewrite(repo, base, stack, verified, counts or [])
     if landed:
         commands.append(LandStack(commits=landed, verified_by=verified))
     return Landing(commands=commands, tip=landed[-1].sha if landed else base, measurement=m)
@@ -239,25 +254,49 @@ def first_introducing(
 ) -> int:
     """The first commit of the stack whose whole-program check has one of ``added``."""
     symptom = new_issues(view, added)
-    return _first_where(p, state, stack, lambda wt: bool(symptom.shows(p, state, wt)))
+    return _first_where(
+        p,
+        state,
+        stack,
+        lambda wt: bool(symptom.shows(p, state, wt)),
+        _guesses(p, state, view, stack, symptom),
+    )
 
 
 def _first_where(
-    p: Pipeline, state: RunState, stack: list[tuple[str, str]], shows: Callable[[Repo], bool]
+    p: Pipeline,
+    state: RunState,
+    stack: list[tuple[str, str]],
+    shows: Callable[[Repo], bool],
+    guesses: list[int],
 ) -> int:
-    """Bisection: the first commit of the stack whose tree ``shows`` the symptom (the tip does)."""
-    lo, hi = 0, len(stack) - 1
+    """Bisection: the first commit of the stack whose tree ``shows`` the symptom (the tip does),
+    the ``guesses`` probed first."""
     with ExitStack() as trees:  # one tree, moved from probe to probe
         wt: Repo | None = None
-        while lo < hi:
-            mid = (lo + hi) // 2
-            wt = wt or trees.enter_context(p.tree(state, "check", sha=stack[mid][1]))
-            wt.move_to(stack[mid][1])
-            if shows(wt):
-                hi = mid
-            else:
-                lo = mid + 1
-    return lo
+
+        def probe(k: int) -> bool:
+            nonlocal wt
+            wt = wt or trees.enter_context(p.tree(state, "check", sha=stack[k][1]))
+            wt.move_to(stack[k][1])
+            return shows(wt)
+
+        return first_showing(len(stack), probe, guesses)
+
+
+def _guesses(
+    p: Pipeline,
+    state: RunState,
+    view: IterationView,
+    stack: list[tuple[str, str]],
+    symptom: Symptom,
+) -> list[int]:
+    """The commits whose batches fixed issues near where ``symptom`` was seen, likeliest
+    first."""
+    planned = [view.batches[b].issue_ids if b in view.batches else [] for b, _ in stack]
+    groups = [[view.discovered[i] for i in ids if i in view.discovered] for ids in planned]
+    start = stack[0][1]  # its parent is where the iteration's issues were measured
+    return likeliest(groups, symptom.places(p.objects(state, start), f"{start}^"))
 
 
 def new_issues(view: IterationView, added: Sequence[IssueRecord]) -> NewIssues:
@@ -282,7 +321,11 @@ def _blamed(batch: str, where: str, narrowed: Narrowed | None) -> DropFromStack:
 
 
 def first_breaking(
-    p: Pipeline, state: RunState, stack: list[tuple[str, str]], broken: list[str]
+    p: Pipeline,
+    state: RunState,
+    stack: list[tuple[str, str]],
+    broken: list[str],
+    view: IterationView,
 ) -> int:
     """The first commit of the stack at which one of ``broken`` no longer passes."""
 
@@ -292,7 +335,9 @@ def first_breaking(
             outcomes = p.measure_tree(state, wt).outcomes
         return any(outcomes.get(t, "missing") != "passed" for t in broken)
 
-    return _first_where(p, state, stack, breaks)
+    return _first_where(
+        p, state, stack, breaks, _guesses(p, state, view, stack, BrokenTests(broken))
+    )
 
 
 def still_broken(p: Pipeline, state: RunState, wt: Repo, suspects: Sequence[str]) -> list[str]:
@@ -334,95 +379,3 @@ def _reapply(
     except GitError as exc:
         return None, f"the project's hooks refuse it ({str(exc)[-200:]})"
     return wt.head(), ""
-
-
-def _rewrite(
-    p: Pipeline,
-    state: RunState,
-    repo: Repo,
-    base: str,
-    base_counts: dict[str, int],
-    stack: list[tuple[str, str]],
-    committed: dict[str, Committed],
-    rebuilt: set[str],
-    verified: str,
-) -> list[Landed]:
-    """The kept commits again on ``base`` (whose issues per tool are ``base_counts``), each
-    message saying how it was verified and, for those re-applied on another parent or whose
-    parent's counts moved, with its counts measured again."""
-    out: list[Landed] = []
-    parent = base
-    previous_after = dict(base_counts)
-    with ExitStack() as trees:  # one worktree, made on first need, measures them all
-        wt: Repo | None = None
-        for batch, sha in stack:
-            if _remeasured(batch, committed[batch], rebuilt, previous_after):
-                if wt is None:
-                    wt = trees.enter_context(p.tree(state, "verify", sha=sha))
-                wt.move_to(sha)
-                event = committed[batch]
-                after = p.measure_tree(
-                    state, wt, scope="static", skip=WHOLE_PROGRAM - set(event.counts_after)
-                ).counts_by_tool()
-                before = {t: previous_after[t] for t in after if t in previous_after}
-                counts = (before or event.counts_before, after)
-            else:
-                counts = (committed[batch].counts_before, committed[batch].counts_after)
-            landed = _landed(repo, parent, batch, sha, verified, *counts)
-            out.append(landed)
-            parent, previous_after = landed.sha, dict(landed.counts_after)
-    return out
-
-
-def _remeasured(
-    batch: str, event: Committed, rebuilt: set[str], previous_after: dict[str, int]
-) -> bool:
-    """Whether a kept commit's counts must be measured again: it was re-applied on another
-    parent, or its parent's counts changed under it (tools it did not measure are no change)."""
-    return batch in rebuilt or any(
-        previous_after.get(t, n) != n for t, n in event.counts_before.items()
-    )
-
-
-def _landed(
-    repo: Repo,
-    parent: str,
-    batch: str,
-    sha: str,
-    verified: str,
-    before: dict[str, int],
-    after: dict[str, int],
-) -> Landed:
-    """``sha``'s tree as a commit on ``parent``, its message saying how it was verified and
-    with the counts ``before`` -> ``after``."""
-    message = _VERIFIED.sub(
-        f"Verified: {verified}", repo.git("log", "-1", "--format=%B", sha).rstrip()
-    )
-    message = _COUNTS.sub(_counts_block(before, after), message + "\n").rstrip() + "\n"
-    tree = repo.git("rev-parse", f"{sha}^{{tree}}").strip()
-    try:
-        new = repo.git(
-            "commit-tree", tree, "-p", parent, "-m", message, env=identity_env(repo, sha)
-        ).strip()
-    except GitError as exc:
-        raise GitError(f"could not land the stack at {batch}: {exc}") from exc
-    files = [f for f in repo.git("diff", "--name-only", parent, new).splitlines() if f]
-    return Landed(
-        batch_id=batch,
-        sha=new,
-        message=message,
-        files=files,
-        counts_before=dict(before),
-        counts_after=dict(after),
-    )
-
-
-def _counts_block(before: dict[str, int], after: dict[str, int]) -> str:
-    keys = sorted(set(before) | set(after))
-    if not keys:
-        return ""
-    lines = ["Counts (before -> after):"]
-    for k in keys:
-        b, a = before.get(k), after.get(k)
-        lines.append(f"  {k}: {'?' if b is None else b} -> {'?' if a is None else a}")
-    return "\n".join(lines) + "\n"

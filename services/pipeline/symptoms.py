@@ -8,12 +8,14 @@ alone.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from airfix.events.core.machine import RunState
+from airfix.events.core.search import Place
 from airfix.events.core.verdicts import compare
 from airfix.events.schema import IssueRecord
 from airfix.services.pipeline.context import Pipeline
@@ -24,6 +26,11 @@ from airfix.services.tools.environment import PythonEnv
 
 
 class Symptom(Protocol):
+    def places(self, repo: Repo, base: str) -> list[Place]:
+        """Where it was seen, in the files as they are at ``base`` (the iteration's start, where
+        its issues' lines were measured): what bisection and narrowing suspect first."""
+        ...
+
     def shows(self, p: Pipeline, state: RunState, wt: Repo) -> bool | None:
         """Whether the tree ``wt`` shows it (None: this cannot be told without a full check)."""
         ...
@@ -34,6 +41,18 @@ class BrokenTests:
     """Tests that passed at the iteration's start and fail on the stack's tip."""
 
     tests: Sequence[str]
+
+    def places(self, repo: Repo, base: str) -> list[Place]:
+        """Each test's definition (its whole file when it cannot be found there); each file
+        is read once, however many of its tests broke."""
+        sources: dict[str, str] = {}
+        out: list[Place] = []
+        for test in self.tests:
+            file, _, name = test.partition("::")
+            if file not in sources:
+                sources[file] = repo.git("show", f"{base}:{file}", check=False)
+            out.append((file, *(span_of_test(sources[file], name) or (0, 0))))
+        return out
 
     def shows(self, p: Pipeline, state: RunState, wt: Repo) -> bool | None:
         again = rerun_tests(wt.path, p.config, self.tests, p.python(state))
@@ -50,6 +69,9 @@ class NewIssues:
     added: Sequence[IssueRecord]
     before: Sequence[IssueRecord]
 
+    def places(self, repo: Repo, base: str) -> list[Place]:
+        return [(i.file, i.line, i.line) for i in self.added]
+
     def shows(self, p: Pipeline, state: RunState, wt: Repo) -> bool | None:
         tools = {i.tool for i in self.added}
         others = static_names(wt.path, p.python(state), target_identity(state.target)) - tools
@@ -61,3 +83,30 @@ class NewIssues:
 def static_names(path: Path, python: PythonEnv | None, caches: str) -> set[str]:
     adapters, _ = tool_adapters(path, python, caches)
     return {a.name for a in adapters if a.tier == "static"}
+
+
+def span_of_test(source: str, name: str) -> tuple[int, int] | None:
+    """The first and last lines of the test ``name`` (a node id's part after the file:
+    ``TestCase::test_it[param]``) in Python ``source``, decorators included."""
+    try:
+        body: list[ast.stmt] = ast.parse(source).body
+    except (SyntaxError, ValueError):
+        return None
+    node: ast.stmt | None = None
+    for part in name.split("[")[0].split("::"):
+        node = next(
+            (
+                n
+                for n in body
+                if isinstance(n, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and n.name == part
+            ),
+            None,
+        )
+        if node is None:
+            return None
+        body = node.body
+    if node is None or node.end_lineno is None:
+        return None
+    first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+    return first, node.end_lineno

@@ -347,7 +347,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     start = time.monotonic()
     run = adapter.run(project, timeout_s=8)
     assert time.monotonic() - start < 30
-    assert_tool_error(run, "timed out", "process group was killed")
+    assert_tool_error(run, "timed out", "(health_check.test_timeout_s)", "process group was killed")
     assert pidfile.exists(), "the test never started: the timeout proves nothing"
     assert wait_dead(int(pidfile.read_text()))
 

@@ -309,9 +309,11 @@ class BaseToolAdapter(ABC):
             raise ToolFailure(f"{self.name}: could not start {cmd[0]}: {proc.launch_error}", proc)
         if proc.cancelled:
             raise ToolFailure(f"{self.name}: stopped, the run was cancelled or moved on", proc)
-        if proc.timed_out:
+        if proc.timed_out:  # the setting named, so a long suite's owner knows what to raise
+            limit = "test_timeout_s" if self.phase == "test" else "tool_timeout_s"
             raise ToolFailure(
-                f"{self.name}: timed out after {proc.duration_s:.1f}s; its process group was killed",
+                f"{self.name}: timed out after {proc.duration_s:.1f}s (health_check.{limit}); "
+                "its process group was killed",
                 proc,
             )
         return proc

@@ -28,7 +28,8 @@ the figure and the commit, so one run of this test says everything that is wrong
 The quick tests at the end pin the checkers themselves on small hand-made inputs: a checker that
 cannot fail would make the acceptance test worthless.
 
-``AIRFIX_CORPUS_PROJECTS=six,toolz`` limits the slow tests to some projects;
+``AIRFIX_CORPUS_PROJECTS=six,toolz`` limits the slow tests to some projects (and is the only way
+to run one the manifest keeps out of CI, ``in_ci: false``);
 ``AIRFIX_CORPUS_REPORT=DIR`` writes each project's figures to ``DIR/<project>.json`` (for the
 benchmark).
 """
@@ -72,7 +73,7 @@ def selected(projects: list[Project]) -> list[Project]:
     unknown = wanted - {p.name for p in projects}
     if unknown:
         raise ValueError(f"AIRFIX_CORPUS_PROJECTS names unknown projects: {sorted(unknown)}")
-    return [p for p in projects if not wanted or p.name in wanted]
+    return [p for p in projects if p.name in wanted or (not wanted and p.in_ci)]
 
 
 PROJECTS = selected(manifest.load())
@@ -658,3 +659,25 @@ def test_a_test_that_changes_outcome_alone_is_flaky_not_broken(tmp_path: Path) -
     assert judge.flaky == {"test_pkg.py::test_moody"}
     assert "assert 2 == 1" in judge.failures[sha]
     assert int(counter.read_text()) == 2 * RERUNS  # each side ran each test RERUNS times
+
+
+def test_a_project_kept_out_of_ci_runs_only_when_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``in_ci: false`` (a suite of minutes) leaves the default selection, not a named one."""
+    quick = replace(manifest.load()[0], name="quick", in_ci=True)
+    slow = replace(quick, name="slow", in_ci=False)
+    monkeypatch.delenv("AIRFIX_CORPUS_PROJECTS", raising=False)
+    assert selected([quick, slow]) == [quick]
+    monkeypatch.setenv("AIRFIX_CORPUS_PROJECTS", "slow,quick")
+    assert selected([quick, slow]) == [quick, slow]
+    monkeypatch.setenv("AIRFIX_CORPUS_PROJECTS", "slow")
+    assert selected([quick, slow]) == [slow]
+    assert not manifest.by_name("mpmath").in_ci  # the manifest's project of minutes
+
+
+def test_the_manifest_refuses_an_in_ci_that_is_not_a_boolean(tmp_path: Path) -> None:
+    data = json.loads(manifest.MANIFEST.read_text())
+    data["projects"][0]["in_ci"] = "false"
+    path = tmp_path / "python.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="in_ci must be true or false, not 'false'"):
+        manifest.load(path)

@@ -21,6 +21,9 @@ Fields of a project:
   (pytest says "fixture 'mocker' not found" without naming pytest-mock).
 * ``ruff_fix_breaks``: node ids of tests that pass on the release and fail after a plain
   ``ruff check --fix`` (proved by ``tests.corpus.hand``).
+* ``in_ci`` (default true): false keeps a project whose suite takes minutes out of the corpus
+  test unless ``AIRFIX_CORPUS_PROJECTS`` names it (its judge runs the suite per commit); the
+  benchmark's careful-person section measures it (``--corpus NAME``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class Project:
     ruff_config: str
     ruff_fix_breaks: tuple[str, ...]
     why: str
+    in_ci: bool = True
 
     @property
     def key(self) -> str:
@@ -74,6 +78,9 @@ def load(path: Path = MANIFEST) -> list[Project]:
         names = [r.split("==")[0].lower() for r in reqs]
         if len(set(names)) != len(names):
             raise ValueError(f"{entry['name']}: a requirement is listed twice: {sorted(names)}")
+        in_ci = entry.get("in_ci", True)
+        if not isinstance(in_ci, bool):
+            raise ValueError(f"{entry['name']}: in_ci must be true or false, not {in_ci!r}")
         if venv == "outside" and entry["import_paths"]:
             raise ValueError(
                 f"{entry['name']}: import_paths need a venv made for the repository (in-repo): "
@@ -95,6 +102,7 @@ def load(path: Path = MANIFEST) -> list[Project]:
                 ruff_config=entry["ruff_config"],
                 ruff_fix_breaks=tuple(entry["ruff_fix_breaks"]),
                 why=entry["why"],
+                in_ci=in_ci,
             )
         )
     return projects

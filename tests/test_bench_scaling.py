@@ -40,7 +40,7 @@ def test_the_scaling_section_runs_end_to_end(tmp_path: Path) -> None:
         assert row["statuses"] == ["succeeded"], row
         assert row["entries"] > 0 and row["timed_out"] == 0, row
     for n in (1, 2):
-        for figure in ("total_s", "speedup", "vs_ideal", "cpu_s", "latency_p99_ms"):
+        for figure in ("total_s", "speedup", "vs_ideal", "cpu_s", "latency_p99_ms", "floor_p99_ms"):
             m = data["metrics"][f"scaling_w{n}_{figure}"]
             assert math.isfinite(m["value"]) and m["value"] > 0, m
     for figure in ("total_s", "latency_p99_ms"):

@@ -175,6 +175,50 @@ def test_careful_person_checks_fixes_checks_again_and_commits(tmp_path: Path) ->
     assert sum(run.steps_s.values()) <= run.seconds
 
 
+def test_the_careful_person_finishes_when_the_fix_stops_the_suite_collecting(
+    tmp_path: Path,
+) -> None:
+    """``ruff check --fix`` removes an unused import that a test imports from the module (a
+    re-export): the suite no longer collects (pytest exit 2).  The careful person still commits,
+    and the checks after count the error instead of stopping the benchmark."""
+    from scripts.bench.careful import careful_person
+    from tests.corpus.repo import make_repo
+
+    src, root = tmp_path / "src", tmp_path / "reexport"
+    src.mkdir()
+    (src / "core.py").write_text("from os.path import join\n")
+    (src / "test_core.py").write_text(
+        "from core import join\n\n\ndef test_join() -> None:\n    assert join('a', 'b')\n"
+    )
+    make_repo(src, root)
+
+    run = careful_person(root)
+
+    assert run.before == {"ruff": 1, "mypy": 0, "pytest": 0}
+    # test_core.py imports what is gone: a collection error, and mypy says so too
+    assert run.after == {"ruff": 0, "mypy": 1, "pytest": 1}
+    assert run.committed
+    assert (root / "core.py").read_text() == ""
+
+
+def test_a_run_without_commits_is_checked_on_the_tree_it_left(tmp_path: Path) -> None:
+    """airfix names its run branch even when it committed nothing (and made no branch): the
+    section then checks the tree as it is instead of stopping on a failed checkout."""
+    from scripts.bench.careful import Case, checks_on_branch
+    from tests.corpus.repo import make_repo
+
+    src, root = tmp_path / "src", tmp_path / "repo"
+    src.mkdir()
+    (src / "core.py").write_text("import os\n")
+    (src / "test_core.py").write_text("def test_nothing() -> None:\n    pass\n")
+    make_repo(src, root)
+    case = Case("tiny", root, root)
+
+    found = checks_on_branch(case, {"branch": "airfix/run-never-made", "commits": []})
+
+    assert found == {"ruff": 1, "mypy": 0, "pytest": 0}
+
+
 @pytest.mark.slow
 def test_bench_parallel_section_reports_its_figures(tmp_path: Path) -> None:
     """Section 9 alone (``--only parallel --quick``: the fake fixer sleeps half a second): both

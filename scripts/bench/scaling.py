@@ -20,6 +20,7 @@ moment the projections' checkpoints cover it: the append-to-projection latency u
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import resource
@@ -195,6 +196,38 @@ def follow(
     results.put((tracker.worst, tracker.timed_out))
 
 
+#: A process that only sleeps 2 ms, wakes and PINGs the server, until its stdin closes; it prints
+#: how late each wake was and how long each PING took (ms).  Beside the projection's latency it
+#: shows the floor the machine sets: no projector can be quicker than a wake and a round trip.
+PROBE = """
+import json, sys, threading, time
+import redis
+client, late, ping, done = redis.Redis.from_url(sys.argv[1]), [], [], threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+while not done.is_set():
+    t0 = time.perf_counter(); time.sleep(0.002); t1 = time.perf_counter()
+    client.ping()
+    late.append((t1 - t0 - 0.002) * 1e3); ping.append((time.perf_counter() - t1) * 1e3)
+print(json.dumps({"late": late, "ping": ping}))
+"""
+
+
+class Probe:
+    """:data:`PROBE` in a process of its own at the projector's priority, for one round."""
+
+    def __init__(self, url: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", PROBE, url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def finish(self) -> dict[str, float]:
+        """The p99 of the wakes' lateness and of the PINGs, in ms."""
+        out, _ = self.proc.communicate("", timeout=60)
+        got = json.loads(out)
+        return {f"floor_{k}_p99_ms": percentile(sorted(v), 0.99) for k, v in got.items()}
+
+
 def settled(client: redis.Redis, keys: Any, names: list[str], projectors: list[str]) -> bool:
     """Every group's partitions are held, each of its workers holding some: the pipeline's groups
     by the ``names`` workers, the projections' by the ``projectors``."""
@@ -302,6 +335,7 @@ def one_round(
             time.sleep(0.1)
         follower = Follower(url, app)
         follower.start()
+        probe = Probe(url)
         started = time.perf_counter()
         ids = [
             request_run(
@@ -329,6 +363,7 @@ def one_round(
         total = time.perf_counter() - started
         time.sleep(0.5)  # the last entries' projections
         lat, timed_out = follower.finish()
+        floor = probe.finish()
         committed = sum(1 for s in statuses.values() if s.get("commits"))
         row = {
             "layout": layout,
@@ -341,6 +376,7 @@ def one_round(
             "p50_ms": percentile(lat, 0.5),
             "p99_ms": percentile(lat, 0.99),
             "timed_out": timed_out,
+            **floor,
         }
         return row
     finally:
@@ -387,7 +423,8 @@ def bench_scaling(res: Results, url: str, quick: bool) -> None:
             console.log(
                 f"  {n} worker(s), {layout}: {row['total_s']:.1f}s, {row['runs_with_commits']}/"
                 f"{runs} runs with commits, p50 {row['p50_ms']:.1f} ms, p99 {row['p99_ms']:.1f} ms "
-                f"over {row['entries']} entries"
+                f"over {row['entries']} entries; floor p99: wake {row['floor_late_p99_ms']:.1f} "
+                f"ms, PING {row['floor_ping_p99_ms']:.1f} ms"
             )
     finally:
         daemon.stop()
@@ -421,4 +458,9 @@ def bench_scaling(res: Results, url: str, quick: bool) -> None:
         res.add(Metric(f"scaling_w{n}_latency_p99_ms", f"{n} worker(s): append-to-projection p99",
                        row["p99_ms"], "ms", higher_is_better=False,
                        note=f"p50 {row['p50_ms']:.1f} ms"))  # fmt: skip
+        res.add(Metric(f"scaling_w{n}_floor_p99_ms", f"{n} worker(s): floor p99 (a 2 ms sleeper's "
+                       "lateness + its PING)", row["floor_late_p99_ms"] + row["floor_ping_p99_ms"],
+                       "ms", higher_is_better=False,
+                       note=f"wake {row['floor_late_p99_ms']:.1f} ms, PING "
+                       f"{row['floor_ping_p99_ms']:.1f} ms"))  # fmt: skip
     res.tables["scaling"] = rows

@@ -351,13 +351,19 @@ class PytestAdapter(BaseToolAdapter):
     halt_on: frozenset[str] = frozenset()
 
     def scope(self, target: Path, files: list[str]) -> list[str]:
-        """Only test files (or node ids) are passed on; if none were touched, run everything.
+        """Only test files and node ids are passed on; if none were touched, run everything.
 
         A source file given to pytest explicitly would be collected as a test module, and a
         change to a source file can break any test, so "no test files" means the full suite
-        (returned as ``[]`` would mean "skip", hence ``None`` via :meth:`_scope`).
+        (returned as ``[]`` would mean "skip", hence ``None`` via :meth:`_scope`).  A node id
+        names a test pytest reported, wherever it lives: a doctest's is in a source module
+        (``--doctest-modules``), and dropping it would run the whole suite for one test.
         """
-        return [f for f in files if is_test_path(f) and (target / f.split("::", 1)[0]).is_file()]
+        return [
+            f
+            for f in files
+            if ("::" in f or is_test_path(f)) and (target / f.split("::", 1)[0]).is_file()
+        ]
 
     def _scope(self, target: Path, files: Sequence[str] | None) -> list[str] | None:
         scoped = super()._scope(target, files)

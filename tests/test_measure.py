@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import msgspec
+
 from airfix.config import load_config
 from airfix.services.pipeline.measure import (
     environment_facts,
@@ -210,3 +212,43 @@ def test_a_check_stops_its_suite_when_a_static_tool_condemns_the_tree(tmp_path: 
         assert by_tool[tool].error == "stopped: mypy found an error"
     assert m.outcomes == {} and m.coverage is None
     assert log.read_text().split() == ["start"]  # killed mid-suite
+
+
+def test_a_suite_that_outlasts_its_limit_names_the_setting_to_raise(tmp_path: Path) -> None:
+    """A check's test run that times out is a ``tool_error`` whose message names
+    ``health_check.test_timeout_s``: the owner of a suite of minutes learns what to raise."""
+    target = make_project(tmp_path, tmp_path / "sessions.log")
+    (target / "tests" / "test_slow.py").write_text(
+        "import time\n\n\ndef test_slow():\n    time.sleep(120)\n"
+    )
+    config = load_config()
+    config = msgspec.structs.replace(
+        config, health_check=msgspec.structs.replace(config.health_check, test_timeout_s=3.0)
+    )
+
+    m = measure(target, config, scope="full")
+
+    by_tool = {r.tool: r for r in m.results}
+    assert by_tool["pytest"].status == "tool_error", by_tool["pytest"]
+    assert "timed out after" in by_tool["pytest"].error
+    assert "(health_check.test_timeout_s)" in by_tool["pytest"].error
+    assert by_tool["ruff"].status != "tool_error"  # the static tools had their own limit
+
+
+def test_a_doctest_in_a_source_module_is_re_run_alone(tmp_path: Path) -> None:
+    """With ``--doctest-modules`` a test's node id can name a source module (a doctest's):
+    re-running it (to tell flaky from failing, or a bisection probe) runs that test, not the
+    whole suite for want of a test file in the id."""
+    sessions = tmp_path / "sessions.log"
+    target = make_project(tmp_path, sessions)
+    (target / "calc" / "doc.py").write_text(
+        'def double(x):\n    """\n    >>> double(2)\n    5\n    """\n    return 2 * x\n'
+    )
+    with (target / "pyproject.toml").open("a") as f:
+        f.write('\n[tool.pytest.ini_options]\naddopts = "--doctest-modules"\n')
+    doctest = "calc/doc.py::calc.doc.double"
+
+    again = rerun_tests(target, load_config(), [doctest])
+
+    assert again == {doctest: "failed"}
+    assert sessions.read_text().split() == ["1"]  # one test collected: not the whole suite

@@ -345,6 +345,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     adapter = PytestAdapter(env={"AIRFIX_TEST_PIDFILE": str(pidfile)})
     adapter.version()  # cached, so the timing below is the test run alone
     start = time.monotonic()
+    adapter.timeout_setting = "health_check.test_timeout_s"  # as the checks set it
     run = adapter.run(project, timeout_s=8)
     assert time.monotonic() - start < 30
     assert_tool_error(run, "timed out", "(health_check.test_timeout_s)", "process group was killed")

@@ -108,6 +108,9 @@ def _run(
     adapter: ToolAdapter, target: Path, timeout_s: float, files: Sequence[str] | None = None
 ) -> ToolRun:
     started = time.monotonic()
+    # the checks give static tools health_check.tool_timeout_s and test runs test_timeout_s
+    limit = "tool_timeout_s" if adapter.tier == "static" else "test_timeout_s"
+    adapter.timeout_setting = f"health_check.{limit}"
     log.info("tool started", tool=adapter.name)  # what a terminal's live line shows as running
     run = adapter.run(target, files, timeout_s=timeout_s)
     log.info(

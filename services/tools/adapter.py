@@ -104,6 +104,9 @@ class ToolAdapter(Protocol):
 
     def command(self, target: Path, files: Sequence[str] | None = None) -> list[str]: ...
 
+    #: the setting ``timeout_s`` came from, named when the run times out ("" = none)
+    timeout_setting: str
+
     def run(
         self, target: Path, files: Sequence[str] | None = None, *, timeout_s: float | None = None
     ) -> ToolRun: ...
@@ -148,6 +151,9 @@ class BaseToolAdapter(ABC):
     default_timeout_s: ClassVar[float] = 600.0
     #: run as ``<python> -m <module>`` with the project's interpreter (tools that import the project)
     module: ClassVar[str | None] = None
+    #: the setting the caller took ``timeout_s`` from: a timeout's message names it, so whoever
+    #: owns a long suite knows what to raise ("" when the limit is the adapter's own default)
+    timeout_setting: str = ""
 
     def __init__(
         self,
@@ -309,10 +315,10 @@ class BaseToolAdapter(ABC):
             raise ToolFailure(f"{self.name}: could not start {cmd[0]}: {proc.launch_error}", proc)
         if proc.cancelled:
             raise ToolFailure(f"{self.name}: stopped, the run was cancelled or moved on", proc)
-        if proc.timed_out:  # the setting named, so a long suite's owner knows what to raise
-            limit = "test_timeout_s" if self.phase == "test" else "tool_timeout_s"
+        if proc.timed_out:
+            setting = f" ({self.timeout_setting})" if self.timeout_setting else ""
             raise ToolFailure(
-                f"{self.name}: timed out after {proc.duration_s:.1f}s (health_check.{limit}); "
+                f"{self.name}: timed out after {proc.duration_s:.1f}s{setting}; "
                 "its process group was killed",
                 proc,
             )

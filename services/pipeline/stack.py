@@ -328,16 +328,16 @@ def first_breaking(
     view: IterationView,
 ) -> int:
     """The first commit of the stack at which one of ``broken`` no longer passes."""
+    symptom = BrokenTests(broken)
 
     def breaks(wt: Repo) -> bool:
-        outcomes = rerun_tests(wt.path, p.config, broken, p.python(state))
-        if not outcomes:  # no runner selects tests by id: the whole suite, then
-            outcomes = p.measure_tree(state, wt).outcomes
+        shows = symptom.shows(p, state, wt)
+        if shows is not None:
+            return shows
+        outcomes = p.measure_tree(state, wt).outcomes  # no runner selects tests by id
         return any(outcomes.get(t, "missing") != "passed" for t in broken)
 
-    return _first_where(
-        p, state, stack, breaks, _guesses(p, state, view, stack, BrokenTests(broken))
-    )
+    return _first_where(p, state, stack, breaks, _guesses(p, state, view, stack, symptom))
 
 
 def still_broken(p: Pipeline, state: RunState, wt: Repo, suspects: Sequence[str]) -> list[str]:
